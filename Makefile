@@ -1,0 +1,105 @@
+# vmgr - a virtual-machine manager for Linux.
+#
+#   make            build build/vmgrd, build/vmgr and the guest image "tiny"
+#   make run        install what is missing, build, start vmgrd, boot "demo"
+#   make test       install what is missing, build, run every test (prove)
+#   make unit       unit tests only;  make e2e: end-to-end tests only
+#   make guest      the built-in guest alone (build/images/tiny)
+#   make SANITIZE=1 ...   ASan + UBSan build
+#   make install PREFIX=/usr/local
+
+PREFIX   ?= /usr/local
+BUILD    ?= build
+CC       ?= cc
+PKGS      = libevent jansson sqlite3
+CLI_PKGS  = libcurl jansson
+SANITIZE ?= 0
+
+WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+            -Wformat=2 -Werror
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=c11 $(WARN) -D_GNU_SOURCE -DVMGR_DATADIR='"$(PREFIX)/share/vmgr"'
+ifeq ($(SANITIZE),1)
+CFLAGS   += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+LDFLAGS  += -fsanitize=address,undefined
+endif
+
+D_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+D_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+C_CFLAGS := $(shell pkg-config --cflags $(CLI_PKGS) 2>/dev/null)
+C_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null)
+T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
+
+OBJ       = $(BUILD)/obj
+CORE_SRC  = src/core/state.c src/core/spec.c
+LIB_SRC   = src/lib/log.c src/lib/util.c
+QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
+D_SRC     = $(wildcard src/daemon/*.c)
+CLI_SRC   = $(wildcard src/cli/*.c)
+UNIT_SRC  = $(wildcard tests/unit/test_*.c)
+
+objs      = $(patsubst src/%.c,$(OBJ)/%.o,$(1))
+D_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC) $(D_SRC))
+CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c $(CLI_SRC))
+T_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC))
+UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+
+.PHONY: all daemon cli guest deps run test unit e2e install clean bench
+
+all: daemon cli guest
+
+daemon: $(BUILD)/vmgrd
+cli: $(BUILD)/vmgr
+
+# Rebuild everything when the flags change (SANITIZE=1 and back).
+$(BUILD)/.flags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(CFLAGS) $(LDFLAGS)' > $@
+FORCE:
+
+$(OBJ)/%.o: src/%.c $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(D_CFLAGS) $(C_CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/vmgrd: $(D_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(D_LIBS) -lm
+
+$(BUILD)/vmgr: $(CLI_OBJ)
+	$(CC) $(LDFLAGS) -o $@ $^ $(C_LIBS) -lm
+
+$(BUILD)/tests/%: tests/unit/%.c $(T_OBJ) $(BUILD)/.flags
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $< $(T_OBJ) $(LDFLAGS) $(T_LIBS) -lm
+
+guest: $(BUILD)/images/tiny/vmlinuz
+$(BUILD)/images/tiny/vmlinuz: guest/build.sh guest/init
+	guest/build.sh $(BUILD)/images/tiny
+
+deps:
+	@scripts/deps.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	@scripts/run-demo.sh
+
+unit: $(UNIT_BIN)
+	CMOCKA_MESSAGE_OUTPUT=TAP prove $(UNIT_BIN)
+
+e2e: all
+	prove -v tests/e2e/
+
+test: deps
+	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/e2e/
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny
+	install -m 755 $(BUILD)/vmgrd $(BUILD)/vmgr $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(BUILD)/images/tiny/* $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 docs/vmgr.1 docs/vmgrd.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+
+clean:
+	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/vmgrd $(BUILD)/vmgr $(BUILD)/.flags
+
+-include $(shell find $(OBJ) -name '*.d' 2>/dev/null)

@@ -1,0 +1,74 @@
+/*
+ * cli.h - what vmgr's command files share: the API client, output helpers
+ * and the command table.  Every command is a thin layer over one or a few
+ * API calls; --json prints the API's own objects.
+ */
+#ifndef VMGR_CLI_H
+#define VMGR_CLI_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Exit codes: 0 ok, 1 the request was refused or failed, 2 usage. */
+#define EXIT_REFUSED	1
+#define EXIT_USAGE	2
+
+struct cli {
+	char	sock[4096];
+	int	json;
+};
+extern struct cli cli;
+
+struct command {
+	const char	*name;
+	int		(*run)(int argc, char **argv);
+	const char	*usage;		/* one line */
+	const char	*help;		/* the rest of `vmgr help NAME` */
+};
+const struct command *command_find(const char *name);
+extern const struct command commands[];
+
+/*
+ * Call the API: method and path (with query), body or NULL (not stolen).
+ * Returns the HTTP status, or -1 when vmgrd cannot be reached (a message
+ * has been printed).  *resp gets the parsed JSON reply, or NULL when the
+ * reply is not JSON; *raw (if not NULL) the raw text.  timeout_s 0 = none.
+ */
+long	api_call(const char *method, const char *path, json_t *body,
+	    json_t **resp, char **raw, long timeout_s);
+
+/*
+ * Stream a GET: each complete line of the reply is passed to cb as it
+ * arrives.  Returns the HTTP status or -1.
+ */
+long	api_stream(const char *path, void (*cb)(const char *line, void *),
+	    void *arg);
+
+/* Print the API's error object (or a generic one) to stderr; returns 1. */
+int	print_api_error(long status, json_t *resp);
+
+/* Print v as pretty JSON on stdout. */
+void	print_json(json_t *v);
+
+/* "usage: vmgr ..." for cmd on stderr; returns EXIT_USAGE. */
+int	usage_error(const char *cmd, const char *fmt, ...)
+	    __attribute__((format(printf, 2, 3)));
+
+/* Human formatting of a memory size in MiB: "128M", "2G". */
+char	*fmt_mib(long long mib, char *buf, size_t len);
+
+/* The command functions, one file per group. */
+int	cmd_host(int, char **);
+int	cmd_list(int, char **);
+int	cmd_info(int, char **);
+int	cmd_create(int, char **);
+int	cmd_action(int, char **);
+int	cmd_delete(int, char **);
+int	cmd_console(int, char **);
+int	cmd_events(int, char **);
+int	cmd_help(int, char **);
+
+/* Print an event object as one human line. */
+void	print_event_line(json_t *ev);
+
+#endif

@@ -1,0 +1,59 @@
+/*
+ * cmd_host.c - `vmgr host`: the host as vmgrd sees it.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+
+int
+cmd_host(int argc, char **argv)
+{
+	json_t *h = NULL, *counts;
+	const char *state;
+	json_t *n;
+	long status;
+	char mem[32], avail[32];
+
+	if (argc > 1)
+		return usage_error("host", "unexpected argument \"%s\"",
+		    argv[1]);
+	status = api_call("GET", "/v1/host", NULL, &h, NULL, 30);
+	if (status != 200) {
+		int rc = print_api_error(status, h);
+		json_decref(h);
+		return rc;
+	}
+	if (cli.json) {
+		print_json(h);
+		json_decref(h);
+		return 0;
+	}
+#define S(k) json_string_value(json_object_get(h, k))
+#define I(k) (long long)json_number_value(json_object_get(h, k))
+	printf("hostname:     %s\n", S("hostname"));
+	printf("cpus:         %lld\n", I("cpus"));
+	printf("memory:       %s (%s available)\n", fmt_mib(I("memory_mib"),
+	    mem, sizeof(mem)), fmt_mib(I("memory_available_mib"), avail,
+	    sizeof(avail)));
+	printf("accel:        %s (%s)\n", S("accel"), S("accel_reason"));
+	printf("qemu:         %s (%s)\n", S("qemu_version"), S("qemu_binary"));
+	printf("kernel:       %s\n", S("kernel"));
+	printf("cgroups:      %s\n", S("cgroup_mode"));
+	printf("state dir:    %s\n", S("state_dir"));
+	printf("vmgrd:        %s\n", S("vmgrd_version"));
+	printf("vms:          %lld", I("vms_total"));
+	counts = json_object_get(h, "vms");
+	const char *sep = " (";
+	json_object_foreach(counts, state, n) {
+		if (json_integer_value(n) == 0)
+			continue;
+		printf("%s%lld %s", sep, (long long)json_integer_value(n),
+		    state);
+		sep = ", ";
+	}
+	printf("%s\n", sep[0] == ',' ? ")" : "");
+#undef S
+#undef I
+	json_decref(h);
+	return 0;
+}

@@ -1,0 +1,428 @@
+/*
+ * cmd_vm.c - vmgr's VM commands: create, list, info, delete, and the
+ * lifecycle actions start, pause, resume, shutdown and stop.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/spec.h"
+#include "../lib/util.h"
+
+static json_t *
+get_vm(const char *name, long *status)
+{
+	char path[256];
+	json_t *resp;
+
+	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	*status = api_call("GET", path, NULL, &resp, NULL, 30);
+	return resp;
+}
+
+static const char *
+str(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+static void
+print_vm_line(json_t *vm, int wide)
+{
+	json_t *spec = json_object_get(vm, "spec");
+	char mem[32], up[32] = "-";
+	json_t *uptime = json_object_get(vm, "uptime_s");
+
+	if (uptime)
+		fmt_duration(json_integer_value(uptime), up, sizeof(up));
+	fmt_mib((long long)json_number_value(json_object_get(spec,
+	    "memory_mib")), mem, sizeof(mem));
+	printf("%-*s  %-9s %5lld  %7s  %8s\n", wide, str(vm, "name"),
+	    str(vm, "state"),
+	    (long long)json_number_value(json_object_get(spec, "vcpus")), mem,
+	    up);
+}
+
+int
+cmd_list(int argc, char **argv)
+{
+	json_t *resp, *vm;
+	long status;
+	size_t i;
+	int wide = 4;
+
+	(void)argv;
+	if (argc > 1)
+		return usage_error("list", "unexpected argument \"%s\"",
+		    argv[1]);
+	status = api_call("GET", "/v1/vms", NULL, &resp, NULL, 30);
+	if (status != 200) {
+		int rc = print_api_error(status, resp);
+		json_decref(resp);
+		return rc;
+	}
+	if (cli.json) {
+		print_json(resp);
+		json_decref(resp);
+		return 0;
+	}
+	json_array_foreach(resp, i, vm) {
+		int n = (int)strlen(str(vm, "name"));
+		if (n > wide)
+			wide = n;
+	}
+	printf("%-*s  %-9s %5s  %7s  %8s\n", wide, "NAME", "STATE", "VCPUS",
+	    "MEMORY", "UPTIME");
+	json_array_foreach(resp, i, vm)
+		print_vm_line(vm, wide);
+	json_decref(resp);
+	return 0;
+}
+
+int
+cmd_info(int argc, char **argv)
+{
+	json_t *vm, *spec, *rt, *v;
+	long status;
+	char mem[32], up[32];
+	size_t i;
+
+	if (argc != 2)
+		return usage_error("info", "give one VM name");
+	vm = get_vm(argv[1], &status);
+	if (status != 200) {
+		int rc = print_api_error(status, vm);
+		json_decref(vm);
+		return rc;
+	}
+	if (cli.json) {
+		print_json(vm);
+		json_decref(vm);
+		return 0;
+	}
+	spec = json_object_get(vm, "spec");
+	rt = json_object_get(vm, "runtime");
+	printf("name:         %s\n", str(vm, "name"));
+	printf("state:        %s%s%s%s\n", str(vm, "state"),
+	    *str(vm, "state_reason") ? " (" : "", str(vm, "state_reason"),
+	    *str(vm, "state_reason") ? ")" : "");
+	printf("since:        %s\n", str(vm, "state_since"));
+	printf("created:      %s\n", str(vm, "created_at"));
+	printf("vcpus:        %lld\n", (long long)json_number_value(
+	    json_object_get(spec, "vcpus")));
+	printf("memory:       %s\n", fmt_mib((long long)json_number_value(
+	    json_object_get(spec, "memory_mib")), mem, sizeof(mem)));
+	printf("machine:      %s\n", str(spec, "machine"));
+	if (*str(spec, "image"))
+		printf("image:        %s\n", str(spec, "image"));
+	if ((v = json_object_get(spec, "boot")) != NULL) {
+		if (*str(v, "kernel"))
+			printf("kernel:       %s\n", str(v, "kernel"));
+		if (*str(v, "initrd"))
+			printf("initrd:       %s\n", str(v, "initrd"));
+		if (*str(v, "cmdline"))
+			printf("cmdline:      %s\n", str(v, "cmdline"));
+	}
+	json_array_foreach(json_object_get(spec, "disks"), i, v)
+		printf("disk %zu:       %s (%lld GiB)\n", i, str(v, "volume"),
+		    (long long)json_number_value(json_object_get(v,
+		    "size_gib")));
+	json_array_foreach(json_object_get(spec, "nics"), i, v)
+		printf("nic %zu:        %s %s\n", i, str(v, "network"),
+		    str(v, "mac"));
+	if ((v = json_object_get(vm, "pid")) != NULL) {
+		printf("pid:          %lld\n", (long long)json_integer_value(v));
+		printf("uptime:       %s\n", fmt_duration(json_integer_value(
+		    json_object_get(vm, "uptime_s")), up, sizeof(up)));
+		printf("accel:        %s\n", str(rt, "accel"));
+	}
+	printf("console:      %s\n", str(rt, "console_socket"));
+	printf("console log:  %s\n", str(rt, "console_log"));
+	json_decref(vm);
+	return 0;
+}
+
+/* Make a path absolute: vmgrd does not share our working directory. */
+static json_t *
+abs_path(const char *cmd, const char *p)
+{
+	char buf[PATH_MAX];
+
+	if (realpath(p, buf) == NULL) {
+		fprintf(stderr, "vmgr %s: %s: %s\n", cmd, p, strerror(errno));
+		return NULL;
+	}
+	return json_string(buf);
+}
+
+static json_t *
+read_spec_file(const char *file)
+{
+	json_error_t err;
+	json_t *j;
+
+	if (strcmp(file, "-") == 0)
+		j = json_loadf(stdin, JSON_DECODE_INT_AS_REAL, &err);
+	else
+		j = json_load_file(file, JSON_DECODE_INT_AS_REAL, &err);
+	if (j == NULL)
+		fprintf(stderr, "vmgr create: %s: line %d: %s\n", file,
+		    err.line, err.text);
+	return j;
+}
+
+int
+cmd_create(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "file", required_argument, NULL, 'f' },
+		{ "image", required_argument, NULL, 'i' },
+		{ "kernel", required_argument, NULL, 'k' },
+		{ "initrd", required_argument, NULL, 'r' },
+		{ "cmdline", required_argument, NULL, 'c' },
+		{ "vcpus", required_argument, NULL, 'n' },
+		{ "memory", required_argument, NULL, 'm' },
+		{ "machine", required_argument, NULL, 'M' },
+		{ "disk", required_argument, NULL, 'd' },
+		{ "nic", required_argument, NULL, 'N' },
+		{ "autostart", no_argument, NULL, 'a' },
+		{ NULL, 0, NULL, 0 },
+	};
+	json_t *spec = json_object(), *boot = json_object();
+	json_t *disks = json_array(), *nics = json_array(), *resp = NULL, *v;
+	const char *file = NULL, *name = NULL;
+	long long n;
+	long status;
+	int ch, rc = EXIT_USAGE;
+
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': file = optarg; break;
+		case 'i':
+			json_object_set_new(spec, "image", json_string(optarg));
+			break;
+		case 'k':
+		case 'r':
+			if ((v = abs_path("create", optarg)) == NULL) {
+				rc = EXIT_USAGE;
+				goto out;
+			}
+			json_object_set_new(boot, ch == 'k' ? "kernel" :
+			    "initrd", v);
+			break;
+		case 'c':
+			json_object_set_new(boot, "cmdline",
+			    json_string(optarg));
+			break;
+		case 'n': {
+			char *end;
+			errno = 0;
+			n = strtoll(optarg, &end, 10);
+			if (errno || *end || end == optarg) {
+				rc = usage_error("create", "--vcpus takes a "
+				    "number, not \"%s\"", optarg);
+				goto out;
+			}
+			json_object_set_new(spec, "vcpus", json_integer(n));
+			break;
+		}
+		case 'm':
+			if (parse_size_mib(optarg, &n) < 0) {
+				rc = usage_error("create", "--memory takes a "
+				    "size such as 128M or 1G, not \"%s\"",
+				    optarg);
+				goto out;
+			}
+			json_object_set_new(spec, "memory_mib",
+			    json_integer(n));
+			break;
+		case 'M':
+			json_object_set_new(spec, "machine",
+			    json_string(optarg));
+			break;
+		case 'd': {
+			const char *size = strncmp(optarg, "new:", 4) == 0 ?
+			    optarg + 4 : optarg;
+			if (parse_size_mib(size, &n) < 0 || n % 1024 || n == 0) {
+				rc = usage_error("create", "--disk takes "
+				    "new:SIZE in whole GiB (new:1G), not "
+				    "\"%s\"", optarg);
+				goto out;
+			}
+			json_array_append_new(disks, json_pack("{s:I}",
+			    "size_gib", (json_int_t)(n / 1024)));
+			break;
+		}
+		case 'N':
+			json_array_append_new(nics, json_pack("{s:s}",
+			    "network", optarg));
+			break;
+		case 'a':
+			json_object_set_new(spec, "autostart", json_true());
+			break;
+		default:
+			rc = usage_error("create", "unknown option \"%s\"",
+			    argv[optind - 1]);
+			goto out;
+		}
+	}
+	if (optind < argc)
+		name = argv[optind++];
+	if (optind < argc) {
+		rc = usage_error("create", "unexpected argument \"%s\"",
+		    argv[optind]);
+		goto out;
+	}
+	if (file) {
+		if (json_object_size(spec) || json_object_size(boot) ||
+		    json_array_size(disks) || json_array_size(nics)) {
+			rc = usage_error("create", "-f takes the whole spec; "
+			    "give options in the file");
+			goto out;
+		}
+		json_decref(spec);
+		if ((spec = read_spec_file(file)) == NULL) {
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (name && json_is_object(spec))
+			json_object_set_new(spec, "name", json_string(name));
+	} else {
+		if (name == NULL) {
+			rc = usage_error("create", "give the new VM a name");
+			goto out;
+		}
+		json_object_set_new(spec, "name", json_string(name));
+		if (json_object_size(boot))
+			json_object_set(spec, "boot", boot);
+		/* New disks are named after the VM: web-disk0, web-disk1. */
+		size_t i;
+		json_array_foreach(disks, i, v) {
+			char vol[128];
+			snprintf(vol, sizeof(vol), "%s-disk%zu", name, i);
+			json_object_set_new(v, "volume", json_string(vol));
+		}
+		if (json_array_size(disks))
+			json_object_set(spec, "disks", disks);
+		if (json_array_size(nics))
+			json_object_set(spec, "nics", nics);
+	}
+	status = api_call("POST", "/v1/vms", spec, &resp, NULL, 300);
+	if (status != 201) {
+		rc = print_api_error(status, resp);
+		goto out;
+	}
+	if (cli.json)
+		print_json(resp);
+	else
+		printf("created %s\n", str(resp, "name"));
+	rc = 0;
+out:
+	json_decref(resp);
+	json_decref(spec);
+	json_decref(boot);
+	json_decref(disks);
+	json_decref(nics);
+	return rc;
+}
+
+static void
+print_state(json_t *vm)
+{
+	json_t *pid = json_object_get(vm, "pid");
+
+	printf("%s: %s", str(vm, "name"), str(vm, "state"));
+	if (pid)
+		printf(" (pid %lld)", (long long)json_integer_value(pid));
+	else if (*str(vm, "state_reason"))
+		printf(" (%s)", str(vm, "state_reason"));
+	printf("\n");
+}
+
+int
+cmd_action(int argc, char **argv)
+{
+	const char *action = argv[0], *name = NULL;
+	long long timeout = -1;
+	json_t *body = NULL, *resp = NULL;
+	char path[256];
+	long status;
+	int nowait = 0, shutdown = strcmp(action, "shutdown") == 0;
+
+	for (int i = 1; i < argc; i++) {
+		if (shutdown && strcmp(argv[i], "--timeout") == 0 &&
+		    i + 1 < argc) {
+			if (parse_duration_s(argv[++i], &timeout) < 0 ||
+			    timeout > 86400)
+				return usage_error(action, "--timeout takes a "
+				    "duration such as 30s or 2m");
+		} else if (shutdown && strcmp(argv[i], "--no-wait") == 0) {
+			nowait = 1;
+		} else if (argv[i][0] == '-') {
+			return usage_error(action, "unknown option \"%s\"",
+			    argv[i]);
+		} else if (name == NULL) {
+			name = argv[i];
+		} else
+			return usage_error(action, "give one VM name");
+	}
+	if (name == NULL)
+		return usage_error(action, "give one VM name");
+	if (shutdown && (timeout >= 0 || nowait)) {
+		body = json_object();
+		if (timeout >= 0)
+			json_object_set_new(body, "timeout_s",
+			    json_integer(timeout));
+		if (nowait)
+			json_object_set_new(body, "wait", json_false());
+	}
+	snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, action);
+	/* A shutdown may wait for the guest as long as its timeout. */
+	status = api_call("POST", path, body, &resp, NULL, shutdown ?
+	    (timeout >= 0 ? timeout : 86400) + 60 : 300);
+	json_decref(body);
+	if (status != 200 && status != 202) {
+		int rc = print_api_error(status, resp);
+		json_decref(resp);
+		return rc;
+	}
+	if (cli.json)
+		print_json(resp);
+	else
+		print_state(resp);
+	json_decref(resp);
+	return 0;
+}
+
+int
+cmd_delete(int argc, char **argv)
+{
+	json_t *resp = NULL;
+	char path[256];
+	long status;
+
+	if (argc != 2 || argv[1][0] == '-')
+		return usage_error("delete", "give one VM name");
+	snprintf(path, sizeof(path), "/v1/vms/%s", argv[1]);
+	status = api_call("DELETE", path, NULL, &resp, NULL, 60);
+	if (status != 200) {
+		int rc = print_api_error(status, resp);
+		json_decref(resp);
+		return rc;
+	}
+	if (cli.json)
+		print_json(resp);
+	else
+		printf("deleted %s\n", argv[1]);
+	json_decref(resp);
+	return 0;
+}

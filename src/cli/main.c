@@ -1,0 +1,260 @@
+/*
+ * main.c - vmgr, the command-line client: global options, the command
+ * table and its help, and shared output helpers.
+ */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+
+#include "../lib/util.h"
+
+struct cli cli;
+
+const struct command commands[] = {
+	{ "host", cmd_host, "vmgr host",
+	  "Show the host as vmgrd sees it: CPUs, memory, the accelerator (kvm\n"
+	  "or tcg, and why), the QEMU version, the cgroup layout and how many\n"
+	  "VMs are in each state.\n" },
+	{ "list", cmd_list, "vmgr list",
+	  "List every VM: name, state, vCPUs, memory and uptime.  With --json,\n"
+	  "an array of the same objects `vmgr info --json` prints.\n" },
+	{ "info", cmd_info, "vmgr info NAME",
+	  "Show one VM: its state and why, its spec, and while QEMU runs its\n"
+	  "pid, uptime and console socket.  --json prints the API object\n"
+	  "(name, state, state_reason, spec, pid, runtime, ...).\n" },
+	{ "create", cmd_create,
+	  "vmgr create NAME [--image IMAGE | --kernel FILE [--initrd FILE]]\n"
+	  "                 [--cmdline ARGS] [--vcpus N] [--memory SIZE]\n"
+	  "                 [--machine q35|pc] [--disk new:SIZE]... [--nic nat]...\n"
+	  "       vmgr create -f SPEC.json [NAME]",
+	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
+	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
+	  "built-in guest.  --disk new:SIZE adds a new qcow2 volume named\n"
+	  "NAME-diskN; --nic nat adds a virtio NIC on QEMU's user-mode NAT.\n"
+	  "-f reads a JSON spec (see docs/API.md; \"-\" reads stdin); unknown\n"
+	  "fields are refused.  Defaults: 1 vCPU, 128 MiB, q35.\n" },
+	{ "start", cmd_action, "vmgr start NAME",
+	  "Start a VM: QEMU is spawned and the guest runs when this returns.\n"
+	  "Works from created, saved and crashed.\n" },
+	{ "pause", cmd_action, "vmgr pause NAME",
+	  "Pause a running VM's vCPUs (QEMU keeps its memory).\n" },
+	{ "resume", cmd_action, "vmgr resume NAME",
+	  "Resume a paused VM.\n" },
+	{ "shutdown", cmd_action,
+	  "vmgr shutdown NAME [--timeout DURATION] [--no-wait]",
+	  "Press the VM's ACPI power button and wait until the guest has\n"
+	  "powered off (state created).  After --timeout (default: vmgrd's,\n"
+	  "60s) QEMU is stopped by force.  --no-wait returns at once, in state\n"
+	  "stopping.  A paused VM is resumed first so the guest can react.\n" },
+	{ "stop", cmd_action, "vmgr stop NAME",
+	  "Stop a VM by force: QEMU ends now, the guest is not asked.  From\n"
+	  "crashed or saved it only resets the state to created.\n" },
+	{ "delete", cmd_delete, "vmgr delete NAME",
+	  "Delete a VM that is not running, with its disks and logs.\n" },
+	{ "console", cmd_console, "vmgr console NAME [--log [--tail N]]",
+	  "Attach to the VM's serial console.  On a terminal it is interactive;\n"
+	  "Ctrl-] detaches.  With stdin not a terminal, stdin is sent to the\n"
+	  "guest, the guest's output is copied to stdout, and vmgr exits soon\n"
+	  "after end of input (--linger DURATION, default 1s).  --log prints\n"
+	  "the console log of the current (or last) run instead; --tail N only\n"
+	  "its last N lines.\n" },
+	{ "events", cmd_events,
+	  "vmgr events [NAME] [--since SEQ] [--limit N] [--follow]",
+	  "Show lifecycle events: sequence, time, VM, from -> to, the event and\n"
+	  "its reason.  --follow keeps printing new ones as they happen.\n" },
+	{ "help", cmd_help, "vmgr help [COMMAND]",
+	  "Show the commands, or how to use one.\n" },
+	{ NULL, NULL, NULL, NULL },
+};
+
+const struct command *
+command_find(const char *name)
+{
+	for (const struct command *c = commands; c->name; c++)
+		if (strcmp(c->name, name) == 0)
+			return c;
+	return NULL;
+}
+
+static void
+overview(FILE *out)
+{
+	fprintf(out,
+"usage: vmgr [--state-dir DIR | --socket PATH] [--json] COMMAND [ARGS]\n"
+"\n"
+"Commands:\n");
+	for (const struct command *c = commands; c->name; c++) {
+		const char *nl = strchr(c->usage, '\n');
+		fprintf(out, "  %.*s\n", nl ? (int)(nl - c->usage) :
+		    (int)strlen(c->usage), c->usage + 5);
+	}
+	fprintf(out,
+"\n"
+"Global options (anywhere on the line):\n"
+"  --state-dir DIR   talk to the vmgrd of DIR (default $VMGR_STATE_DIR,\n"
+"                    /var/lib/vmgr for root, ~/.local/state/vmgr otherwise)\n"
+"  --socket PATH     talk to vmgrd at this socket\n"
+"  --json            print the API's JSON instead of tables\n"
+"\n"
+"Exit status: 0 done, 1 refused or failed, 2 usage error.\n"
+"`vmgr help COMMAND` tells more.\n");
+}
+
+int
+cmd_help(int argc, char **argv)
+{
+	const struct command *c;
+
+	if (argc < 2) {
+		overview(stdout);
+		return 0;
+	}
+	if ((c = command_find(argv[1])) == NULL) {
+		fprintf(stderr, "vmgr: no command \"%s\"\n", argv[1]);
+		overview(stderr);
+		return EXIT_USAGE;
+	}
+	printf("usage: %s\n\n%s", c->usage, c->help);
+	return 0;
+}
+
+int
+usage_error(const char *cmd, const char *fmt, ...)
+{
+	const struct command *c = command_find(cmd);
+	va_list ap;
+
+	fprintf(stderr, "vmgr %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\nusage: %s\n", c ? c->usage : "vmgr help");
+	return EXIT_USAGE;
+}
+
+int
+print_api_error(long status, json_t *resp)
+{
+	json_t *e = json_object_get(resp, "error");
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	const char *code = json_string_value(json_object_get(e, "code"));
+
+	if (status < 0)
+		return EXIT_REFUSED;	/* already reported */
+	if (cli.json && resp)
+		print_json(resp);
+	fprintf(stderr, "vmgr: %s (%ld %s)\n", msg ? msg : "request failed",
+	    status, code ? code : "error");
+	return EXIT_REFUSED;
+}
+
+void
+print_json(json_t *v)
+{
+	json_dumpf(v, stdout, JSON_INDENT(2));
+	fputc('\n', stdout);
+}
+
+char *
+fmt_mib(long long mib, char *buf, size_t len)
+{
+	if (mib >= 1024 && mib % 1024 == 0)
+		snprintf(buf, len, "%lldG", mib / 1024);
+	else
+		snprintf(buf, len, "%lldM", mib);
+	return buf;
+}
+
+/*
+ * Take the global options out of argv wherever they stand, so that
+ * `vmgr info web --json` works as well as `vmgr --json info web`.
+ */
+static int
+global_options(int *argcp, char **argv)
+{
+	const char *state_dir = NULL, *sock = NULL;
+	int argc = *argcp, out = 1;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			while (i < argc)
+				argv[out++] = argv[i++];
+			break;
+		}
+		if (strcmp(a, "--json") == 0) {
+			cli.json = 1;
+		} else if (strcmp(a, "--state-dir") == 0 || strcmp(a,
+		    "--socket") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "vmgr: %s needs a value\n", a);
+				return -1;
+			}
+			*(a[2] == 's' && a[3] == 't' ? &state_dir : &sock) =
+			    argv[++i];
+		} else if (strncmp(a, "--state-dir=", 12) == 0) {
+			state_dir = a + 12;
+		} else if (strncmp(a, "--socket=", 9) == 0) {
+			sock = a + 9;
+		} else
+			argv[out++] = argv[i];
+	}
+	argv[out] = NULL;
+	*argcp = out;
+	if (sock)
+		snprintf(cli.sock, sizeof(cli.sock), "%s", sock);
+	else {
+		char dir[4000];
+		if (state_dir)
+			snprintf(dir, sizeof(dir), "%s", state_dir);
+		else if (default_state_dir(dir, sizeof(dir)) < 0) {
+			fprintf(stderr, "vmgr: no state dir; use "
+			    "--state-dir\n");
+			return -1;
+		}
+		snprintf(cli.sock, sizeof(cli.sock), "%s/vmgrd.sock", dir);
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const struct command *c;
+	int rc;
+
+	if (global_options(&argc, argv) < 0)
+		return EXIT_USAGE;
+	if (argc < 2) {
+		overview(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		overview(stdout);
+		return 0;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("vmgr 0.1.0\n");
+		return 0;
+	}
+	if ((c = command_find(argv[1])) == NULL) {
+		fprintf(stderr, "vmgr: no command \"%s\"; see `vmgr help`\n",
+		    argv[1]);
+		return EXIT_USAGE;
+	}
+	for (int i = 2; i < argc; i++)
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") ==
+		    0) {
+			printf("usage: %s\n\n%s", c->usage, c->help);
+			return 0;
+		}
+	curl_global_init(CURL_GLOBAL_NOTHING);
+	rc = c->run(argc - 1, argv + 1);
+	curl_global_cleanup();
+	return rc;
+}

@@ -1,0 +1,526 @@
+/*
+ * spec.c - parse and validate a VM spec (DESIGN.md, "VM spec").  Called by
+ * the daemon's create handler and by the CLI's unit tests.  Errors carry the
+ * HTTP status the API answers with: 422 for valid JSON with a wrong shape or
+ * value (including unknown fields).
+ */
+#include "spec.h"
+
+#include <ctype.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int
+fail(struct spec_error *err, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(struct spec_error *err, const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	err->status = 422;
+	snprintf(err->code, sizeof(err->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+int
+spec_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_NAME_MAX)
+		return 0;
+	if (!islower((unsigned char)s[0]) && !isdigit((unsigned char)s[0]))
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!islower(c) && !isdigit(c) && c != '_' && c != '.' &&
+		    c != '-')
+			return 0;
+	}
+	return 1;
+}
+
+int
+spec_mac_valid(const char *s)
+{
+	if (strlen(s) != 17)
+		return 0;
+	for (int i = 0; i < 17; i++) {
+		if (i % 3 == 2) {
+			if (s[i] != ':')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]))
+			return 0;
+	}
+	/* The low bit of the first octet marks multicast. */
+	return (strtol((char[]){ s[0], s[1], 0 }, NULL, 16) & 1) == 0;
+}
+
+/*
+ * Refuse any key of obj not in allowed[], naming it with its place
+ * ("boot.kernal") so a typo is easy to find.
+ */
+static int
+check_keys(const json_t *obj, const char *where, const char *const *allowed,
+    struct spec_error *err)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach((json_t *)obj, key, v) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(*a, key) == 0)
+				ok = 1;
+		if (!ok)
+			return fail(err, "unknown_field",
+			    "unknown field \"%s%s%s\"", where, *where ? "." : "",
+			    key);
+	}
+	return 0;
+}
+
+static int
+get_int(const json_t *obj, const char *key, const char *where, long long lo,
+    long long hi, long long *out, struct spec_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+	double d;
+
+	if (v == NULL)
+		return 1;
+	if (json_is_integer(v))
+		d = (double)json_integer_value(v);
+	else if (json_is_real(v) && floor(json_real_value(v)) ==
+	    json_real_value(v))
+		d = json_real_value(v);
+	else
+		return fail(err, "invalid_value", "%s%s%s must be an integer",
+		    where, *where ? "." : "", key);
+	if (d < (double)lo || d > (double)hi)
+		return fail(err, "out_of_range",
+		    "%s%s%s must be between %lld and %lld", where,
+		    *where ? "." : "", key, lo, hi);
+	*out = (long long)d;
+	return 0;
+}
+
+static int
+get_str(const json_t *obj, const char *key, const char *where, size_t max,
+    const char **out, struct spec_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (v == NULL)
+		return 1;
+	if (!json_is_string(v))
+		return fail(err, "invalid_value", "%s%s%s must be a string",
+		    where, *where ? "." : "", key);
+	if (json_string_length(v) > max)
+		return fail(err, "out_of_range", "%s%s%s is longer than %zu",
+		    where, *where ? "." : "", key, max);
+	if (strlen(json_string_value(v)) != json_string_length(v))
+		return fail(err, "invalid_value", "%s%s%s contains a NUL byte",
+		    where, *where ? "." : "", key);
+	*out = json_string_value(v);
+	return 0;
+}
+
+static int
+get_bool(const json_t *obj, const char *key, const char *where, bool *out,
+    struct spec_error *err)
+{
+	json_t *v = json_object_get(obj, key);
+
+	if (v == NULL)
+		return 1;
+	if (!json_is_boolean(v))
+		return fail(err, "invalid_value", "%s%s%s must be true or false",
+		    where, *where ? "." : "", key);
+	*out = json_is_true(v);
+	return 0;
+}
+
+static int
+get_path(const json_t *obj, const char *key, const char *where, char **out,
+    struct spec_error *err)
+{
+	const char *s;
+	int rc = get_str(obj, key, where, SPEC_PATH_MAX, &s, err);
+
+	if (rc != 0)
+		return rc;
+	if (s[0] != '/')
+		return fail(err, "invalid_value", "%s.%s must be an absolute path",
+		    where, key);
+	if (strchr(s, '\n'))
+		return fail(err, "invalid_value", "%s.%s contains a newline",
+		    where, key);
+	*out = strdup(s);
+	return *out ? 0 : fail(err, "no_memory", "out of memory");
+}
+
+static int
+parse_boot(const json_t *boot, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "kernel", "initrd", "cmdline",
+	    NULL };
+	const char *s;
+	int rc;
+
+	if (!json_is_object(boot))
+		return fail(err, "invalid_value", "boot must be an object");
+	if (check_keys(boot, "boot", keys, err))
+		return -1;
+	if (get_path(boot, "kernel", "boot", &spec->kernel, err) < 0 ||
+	    get_path(boot, "initrd", "boot", &spec->initrd, err) < 0)
+		return -1;
+	if ((rc = get_str(boot, "cmdline", "boot", SPEC_CMDLINE_MAX, &s,
+	    err)) < 0)
+		return -1;
+	if (rc == 0) {
+		for (const char *p = s; *p; p++)
+			if ((unsigned char)*p < 0x20)
+				return fail(err, "invalid_value",
+				    "boot.cmdline contains a control character");
+		if ((spec->cmdline = strdup(s)) == NULL)
+			return fail(err, "no_memory", "out of memory");
+	}
+	if (spec->initrd && !spec->kernel)
+		return fail(err, "invalid_value",
+		    "boot.initrd needs boot.kernel");
+	return 0;
+}
+
+static int
+parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "volume", "size_gib", NULL };
+	size_t i;
+	json_t *d;
+
+	if (!json_is_array(arr))
+		return fail(err, "invalid_value", "disks must be an array");
+	if (json_array_size(arr) > SPEC_MAX_DISKS)
+		return fail(err, "out_of_range", "at most %d disks",
+		    SPEC_MAX_DISKS);
+	json_array_foreach(arr, i, d) {
+		struct spec_disk *disk = &spec->disks[i];
+		char where[32];
+		const char *vol;
+		long long size;
+		int rc;
+
+		snprintf(where, sizeof(where), "disks[%zu]", i);
+		if (!json_is_object(d))
+			return fail(err, "invalid_value", "%s must be an object",
+			    where);
+		if (check_keys(d, where, keys, err))
+			return -1;
+		if ((rc = get_str(d, "volume", where, SPEC_NAME_MAX, &vol,
+		    err)) < 0)
+			return -1;
+		if (rc == 1)
+			return fail(err, "missing_field", "%s.volume is required",
+			    where);
+		if (!spec_name_valid(vol))
+			return fail(err, "invalid_name",
+			    "%s.volume \"%s\" is not a valid name", where, vol);
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(spec->disks[j].volume, vol) == 0)
+				return fail(err, "invalid_value",
+				    "volume \"%s\" is attached twice", vol);
+		if ((rc = get_int(d, "size_gib", where, 1, SPEC_DISK_MAX,
+		    &size, err)) < 0)
+			return -1;
+		if (rc == 1)
+			return fail(err, "missing_field",
+			    "%s.size_gib is required", where);
+		snprintf(disk->volume, sizeof(disk->volume), "%s", vol);
+		disk->size_gib = (int)size;
+		spec->ndisks++;
+	}
+	return 0;
+}
+
+static int
+parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "network", "mac", NULL };
+	size_t i;
+	json_t *n;
+
+	if (!json_is_array(arr))
+		return fail(err, "invalid_value", "nics must be an array");
+	if (json_array_size(arr) > SPEC_MAX_NICS)
+		return fail(err, "out_of_range", "at most %d nics",
+		    SPEC_MAX_NICS);
+	json_array_foreach(arr, i, n) {
+		struct spec_nic *nic = &spec->nics[i];
+		const char *net = "nat", *mac = "";
+		char where[32];
+
+		snprintf(where, sizeof(where), "nics[%zu]", i);
+		if (!json_is_object(n))
+			return fail(err, "invalid_value", "%s must be an object",
+			    where);
+		if (check_keys(n, where, keys, err))
+			return -1;
+		if (get_str(n, "network", where, SPEC_NAME_MAX, &net, err) < 0 ||
+		    get_str(n, "mac", where, 17, &mac, err) < 0)
+			return -1;
+		/* "default" is DESIGN.md's name for the user-mode NAT. */
+		if (strcmp(net, "default") == 0 || strcmp(net, "user") == 0)
+			net = "nat";
+		if (strcmp(net, "nat") != 0)
+			return fail(err, "unknown_network",
+			    "%s.network \"%s\": only \"nat\" (user-mode) is "
+			    "available", where, net);
+		if (*mac && !spec_mac_valid(mac))
+			return fail(err, "invalid_value",
+			    "%s.mac \"%s\" is not a unicast MAC address", where,
+			    mac);
+		snprintf(nic->network, sizeof(nic->network), "%s", net);
+		snprintf(nic->mac, sizeof(nic->mac), "%s", mac);
+		spec->nnics++;
+	}
+	return 0;
+}
+
+static int
+parse_resources(const json_t *r, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "policy", "priority", "weight",
+	    "min_memory_mib", NULL };
+	const char *policy;
+	long long v;
+	json_t *w;
+	int rc;
+
+	if (!json_is_object(r))
+		return fail(err, "invalid_value", "resources must be an object");
+	if (check_keys(r, "resources", keys, err))
+		return -1;
+	if ((rc = get_str(r, "policy", "resources", 8, &policy, err)) < 0)
+		return -1;
+	if (rc == 0) {
+		if (strcmp(policy, "fixed") && strcmp(policy, "dynamic") &&
+		    strcmp(policy, "hybrid"))
+			return fail(err, "invalid_value", "resources.policy must "
+			    "be fixed, dynamic or hybrid");
+		snprintf(spec->resources.policy,
+		    sizeof(spec->resources.policy), "%s", policy);
+	}
+	if ((rc = get_int(r, "priority", "resources", 1, 10, &v, err)) < 0)
+		return -1;
+	if (rc == 0)
+		spec->resources.priority = (int)v;
+	if ((w = json_object_get(r, "weight")) != NULL) {
+		if (!json_is_number(w) || !(json_number_value(w) > 0) ||
+		    json_number_value(w) > 1000)
+			return fail(err, "out_of_range", "resources.weight must be "
+			    "a number above 0 and at most 1000");
+		spec->resources.weight = json_number_value(w);
+	}
+	if ((rc = get_int(r, "min_memory_mib", "resources", SPEC_MEM_MIN,
+	    SPEC_MEM_MAX, &v, err)) < 0)
+		return -1;
+	if (rc == 0)
+		spec->resources.min_memory_mib = (int)v;
+	return 0;
+}
+
+static int
+parse_schedule(const json_t *s, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "expected_runtime_s",
+	    "preemptible", NULL };
+	long long v;
+	int rc;
+
+	if (!json_is_object(s))
+		return fail(err, "invalid_value", "schedule must be an object");
+	if (check_keys(s, "schedule", keys, err))
+		return -1;
+	if ((rc = get_int(s, "expected_runtime_s", "schedule", 1,
+	    10LL * 365 * 86400, &v, err)) < 0)
+		return -1;
+	if (rc == 0)
+		spec->schedule.expected_runtime_s = v;
+	if (get_bool(s, "preemptible", "schedule", &spec->schedule.preemptible,
+	    err) < 0)
+		return -1;
+	return 0;
+}
+
+int
+spec_from_json(const json_t *root, struct vm_spec *spec,
+    struct spec_error *err)
+{
+	static const char *const keys[] = { "name", "vcpus", "memory_mib",
+	    "machine", "image", "boot", "disks", "nics", "resources",
+	    "schedule", "autostart", NULL };
+	const char *s;
+	long long v;
+	json_t *sub;
+	int rc;
+
+	memset(spec, 0, sizeof(*spec));
+	memset(err, 0, sizeof(*err));
+	spec->vcpus = 1;
+	spec->memory_mib = 128;
+	snprintf(spec->machine, sizeof(spec->machine), "q35");
+	snprintf(spec->resources.policy, sizeof(spec->resources.policy),
+	    "fixed");
+	spec->resources.priority = 5;
+	spec->resources.weight = 1.0;
+
+	if (!json_is_object(root))
+		return fail(err, "invalid_value", "the spec must be a JSON "
+		    "object");
+	if (check_keys(root, "", keys, err))
+		return -1;
+
+	if ((rc = get_str(root, "name", "", 255, &s, err)) < 0)
+		return -1;
+	if (rc == 1)
+		return fail(err, "missing_field", "name is required");
+	if (!spec_name_valid(s))
+		return fail(err, "invalid_name", "name \"%.64s\" is not valid: "
+		    "1 to 63 characters of a-z 0-9 _ . -, starting with a "
+		    "letter or digit", s);
+	snprintf(spec->name, sizeof(spec->name), "%s", s);
+
+	if ((rc = get_int(root, "vcpus", "", 1, SPEC_VCPUS_MAX, &v, err)) < 0)
+		return -1;
+	if (rc == 0)
+		spec->vcpus = (int)v;
+	if ((rc = get_int(root, "memory_mib", "", SPEC_MEM_MIN, SPEC_MEM_MAX,
+	    &v, err)) < 0)
+		return -1;
+	if (rc == 0)
+		spec->memory_mib = (int)v;
+
+	if ((rc = get_str(root, "machine", "", 7, &s, err)) < 0)
+		return -1;
+	if (rc == 0) {
+		if (strcmp(s, "q35") != 0 && strcmp(s, "pc") != 0)
+			return fail(err, "invalid_value",
+			    "machine must be q35 or pc");
+		snprintf(spec->machine, sizeof(spec->machine), "%s", s);
+	}
+
+	if ((rc = get_str(root, "image", "", SPEC_NAME_MAX, &s, err)) < 0)
+		return -1;
+	if (rc == 0) {
+		if (!spec_name_valid(s))
+			return fail(err, "invalid_name",
+			    "image \"%s\" is not a valid image name", s);
+		snprintf(spec->image, sizeof(spec->image), "%s", s);
+	}
+	if ((sub = json_object_get(root, "boot")) != NULL &&
+	    parse_boot(sub, spec, err) < 0)
+		return -1;
+	if (spec->image[0] && spec->kernel)
+		return fail(err, "invalid_value",
+		    "give either image or boot.kernel, not both");
+	if (!spec->image[0] && !spec->kernel)
+		return fail(err, "missing_field",
+		    "an image or boot.kernel is required");
+
+	if ((sub = json_object_get(root, "disks")) != NULL &&
+	    parse_disks(sub, spec, err) < 0)
+		return -1;
+	if ((sub = json_object_get(root, "nics")) != NULL &&
+	    parse_nics(sub, spec, err) < 0)
+		return -1;
+	if ((sub = json_object_get(root, "resources")) != NULL &&
+	    parse_resources(sub, spec, err) < 0)
+		return -1;
+	if ((sub = json_object_get(root, "schedule")) != NULL &&
+	    parse_schedule(sub, spec, err) < 0)
+		return -1;
+	if (get_bool(root, "autostart", "", &spec->autostart, err) < 0)
+		return -1;
+
+	if (spec->resources.min_memory_mib == 0)
+		spec->resources.min_memory_mib = spec->memory_mib / 2 <
+		    SPEC_MEM_MIN ? spec->memory_mib : spec->memory_mib / 2;
+	if (spec->resources.min_memory_mib > spec->memory_mib)
+		return fail(err, "out_of_range", "resources.min_memory_mib "
+		    "(%d) is more than memory_mib (%d)",
+		    spec->resources.min_memory_mib, spec->memory_mib);
+	return 0;
+}
+
+json_t *
+spec_to_json(const struct vm_spec *spec)
+{
+	json_t *o = json_object(), *disks = json_array(), *nics = json_array();
+
+	json_object_set_new(o, "name", json_string(spec->name));
+	json_object_set_new(o, "vcpus", json_integer(spec->vcpus));
+	json_object_set_new(o, "memory_mib", json_integer(spec->memory_mib));
+	json_object_set_new(o, "machine", json_string(spec->machine));
+	if (spec->image[0])
+		json_object_set_new(o, "image", json_string(spec->image));
+	if (spec->kernel || spec->cmdline) {
+		json_t *boot = json_object();
+		if (spec->kernel)
+			json_object_set_new(boot, "kernel",
+			    json_string(spec->kernel));
+		if (spec->initrd)
+			json_object_set_new(boot, "initrd",
+			    json_string(spec->initrd));
+		if (spec->cmdline)
+			json_object_set_new(boot, "cmdline",
+			    json_string(spec->cmdline));
+		json_object_set_new(o, "boot", boot);
+	}
+	for (int i = 0; i < spec->ndisks; i++)
+		json_array_append_new(disks, json_pack("{s:s, s:i}",
+		    "volume", spec->disks[i].volume,
+		    "size_gib", spec->disks[i].size_gib));
+	json_object_set_new(o, "disks", disks);
+	for (int i = 0; i < spec->nnics; i++) {
+		json_t *nic = json_pack("{s:s}", "network",
+		    spec->nics[i].network);
+		if (spec->nics[i].mac[0])
+			json_object_set_new(nic, "mac",
+			    json_string(spec->nics[i].mac));
+		json_array_append_new(nics, nic);
+	}
+	json_object_set_new(o, "nics", nics);
+	json_object_set_new(o, "resources", json_pack("{s:s, s:i, s:f, s:i}",
+	    "policy", spec->resources.policy,
+	    "priority", spec->resources.priority,
+	    "weight", spec->resources.weight,
+	    "min_memory_mib", spec->resources.min_memory_mib));
+	json_t *sched = json_pack("{s:b}", "preemptible",
+	    spec->schedule.preemptible);
+	if (spec->schedule.expected_runtime_s)
+		json_object_set_new(sched, "expected_runtime_s",
+		    json_integer(spec->schedule.expected_runtime_s));
+	json_object_set_new(o, "schedule", sched);
+	json_object_set_new(o, "autostart", json_boolean(spec->autostart));
+	return o;
+}
+
+void
+spec_clear(struct vm_spec *spec)
+{
+	if (spec == NULL)
+		return;
+	free(spec->kernel);
+	free(spec->initrd);
+	free(spec->cmdline);
+	spec->kernel = spec->initrd = spec->cmdline = NULL;
+}

@@ -1,0 +1,84 @@
+/*
+ * spec.h - the VM spec of DESIGN.md: parsed from JSON, validated, and turned
+ * back into JSON.  Pure: checks values and shapes only; whether a kernel file
+ * exists or an image is installed is the daemon's business.  Unknown fields
+ * are an error, so a typo never goes unnoticed.
+ */
+#ifndef VMGR_SPEC_H
+#define VMGR_SPEC_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define SPEC_NAME_MAX	63
+#define SPEC_MAX_DISKS	16
+#define SPEC_MAX_NICS	8
+#define SPEC_VCPUS_MAX	255
+#define SPEC_MEM_MIN	16		/* MiB */
+#define SPEC_MEM_MAX	(4u << 20)	/* MiB: 4 TiB */
+#define SPEC_DISK_MAX	16384		/* GiB */
+#define SPEC_CMDLINE_MAX 2048
+#define SPEC_PATH_MAX	1024
+
+struct spec_disk {
+	char	volume[SPEC_NAME_MAX + 1];
+	int	size_gib;
+};
+
+struct spec_nic {
+	char	network[SPEC_NAME_MAX + 1];
+	char	mac[18];		/* "" until the daemon assigns one */
+};
+
+struct vm_spec {
+	char		name[SPEC_NAME_MAX + 1];
+	int		vcpus;
+	int		memory_mib;
+	char		machine[8];
+	char		image[SPEC_NAME_MAX + 1];	/* "" when boot.kernel is given */
+	char		*kernel;			/* owned, or NULL */
+	char		*initrd;			/* owned, or NULL */
+	char		*cmdline;			/* owned, or NULL */
+	int		ndisks;
+	struct spec_disk disks[SPEC_MAX_DISKS];
+	int		nnics;
+	struct spec_nic	nics[SPEC_MAX_NICS];
+	struct {
+		char	policy[8];
+		int	priority;
+		double	weight;
+		int	min_memory_mib;
+	} resources;
+	struct {
+		long long expected_runtime_s;	/* 0 = undeclared */
+		bool	preemptible;
+	} schedule;
+	bool		autostart;
+};
+
+struct spec_error {
+	int	status;		/* HTTP status: 400 or 422 */
+	char	code[32];
+	char	message[256];
+};
+
+/*
+ * Fill *spec from a JSON object.  Returns 0, or -1 with *err set; in both
+ * cases spec_clear() must be called on *spec afterwards.
+ */
+int	spec_from_json(const json_t *, struct vm_spec *, struct spec_error *);
+
+/* A new JSON object for the spec; the caller owns it. */
+json_t	*spec_to_json(const struct vm_spec *);
+
+/* Release what the spec owns; the struct itself is the caller's. */
+void	spec_clear(struct vm_spec *);
+
+/* 1 when s matches ^[a-z0-9][a-z0-9_.-]{0,62}$ and is not "." or "..". */
+int	spec_name_valid(const char *s);
+
+/* 1 when s is a unicast MAC "xx:xx:xx:xx:xx:xx" (lower or upper hex). */
+int	spec_mac_valid(const char *s);
+
+#endif

@@ -1,0 +1,384 @@
+/*
+ * api.c - the HTTP/JSON API of DESIGN.md on the unix socket: routing,
+ * request bodies, replies and the error format
+ * {"error": {"code": ..., "message": ...}}.  Handlers live with what they
+ * handle (vm.c, events.c, host.c); this file only dispatches.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+#define API_MAX_BODY	(1 << 20)
+#define API_MAX_HEADERS	(16 << 10)
+
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 507: return "Insufficient Storage";
+	default: return "Status";
+	}
+}
+
+void
+api_reply_json(struct evhttp_request *req, int status, json_t *j)
+{
+	struct evbuffer *buf = evbuffer_new();
+	char *s = json_dumps(j, JSON_COMPACT);
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	if (s)
+		evbuffer_add_printf(buf, "%s\n", s);
+	evhttp_send_reply(req, status, status_text(status), buf);
+	evbuffer_free(buf);
+	free(s);
+	json_decref(j);
+}
+
+void
+api_reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error",
+	    "code", code, "message", msg));
+}
+
+static void
+conn_closed(struct evhttp_connection *conn, void *arg)
+{
+	(void)arg;
+	vm_conn_closed(conn);
+	events_conn_closed(conn);
+}
+
+/* The request will be answered later: learn if its client goes away. */
+void
+api_track_conn(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+
+	if (conn)
+		evhttp_connection_set_closecb(conn, conn_closed, NULL);
+}
+
+/* The body as JSON: NULL with *bad set when it is not valid JSON. */
+static json_t *
+read_body(struct evhttp_request *req, int *bad, char *err, size_t errlen)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+	json_t *j;
+
+	*bad = 0;
+	if (len == 0)
+		return NULL;
+	j = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+	    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+	if (j == NULL) {
+		*bad = 1;
+		snprintf(err, errlen, "malformed JSON at line %d column %d: %s",
+		    jerr.line, jerr.column, jerr.text);
+	}
+	return j;
+}
+
+static const char *
+query_get(struct evkeyvalq *q, const char *key)
+{
+	return evhttp_find_header(q, key);
+}
+
+static int
+query_int(struct evhttp_request *req, struct evkeyvalq *q, const char *key,
+    long long lo, long long hi, long long *out)
+{
+	const char *s = query_get(q, key);
+	char *end;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *s == '\0' || *end || v < lo || v > hi) {
+		api_reply_error(req, 400, "invalid_query",
+		    "%s must be a whole number from %lld to %lld", key, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+add_event(const struct event_row *ev, void *arg)
+{
+	json_array_append_new(arg, event_json(ev));
+	return 0;
+}
+
+static void
+handle_events(struct evhttp_request *req, struct evkeyvalq *q)
+{
+	long long since = 0, limit = 1000, follow = 0;
+	const char *vm = query_get(q, "vm");
+	json_t *arr;
+
+	if (query_int(req, q, "since", 0, INT64_MAX, &since) < 0 ||
+	    query_int(req, q, "limit", 1, 100000, &limit) < 0 ||
+	    query_int(req, q, "follow", 0, 1, &follow) < 0)
+		return;
+	if (vm && !spec_name_valid(vm)) {
+		api_reply_error(req, 400, "invalid_name", "\"%s\" is not a "
+		    "valid VM name", vm);
+		return;
+	}
+	if (follow) {
+		events_subscribe(req, vm, since);
+		return;
+	}
+	arr = json_array();
+	if (db_events(vmgrd->db, since, vm, (int)limit, add_event, arr) < 0) {
+		json_decref(arr);
+		api_reply_error(req, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+		return;
+	}
+	api_reply_json(req, 200, arr);
+}
+
+static void
+handle_vm(struct evhttp_request *req, enum evhttp_cmd_type cmd,
+    const char *name, const char *action, struct evkeyvalq *q)
+{
+	struct vm *vm;
+	json_t *body;
+	char err[256];
+	int bad;
+
+	if (!spec_name_valid(name)) {
+		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
+		    "valid VM name", name);
+		return;
+	}
+	if ((vm = vm_find(name)) == NULL) {
+		api_reply_error(req, 404, "no_such_vm", "no VM named \"%s\"",
+		    name);
+		return;
+	}
+	if (action == NULL) {
+		if (cmd == EVHTTP_REQ_GET)
+			api_reply_json(req, 200, vm_json(vm));
+		else if (cmd == EVHTTP_REQ_DELETE)
+			vm_api_delete(req, vm);
+		else
+			api_reply_error(req, 405, "method_not_allowed",
+			    "use GET or DELETE on /v1/vms/NAME");
+		return;
+	}
+	if (strcmp(action, "console") == 0) {
+		long long tail = 0;
+		if (cmd != EVHTTP_REQ_GET) {
+			api_reply_error(req, 405, "method_not_allowed",
+			    "use GET on /v1/vms/NAME/console");
+			return;
+		}
+		if (query_int(req, q, "tail", 0, 1000000, &tail) == 0)
+			vm_api_console(req, vm, (long)tail);
+		return;
+	}
+	if (cmd != EVHTTP_REQ_POST) {
+		api_reply_error(req, 405, "method_not_allowed",
+		    "use POST on /v1/vms/NAME/%s", action);
+		return;
+	}
+	body = read_body(req, &bad, err, sizeof(err));
+	if (bad) {
+		api_reply_error(req, 400, "malformed_json", "%s", err);
+		return;
+	}
+	if (body && !json_is_object(body)) {
+		json_decref(body);
+		api_reply_error(req, 422, "invalid_value",
+		    "the body must be a JSON object");
+		return;
+	}
+	vm_api_action(req, vm, action, body);
+	json_decref(body);
+}
+
+static void
+handle_vms(struct evhttp_request *req, enum evhttp_cmd_type cmd)
+{
+	json_t *body, *arr;
+	struct vm *vm;
+	char err[256];
+	int bad;
+
+	if (cmd == EVHTTP_REQ_GET) {
+		arr = json_array();
+		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+			json_array_append_new(arr, vm_json(vm));
+		api_reply_json(req, 200, arr);
+		return;
+	}
+	if (cmd != EVHTTP_REQ_POST) {
+		api_reply_error(req, 405, "method_not_allowed",
+		    "use GET or POST on /v1/vms");
+		return;
+	}
+	body = read_body(req, &bad, err, sizeof(err));
+	if (bad) {
+		api_reply_error(req, 400, "malformed_json", "%s", err);
+		return;
+	}
+	if (body == NULL) {
+		api_reply_error(req, 400, "missing_body",
+		    "POST /v1/vms needs a JSON spec");
+		return;
+	}
+	vm_api_create(req, body);
+	json_decref(body);
+}
+
+static void
+dispatch(struct evhttp_request *req, void *arg)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *rawpath = evhttp_uri_get_path(uri);
+	const char *rawq = evhttp_uri_get_query(uri);
+	struct evkeyvalq q;
+	char *path = NULL, *parts[5] = { 0 };
+	int n = 0;
+
+	(void)arg;
+	TAILQ_INIT(&q);
+	if (rawq && evhttp_parse_query_str(rawq, &q) < 0) {
+		api_reply_error(req, 400, "invalid_query",
+		    "the query string is malformed");
+		return;
+	}
+	if (rawpath == NULL || (path = evhttp_uridecode(rawpath, 0, NULL)) ==
+	    NULL) {
+		api_reply_error(req, 400, "invalid_path", "bad request path");
+		goto out;
+	}
+	/* Split "/v1/vms/web/start" into at most five parts. */
+	for (char *save = NULL, *p = strtok_r(path, "/", &save); p;
+	    p = strtok_r(NULL, "/", &save)) {
+		if (n == 5) {
+			n++;
+			break;
+		}
+		parts[n++] = p;
+	}
+	if (n == 0 || n > 4 || (strcmp(parts[0], "v1") != 0 &&
+	    strcmp(parts[0], "metrics") != 0))
+		goto notfound;
+	if (n == 2 && strcmp(parts[1], "host") == 0) {
+		if (cmd != EVHTTP_REQ_GET)
+			goto badmethod;
+		api_reply_json(req, 200, host_json());
+	} else if (n == 2 && strcmp(parts[1], "events") == 0) {
+		if (cmd != EVHTTP_REQ_GET)
+			goto badmethod;
+		handle_events(req, &q);
+	} else if (n == 2 && strcmp(parts[1], "vms") == 0) {
+		handle_vms(req, cmd);
+	} else if ((n == 3 || n == 4) && strcmp(parts[1], "vms") == 0) {
+		handle_vm(req, cmd, parts[2], n == 4 ? parts[3] : NULL, &q);
+	} else
+		goto notfound;
+	goto out;
+notfound:
+	api_reply_error(req, 404, "not_found", "no such endpoint: %s",
+	    rawpath ? rawpath : "?");
+	goto out;
+badmethod:
+	api_reply_error(req, 405, "method_not_allowed",
+	    "method not allowed on %s", rawpath);
+out:
+	free(path);
+	evhttp_clear_headers(&q);
+}
+
+int
+api_listen(const char *sockpath)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
+		log_warnx("%s: socket path too long: %s", __func__, sockpath);
+		return -1;
+	}
+	strcpy(sun.sun_path, sockpath);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0) {
+		log_warn("%s: socket", __func__);
+		return -1;
+	}
+	/* The state dir's lock is held: a socket file left here is stale. */
+	unlink(sockpath);
+	mode_t old = umask(0177);
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		umask(old);
+		log_warn("%s: bind %s", __func__, sockpath);
+		close(fd);
+		return -1;
+	}
+	umask(old);
+	chmod(sockpath, 0600);
+	if (listen(fd, 128) < 0) {
+		log_warn("%s: listen", __func__);
+		close(fd);
+		return -1;
+	}
+	vmgrd->http = evhttp_new(vmgrd->base);
+	evhttp_set_max_body_size(vmgrd->http, API_MAX_BODY);
+	evhttp_set_max_headers_size(vmgrd->http, API_MAX_HEADERS);
+	evhttp_set_timeout(vmgrd->http, 120);
+	evhttp_set_allowed_methods(vmgrd->http, EVHTTP_REQ_GET |
+	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
+	    EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(vmgrd->http, dispatch, NULL);
+	if (evhttp_accept_socket_with_handle(vmgrd->http, fd) == NULL) {
+		log_warnx("%s: cannot serve on %s", __func__, sockpath);
+		close(fd);
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,151 @@
+/*
+ * daemon.h - vmgrd's shared types and the functions its files offer each
+ * other.  Grouped by file, as in OpenBSD's vmd.h.  vmgrd is one libevent
+ * loop; nothing here is thread-safe because nothing needs to be.
+ */
+#ifndef VMGR_DAEMON_H
+#define VMGR_DAEMON_H
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+#include <sqlite3.h>
+
+#include "../core/spec.h"
+#include "../core/state.h"
+
+#define VMGR_VERSION	"0.1.0"
+
+struct qmp;
+struct proc_watch;
+
+/* An asynchronous request a waiter is parked on. */
+enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
+	OP_STOP };
+
+struct waiter {
+	TAILQ_ENTRY(waiter)	 entry;
+	struct evhttp_request	*req;
+	struct evhttp_connection *conn;
+	enum vm_op		 op;
+};
+TAILQ_HEAD(waiterq, waiter);
+
+struct vm {
+	TAILQ_ENTRY(vm)		 entry;
+	int64_t			 id;
+	struct vm_spec		 spec;
+	enum vm_state		 state;
+	char			 reason[256];
+	int64_t			 state_since;	/* unix ms */
+	int64_t			 created_at;
+	int64_t			 started_at;	/* QEMU start, unix ms */
+	pid_t			 pid;		/* 0 when no QEMU */
+	char			 dir[128];	/* run dir: sockets, logs */
+	struct qmp		*qmp;
+	struct proc_watch	*watch;
+	struct event		*timer;		/* shutdown/stop deadline */
+	enum vm_op		 busy;		/* operation in flight */
+	int			 guest_off;	/* QMP SHUTDOWN guest=true */
+	int			 panicked;	/* QMP GUEST_PANICKED */
+	int			 forced;	/* shutdown timed out */
+	int			 stop_requested;
+	int			 creating;	/* disks being made */
+	int			 ndisks_left;
+	char			 create_error[256];
+	struct waiterq		 waiters;
+};
+TAILQ_HEAD(vmq, vm);
+
+struct subscriber {
+	TAILQ_ENTRY(subscriber)	 entry;
+	struct evhttp_request	*req;
+	struct evhttp_connection *conn;
+	char			 vm[SPEC_NAME_MAX + 1];	/* "" for all */
+};
+TAILQ_HEAD(subq, subscriber);
+
+struct vmgrd {
+	struct event_base	*base;
+	struct evhttp		*http;
+	sqlite3			*db;
+	char			 state_dir[96];	/* checked: sockets live below */
+	char			 images_dir[512];
+	char			 qemu_binary[PATH_MAX];
+	char			 qemu_img[PATH_MAX];
+	char			 qemu_version[64];
+	char			 accel[8];
+	char			 accel_reason[160];
+	char			 cgroup_mode[16];
+	int			 shutdown_timeout_s;
+	int64_t			 started_at;
+	struct vmq		 vms;
+	struct subq		 subscribers;
+};
+
+extern struct vmgrd *vmgrd;
+
+struct event_row {
+	int64_t		 seq;
+	int64_t		 time;
+	const char	*vm;
+	const char	*from;	/* NULL for a VM's creation */
+	const char	*to;
+	const char	*event;
+	const char	*reason;
+	const char	*actor;
+};
+
+/* db.c */
+int	 db_open(const char *path, sqlite3 **, char *err, size_t errlen);
+void	 db_close(sqlite3 *);
+int	 db_vm_insert(sqlite3 *, struct vm *, const char *spec_json,
+	    struct event_row *);
+int	 db_vm_delete(sqlite3 *, const struct vm *, struct event_row *);
+int	 db_transition(sqlite3 *, const struct vm *, enum vm_state from,
+	    struct event_row *);
+typedef int (*db_vm_cb)(int64_t id, const char *name, const char *spec,
+	    const char *state, const char *reason, int64_t state_since,
+	    int64_t created_at, int64_t started_at, pid_t pid, void *arg);
+int	 db_vm_foreach(sqlite3 *, db_vm_cb, void *);
+typedef int (*db_event_cb)(const struct event_row *, void *);
+int	 db_events(sqlite3 *, int64_t since, const char *vm, int limit,
+	    db_event_cb, void *);
+const char *db_errmsg(sqlite3 *);
+
+/* events.c */
+json_t	*event_json(const struct event_row *);
+void	 events_publish(const struct event_row *);
+void	 events_subscribe(struct evhttp_request *, const char *vm,
+	    int64_t since);
+void	 events_conn_closed(struct evhttp_connection *);
+
+/* api.c */
+int	 api_listen(const char *sockpath);
+void	 api_reply_json(struct evhttp_request *, int status, json_t *);
+void	 api_reply_error(struct evhttp_request *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void	 api_track_conn(struct evhttp_request *);
+
+/* vm.c */
+struct vm *vm_find(const char *name);
+json_t	*vm_json(const struct vm *);
+void	 vm_api_create(struct evhttp_request *, json_t *body);
+void	 vm_api_delete(struct evhttp_request *, struct vm *);
+void	 vm_api_action(struct evhttp_request *, struct vm *, const char *action,
+	    json_t *body);
+void	 vm_api_console(struct evhttp_request *, struct vm *, long tail);
+int	 vm_load_all(void);
+void	 vm_conn_closed(struct evhttp_connection *);
+void	 vm_shutdown_daemon(void);
+
+/* host.c */
+int	 host_probe(char *err, size_t errlen);
+json_t	*host_json(void);
+
+#endif

@@ -1,0 +1,333 @@
+/*
+ * db.c - vmgrd's SQLite state: the VMs and the event log.  A transition and
+ * its event row are written in one transaction, so the log never disagrees
+ * with the state.  The schema is versioned with PRAGMA user_version and
+ * migrated forward at open; a database that fails its integrity check is
+ * never touched.
+ */
+#include "daemon.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+static const char *const migrations[] = {
+	/* 1 */
+	"CREATE TABLE vms ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  spec TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  state_reason TEXT NOT NULL DEFAULT '',"
+	"  state_since INTEGER NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  started_at INTEGER NOT NULL DEFAULT 0,"
+	"  pid INTEGER NOT NULL DEFAULT 0);"
+	"CREATE TABLE events ("
+	"  seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  time INTEGER NOT NULL,"
+	"  vm TEXT NOT NULL,"
+	"  from_state TEXT,"
+	"  to_state TEXT NOT NULL,"
+	"  event TEXT NOT NULL,"
+	"  reason TEXT NOT NULL DEFAULT '',"
+	"  actor TEXT NOT NULL DEFAULT '');"
+	"CREATE INDEX events_vm ON events(vm, seq);",
+};
+#define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+const char *
+db_errmsg(sqlite3 *db)
+{
+	return sqlite3_errmsg(db);
+}
+
+static int
+exec(sqlite3 *db, const char *sql)
+{
+	char *msg = NULL;
+
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		log_warnx("%s: %s", __func__, msg ? msg : "?");
+		sqlite3_free(msg);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+user_version(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int v = -1;
+
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL))
+		return -1;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	return v;
+}
+
+int
+db_open(const char *path, sqlite3 **out, char *err, size_t errlen)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *st = NULL;
+	int v, rc;
+
+	rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		snprintf(err, errlen, "cannot open %s: %s", path,
+		    db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
+		goto fail;
+	}
+	sqlite3_busy_timeout(db, 5000);
+	/*
+	 * quick_check reads every page: a damaged file is reported before
+	 * anything could write to it.
+	 */
+	if (sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL) !=
+	    SQLITE_OK || sqlite3_step(st) != SQLITE_ROW ||
+	    strcmp((const char *)sqlite3_column_text(st, 0), "ok") != 0) {
+		snprintf(err, errlen, "the database %s is damaged (%s); vmgrd "
+		    "will not touch it. Move it aside and restore a copy, or "
+		    "start with an empty state dir", path, st &&
+		    sqlite3_column_text(st, 0) ? (const char *)
+		    sqlite3_column_text(st, 0) : sqlite3_errmsg(db));
+		goto fail;
+	}
+	sqlite3_finalize(st);
+	st = NULL;
+	/* WAL + NORMAL: a killed vmgrd loses nothing it committed. */
+	if (exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+	    "PRAGMA foreign_keys=ON;") < 0) {
+		snprintf(err, errlen, "cannot set up %s: %s", path,
+		    sqlite3_errmsg(db));
+		goto fail;
+	}
+	if ((v = user_version(db)) < 0 || v > SCHEMA_VERSION) {
+		snprintf(err, errlen, "%s has schema version %d; this vmgrd "
+		    "knows up to %d. Use a newer vmgrd", path, v,
+		    SCHEMA_VERSION);
+		goto fail;
+	}
+	for (; v < SCHEMA_VERSION; v++) {
+		char sql[64];
+		if (exec(db, "BEGIN IMMEDIATE") < 0)
+			goto migrate_fail;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version=%d", v + 1);
+		if (exec(db, migrations[v]) < 0 || exec(db, sql) < 0) {
+			exec(db, "ROLLBACK");
+			goto migrate_fail;
+		}
+		if (exec(db, "COMMIT") < 0)
+			goto migrate_fail;
+		log_info("database schema migrated to version %d", v + 1);
+	}
+	*out = db;
+	return 0;
+migrate_fail:
+	snprintf(err, errlen, "cannot migrate %s to schema %d: %s", path, v + 1,
+	    sqlite3_errmsg(db));
+fail:
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return -1;
+}
+
+void
+db_close(sqlite3 *db)
+{
+	if (db)
+		sqlite3_close(db);
+}
+
+static int
+insert_event(sqlite3 *db, struct event_row *ev)
+{
+	static const char sql[] = "INSERT INTO events(time, vm, from_state, "
+	    "to_state, event, reason, actor) VALUES (?,?,?,?,?,?,?)";
+	sqlite3_stmt *st;
+	int rc;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, ev->time);
+	sqlite3_bind_text(st, 2, ev->vm, -1, SQLITE_STATIC);
+	if (ev->from)
+		sqlite3_bind_text(st, 3, ev->from, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, ev->to, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, ev->event, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 6, ev->reason ? ev->reason : "", -1,
+	    SQLITE_STATIC);
+	sqlite3_bind_text(st, 7, ev->actor ? ev->actor : "", -1,
+	    SQLITE_STATIC);
+	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	sqlite3_finalize(st);
+	if (rc == 0)
+		ev->seq = sqlite3_last_insert_rowid(db);
+	return rc;
+}
+
+static int
+step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+
+	(void)db;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
+    struct event_row *ev)
+{
+	static const char sql[] = "INSERT INTO vms(name, spec, state, "
+	    "state_reason, state_since, created_at) VALUES (?,?,?,?,?,?)";
+	sqlite3_stmt *st;
+
+	if (exec(db, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, vm->spec.name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, vm_state_name(vm->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, vm->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, vm->state_since);
+	sqlite3_bind_int64(st, 6, vm->created_at);
+	if (step_done(db, st) < 0)
+		goto fail;
+	vm->id = sqlite3_last_insert_rowid(db);
+	if (insert_event(db, ev) < 0 || exec(db, "COMMIT") < 0)
+		goto fail;
+	return 0;
+fail:
+	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	exec(db, "ROLLBACK");
+	return -1;
+}
+
+int
+db_vm_delete(sqlite3 *db, const struct vm *vm, struct event_row *ev)
+{
+	sqlite3_stmt *st;
+
+	if (exec(db, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	if (sqlite3_prepare_v2(db, "DELETE FROM vms WHERE id = ?", -1, &st,
+	    NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_int64(st, 1, vm->id);
+	if (step_done(db, st) < 0 || insert_event(db, ev) < 0 ||
+	    exec(db, "COMMIT") < 0)
+		goto fail;
+	return 0;
+fail:
+	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	exec(db, "ROLLBACK");
+	return -1;
+}
+
+int
+db_transition(sqlite3 *db, const struct vm *vm, enum vm_state from,
+    struct event_row *ev)
+{
+	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?,"
+	    " state_since = ?, started_at = ?, pid = ? WHERE id = ? AND "
+	    "state = ?";
+	sqlite3_stmt *st;
+
+	if (exec(db, "BEGIN IMMEDIATE") < 0)
+		return -1;
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		goto fail;
+	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vm->state_since);
+	sqlite3_bind_int64(st, 4, vm->started_at);
+	sqlite3_bind_int(st, 5, (int)vm->pid);
+	sqlite3_bind_int64(st, 6, vm->id);
+	sqlite3_bind_text(st, 7, vm_state_name(from), -1, SQLITE_STATIC);
+	if (step_done(db, st) < 0)
+		goto fail;
+	if (sqlite3_changes(db) != 1) {
+		log_warnx("%s: %s is not %s in the database", __func__,
+		    vm->spec.name, vm_state_name(from));
+		goto fail;
+	}
+	if (insert_event(db, ev) < 0 || exec(db, "COMMIT") < 0)
+		goto fail;
+	return 0;
+fail:
+	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	exec(db, "ROLLBACK");
+	return -1;
+}
+
+int
+db_vm_foreach(sqlite3 *db, db_vm_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT id, name, spec, state, state_reason,"
+	    " state_since, created_at, started_at, pid FROM vms ORDER BY id";
+	sqlite3_stmt *st;
+	int rc = 0, step;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = cb(sqlite3_column_int64(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3),
+		    (const char *)sqlite3_column_text(st, 4),
+		    sqlite3_column_int64(st, 5), sqlite3_column_int64(st, 6),
+		    sqlite3_column_int64(st, 7),
+		    (pid_t)sqlite3_column_int(st, 8), arg);
+		if (rc)
+			break;
+	}
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		rc = -1;
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+db_events(sqlite3 *db, int64_t since, const char *vm, int limit,
+    db_event_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT seq, time, vm, from_state, "
+	    "to_state, event, reason, actor FROM events WHERE seq > ? AND "
+	    "(?2 IS NULL OR vm = ?2) ORDER BY seq LIMIT ?";
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, since);
+	if (vm)
+		sqlite3_bind_text(st, 2, vm, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 3, limit);
+	while (sqlite3_step(st) == SQLITE_ROW) {
+		struct event_row ev = {
+			.seq = sqlite3_column_int64(st, 0),
+			.time = sqlite3_column_int64(st, 1),
+			.vm = (const char *)sqlite3_column_text(st, 2),
+			.from = (const char *)sqlite3_column_text(st, 3),
+			.to = (const char *)sqlite3_column_text(st, 4),
+			.event = (const char *)sqlite3_column_text(st, 5),
+			.reason = (const char *)sqlite3_column_text(st, 6),
+			.actor = (const char *)sqlite3_column_text(st, 7),
+		};
+		if ((rc = cb(&ev, arg)) != 0)
+			break;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}

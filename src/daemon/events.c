@@ -1,0 +1,103 @@
+/*
+ * events.c - the lifecycle event log as the API shows it: rows as JSON,
+ * GET /v1/events (a page of history), and ?follow=1 subscribers that get
+ * each new event as one line of JSON on a chunked response.
+ */
+#include "daemon.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+json_t *
+event_json(const struct event_row *ev)
+{
+	char when[40];
+
+	return json_pack("{s:I, s:s, s:I, s:s, s:s?, s:s, s:s, s:s, s:s}",
+	    "seq", (json_int_t)ev->seq,
+	    "time", fmt_time_ms(ev->time, when, sizeof(when)),
+	    "time_ms", (json_int_t)ev->time,
+	    "vm", ev->vm,
+	    "from", ev->from,
+	    "to", ev->to,
+	    "event", ev->event,
+	    "reason", ev->reason ? ev->reason : "",
+	    "actor", ev->actor ? ev->actor : "");
+}
+
+static void
+send_line(struct evhttp_request *req, const struct event_row *ev)
+{
+	struct evbuffer *buf = evbuffer_new();
+	json_t *j = event_json(ev);
+	char *s = json_dumps(j, JSON_COMPACT);
+
+	if (buf && s) {
+		evbuffer_add_printf(buf, "%s\n", s);
+		evhttp_send_reply_chunk(req, buf);
+	}
+	free(s);
+	json_decref(j);
+	if (buf)
+		evbuffer_free(buf);
+}
+
+void
+events_publish(const struct event_row *ev)
+{
+	struct subscriber *s;
+
+	TAILQ_FOREACH(s, &vmgrd->subscribers, entry)
+		if (s->vm[0] == '\0' || strcmp(s->vm, ev->vm) == 0)
+			send_line(s->req, ev);
+}
+
+static int
+replay_one(const struct event_row *ev, void *arg)
+{
+	send_line(arg, ev);
+	return 0;
+}
+
+/*
+ * Stream events after `since`, then every new one, until the client goes.
+ * History is sent in pages so a long log never sits in memory at once.
+ */
+void
+events_subscribe(struct evhttp_request *req, const char *vm, int64_t since)
+{
+	struct subscriber *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	s->req = req;
+	s->conn = evhttp_request_get_connection(req);
+	snprintf(s->vm, sizeof(s->vm), "%s", vm ? vm : "");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/x-ndjson");
+	evhttp_send_reply_start(req, 200, "OK");
+	db_events(vmgrd->db, since, vm, -1, replay_one, req);
+	TAILQ_INSERT_TAIL(&vmgrd->subscribers, s, entry);
+	api_track_conn(req);
+}
+
+void
+events_conn_closed(struct evhttp_connection *conn)
+{
+	struct subscriber *s, *next;
+
+	for (s = TAILQ_FIRST(&vmgrd->subscribers); s; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->conn != conn)
+			continue;
+		TAILQ_REMOVE(&vmgrd->subscribers, s, entry);
+		free(s);
+	}
+}

@@ -1,0 +1,186 @@
+/*
+ * host.c - facts about the host, probed once at start-up: the accelerator
+ * (KVM when /dev/kvm really creates a VM, else TCG), QEMU's version, the
+ * cgroup layout; and the live numbers of GET /v1/host.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+#include <linux/magic.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/proc.h"
+
+/*
+ * Some hosts (nested virtualization above all) create KVM VMs but fail
+ * QEMU's vCPU set-up.  A paused QEMU with no devices tells in ~60 ms.
+ */
+static void
+probe_qemu_kvm(void)
+{
+	char *argv[] = { vmgrd->qemu_binary, "-machine", "q35,accel=kvm",
+	    "-cpu", "host", "-S", "-nodefaults", "-no-user-config",
+	    "-display", "none", "-m", "16", "-qmp", "stdio", NULL };
+	char out[2048], *line, *last = NULL, *save = NULL;
+
+	if (proc_run_sync(argv, "{\"execute\":\"qmp_capabilities\"}\n"
+	    "{\"execute\":\"quit\"}\n", out, sizeof(out)) == 0)
+		return;
+	for (line = strtok_r(out, "\n", &save); line; line = strtok_r(NULL,
+	    "\n", &save))
+		if (strncmp(line, "qemu-system", 11) == 0 && !last)
+			last = line;
+	snprintf(vmgrd->accel, sizeof(vmgrd->accel), "tcg");
+	snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+	    "QEMU cannot use /dev/kvm here: %.80s", last ? last : "probe failed");
+}
+
+/*
+ * /dev/kvm can exist and open yet refuse to create a VM (nested setups,
+ * missing modules); only KVM_CREATE_VM tells.
+ */
+static void
+probe_accel(void)
+{
+	const char *want = getenv("VMGR_ACCEL");
+	int fd, vmfd;
+
+	if (want && strcmp(want, "tcg") == 0) {
+		snprintf(vmgrd->accel, sizeof(vmgrd->accel), "tcg");
+		snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+		    "chosen with VMGR_ACCEL=tcg");
+		return;
+	}
+	snprintf(vmgrd->accel, sizeof(vmgrd->accel), "tcg");
+	if ((fd = open("/dev/kvm", O_RDWR | O_CLOEXEC)) < 0) {
+		snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+		    "/dev/kvm: %s", strerror(errno));
+		return;
+	}
+	if (ioctl(fd, KVM_GET_API_VERSION, 0) != KVM_API_VERSION) {
+		snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+		    "/dev/kvm: unexpected API version");
+	} else if ((vmfd = ioctl(fd, KVM_CREATE_VM, 0)) < 0) {
+		snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+		    "KVM_CREATE_VM: %s", strerror(errno));
+	} else {
+		close(vmfd);
+		snprintf(vmgrd->accel, sizeof(vmgrd->accel), "kvm");
+		snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+		    "/dev/kvm works");
+	}
+	close(fd);
+	if (strcmp(vmgrd->accel, "kvm") == 0)
+		probe_qemu_kvm();
+}
+
+static void
+probe_cgroup(void)
+{
+	struct statfs fs;
+
+	if (statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type ==
+	    CGROUP2_SUPER_MAGIC)
+		snprintf(vmgrd->cgroup_mode, sizeof(vmgrd->cgroup_mode), "v2");
+	else if (statfs("/sys/fs/cgroup/unified", &fs) == 0 && fs.f_type ==
+	    CGROUP2_SUPER_MAGIC)
+		snprintf(vmgrd->cgroup_mode, sizeof(vmgrd->cgroup_mode),
+		    "hybrid");
+	else if (access("/sys/fs/cgroup/memory", F_OK) == 0)
+		snprintf(vmgrd->cgroup_mode, sizeof(vmgrd->cgroup_mode), "v1");
+	else
+		snprintf(vmgrd->cgroup_mode, sizeof(vmgrd->cgroup_mode),
+		    "none");
+}
+
+int
+host_probe(char *err, size_t errlen)
+{
+	char out[512];
+	char *argv[] = { vmgrd->qemu_binary, "--version", NULL };
+	char *img_argv[] = { vmgrd->qemu_img, "--version", NULL };
+
+	if (proc_run_sync(argv, NULL, out, sizeof(out)) < 0) {
+		snprintf(err, errlen, "cannot run %s --version: is QEMU "
+		    "installed (Debian package qemu-system-x86)?",
+		    vmgrd->qemu_binary);
+		return -1;
+	}
+	/* "QEMU emulator version 7.2.22 (Debian ...)" */
+	const char *v = strstr(out, "version ");
+	if (v) {
+		v += strlen("version ");
+		snprintf(vmgrd->qemu_version, sizeof(vmgrd->qemu_version),
+		    "%.*s", (int)strcspn(v, " \n"), v);
+	}
+	if (proc_run_sync(img_argv, NULL, out, sizeof(out)) < 0) {
+		snprintf(err, errlen, "cannot run %s --version: is qemu-img "
+		    "installed (Debian package qemu-utils)?", vmgrd->qemu_img);
+		return -1;
+	}
+	probe_accel();
+	probe_cgroup();
+	return 0;
+}
+
+static long long
+meminfo_kib(const char *key)
+{
+	char *buf = read_file("/proc/meminfo", 1 << 16, NULL), *p;
+	long long v = -1;
+
+	if (buf == NULL)
+		return -1;
+	if ((p = strstr(buf, key)) != NULL)
+		v = strtoll(p + strlen(key), NULL, 10);
+	free(buf);
+	return v;
+}
+
+json_t *
+host_json(void)
+{
+	struct utsname un;
+	struct vm *vm;
+	json_t *counts = json_object();
+	long long total = meminfo_kib("MemTotal:");
+	long long avail = meminfo_kib("MemAvailable:");
+	int nvms = 0;
+
+	for (int s = 0; s < VM_NSTATES; s++)
+		if (s != VM_DELETED)
+			json_object_set_new(counts, vm_state_name(s),
+			    json_integer(0));
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		json_t *c = json_object_get(counts, vm_state_name(vm->state));
+		json_integer_set(c, json_integer_value(c) + 1);
+		nvms++;
+	}
+	uname(&un);
+	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s,"
+	    " s:s, s:s, s:i, s:o}",
+	    "hostname", un.nodename,
+	    "kernel", un.release,
+	    "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
+	    "memory_mib", (json_int_t)(total / 1024),
+	    "memory_available_mib", (json_int_t)(avail / 1024),
+	    "accel", vmgrd->accel,
+	    "accel_reason", vmgrd->accel_reason,
+	    "qemu_version", vmgrd->qemu_version,
+	    "qemu_binary", vmgrd->qemu_binary,
+	    "cgroup_mode", vmgrd->cgroup_mode,
+	    "state_dir", vmgrd->state_dir,
+	    "vmgrd_version", VMGR_VERSION,
+	    "vms_total", nvms,
+	    "vms", counts);
+}

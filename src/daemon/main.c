@@ -1,0 +1,287 @@
+/*
+ * main.c - vmgrd: options, the state dir and its lock, daemonizing, and
+ * the one event loop everything else runs on.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+#ifndef VMGR_DATADIR
+#define VMGR_DATADIR "/usr/local/share/vmgr"
+#endif
+
+struct vmgrd *vmgrd;
+
+static void
+usage(FILE *out)
+{
+	fprintf(out,
+"usage: vmgrd [--state-dir DIR] [--foreground] [--images-dir DIR]\n"
+"             [--shutdown-timeout SECONDS] [--verbose]\n"
+"\n"
+"The vmgr daemon.  Serves the API on STATE_DIR/vmgrd.sock and keeps its\n"
+"state in STATE_DIR/vmgr.db.  Without --foreground it detaches once it is\n"
+"ready and logs to STATE_DIR/vmgrd.log.  QEMU processes outlive vmgrd and\n"
+"are re-adopted when it starts again.\n"
+"\n"
+"  --state-dir DIR        default $VMGR_STATE_DIR, /var/lib/vmgr for root,\n"
+"                         else $XDG_STATE_HOME/vmgr or ~/.local/state/vmgr\n"
+"  --foreground, -f       stay attached and log to stderr\n"
+"  --images-dir DIR       where images such as \"tiny\" live\n"
+"  --shutdown-timeout S   seconds a guest gets to power off (default 60)\n"
+"  --verbose, -v          log QMP events too\n"
+"\n"
+"Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
+"use KVM), VMGR_IMAGES_DIR.\n");
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	log_info("signal %d: exiting; running VMs go on", (int)sig);
+	event_base_loopexit(vmgrd->base, NULL);
+}
+
+/* build/vmgrd finds build/images; an installed one, PREFIX/share/vmgr. */
+static void
+find_images_dir(const char *opt)
+{
+	char exe[PATH_MAX];
+	ssize_t n;
+	const char *env = getenv("VMGR_IMAGES_DIR");
+
+	if (opt || (env && *env)) {
+		snprintf(vmgrd->images_dir, sizeof(vmgrd->images_dir), "%s",
+		    opt ? opt : env);
+		return;
+	}
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		snprintf(vmgrd->images_dir, sizeof(vmgrd->images_dir),
+		    "%s/images", dirname(exe));
+		if (access(vmgrd->images_dir, F_OK) == 0)
+			return;
+	}
+	snprintf(vmgrd->images_dir, sizeof(vmgrd->images_dir),
+	    "%s/images", VMGR_DATADIR);
+}
+
+static int
+take_lock(void)
+{
+	char path[PATH_MAX], buf[32];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/vmgrd.lock", vmgrd->state_dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_warn("open %s", path);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		log_warnx("vmgrd is already running for %s (pid %s)",
+		    vmgrd->state_dir, n > 0 ? strtok(buf, "\n") : "?");
+		close(fd);
+		return -1;
+	}
+	if (ftruncate(fd, 0) == 0) {
+		int len = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+		if (pwrite(fd, buf, (size_t)len, 0) != len)
+			log_warn("write %s", path);
+	}
+	return fd;	/* held open for the life of the process */
+}
+
+/*
+ * Detach: the parent waits on a pipe until the child is serving (or has
+ * failed), so `vmgrd && vmgr list` never races.  Returns the pipe's write
+ * end in the child.
+ */
+static int
+daemonize(void)
+{
+	int p[2];
+	char c;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		fatal("pipe");
+	switch (fork()) {
+	case -1:
+		fatal("fork");
+	case 0:
+		close(p[0]);
+		setsid();
+		return p[1];
+	default:
+		close(p[1]);
+		if (read(p[0], &c, 1) == 1 && c == 'k')
+			_exit(0);
+		fprintf(stderr, "vmgrd: failed to start; see %s/vmgrd.log\n",
+		    vmgrd->state_dir);
+		_exit(1);
+	}
+}
+
+static int
+open_log(void)
+{
+	char path[PATH_MAX];
+	int fd, devnull;
+
+	snprintf(path, sizeof(path), "%s/vmgrd.log", vmgrd->state_dir);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+	    0600)) < 0)
+		return -1;
+	if ((devnull = open("/dev/null", O_RDONLY)) >= 0) {
+		dup2(devnull, 0);
+		close(devnull);
+	}
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+	return 0;
+}
+
+int
+main(int argc, char *argv[])
+{
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "images-dir", required_argument, NULL, 'i' },
+		{ "shutdown-timeout", required_argument, NULL, 't' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct vmgrd d;
+	const char *state_dir = NULL, *images = NULL, *env;
+	char err[1024], path[PATH_MAX];
+	int foreground = 0, verbose = 0, ready_fd = -1, ch;
+	long long timeout = 60;
+
+	vmgrd = &d;
+	TAILQ_INIT(&d.vms);
+	TAILQ_INIT(&d.subscribers);
+	while ((ch = getopt_long(argc, argv, "s:fi:t:vh", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's': state_dir = optarg; break;
+		case 'f': foreground = 1; break;
+		case 'i': images = optarg; break;
+		case 't':
+			if (parse_duration_s(optarg, &timeout) < 0 ||
+			    timeout > 86400) {
+				fprintf(stderr, "vmgrd: --shutdown-timeout: "
+				    "bad duration \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'v': verbose = 1; break;
+		case 'h': usage(stdout); return 0;
+		case 'V': printf("vmgrd %s\n", VMGR_VERSION); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	d.shutdown_timeout_s = (int)timeout;
+	char sd[PATH_MAX];
+	if (state_dir)
+		snprintf(sd, sizeof(sd), "%s", state_dir);
+	else if (default_state_dir(sd, sizeof(sd)) < 0) {
+		fprintf(stderr, "vmgrd: cannot find a state dir; use "
+		    "--state-dir\n");
+		return 2;
+	}
+	if (mkdir_p(sd, 0700) < 0) {
+		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
+		return 1;
+	}
+	if (realpath(sd, path) == NULL) {
+		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
+		return 1;
+	}
+	/* Sockets live at STATE_DIR/vm/ID/console.sock: 108 bytes at most. */
+	if (strlen(path) > 80) {
+		fprintf(stderr, "vmgrd: state dir path too long (over 80 "
+		    "bytes) for unix sockets: %s\n", path);
+		return 2;
+	}
+	memcpy(d.state_dir, path, strlen(path) + 1);
+	if (!foreground) {
+		ready_fd = daemonize();
+		if (open_log() < 0)
+			return 1;
+	}
+	log_init(stderr, verbose);
+	signal(SIGPIPE, SIG_IGN);
+	umask(0077);
+
+	find_images_dir(images);
+	env = getenv("VMGR_QEMU");
+	snprintf(d.qemu_binary, sizeof(d.qemu_binary), "%s",
+	    env && *env ? env : "qemu-system-x86_64");
+	env = getenv("VMGR_QEMU_IMG");
+	snprintf(d.qemu_img, sizeof(d.qemu_img), "%s",
+	    env && *env ? env : "qemu-img");
+
+	if (take_lock() < 0)
+		return 1;
+	if (host_probe(err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	snprintf(path, sizeof(path), "%s/vmgr.db", d.state_dir);
+	if (db_open(path, &d.db, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	if ((d.base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	d.started_at = now_unix_ms();
+	if (vm_load_all() < 0)
+		fatalx("cannot load VMs: %s", db_errmsg(d.db));
+	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
+	if (api_listen(path) < 0)
+		fatalx("cannot serve the API on %s", path);
+
+	struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, NULL);
+	struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, NULL);
+	evsignal_add(sigterm, NULL);
+	evsignal_add(sigint, NULL);
+	signal(SIGHUP, SIG_IGN);
+
+	log_info("vmgrd %s ready: %s, accel %s (%s), QEMU %s, images %s",
+	    VMGR_VERSION, path, d.accel, d.accel_reason, d.qemu_version,
+	    d.images_dir);
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "k", 1) != 1)
+			log_warn("ready pipe");
+		close(ready_fd);
+	}
+	event_base_dispatch(d.base);
+
+	vm_shutdown_daemon();
+	evhttp_free(d.http);
+	unlink(path);
+	event_free(sigterm);
+	event_free(sigint);
+	event_base_free(d.base);
+	db_close(d.db);
+	return 0;
+}

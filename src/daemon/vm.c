@@ -1,0 +1,1380 @@
+/*
+ * vm.c - the lifecycle of VMs inside vmgrd: create and delete, start,
+ * pause, resume, shutdown and stop, and what happens when QEMU reports an
+ * event or exits.  Every state change goes through transition(), which asks
+ * the table in core/state.c, writes the state and its event row in one
+ * database transaction, and publishes the event.
+ *
+ * Requests whose outcome comes later (QEMU ready, QEMU gone) park a waiter
+ * on the VM; complete() answers the waiters of an operation.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/argv.h"
+#include "../qemu/proc.h"
+#include "../qemu/qmp.h"
+
+#define STOP_GRACE_S	5	/* quit/SIGTERM before SIGKILL */
+#define CONSOLE_MAX	(1 << 20)
+
+static void	qemu_exited(pid_t, int, void *);
+static void	qmp_ready(struct qmp *, void *);
+static void	qmp_event(struct qmp *, const char *, json_t *, void *);
+static void	qmp_closed(struct qmp *, const char *, void *);
+
+static const struct qmp_handlers vm_qmp_handlers = {
+	.ready = qmp_ready,
+	.event = qmp_event,
+	.closed = qmp_closed,
+};
+
+static struct vm *
+vm_find_any(const char *name)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		if (strcmp(vm->spec.name, name) == 0)
+			return vm;
+	return NULL;
+}
+
+/* A VM whose create has not finished is not visible yet. */
+struct vm *
+vm_find(const char *name)
+{
+	struct vm *vm = vm_find_any(name);
+
+	return vm && !vm->creating ? vm : NULL;
+}
+
+static struct vm *
+vm_new(void)
+{
+	struct vm *vm = calloc(1, sizeof(*vm));
+
+	if (vm == NULL)
+		return NULL;
+	TAILQ_INIT(&vm->waiters);
+	return vm;
+}
+
+static void
+vm_free(struct vm *vm)
+{
+	struct waiter *w;
+
+	if (vm == NULL)
+		return;
+	while ((w = TAILQ_FIRST(&vm->waiters)) != NULL) {
+		TAILQ_REMOVE(&vm->waiters, w, entry);
+		free(w);
+	}
+	qmp_free(vm->qmp);
+	proc_watch_free(vm->watch);
+	if (vm->timer)
+		event_free(vm->timer);
+	spec_clear(&vm->spec);
+	free(vm);
+}
+
+static void
+vm_set_dir(struct vm *vm)
+{
+	snprintf(vm->dir, sizeof(vm->dir), "%s/vm/%lld", vmgrd->state_dir,
+	    (long long)vm->id);
+}
+
+static void
+vm_path(const struct vm *vm, const char *file, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", vm->dir, file);
+}
+
+static void
+volume_path(const char *volume, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/volumes/%s.qcow2", vmgrd->state_dir, volume);
+}
+
+json_t *
+vm_json(const struct vm *vm)
+{
+	char since[40], created[40], path[PATH_MAX];
+	json_t *o, *rt;
+
+	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:o}",
+	    "id", (json_int_t)vm->id,
+	    "name", vm->spec.name,
+	    "state", vm_state_name(vm->state),
+	    "state_reason", vm->reason,
+	    "state_since", fmt_time_ms(vm->state_since, since, sizeof(since)),
+	    "created_at", fmt_time_ms(vm->created_at, created,
+	    sizeof(created)),
+	    "spec", spec_to_json(&vm->spec));
+	rt = json_object();
+	vm_path(vm, "console.sock", path, sizeof(path));
+	json_object_set_new(rt, "console_socket", json_string(path));
+	vm_path(vm, "console.log", path, sizeof(path));
+	json_object_set_new(rt, "console_log", json_string(path));
+	json_object_set_new(rt, "dir", json_string(vm->dir));
+	if (vm->pid > 0) {
+		char started[40];
+		json_object_set_new(o, "pid", json_integer(vm->pid));
+		json_object_set_new(rt, "pid", json_integer(vm->pid));
+		json_object_set_new(rt, "started_at", json_string(
+		    fmt_time_ms(vm->started_at, started, sizeof(started))));
+		json_object_set_new(o, "uptime_s", json_integer(
+		    (now_unix_ms() - vm->started_at) / 1000));
+		json_object_set_new(rt, "accel", json_string(vmgrd->accel));
+		json_object_set_new(rt, "qmp_connected", json_boolean(
+		    vm->qmp && qmp_is_ready(vm->qmp)));
+	}
+	if (vm->busy != OP_NONE) {
+		static const char *const ops[] = { "", "create", "start",
+		    "pause", "resume", "shutdown", "stop" };
+		json_object_set_new(o, "operation", json_string(ops[vm->busy]));
+	}
+	json_object_set_new(o, "runtime", rt);
+	return o;
+}
+
+/*
+ * Move vm to the state `ev` leads to, record it and tell subscribers.
+ * Returns 0, or -1 (state unchanged) when the table forbids it or the
+ * database refuses the write.
+ */
+static int
+transition(struct vm *vm, enum vm_event ev, const char *actor,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static int
+transition(struct vm *vm, enum vm_event ev, const char *actor,
+    const char *fmt, ...)
+{
+	enum vm_state from = vm->state, to;
+	char oldreason[sizeof(vm->reason)];
+	int64_t oldsince = vm->state_since;
+	va_list ap;
+
+	if (vm_transition(from, ev, &to) < 0) {
+		log_warnx("%s: %s: %s not allowed in state %s", __func__,
+		    vm->spec.name, vm_event_name(ev), vm_state_name(from));
+		return -1;
+	}
+	memcpy(oldreason, vm->reason, sizeof(oldreason));
+	va_start(ap, fmt);
+	vsnprintf(vm->reason, sizeof(vm->reason), fmt, ap);
+	va_end(ap);
+	vm->state = to;
+	vm->state_since = now_unix_ms();
+
+	struct event_row row = {
+		.time = vm->state_since,
+		.vm = vm->spec.name,
+		.from = vm_state_name(from),
+		.to = vm_state_name(to),
+		.event = vm_event_name(ev),
+		.reason = vm->reason,
+		.actor = actor,
+	};
+	if (db_transition(vmgrd->db, vm, from, &row) < 0) {
+		vm->state = from;
+		vm->state_since = oldsince;
+		memcpy(vm->reason, oldreason, sizeof(oldreason));
+		return -1;
+	}
+	log_info("%s: %s -> %s (%s%s%s)", vm->spec.name, vm_state_name(from),
+	    vm_state_name(to), vm_event_name(ev), vm->reason[0] ? ": " : "",
+	    vm->reason);
+	events_publish(&row);
+	return 0;
+}
+
+static int
+db_full(void)
+{
+	return sqlite3_errcode(vmgrd->db) == SQLITE_FULL;
+}
+
+static void
+reply_db_error(struct evhttp_request *req)
+{
+	if (db_full())
+		api_reply_error(req, 507, "no_space", "the state dir is full: "
+		    "%s", db_errmsg(vmgrd->db));
+	else
+		api_reply_error(req, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+}
+
+static void
+park(struct vm *vm, struct evhttp_request *req, enum vm_op op)
+{
+	struct waiter *w = calloc(1, sizeof(*w));
+
+	if (w == NULL) {
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	w->req = req;
+	w->conn = evhttp_request_get_connection(req);
+	w->op = op;
+	TAILQ_INSERT_TAIL(&vm->waiters, w, entry);
+	api_track_conn(req);
+}
+
+/*
+ * Answer every waiter of op: with the VM's JSON when status is 200, else
+ * with the error.
+ */
+static void
+complete(struct vm *vm, enum vm_op op, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+complete(struct vm *vm, enum vm_op op, int status, const char *code,
+    const char *fmt, ...)
+{
+	struct waiter *w, *next;
+	char msg[512] = "";
+	va_list ap;
+
+	if (fmt) {
+		va_start(ap, fmt);
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		va_end(ap);
+	}
+	for (w = TAILQ_FIRST(&vm->waiters); w; w = next) {
+		next = TAILQ_NEXT(w, entry);
+		if (w->op != op)
+			continue;
+		TAILQ_REMOVE(&vm->waiters, w, entry);
+		if (status == 200 || status == 201)
+			api_reply_json(w->req, status, vm_json(vm));
+		else
+			api_reply_error(w->req, status, code, "%s", msg);
+		free(w);
+	}
+}
+
+void
+vm_conn_closed(struct evhttp_connection *conn)
+{
+	struct waiter *w, *next;
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (w = TAILQ_FIRST(&vm->waiters); w; w = next) {
+			next = TAILQ_NEXT(w, entry);
+			if (w->conn != conn)
+				continue;
+			TAILQ_REMOVE(&vm->waiters, w, entry);
+			free(w);
+		}
+}
+
+/* The last non-empty line of QEMU's log: why it refused to start. */
+static void
+qemu_log_tail(const struct vm *vm, char *buf, size_t len)
+{
+	char path[PATH_MAX], *log, *end, *line;
+
+	snprintf(buf, len, "no message from QEMU");
+	vm_path(vm, "qemu.log", path, sizeof(path));
+	if ((log = read_file(path, 1 << 20, NULL)) == NULL)
+		return;
+	end = log + strlen(log);
+	while (end > log && (end[-1] == '\n' || end[-1] == ' '))
+		*--end = '\0';
+	line = strrchr(log, '\n');
+	line = line ? line + 1 : log;
+	/* Drop QEMU's "-msg timestamp=on" prefix. */
+	if (line[0] >= '0' && line[0] <= '9' && strchr(line, ' '))
+		line = strchr(line, ' ') + 1;
+	if (*line)
+		snprintf(buf, len, "%s", line);
+	free(log);
+}
+
+/* Resolve kernel, initrd and command line from the image or the spec. */
+static int
+resolve_boot(const struct vm_spec *spec, char *kernel, char *initrd,
+    char **cmdline, char *err, size_t errlen)
+{
+	struct stat st;
+
+	*cmdline = NULL;
+	initrd[0] = '\0';
+	if (spec->image[0]) {
+		char dir[600], path[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/%s", vmgrd->images_dir,
+		    spec->image);
+		snprintf(kernel, PATH_MAX, "%s/vmlinuz", dir);
+		if (stat(kernel, &st) < 0) {
+			snprintf(err, errlen, "no image \"%s\" (looked for %s); "
+			    "build the built-in one with `make guest`",
+			    spec->image, kernel);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "%s/initrd.img", dir);
+		if (stat(path, &st) == 0)
+			snprintf(initrd, PATH_MAX, "%s", path);
+		snprintf(path, sizeof(path), "%s/cmdline", dir);
+		if ((*cmdline = read_file(path, SPEC_CMDLINE_MAX, NULL)))
+			(*cmdline)[strcspn(*cmdline, "\n")] = '\0';
+	} else {
+		snprintf(kernel, PATH_MAX, "%s", spec->kernel);
+		if (spec->initrd)
+			snprintf(initrd, PATH_MAX, "%s", spec->initrd);
+	}
+	if (spec->cmdline) {
+		free(*cmdline);
+		*cmdline = strdup(spec->cmdline);
+	}
+	const char *files[] = { kernel, initrd[0] ? initrd : NULL };
+	for (int i = 0; i < 2; i++) {
+		if (files[i] == NULL)
+			continue;
+		if (stat(files[i], &st) < 0 || access(files[i], R_OK) < 0) {
+			snprintf(err, errlen, "%s %s: %s", i ? "initrd" :
+			    "kernel", files[i], strerror(errno));
+			goto fail;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "%s %s is not a regular file",
+			    i ? "initrd" : "kernel", files[i]);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	free(*cmdline);
+	*cmdline = NULL;
+	return -1;
+}
+
+/* ---- create and delete ---------------------------------------------- */
+
+static void
+random_mac(char *buf, size_t len)
+{
+	unsigned char r[3];
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+		unsigned int x = (unsigned int)now_unix_ms() ^ (unsigned)getpid();
+		r[0] = x >> 16; r[1] = x >> 8; r[2] = x;
+	}
+	/* 52:54:00 is QEMU's locally administered prefix. */
+	snprintf(buf, len, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
+}
+
+static int
+mac_in_use(const char *mac, const struct vm *self)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; i < vm->spec.nnics; i++)
+			if (vm != self && strcasecmp(vm->spec.nics[i].mac,
+			    mac) == 0)
+				return 1;
+	for (int i = 0; i < self->spec.nnics; i++)
+		if (strcasecmp(self->spec.nics[i].mac, mac) == 0)
+			return 1;
+	return 0;
+}
+
+static const char *
+volume_owner(const char *volume)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; i < vm->spec.ndisks; i++)
+			if (strcmp(vm->spec.disks[i].volume, volume) == 0)
+				return vm->spec.name;
+	return NULL;
+}
+
+static void
+remove_partial_disks(struct vm *vm)
+{
+	char path[PATH_MAX + 16];
+
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path) - 16);
+		strcat(path, ".partial");
+		unlink(path);
+	}
+}
+
+/* All disks are made: make the VM real, or undo everything. */
+static void
+create_finish(struct vm *vm)
+{
+	struct waiter *w = TAILQ_FIRST(&vm->waiters);
+	struct evhttp_request *req = w ? w->req : NULL;
+	char from[PATH_MAX + 16], to[PATH_MAX];
+	char *spec_json = NULL;
+	json_t *sj;
+
+	if (vm->create_error[0]) {
+		int full = strstr(vm->create_error, "No space") != NULL;
+		remove_partial_disks(vm);
+		if (req)
+			api_reply_error(req, full ? 507 : 500, full ?
+			    "no_space" : "qemu_img", "cannot create disk: %s",
+			    vm->create_error);
+		goto drop;
+	}
+	sj = spec_to_json(&vm->spec);
+	spec_json = json_dumps(sj, JSON_COMPACT);
+	json_decref(sj);
+
+	struct event_row row = {
+		.time = vm->created_at,
+		.vm = vm->spec.name,
+		.from = NULL,
+		.to = vm_state_name(VM_CREATED),
+		.event = "create",
+		.reason = vm->reason,
+		.actor = "api",
+	};
+	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
+	    &row) < 0) {
+		remove_partial_disks(vm);
+		if (req)
+			reply_db_error(req);
+		goto drop;
+	}
+	vm_set_dir(vm);
+	if (mkdir_p(vm->dir, 0700) < 0)
+		log_warn("%s: mkdir %s", __func__, vm->dir);
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		volume_path(vm->spec.disks[i].volume, to, sizeof(to));
+		snprintf(from, sizeof(from), "%s.partial", to);
+		if (rename(from, to) < 0)
+			log_warn("%s: rename %s", __func__, from);
+	}
+	free(spec_json);
+	vm->creating = 0;
+	vm->busy = OP_NONE;
+	log_info("%s: created", vm->spec.name);
+	events_publish(&row);
+	complete(vm, OP_CREATE, 201, NULL, NULL);
+	return;
+drop:
+	free(spec_json);
+	while ((w = TAILQ_FIRST(&vm->waiters)) != NULL) {
+		TAILQ_REMOVE(&vm->waiters, w, entry);
+		free(w);
+	}
+	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	vm_free(vm);
+}
+
+static void
+disk_made(int status, const char *output, void *arg)
+{
+	struct vm *vm = arg;
+
+	if (status != 0 && !vm->create_error[0]) {
+		size_t n = strcspn(output, "\n");
+		snprintf(vm->create_error, sizeof(vm->create_error), "%.*s",
+		    (int)n, *output ? output : "qemu-img failed");
+	}
+	if (--vm->ndisks_left == 0)
+		create_finish(vm);
+}
+
+void
+vm_api_create(struct evhttp_request *req, json_t *body)
+{
+	struct spec_error err;
+	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
+	struct vm *vm = vm_new();
+
+	if (vm == NULL) {
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	if (spec_from_json(body, &vm->spec, &err) < 0) {
+		api_reply_error(req, err.status, err.code, "%s", err.message);
+		goto fail;
+	}
+	if (vm_find_any(vm->spec.name)) {
+		api_reply_error(req, 409, "exists", "a VM named \"%s\" already "
+		    "exists", vm->spec.name);
+		goto fail;
+	}
+	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
+	    sizeof(msg)) < 0) {
+		api_reply_error(req, 422, vm->spec.image[0] ? "no_such_image" :
+		    "missing_file", "%s", msg);
+		goto fail;
+	}
+	free(cmdline);
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		char path[PATH_MAX];
+		const char *owner = volume_owner(vm->spec.disks[i].volume);
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
+		if (owner || access(path, F_OK) == 0) {
+			api_reply_error(req, 409, "volume_exists", "volume \"%s\""
+			    " already exists%s%s", vm->spec.disks[i].volume,
+			    owner ? " and belongs to VM " : "",
+			    owner ? owner : "");
+			goto fail;
+		}
+	}
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct spec_nic *nic = &vm->spec.nics[i];
+		if (nic->mac[0] && mac_in_use(nic->mac, vm)) {
+			api_reply_error(req, 409, "mac_in_use", "MAC %s is "
+			    "already used", nic->mac);
+			goto fail;
+		}
+		while (!nic->mac[0]) {
+			char mac[18];
+			random_mac(mac, sizeof(mac));
+			if (!mac_in_use(mac, vm))
+				memcpy(nic->mac, mac, sizeof(mac));
+		}
+	}
+	vm->state = VM_CREATED;
+	vm->created_at = vm->state_since = now_unix_ms();
+	vm->creating = 1;
+	vm->busy = OP_CREATE;
+	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
+	park(vm, req, OP_CREATE);
+	if (vm->spec.ndisks == 0) {
+		create_finish(vm);
+		return;
+	}
+	/* qemu-img runs as child processes; the loop goes on meanwhile. */
+	char voldir[PATH_MAX];
+	snprintf(voldir, sizeof(voldir), "%s/volumes", vmgrd->state_dir);
+	mkdir_p(voldir, 0700);
+	vm->ndisks_left = vm->spec.ndisks;
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		char path[PATH_MAX + 16], size[32];
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path) - 16);
+		strcat(path, ".partial");
+		snprintf(size, sizeof(size), "%dG", vm->spec.disks[i].size_gib);
+		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
+		    path, size, NULL };
+		if (proc_run(vmgrd->base, argv, disk_made, vm) < 0) {
+			snprintf(vm->create_error, sizeof(vm->create_error),
+			    "cannot run qemu-img: %s", strerror(errno));
+			if (--vm->ndisks_left == 0)
+				create_finish(vm);
+		}
+	}
+	return;
+fail:
+	vm_free(vm);
+}
+
+void
+vm_api_delete(struct evhttp_request *req, struct vm *vm)
+{
+	enum vm_state next;
+	char allowed[128], path[PATH_MAX];
+
+	if (vm->busy != OP_NONE || vm_transition(vm->state, EV_DELETE,
+	    &next) < 0) {
+		api_reply_error(req, 409, "invalid_transition", "cannot delete "
+		    "%s: it is %s%s; stop it first (%s allows: %s)",
+		    vm->spec.name, vm_state_name(vm->state),
+		    vm->busy ? " and busy" : "", vm_state_name(vm->state),
+		    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
+		return;
+	}
+	struct event_row row = {
+		.time = now_unix_ms(),
+		.vm = vm->spec.name,
+		.from = vm_state_name(vm->state),
+		.to = vm_state_name(VM_DELETED),
+		.event = "delete",
+		.reason = "",
+		.actor = "api",
+	};
+	if (db_vm_delete(vmgrd->db, vm, &row) < 0) {
+		reply_db_error(req);
+		return;
+	}
+	/* The record is gone first: a crash here leaves files, not a lie. */
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("%s: unlink %s", __func__, path);
+	}
+	if (rm_rf(vm->dir) < 0)
+		log_warn("%s: rm -r %s", __func__, vm->dir);
+	log_info("%s: deleted", vm->spec.name);
+	events_publish(&row);
+	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
+	    "state", "deleted"));
+	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	vm_free(vm);
+}
+
+/* ---- QEMU process ---------------------------------------------------- */
+
+static int
+qmp_listen(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return errno = ENAMETOOLONG, -1;
+	strcpy(sun.sun_path, path);
+	unlink(path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    listen(fd, 1) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
+static int
+qmp_connect(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return errno = ENAMETOOLONG, -1;
+	strcpy(sun.sun_path, path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
+	    0)) < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
+static void
+rotate(const struct vm *vm, const char *name)
+{
+	char a[PATH_MAX], b[PATH_MAX + 4];
+
+	vm_path(vm, name, a, sizeof(a));
+	snprintf(b, sizeof(b), "%s.1", a);
+	rename(a, b);
+}
+
+/*
+ * Spawn QEMU for vm, paused (-S), with its QMP socket already listening,
+ * and connect to it at once: no polling for readiness.  The guest is let go
+ * with "cont" when QMP is up (qmp_ready).
+ */
+static int
+spawn_qemu(struct vm *vm, char *err, size_t errlen)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX], *cmdline = NULL;
+	char sock[PATH_MAX], logpath[PATH_MAX];
+	char disks[SPEC_MAX_DISKS][PATH_MAX];
+	const char *diskp[SPEC_MAX_DISKS];
+	char **argv = NULL;
+	int lfd = -1, cfd = -1;
+	pid_t pid;
+
+	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
+		return -1;
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		volume_path(vm->spec.disks[i].volume, disks[i],
+		    sizeof(disks[i]));
+		if (access(disks[i], R_OK | W_OK) < 0) {
+			snprintf(err, errlen, "disk %s: %s", disks[i],
+			    strerror(errno));
+			goto fail;
+		}
+		diskp[i] = disks[i];
+	}
+	if (mkdir_p(vm->dir, 0700) < 0) {
+		snprintf(err, errlen, "mkdir %s: %s", vm->dir, strerror(errno));
+		goto fail;
+	}
+	rotate(vm, "console.log");
+	rotate(vm, "qemu.log");
+	vm_path(vm, "console.sock", sock, sizeof(sock));
+	unlink(sock);
+	vm_path(vm, "qemu.pid", sock, sizeof(sock));
+	unlink(sock);
+	vm_path(vm, "qmp.sock", sock, sizeof(sock));
+	if ((lfd = qmp_listen(sock)) < 0) {
+		snprintf(err, errlen, "QMP socket %s: %s", sock,
+		    strerror(errno));
+		goto fail;
+	}
+	struct qemu_conf conf = {
+		.binary = vmgrd->qemu_binary,
+		.accel = vmgrd->accel,
+		.vmdir = vm->dir,
+		.kernel = kernel,
+		.initrd = initrd[0] ? initrd : NULL,
+		.cmdline = cmdline,
+		.disks = diskp,
+		.paused = 1,
+	};
+	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
+	if ((pid = proc_spawn_detached(argv, logpath, lfd)) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto fail;
+	}
+	vm->pid = pid;
+	vm->started_at = now_unix_ms();
+	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
+	if ((vm->watch = proc_watch_new(vmgrd->base, pid, qemu_exited, vm)) ==
+	    NULL) {
+		log_warn("%s: %s: pidfd", __func__, vm->spec.name);
+		kill(pid, SIGKILL);
+	}
+	/* The backlog holds our connection until QEMU accepts it. */
+	if ((cfd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	    cfd, &vm_qmp_handlers, vm)) == NULL) {
+		log_warn("%s: %s: QMP connect", __func__, vm->spec.name);
+		kill(pid, SIGKILL);
+	}
+	close(lfd);
+	strv_free(argv);
+	free(cmdline);
+	log_info("%s: QEMU started, pid %d (%s)", vm->spec.name, (int)pid,
+	    vmgrd->accel);
+	return 0;
+fail:
+	if (lfd >= 0)
+		close(lfd);
+	strv_free(argv);
+	free(cmdline);
+	return -1;
+}
+
+static void
+disarm(struct vm *vm)
+{
+	if (vm->timer) {
+		event_free(vm->timer);
+		vm->timer = NULL;
+	}
+}
+
+static void
+arm(struct vm *vm, int seconds, void (*fn)(evutil_socket_t, short, void *))
+{
+	struct timeval tv = { seconds, 0 };
+
+	disarm(vm);
+	vm->timer = evtimer_new(vmgrd->base, fn, vm);
+	evtimer_add(vm->timer, &tv);
+}
+
+static void
+kill_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)fd;
+	(void)what;
+	if (vm->pid > 0) {
+		log_warnx("%s: QEMU pid %d did not exit; SIGKILL",
+		    vm->spec.name, (int)vm->pid);
+		kill(vm->pid, SIGKILL);
+	}
+}
+
+/* Ask QEMU to quit now (no guest involvement); SIGKILL if it won't. */
+static void
+force_off(struct vm *vm)
+{
+	if (vm->pid <= 0)
+		return;
+	if (vm->qmp && qmp_is_ready(vm->qmp))
+		qmp_command(vm->qmp, "quit", NULL, NULL, NULL);
+	else
+		kill(vm->pid, SIGTERM);
+	arm(vm, STOP_GRACE_S, kill_now);
+}
+
+static void
+shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)fd;
+	(void)what;
+	log_warnx("%s: the guest did not power off in time; forcing",
+	    vm->spec.name);
+	vm->forced = 1;
+	force_off(vm);
+}
+
+static void
+remove_runtime_files(const struct vm *vm)
+{
+	static const char *const files[] = { "qmp.sock", "console.sock",
+	    "qemu.pid" };
+	char path[PATH_MAX];
+
+	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		vm_path(vm, files[i], path, sizeof(path));
+		unlink(path);
+	}
+}
+
+static void
+qemu_exited(pid_t pid, int status, void *arg)
+{
+	struct vm *vm = arg;
+	char how[128], tail[256];
+	int start_failed = vm->state == VM_QUEUED;
+
+	proc_status_str(status, how, sizeof(how));
+	log_info("%s: QEMU pid %d %s", vm->spec.name, (int)pid, how);
+	proc_watch_free(vm->watch);
+	vm->watch = NULL;
+	vm->pid = 0;
+	disarm(vm);
+	qmp_free(vm->qmp);	/* fails its pending commands */
+	vm->qmp = NULL;
+	remove_runtime_files(vm);
+
+	if (start_failed) {
+		qemu_log_tail(vm, tail, sizeof(tail));
+		transition(vm, EV_STOP, "vmgrd", "start failed: QEMU %s: %s",
+		    how, tail);
+		vm->busy = OP_NONE;
+		complete(vm, OP_START, 500, "qemu_failed", "QEMU %s: %s", how,
+		    tail);
+		complete(vm, OP_STOP, 200, NULL, NULL);
+		return;
+	}
+	if (vm->stop_requested)
+		transition(vm, EV_STOP, "api", "stopped");
+	else if (vm->state == VM_STOPPING && vm->forced)
+		transition(vm, EV_STOP, "vmgrd", "shutdown timed out; forced "
+		    "off");
+	else if (vm->panicked)
+		transition(vm, EV_CRASH, "qemu", "guest panicked");
+	else if (vm->state == VM_STOPPING || vm->guest_off)
+		transition(vm, EV_GUEST_OFF, "guest", "guest powered off");
+	else {
+		qemu_log_tail(vm, tail, sizeof(tail));
+		transition(vm, EV_CRASH, "qemu", "QEMU %s", how);
+	}
+	vm->busy = OP_NONE;
+	vm->stop_requested = vm->forced = vm->guest_off = vm->panicked = 0;
+	complete(vm, OP_STOP, 200, NULL, NULL);
+	complete(vm, OP_SHUTDOWN, 200, NULL, NULL);
+	complete(vm, OP_PAUSE, 409, "vm_stopped", "%s stopped meanwhile",
+	    vm->spec.name);
+	complete(vm, OP_RESUME, 409, "vm_stopped", "%s stopped meanwhile",
+	    vm->spec.name);
+}
+
+/* ---- QMP ----------------------------------------------------------- */
+
+static void
+started(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (vm->busy != OP_START || vm->state != VM_QUEUED)
+		return;
+	if (result == NULL) {
+		log_warnx("%s: cont: %s", vm->spec.name, error);
+		kill(vm->pid, SIGKILL);	/* qemu_exited() reports it */
+		return;
+	}
+	vm->busy = OP_NONE;
+	if (transition(vm, EV_ADMIT, "vmgrd", "started") < 0) {
+		complete(vm, OP_START, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+		vm->stop_requested = 1;
+		force_off(vm);
+		return;
+	}
+	complete(vm, OP_START, 200, NULL, NULL);
+}
+
+/* After a vmgrd restart: make the recorded state agree with QEMU's. */
+static void
+reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+	const char *status;
+	int running;
+
+	(void)q;
+	if (result == NULL) {
+		log_warnx("%s: query-status: %s", vm->spec.name, error);
+		return;
+	}
+	status = json_string_value(json_object_get(result, "status"));
+	running = json_is_true(json_object_get(result, "running"));
+	log_info("%s: re-adopted QEMU pid %d, status %s", vm->spec.name,
+	    (int)vm->pid, status ? status : "?");
+	if (vm->state == VM_RUNNING && !running)
+		transition(vm, EV_PAUSE, "vmgrd", "found %s after vmgrd "
+		    "restart", status ? status : "paused");
+	else if (vm->state == VM_PAUSED && running)
+		transition(vm, EV_RESUME, "vmgrd", "found running after vmgrd "
+		    "restart");
+}
+
+static void
+qmp_ready(struct qmp *q, void *arg)
+{
+	struct vm *vm = arg;
+
+	if (vm->busy == OP_START)
+		qmp_command(q, "cont", NULL, started, vm);
+	else
+		qmp_command(q, "query-status", NULL, reconciled, vm);
+}
+
+static void
+qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	log_debug("%s: QMP event %s", vm->spec.name, name);
+	if (strcmp(name, "SHUTDOWN") == 0) {
+		if (json_is_true(json_object_get(data, "guest")))
+			vm->guest_off = 1;
+	} else if (strcmp(name, "GUEST_PANICKED") == 0) {
+		vm->panicked = 1;
+	} else if (strcmp(name, "STOP") == 0) {
+		/* A pause we did not ask for (I/O error, ...). */
+		if (vm->state == VM_RUNNING && vm->busy == OP_NONE &&
+		    !vm->guest_off && !vm->stop_requested)
+			transition(vm, EV_PAUSE, "qemu", "paused by QEMU");
+	} else if (strcmp(name, "RESUME") == 0) {
+		if (vm->state == VM_PAUSED && vm->busy == OP_NONE)
+			transition(vm, EV_RESUME, "qemu", "resumed by QEMU");
+	}
+}
+
+static void
+qmp_closed(struct qmp *q, const char *why, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	/* The process watch decides what happened; this is only a hint. */
+	if (vm->pid > 0)
+		log_warnx("%s: QMP connection closed: %s", vm->spec.name, why);
+}
+
+/* ---- actions ---------------------------------------------------------- */
+
+static int
+refuse_transition(struct evhttp_request *req, struct vm *vm,
+    enum vm_event ev)
+{
+	enum vm_state next;
+	char allowed[128];
+
+	if (vm_transition(vm->state, ev, &next) == 0)
+		return 0;
+	api_reply_error(req, 409, "invalid_transition", "cannot %s %s: it is "
+	    "%s (%s allows: %s)", vm_event_name(ev), vm->spec.name,
+	    vm_state_name(vm->state), vm_state_name(vm->state),
+	    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
+	return -1;
+}
+
+static int
+need_qmp(struct evhttp_request *req, struct vm *vm)
+{
+	if (vm->qmp && qmp_is_ready(vm->qmp))
+		return 0;
+	api_reply_error(req, 503, "qmp_unavailable", "%s: QEMU's monitor is "
+	    "not connected; try again, or stop the VM", vm->spec.name);
+	return -1;
+}
+
+static void
+do_start(struct evhttp_request *req, struct vm *vm)
+{
+	char err[512];
+
+	if (refuse_transition(req, vm, EV_START) < 0)
+		return;
+	if (transition(vm, EV_START, "api", "starting") < 0) {
+		reply_db_error(req);
+		return;
+	}
+	vm->busy = OP_START;
+	if (spawn_qemu(vm, err, sizeof(err)) < 0) {
+		vm->busy = OP_NONE;
+		transition(vm, EV_STOP, "vmgrd", "start failed: %s", err);
+		api_reply_error(req, 422, "start_failed", "cannot start %s: %s",
+		    vm->spec.name, err);
+		return;
+	}
+	park(vm, req, OP_START);
+}
+
+static void
+paused_or_resumed(struct qmp *q, json_t *result, const char *error,
+    void *arg)
+{
+	struct vm *vm = arg;
+	enum vm_op op = vm->busy;
+	int pause = op == OP_PAUSE;
+
+	(void)q;
+	if (op != OP_PAUSE && op != OP_RESUME)
+		return;
+	vm->busy = OP_NONE;
+	if (result == NULL) {
+		complete(vm, op, vm->pid ? 504 : 409, "qmp_failed", "%s %s: %s",
+		    pause ? "pause" : "resume", vm->spec.name, error);
+		return;
+	}
+	if (transition(vm, pause ? EV_PAUSE : EV_RESUME, "api", "%s",
+	    pause ? "paused by user" : "resumed by user") < 0) {
+		complete(vm, op, 500, "database", "%s", db_errmsg(vmgrd->db));
+		return;
+	}
+	complete(vm, op, 200, NULL, NULL);
+}
+
+static void
+do_pause_resume(struct evhttp_request *req, struct vm *vm, int pause)
+{
+	if (refuse_transition(req, vm, pause ? EV_PAUSE : EV_RESUME) < 0 ||
+	    need_qmp(req, vm) < 0)
+		return;
+	vm->busy = pause ? OP_PAUSE : OP_RESUME;
+	park(vm, req, vm->busy);
+	qmp_command(vm->qmp, pause ? "stop" : "cont", NULL, paused_or_resumed,
+	    vm);
+}
+
+static int
+body_int(struct evhttp_request *req, json_t *body, const char *key,
+    long long lo, long long hi, long long *out)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_number(v) || json_number_value(v) < (double)lo ||
+	    json_number_value(v) > (double)hi) {
+		api_reply_error(req, 422, "invalid_value", "%s must be a number "
+		    "from %lld to %lld", key, lo, hi);
+		return -1;
+	}
+	*out = (long long)json_number_value(v);
+	return 0;
+}
+
+static int
+body_keys(struct evhttp_request *req, json_t *body,
+    const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+
+	if (body == NULL)
+		return 0;
+	json_object_foreach(body, key, v) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, key) == 0;
+		if (!ok) {
+			api_reply_error(req, 422, "unknown_field",
+			    "unknown field \"%s\"", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
+{
+	static const char *const keys[] = { "timeout_s", "wait", NULL };
+	long long timeout = vmgrd->shutdown_timeout_s;
+	json_t *wait = body ? json_object_get(body, "wait") : NULL;
+
+	if (body_keys(req, body, keys) < 0 ||
+	    body_int(req, body, "timeout_s", 0, 86400, &timeout) < 0)
+		return;
+	if (wait && !json_is_boolean(wait)) {
+		api_reply_error(req, 422, "invalid_value",
+		    "wait must be true or false");
+		return;
+	}
+	if (refuse_transition(req, vm, EV_SHUTDOWN) < 0 ||
+	    need_qmp(req, vm) < 0)
+		return;
+	int was_paused = vm->state == VM_PAUSED;
+	if (transition(vm, EV_SHUTDOWN, "api", "ACPI power button, %llds to "
+	    "power off", timeout) < 0) {
+		reply_db_error(req);
+		return;
+	}
+	/* A paused guest cannot see the button: let it run to act on it. */
+	if (was_paused)
+		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
+	qmp_command(vm->qmp, "system_powerdown", NULL, NULL, NULL);
+	arm(vm, (int)timeout, shutdown_timeout);
+	if (wait && json_is_false(wait))
+		api_reply_json(req, 202, vm_json(vm));
+	else
+		park(vm, req, OP_SHUTDOWN);
+}
+
+static void
+do_stop(struct evhttp_request *req, struct vm *vm)
+{
+	if (refuse_transition(req, vm, EV_STOP) < 0)
+		return;
+	if (vm->pid <= 0) {
+		/* saved or crashed: nothing runs, only the record changes. */
+		if (transition(vm, EV_STOP, "api", "reset by user") < 0)
+			reply_db_error(req);
+		else
+			api_reply_json(req, 200, vm_json(vm));
+		return;
+	}
+	vm->stop_requested = 1;
+	park(vm, req, OP_STOP);
+	force_off(vm);
+}
+
+void
+vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
+    json_t *body)
+{
+	static const char *const no_keys[] = { NULL };
+
+	if (strcmp(action, "start") && strcmp(action, "pause") &&
+	    strcmp(action, "resume") && strcmp(action, "shutdown") &&
+	    strcmp(action, "stop")) {
+		api_reply_error(req, 404, "unknown_action", "no action \"%s\"; "
+		    "actions are start, pause, resume, shutdown, stop", action);
+		return;
+	}
+	if (strcmp(action, "shutdown") != 0 && body_keys(req, body,
+	    no_keys) < 0)
+		return;
+	/* Stop always goes through; anything else waits its turn. */
+	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0) {
+		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
+		    "try again", vm->spec.name, vm->busy == OP_START ? "start" :
+		    vm->busy == OP_PAUSE ? "pause" : vm->busy == OP_RESUME ?
+		    "resume" : "create");
+		return;
+	}
+	if (strcmp(action, "start") == 0)
+		do_start(req, vm);
+	else if (strcmp(action, "pause") == 0)
+		do_pause_resume(req, vm, 1);
+	else if (strcmp(action, "resume") == 0)
+		do_pause_resume(req, vm, 0);
+	else if (strcmp(action, "shutdown") == 0)
+		do_shutdown(req, vm, body);
+	else
+		do_stop(req, vm);
+}
+
+void
+vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
+{
+	char path[PATH_MAX], *log;
+	size_t len = 0;
+	struct evbuffer *buf = evbuffer_new();
+	const char *start;
+
+	vm_path(vm, "console.log", path, sizeof(path));
+	/* The log can grow large; serve its last CONSOLE_MAX bytes at most. */
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	log = NULL;
+	if (fd >= 0) {
+		off_t size = lseek(fd, 0, SEEK_END);
+		off_t from = size > CONSOLE_MAX ? size - CONSOLE_MAX : 0;
+		if ((log = malloc((size_t)(size - from) + 1)) != NULL) {
+			ssize_t n = pread(fd, log, (size_t)(size - from), from);
+			len = n > 0 ? (size_t)n : 0;
+			log[len] = '\0';
+		}
+		close(fd);
+	}
+	start = log ? log : "";
+	if (tail > 0 && log) {
+		const char *p = log + len;
+		long lines = 0;
+		if (p > log && p[-1] == '\n')
+			p--;
+		while (p > log) {
+			if (p[-1] == '\n' && ++lines == tail)
+				break;
+			p--;
+		}
+		start = p;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evbuffer_add(buf, start, strlen(start));
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+	free(log);
+}
+
+/* ---- start-up: load and re-adopt ------------------------------------ */
+
+static void
+adopt(struct vm *vm)
+{
+	char pidfile[PATH_MAX], name[128], sock[PATH_MAX];
+	const char *args[] = { name, pidfile, NULL };
+	int fd;
+
+	vm_path(vm, "qemu.pid", pidfile, sizeof(pidfile));
+	snprintf(name, sizeof(name), QEMU_NAME_FMT, vm->spec.name);
+	if (vm->pid <= 0 || kill(vm->pid, 0) < 0 ||
+	    !proc_cmdline_has(vm->pid, args)) {
+		int pid = vm->pid;
+		vm->pid = 0;
+		remove_runtime_files(vm);
+		transition(vm, EV_CRASH, "vmgrd", "lost: QEMU (pid %d) is gone",
+		    pid);
+		return;
+	}
+	if ((vm->watch = proc_watch_new(vmgrd->base, vm->pid, qemu_exited,
+	    vm)) == NULL) {
+		log_warn("%s: %s: watch pid %d", __func__, vm->spec.name,
+		    (int)vm->pid);
+		return;
+	}
+	vm_path(vm, "qmp.sock", sock, sizeof(sock));
+	if ((fd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	    fd, &vm_qmp_handlers, vm)) == NULL) {
+		log_warn("%s: %s: QMP %s", __func__, vm->spec.name, sock);
+		return;
+	}
+	/* A shutdown in progress gets a fresh deadline. */
+	if (vm->state == VM_STOPPING)
+		arm(vm, vmgrd->shutdown_timeout_s, shutdown_timeout);
+}
+
+/* A start that vmgrd did not see through: end its QEMU, if any. */
+static void
+abandon_start(struct vm *vm)
+{
+	char pidfile[PATH_MAX], name[128], *s;
+	const char *args[] = { name, pidfile, NULL };
+
+	vm_path(vm, "qemu.pid", pidfile, sizeof(pidfile));
+	snprintf(name, sizeof(name), QEMU_NAME_FMT, vm->spec.name);
+	if ((s = read_file(pidfile, 64, NULL)) != NULL) {
+		pid_t pid = (pid_t)atoi(s);
+		if (pid > 0 && proc_cmdline_has(pid, args))
+			kill(pid, SIGKILL);
+		free(s);
+	}
+	vm->pid = 0;
+	remove_runtime_files(vm);
+	transition(vm, EV_STOP, "vmgrd", "start interrupted by a vmgrd "
+	    "restart");
+}
+
+static int
+load_one(int64_t id, const char *name, const char *spec, const char *state,
+    const char *reason, int64_t state_since, int64_t created_at,
+    int64_t started_at, pid_t pid, void *arg)
+{
+	struct spec_error err;
+	json_error_t jerr;
+	json_t *j;
+	struct vm *vm;
+	int st;
+
+	(void)arg;
+	if ((vm = vm_new()) == NULL)
+		return -1;
+	j = json_loads(spec, JSON_DECODE_INT_AS_REAL, &jerr);
+	if (j == NULL || spec_from_json(j, &vm->spec, &err) < 0 ||
+	    (st = vm_state_parse(state)) < 0) {
+		log_warnx("%s: VM %s has an unreadable record; skipped",
+		    __func__, name);
+		json_decref(j);
+		vm_free(vm);
+		return 0;
+	}
+	json_decref(j);
+	vm->id = id;
+	vm->state = (enum vm_state)st;
+	snprintf(vm->reason, sizeof(vm->reason), "%s", reason);
+	vm->state_since = state_since;
+	vm->created_at = created_at;
+	vm->started_at = started_at;
+	vm->pid = pid;
+	vm_set_dir(vm);
+	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
+	return 0;
+}
+
+int
+vm_load_all(void)
+{
+	struct vm *vm;
+
+	if (db_vm_foreach(vmgrd->db, load_one, NULL) < 0)
+		return -1;
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		if (vm->state == VM_QUEUED)
+			abandon_start(vm);
+		else if (vm_state_has_qemu(vm->state))
+			adopt(vm);
+	}
+	return 0;
+}
+
+/* vmgrd is exiting: QEMUs go on; only our side is released. */
+void
+vm_shutdown_daemon(void)
+{
+	struct vm *vm;
+
+	while ((vm = TAILQ_FIRST(&vmgrd->vms)) != NULL) {
+		TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+		vm_free(vm);
+	}
+}

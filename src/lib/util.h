@@ -1,0 +1,51 @@
+/*
+ * util.h - small helpers shared by vmgrd and vmgr: sizes, durations, paths
+ * and files.  No state.
+ */
+#ifndef VMGR_UTIL_H
+#define VMGR_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Parse "128M", "1G", "512MiB", "2g", or a plain number (MiB) into MiB.
+ * Returns 0, or -1 for anything else (including sizes not a whole MiB).
+ */
+int	parse_size_mib(const char *s, long long *mib);
+
+/* Parse "90", "90s", "5m", "1h" into seconds; -1 when invalid. */
+int	parse_duration_s(const char *s, long long *secs);
+
+/* "1h02m", "3m05s", "12s": a compact duration for tables. */
+char	*fmt_duration(long long secs, char *buf, size_t len);
+
+/* Default state dir: $VMGR_STATE_DIR, /var/lib/vmgr for root, else XDG. */
+int	default_state_dir(char *buf, size_t len);
+
+/* mkdir -p with the given mode for each new component. */
+int	mkdir_p(const char *path, mode_t mode);
+
+/* rm -r of a directory tree; a missing path is not an error. */
+int	rm_rf(const char *path);
+
+/* Read a whole file into a NUL-terminated malloc'd buffer (max bytes). */
+char	*read_file(const char *path, size_t max, size_t *lenp);
+
+/* Write data to path atomically: temp file, fsync, rename, fsync dir. */
+int	write_file_atomic(const char *path, const void *data, size_t len,
+	    mode_t mode);
+
+/* Monotonic and wall-clock time. */
+double	 now_mono(void);
+int64_t	 now_unix_ms(void);
+
+/* Format unix ms as RFC 3339 UTC ("2026-11-26T03:48:09.123Z"). */
+char	*fmt_time_ms(int64_t ms, char *buf, size_t len);
+
+/* Set or clear O_NONBLOCK / FD_CLOEXEC. */
+int	fd_set_nonblock(int fd, int on);
+int	fd_set_cloexec(int fd, int on);
+
+#endif

@@ -1,0 +1,160 @@
+/*
+ * argv.c - build QEMU's command line from a spec.  Everything user-supplied
+ * is passed as one argv element (never through a shell) and paths inside
+ * QEMU option strings have their commas doubled, QEMU's own escape.
+ */
+#include "argv.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct strv {
+	char	**v;
+	size_t	  n, cap;
+	int	  failed;
+};
+
+static void
+push(struct strv *sv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+push(struct strv *sv, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	if (sv->failed)
+		return;
+	if (sv->n + 2 > sv->cap) {
+		size_t cap = sv->cap ? sv->cap * 2 : 64;
+		char **v = realloc(sv->v, cap * sizeof(*v));
+		if (v == NULL) {
+			sv->failed = 1;
+			return;
+		}
+		sv->v = v;
+		sv->cap = cap;
+	}
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0) {
+		sv->failed = 1;
+		s = NULL;
+	}
+	va_end(ap);
+	if (s == NULL)
+		return;
+	sv->v[sv->n++] = s;
+	sv->v[sv->n] = NULL;
+}
+
+/* QEMU's option parser splits on ','; a literal comma is written ",,". */
+static char *
+escape_commas(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	for (; *s && o + 2 < len; s++) {
+		if (*s == ',')
+			buf[o++] = ',';
+		buf[o++] = *s;
+	}
+	buf[o] = '\0';
+	return buf;
+}
+
+char **
+qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
+{
+	struct strv sv = { 0 };
+	char e1[4096], e2[4096];
+
+	push(&sv, "%s", c->binary);
+	push(&sv, "-name");
+	push(&sv, QEMU_NAME_FMT, spec->name);
+	push(&sv, "-machine");
+	push(&sv, "%s,accel=%s", spec->machine, c->accel);
+	if (strcmp(c->accel, "kvm") == 0) {
+		push(&sv, "-cpu");
+		push(&sv, "host");
+	} else {
+		push(&sv, "-cpu");
+		push(&sv, "max");
+	}
+	push(&sv, "-smp");
+	push(&sv, "%d", spec->vcpus);
+	push(&sv, "-m");
+	push(&sv, "%dM", spec->memory_mib);
+	push(&sv, "-nodefaults");
+	push(&sv, "-no-user-config");
+	push(&sv, "-display");
+	push(&sv, "none");
+	push(&sv, "-sandbox");
+	push(&sv, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,"
+	    "resourcecontrol=deny");
+	push(&sv, "-msg");
+	push(&sv, "timestamp=on");
+	push(&sv, "-pidfile");
+	push(&sv, "%s/qemu.pid", c->vmdir);
+	push(&sv, "-chardev");
+	push(&sv, "socket,id=mon,fd=%d,server=on,wait=off", QEMU_QMP_FD);
+	push(&sv, "-mon");
+	push(&sv, "chardev=mon,mode=control");
+	/*
+	 * The serial console is a listening socket that `vmgr console`
+	 * connects to; QEMU itself appends everything the guest prints to
+	 * console.log, connected or not, and across vmgrd restarts.
+	 */
+	escape_commas(c->vmdir, e1, sizeof(e1));
+	push(&sv, "-chardev");
+	push(&sv, "socket,id=ser0,path=%s/console.sock,server=on,wait=off,"
+	    "logfile=%s/console.log,logappend=on", e1, e1);
+	push(&sv, "-serial");
+	push(&sv, "chardev:ser0");
+	push(&sv, "-device");
+	push(&sv, "pvpanic");
+	push(&sv, "-kernel");
+	push(&sv, "%s", c->kernel);
+	if (c->initrd) {
+		push(&sv, "-initrd");
+		push(&sv, "%s", c->initrd);
+	}
+	if (c->cmdline) {
+		push(&sv, "-append");
+		push(&sv, "%s", c->cmdline);
+	}
+	for (int i = 0; i < spec->ndisks; i++) {
+		push(&sv, "-blockdev");
+		push(&sv, "driver=qcow2,node-name=disk%d,file.driver=file,"
+		    "file.filename=%s", i,
+		    escape_commas(c->disks[i], e2, sizeof(e2)));
+		push(&sv, "-device");
+		push(&sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
+	}
+	for (int i = 0; i < spec->nnics; i++) {
+		push(&sv, "-netdev");
+		push(&sv, "user,id=net%d", i);
+		push(&sv, "-device");
+		/* romfile= : no PXE ROM needed for direct kernel boot. */
+		push(&sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",
+		    i, i, spec->nics[i].mac);
+	}
+	if (c->paused)
+		push(&sv, "-S");
+	if (sv.failed) {
+		strv_free(sv.v);
+		return NULL;
+	}
+	return sv.v;
+}
+
+void
+strv_free(char **v)
+{
+	if (v == NULL)
+		return;
+	for (char **p = v; *p; p++)
+		free(*p);
+	free(v);
+}

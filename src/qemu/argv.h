@@ -1,0 +1,33 @@
+/*
+ * argv.h - the QEMU command line for a VM.  Pure: the spec and the resolved
+ * host-side facts go in, a NULL-terminated argv comes out.  vmgrd uses it to
+ * spawn QEMU, the benchmark's floor program uses the very same line, and
+ * re-adoption checks a running QEMU's /proc cmdline against it.
+ */
+#ifndef VMGR_ARGV_H
+#define VMGR_ARGV_H
+
+#include "../core/spec.h"
+
+/* QEMU inherits its QMP listening socket on this descriptor. */
+#define QEMU_QMP_FD	3
+
+struct qemu_conf {
+	const char	*binary;	/* "qemu-system-x86_64" or a path */
+	const char	*accel;		/* "kvm" or "tcg" */
+	const char	*vmdir;		/* the VM's run directory */
+	const char	*kernel;	/* resolved from the image or the spec */
+	const char	*initrd;	/* or NULL */
+	const char	*cmdline;	/* or NULL */
+	const char	*const *disks;	/* spec->ndisks volume paths */
+	int		 paused;	/* start with -S */
+};
+
+/* A new argv (caller frees with strv_free), or NULL when out of memory. */
+char	**qemu_argv(const struct vm_spec *, const struct qemu_conf *);
+void	  strv_free(char **);
+
+/* The argument of -name for a VM: "guest=NAME,debug-threads=on". */
+#define QEMU_NAME_FMT	"guest=%s,debug-threads=on"
+
+#endif
