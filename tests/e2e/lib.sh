@@ -1,0 +1,119 @@
+# lib.sh - shared by the end-to-end tests: TAP output, a private vmgrd on
+# a temporary state dir, and waiting helpers.  Each test script sources it,
+# calls `plan N`, `start_daemon`, and runs checks against the real vmgrd,
+# vmgr and QEMU guests.  Everything it starts is ended on exit.
+
+BUILD=${VMGR_BUILD:-$(cd "$(dirname "$0")/../../build" && pwd)}
+VMGR_BIN=$BUILD/vmgr
+VMGRD_BIN=$BUILD/vmgrd
+STATE=$(mktemp -d /tmp/vmgr-e2e.XXXXXX)
+export VMGR_STATE_DIR=$STATE
+_n=0
+_failed=0
+_daemon_pid=
+
+plan() { echo "1..$1"; }
+diag() { echo "# $*"; }
+
+ok() {	# ok COND_EXIT_STATUS DESCRIPTION
+	_n=$((_n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $_n - $2"
+	else
+		echo "not ok $_n - $2"
+		_failed=$((_failed + 1))
+	fi
+}
+
+check() {	# check DESCRIPTION COMMAND...: ok when the command succeeds
+	_d=$1; shift
+	"$@" >/dev/null 2>&1
+	ok $? "$_d"
+}
+
+is() {	# is GOT EXPECTED DESCRIPTION
+	if [ "$1" = "$2" ]; then
+		ok 0 "$3"
+	else
+		ok 1 "$3"
+		diag "got:      '$1'"
+		diag "expected: '$2'"
+	fi
+}
+
+like() {	# like GOT REGEX DESCRIPTION
+	if printf '%s' "$1" | grep -Eq -- "$2"; then
+		ok 0 "$3"
+	else
+		ok 1 "$3"
+		diag "got:      '$(printf '%s' "$1" | head -c 600)'"
+		diag "expected to match: '$2'"
+	fi
+}
+
+vmgr() { "$VMGR_BIN" --state-dir "$STATE" "$@"; }
+
+# api METHOD PATH [BODY]: prints "STATUS BODY" of a raw API call.
+api() {
+	if [ $# -ge 3 ]; then
+		curl -s -o "$STATE/.body" -w '%{http_code}' --unix-socket \
+		    "$STATE/vmgrd.sock" -X "$1" -H 'Content-Type: application/json' \
+		    --data-binary "$3" "http://vmgrd$2"
+	else
+		curl -s -o "$STATE/.body" -w '%{http_code}' --unix-socket \
+		    "$STATE/vmgrd.sock" -X "$1" "http://vmgrd$2"
+	fi
+	printf ' '
+	cat "$STATE/.body"
+}
+
+
+start_daemon() {
+	"$VMGRD_BIN" --state-dir "$STATE" --foreground "$@" \
+	    >>"$STATE/vmgrd.out" 2>&1 &
+	_daemon_pid=$!
+	for _i in $(seq 1 100); do
+		vmgr host >/dev/null 2>&1 && return 0
+		sleep 0.05
+	done
+	echo "Bail out! vmgrd did not start: $(tail -5 "$STATE/vmgrd.out")"
+	exit 1
+}
+
+kill_daemon() {	# kill_daemon [SIGNAL]
+	[ -n "$_daemon_pid" ] || return 0
+	kill -"${1:-TERM}" "$_daemon_pid" 2>/dev/null
+	wait "$_daemon_pid" 2>/dev/null
+	_daemon_pid=
+}
+
+# The QEMU pids that belong to this test's state dir.
+qemu_pids() { pgrep -f "qemu-system.*$STATE/vm/" || true; }
+
+# wait_until TIMEOUT_S COMMAND...: poll every 0.1 s.
+wait_until() {
+	_t=$1; shift
+	_end=$(( $(date +%s) + _t ))
+	while [ "$(date +%s)" -le "$_end" ]; do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+state_of() { vmgr info "$1" --json 2>/dev/null | jq -r .state; }
+has_state() { [ "$(state_of "$1")" = "$2" ]; }
+console_has() { vmgr console "$1" --log | grep -q -- "$2"; }
+
+cleanup() {
+	kill_daemon KILL
+	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
+	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then
+		diag "state dir: $STATE (vmgrd log: $STATE/vmgrd.out)"
+		[ "$_failed" -gt 0 ] && [ -f "$STATE/vmgrd.out" ] &&
+		    tail -20 "$STATE/vmgrd.out" | sed 's/^/# /'
+	else
+		rm -rf "$STATE"
+	fi
+}
+trap cleanup EXIT
