@@ -41,6 +41,8 @@ parse_size_mib(const char *s, long long *mib)
 	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
 		if (strcasecmp(end, units[i].suffix) != 0)
 			continue;
+		if (n > LLONG_MAX / units[i].kib)
+			return -1;
 		long long kib = n * units[i].kib;
 		if (kib % 1024)
 			return -1;
@@ -120,6 +122,7 @@ mkdir_p(const char *path, mode_t mode)
 {
 	char buf[PATH_MAX];
 	size_t n = strlen(path);
+	struct stat st;
 
 	if (n == 0 || n >= sizeof(buf))
 		return errno = ENAMETOOLONG, -1;
@@ -135,6 +138,11 @@ mkdir_p(const char *path, mode_t mode)
 		if (c == '\0')
 			break;
 	}
+	/* EEXIST on the last component may be a file, not a directory. */
+	if (stat(path, &st) < 0)
+		return -1;
+	if (!S_ISDIR(st.st_mode))
+		return errno = ENOTDIR, -1;
 	return 0;
 }
 
@@ -183,7 +191,7 @@ read_file(const char *path, size_t max, size_t *lenp)
 		goto fail;
 	for (;;) {
 		if (len + 1 >= cap) {
-			if (cap > max) {
+			if (len > max) {
 				errno = EFBIG;
 				goto fail;
 			}
@@ -239,7 +247,9 @@ write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 		p += n;
 		len -= (size_t)n;
 	}
-	if (fsync(fd) < 0 || close(fd) < 0) {
+	if (fsync(fd) < 0)
+		goto fail;
+	if (close(fd) < 0) {
 		fd = -1;
 		goto fail;
 	}

@@ -1,7 +1,8 @@
 # lib.sh - shared by the end-to-end tests: TAP output, a private vmgrd on
 # a temporary state dir, and waiting helpers.  Each test script sources it,
-# calls `plan N`, `start_daemon`, and runs checks against the real vmgrd,
-# vmgr and QEMU guests.  Everything it starts is ended on exit.
+# calls `start_daemon`, runs checks against the real vmgrd, vmgr and QEMU
+# guests, and ends with `done_testing`.  Everything it starts is ended on
+# exit; VMGR_KEEP=1 keeps the state dir for a look.
 
 BUILD=${VMGR_BUILD:-$(cd "$(dirname "$0")/../../build" && pwd)}
 VMGR_BIN=$BUILD/vmgr
@@ -12,7 +13,10 @@ _n=0
 _failed=0
 _daemon_pid=
 
-plan() { echo "1..$1"; }
+_done=0
+# The plan is printed at the end (TAP allows it); a script that stops
+# before done_testing gets a failing test for it.
+done_testing() { _done=1; }
 diag() { echo "# $*"; }
 
 ok() {	# ok COND_EXIT_STATUS DESCRIPTION
@@ -106,6 +110,10 @@ has_state() { [ "$(state_of "$1")" = "$2" ]; }
 console_has() { vmgr console "$1" --log | grep -q -- "$2"; }
 
 cleanup() {
+	if [ "$_done" != 1 ]; then
+		ok 1 "the script ran to its end"
+	fi
+	echo "1..$_n"
 	kill_daemon KILL
 	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
 	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then

@@ -3,7 +3,6 @@
 # pause/resume, shutdown by the guest, start again, stop, delete; events
 # and --json along the way.
 . "$(dirname "$0")/lib.sh"
-plan 43
 start_daemon
 
 out=$(vmgr host)
@@ -100,3 +99,4 @@ is $? 1 "the VM is gone (info exits 1)"
 check "its volume is gone" test ! -e "$STATE/volumes/web-disk0.qcow2"
 left=$(cd "$STATE" && find . -mindepth 1 | grep -v -E '^\./(vmgr\.db(-wal|-shm)?|vmgrd\.(sock|lock|out)|\.body|follow\.out|vm|volumes)$' || true)
 is "$left" "" "delete leaves no files behind in the state dir"
+done_testing
