@@ -71,9 +71,9 @@ $(BUILD)/tests/%: tests/unit/%.c $(T_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $< $(T_OBJ) $(LDFLAGS) $(T_LIBS) -lm
 
-guest: $(BUILD)/images/tiny/vmlinuz
-$(BUILD)/images/tiny/vmlinuz: guest/build.sh guest/init
-	guest/build.sh $(BUILD)/images/tiny
+# guest/build.sh skips every step whose output is up to date (~20 ms).
+guest:
+	@guest/build.sh $(BUILD)/images/tiny
 
 deps:
 	@scripts/deps.sh

@@ -5,7 +5,7 @@ set -eu
 
 PKGS="gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev
 libcurl4-openssl-dev libcmocka-dev qemu-system-x86 qemu-utils
-busybox-static cpio xz-utils zstd kmod perl curl jq sqlite3 socat"
+busybox-static xz-utils perl curl jq sqlite3"
 
 if [ "${1:-}" = "--list" ]; then
 	echo $PKGS

@@ -27,13 +27,17 @@ is "$(vmgr info web --json | jq -r .state_reason)" "guest powered off" \
 is "$(vmgr events web --json | jq -r '.[-1].event')" guest_off \
     "recorded as guest_off"
 
-# A guest that ignores the power button: its init is replaced by a shell
-# that cannot handle ACPI, simulated by pausing the guest's CPU... no: by
-# a timeout of 0 seconds, which forces at once.
+# A guest that ignores the power button (its acpid killed) is forced off
+# when the timeout runs out.
 check "start again" vmgr start web
 check "boots" wait_until 60 console_has web GUEST-READY
-check "shutdown with --timeout 0s is forced" vmgr shutdown web --timeout 0s
-is "$(state_of web)" created "forced shutdown ends in created"
+printf 'killall acpid; echo acpid-gone-$((2*2))\n' | vmgr console web >/dev/null
+check "the guest no longer listens to the button" wait_until 10 console_has web acpid-gone-4
+t0=$(date +%s)
+check "shutdown --timeout 3s returns" vmgr shutdown web --timeout 3s
+t1=$(date +%s)
+is "$(state_of web)" created "a forced shutdown ends in created"
 is "$(vmgr info web --json | jq -r .state_reason)" "shutdown timed out; forced off" \
     "the reason says it was forced"
+ok $(( t1 - t0 < 3 || t1 - t0 > 10 )) "it waited for the timeout ($((t1 - t0)) s)"
 done_testing
