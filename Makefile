@@ -86,11 +86,11 @@ unit: $(UNIT_BIN)
 	CMOCKA_MESSAGE_OUTPUT=TAP prove $(UNIT_BIN)
 
 e2e: all
-	prove -v tests/e2e/
+	prove tests/e2e/t*.sh
 
 test: deps
 	@$(MAKE) --no-print-directory all $(UNIT_BIN)
-	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/e2e/
+	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/e2e/t*.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny

@@ -50,6 +50,7 @@ struct vm {
 	struct qmp		*qmp;
 	struct proc_watch	*watch;
 	struct event		*timer;		/* shutdown/stop deadline */
+	struct event		*reconnect;	/* QMP reconnect timer */
 	enum vm_op		 busy;		/* operation in flight */
 	int			 guest_off;	/* QMP SHUTDOWN guest=true */
 	int			 panicked;	/* QMP GUEST_PANICKED */

@@ -91,6 +91,8 @@ vm_free(struct vm *vm)
 	proc_watch_free(vm->watch);
 	if (vm->timer)
 		event_free(vm->timer);
+	if (vm->reconnect)
+		event_free(vm->reconnect);
 	spec_clear(&vm->spec);
 	free(vm);
 }
@@ -865,6 +867,10 @@ qemu_exited(pid_t pid, int status, void *arg)
 	vm->watch = NULL;
 	vm->pid = 0;
 	disarm(vm);
+	if (vm->reconnect) {
+		event_free(vm->reconnect);
+		vm->reconnect = NULL;
+	}
 	qmp_free(vm->qmp);	/* fails its pending commands */
 	vm->qmp = NULL;
 	remove_runtime_files(vm);
@@ -988,14 +994,44 @@ qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 }
 
 static void
+qmp_reconnect(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+	char sock[PATH_MAX];
+	int cfd;
+
+	(void)fd;
+	(void)what;
+	event_free(vm->reconnect);
+	vm->reconnect = NULL;
+	if (vm->pid <= 0 || vm->qmp)
+		return;
+	vm_path(vm, "qmp.sock", sock, sizeof(sock));
+	if ((cfd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	    cfd, &vm_qmp_handlers, vm)) == NULL)
+		log_warn("%s: %s: reconnect to %s", __func__, vm->spec.name,
+		    sock);
+}
+
+/*
+ * QMP went away while QEMU lives (a command timed out, say): the pid watch
+ * still decides the VM's state; try the monitor again in a second.
+ */
+static void
 qmp_closed(struct qmp *q, const char *why, void *arg)
 {
 	struct vm *vm = arg;
+	struct timeval tv = { 1, 0 };
 
-	(void)q;
-	/* The process watch decides what happened; this is only a hint. */
-	if (vm->pid > 0)
-		log_warnx("%s: QMP connection closed: %s", vm->spec.name, why);
+	if (vm->pid <= 0 || q != vm->qmp)
+		return;
+	log_info("%s: QMP connection closed: %s", vm->spec.name, why);
+	qmp_free(vm->qmp);	/* deferred: we are inside its callback */
+	vm->qmp = NULL;
+	if (vm->reconnect == NULL) {
+		vm->reconnect = evtimer_new(vmgrd->base, qmp_reconnect, vm);
+		evtimer_add(vm->reconnect, &tv);
+	}
 }
 
 /* ---- actions ---------------------------------------------------------- */
