@@ -113,8 +113,13 @@ cleanup() {
 	if [ "$_done" != 1 ]; then
 		ok 1 "the script ran to its end"
 	fi
+	# A clean exit lets a sanitizer build report leaks too.
+	kill_daemon TERM
+	if grep -q -E 'Sanitizer|runtime error:' "$STATE/vmgrd.out" 2>/dev/null; then
+		ok 1 "vmgrd reported no memory errors"
+		grep -A 20 -E 'Sanitizer|runtime error:' "$STATE/vmgrd.out" | sed 's/^/# /'
+	fi
 	echo "1..$_n"
-	kill_daemon KILL
 	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
 	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then
 		diag "state dir: $STATE (vmgrd log: $STATE/vmgrd.out)"

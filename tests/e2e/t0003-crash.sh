@@ -15,6 +15,10 @@ like "$(vmgr info web --json | jq -r .state_reason)" 'killed by signal 9' \
     "the reason names the signal"
 is "$(vmgr events web --json | jq -r '.[-1] | .from + ">" + .to + ":" + .event')" \
     "running>crashed:crash" "the crash is an event"
+for a in pause resume shutdown; do
+	like "$(api POST /v1/vms/web/$a)" "^409 .*it is crashed \\(crashed allows: start, stop, delete\\)" \
+	    "$a on a crashed VM: 409"
+done
 check "start works again after a crash" vmgr start web
 check "... and the guest boots" wait_until 60 console_has web GUEST-READY
 check "QMP is connected after the restart" \

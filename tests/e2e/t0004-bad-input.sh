@@ -89,6 +89,30 @@ done
 check "stop web" vmgr stop web
 is "$(state_of web)" created "the refused requests changed nothing"
 
+# A spec file as DESIGN.md writes it, with an explicit kernel.
+img=$BUILD/images/tiny
+cat >"$STATE/spec.json" <<JSON
+{ "name": "web1", "vcpus": 2, "memory_mib": 256, "machine": "q35",
+  "boot": {"kernel": "$img/vmlinuz", "initrd": "$img/initrd.img", "cmdline": "console=ttyS0"},
+  "disks": [{"volume": "web1-root", "size_gib": 10}],
+  "nics": [{"network": "default"}],
+  "resources": {"policy": "fixed", "priority": 5, "weight": 1.0, "min_memory_mib": 256},
+  "schedule": {"expected_runtime_s": 600, "preemptible": false},
+  "autostart": false }
+JSON
+check "create -f with DESIGN's spec" vmgr create -f "$STATE/spec.json"
+is "$(vmgr info web1 --json | jq -r '[.spec.vcpus, .spec.memory_mib, .spec.disks[0].volume, .spec.nics[0].network] | join(" ")')" \
+    "2 256 web1-root nat" "the spec was taken as written"
+sed 's/"autostart"/"autostrat"/; s/web1/web2/g' "$STATE/spec.json" >"$STATE/bad.json"
+like "$(vmgr create -f "$STATE/bad.json" 2>&1)" 'unknown field "autostrat"' \
+    "create -f with an unknown field is refused, naming it"
+check "... and creates nothing" sh -c "! '$VMGR_BIN' --state-dir '$STATE' info web2"
+check "delete web1" vmgr delete web1
+check "web1's volume is gone" test ! -e "$STATE/volumes/web1-root.qcow2"
+
+for c in host list info create start pause resume shutdown stop delete console events help; do
+	like "$(vmgr help $c)" "^usage: vmgr $c" "vmgr help $c"
+done
 vmgr frobnicate >/dev/null 2>&1; is $? 2 "an unknown command exits 2"
 vmgr create >/dev/null 2>&1; is $? 2 "create without a name exits 2"
 vmgr create x --memory lots >/dev/null 2>&1; is $? 2 "a bad --memory exits 2"
