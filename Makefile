@@ -69,7 +69,7 @@ $(BUILD)/vmgr: $(CLI_OBJ)
 
 $(BUILD)/tests/%: tests/unit/%.c $(T_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $< $(T_OBJ) $(LDFLAGS) $(T_LIBS) -lm
+	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $(abspath $<) $(T_OBJ) $(LDFLAGS) $(T_LIBS) -lm
 
 # guest/build.sh skips every step whose output is up to date (~20 ms).
 guest:

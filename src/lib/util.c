@@ -65,15 +65,18 @@ parse_duration_s(const char *s, long long *secs)
 	if (errno || n < 0 || n > 10LL * 365 * 86400)
 		return -1;
 	if (*end == '\0' || strcmp(end, "s") == 0)
-		*secs = n;
+		n *= 1;
 	else if (strcmp(end, "m") == 0)
-		*secs = n * 60;
+		n *= 60;
 	else if (strcmp(end, "h") == 0)
-		*secs = n * 3600;
+		n *= 3600;
 	else if (strcmp(end, "d") == 0)
-		*secs = n * 86400;
+		n *= 86400;
 	else
 		return -1;
+	if (n > 10LL * 365 * 86400)
+		return -1;
+	*secs = n;
 	return 0;
 }
 

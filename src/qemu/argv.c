@@ -49,13 +49,18 @@ push(struct strv *sv, const char *fmt, ...)
 	sv->v[sv->n] = NULL;
 }
 
-/* QEMU's option parser splits on ','; a literal comma is written ",,". */
+/*
+ * QEMU's option parser splits on ','; a literal comma is written ",,".
+ * NULL when the result does not fit: a cut path would name another file.
+ */
 static char *
 escape_commas(const char *s, char *buf, size_t len)
 {
 	size_t o = 0;
 
-	for (; *s && o + 2 < len; s++) {
+	for (; *s; s++) {
+		if (o + 3 > len)
+			return NULL;
 		if (*s == ',')
 			buf[o++] = ',';
 		buf[o++] = *s;
@@ -106,7 +111,8 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	 * connects to; QEMU itself appends everything the guest prints to
 	 * console.log, connected or not, and across vmgrd restarts.
 	 */
-	escape_commas(c->vmdir, e1, sizeof(e1));
+	if (escape_commas(c->vmdir, e1, sizeof(e1)) == NULL)
+		sv.failed = 1;
 	push(&sv, "-chardev");
 	push(&sv, "socket,id=ser0,path=%s/console.sock,server=on,wait=off,"
 	    "logfile=%s/console.log,logappend=on", e1, e1);
@@ -126,9 +132,10 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	}
 	for (int i = 0; i < spec->ndisks; i++) {
 		push(&sv, "-blockdev");
+		if (escape_commas(c->disks[i], e2, sizeof(e2)) == NULL)
+			sv.failed = 1;
 		push(&sv, "driver=qcow2,node-name=disk%d,file.driver=file,"
-		    "file.filename=%s", i,
-		    escape_commas(c->disks[i], e2, sizeof(e2)));
+		    "file.filename=%s", i, e2);
 		push(&sv, "-device");
 		push(&sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
 	}

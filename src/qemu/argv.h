@@ -23,7 +23,8 @@ struct qemu_conf {
 	int		 paused;	/* start with -S */
 };
 
-/* A new argv (caller frees with strv_free), or NULL when out of memory. */
+/* A new argv (caller frees with strv_free); NULL when out of memory or a
+ * path is too long to pass. */
 char	**qemu_argv(const struct vm_spec *, const struct qemu_conf *);
 void	  strv_free(char **);
 

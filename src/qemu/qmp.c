@@ -194,7 +194,8 @@ drain_lines(struct qmp *q, struct evbuffer *buf)
 	q->in_callback++;
 	while (q->state != QMP_CLOSED && !q->dead) {
 		size_t n;
-		char *line = evbuffer_readln(buf, &n, EVBUFFER_EOL_LF);
+		/* QEMU ends its lines with CRLF; take a bare LF too. */
+		char *line = evbuffer_readln(buf, &n, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
 			if (evbuffer_get_length(buf) > QMP_LINE_MAX)
 				qmp_close(q, "QMP message too long");

@@ -50,8 +50,9 @@ void		 qmp_input(struct qmp *, const char *data, size_t len);
 /*
  * Send a command; args (or NULL) is stolen.  cb (or NULL) runs exactly once:
  * with the reply, or with an error when the connection closes or the reply
- * does not come within the timeout.  Returns 0, or -1 when the connection
- * is already closed (cb is not called then).
+ * does not come within the timeout.  Returns 0, or -1 when the command
+ * cannot be sent: capabilities not yet negotiated, the connection closed,
+ * or the send failed (cb is not called then).
  */
 int		 qmp_command(struct qmp *, const char *cmd, json_t *args,
 		    qmp_reply_cb cb, void *arg);
