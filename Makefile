@@ -12,7 +12,7 @@ PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
 PKGS      = libevent jansson sqlite3
-CLI_PKGS  = libcurl jansson
+CLI_PKGS  = jansson
 SANITIZE ?= 0
 
 WARN      = -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev
-libcurl4-openssl-dev libcmocka-dev qemu-system-x86 qemu-utils
+libcmocka-dev qemu-system-x86 qemu-utils
 busybox-static xz-utils perl curl jq sqlite3"
 
 if [ "${1:-}" = "--list" ]; then

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 
 #include "../lib/util.h"
 
@@ -253,8 +252,6 @@ main(int argc, char **argv)
 			printf("usage: %s\n\n%s", c->usage, c->help);
 			return 0;
 		}
-	curl_global_init(CURL_GLOBAL_NOTHING);
 	rc = c->run(argc - 1, argv + 1);
-	curl_global_cleanup();
 	return rc;
 }
