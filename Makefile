@@ -32,7 +32,7 @@ T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 
 OBJ       = $(BUILD)/obj
 CORE_SRC  = src/core/state.c src/core/spec.c
-LIB_SRC   = src/lib/log.c src/lib/util.c
+LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)
 CLI_SRC   = $(wildcard src/cli/*.c)
@@ -40,7 +40,7 @@ UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 
 objs      = $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 D_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC) $(D_SRC))
-CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c $(CLI_SRC))
+CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c src/lib/httpc.c $(CLI_SRC))
 T_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC))
 UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
