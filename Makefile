@@ -44,7 +44,7 @@ CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c src/lib/httpc.c $(CLI_SRC))
 T_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC))
 UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all daemon cli guest deps run test unit e2e install clean bench
+.PHONY: all daemon cli guest deps run test unit e2e install clean bench bench-tools
 
 all: daemon cli guest
 
@@ -89,7 +89,7 @@ e2e: all
 	prove tests/e2e/t*.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BIN)
+	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN)
 	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/e2e/t*.sh
 
 install: all
@@ -103,3 +103,15 @@ clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/vmgrd $(BUILD)/vmgr $(BUILD)/.flags
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+# Benchmarks: build/floor (raw QEMU + QMP) and build/vmgrbench (timers).
+BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/lib/util.c src/lib/httpc.c src/qemu/argv.c)
+$(BUILD)/floor: bench/floor.c bench/stats.c $(BENCH_OBJ)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/floor.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
+$(BUILD)/vmgrbench: bench/vmgrbench.c bench/stats.c $(BENCH_OBJ)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/vmgrbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
+bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench
+
+bench: deps
+	@$(MAKE) --no-print-directory all bench-tools
+	bench/run.sh $(if $(filter 1,$(LIBVIRT)),--libvirt)

@@ -1,0 +1,37 @@
+#!/bin/sh
+# bench/report.sh DIR: merge DIR/*.json of a bench/run.sh run into
+# DIR/results.json and print the table (medians; ratios of medians).
+set -eu
+D=$1
+f() { [ -f "$D/$1.json" ] && cat "$D/$1.json" || echo '{"ops": {}}'; }
+jq -n --slurpfile meta "$D/meta.json" \
+    --argjson floor "$(f floor)" --argjson cli "$(f vmgr-cli)" \
+    --argjson api "$(f vmgr-api)" --argjson virsh "$(f libvirt)" \
+    --argjson list100 "$(f scale-list)" --argjson par "$(f scale-par)" \
+    --argjson scale "$([ -f "$D/scale.json" ] && cat "$D/scale.json" || echo null)" \
+    '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
+      vmgr_api: $api.ops, libvirt: $virsh.ops,
+      scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all})}' \
+    >"$D/results.json"
+
+defs='
+  def m(x): if x == null then "-" else (x.median_ms * 100 | round / 100 | tostring) end;
+  def r(a; b): if a == null or b == null or b.median_ms == 0 then "-"
+               else (a.median_ms / b.median_ms * 100 | round / 100 | tostring) + "x" end;'
+jq -r "$defs"'
+  "vmgr benchmark \(.meta.date): accel \(.meta.accel), QEMU \(.meta.qemu), \(.meta.host), \(.meta.iterations) iterations",
+  "medians in ms (p90, min and max in results.json)", ""' "$D/results.json"
+jq -r "$defs"'
+  (["operation", "floor", "vmgr-CLI", "vmgr-API", "libvirt", "CLI/floor", "virsh/CLI"] | @tsv),
+  (. as $r | ["start", "pause", "resume", "stop", "list", "info"][] as $op |
+   [$op, m($r.floor[$op]), m($r.vmgr_cli[$op]), m($r.vmgr_api[$op]), m($r.libvirt[$op]),
+    r($r.vmgr_cli[$op]; $r.floor[$op]), r($r.libvirt[$op]; $r.vmgr_cli[$op])] | @tsv)
+' "$D/results.json" | column -t -s "$(printf '\t')"
+jq -r "$defs"'
+  "",
+  (if .scale.rss_idle_kib then
+    "scale: vmgr list with 100 VMs \(m(.scale.list_100_cli)) ms; 10 concurrent starts: \(m(.scale.start_10_concurrent)) ms until all run",
+    "vmgrd RSS: idle \(.scale.rss_idle_kib) KiB; 100 defined \(.scale.rss_100_defined_kib) KiB (+\(.scale.per_defined_vm_kib) KiB/VM); 20 running \(.scale.rss_20_running_kib) KiB (+\(.scale.per_running_vm_kib) KiB/VM)",
+    "vmgrd CPU with 20 running guests: \(.scale.cpu_pct_20_running)% of one core"
+   else "scale: skipped (--quick)" end)
+' "$D/results.json"

@@ -1,0 +1,104 @@
+#!/bin/sh
+# bench/run.sh [--quick] [--libvirt] [-n ITERATIONS]: `make bench`.
+# Measures, in one run on this machine: the raw QEMU floor, vmgr through its
+# CLI and its API, optionally libvirt through virsh, and vmgrd at scale;
+# prints one table and writes build/bench/results.json.  See bench/README.md.
+set -eu
+top=$(cd "$(dirname "$0")/.." && pwd)
+B=$top/build
+OUT=${VMGR_BENCH_OUT:-$B/bench}
+N=20
+QUICK=0
+LIBVIRT=0
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) QUICK=1; N=1 ;;
+	--libvirt) LIBVIRT=1 ;;
+	-n) N=$2; shift ;;
+	*) echo "usage: bench/run.sh [--quick] [--libvirt] [-n N]" >&2; exit 2 ;;
+	esac
+	shift
+done
+mkdir -p "$OUT"
+rm -f "$OUT"/*.json
+STATE=$(mktemp -d /tmp/vmgr-bench.XXXXXX)
+V="$B/vmgr --state-dir $STATE"
+say() { echo "bench: $*" >&2; }
+
+"$B/vmgrd" --state-dir "$STATE" --foreground >"$STATE/vmgrd.out" 2>&1 &
+DPID=$!
+cleanup() {
+	for p in $(pgrep -f "qemu-system.*$STATE/vm/" || true); do kill -9 "$p"; done
+	kill "$DPID" 2>/dev/null || true
+	wait "$DPID" 2>/dev/null || true
+	rm -rf "$STATE"
+}
+trap cleanup EXIT
+i=0
+until $V host >/dev/null 2>&1; do
+	i=$((i + 1)); [ $i -lt 100 ] || { cat "$STATE/vmgrd.out" >&2; exit 1; }
+	sleep 0.05
+done
+rss() { awk '/^VmRSS/ {print $2}' /proc/$DPID/status; }	# KiB
+ticks() { awk '{print $14 + $15}' /proc/$DPID/stat; }
+accel=$($V host --json | jq -r .accel)
+qemu=$($V host --json | jq -r .qemu_version)
+rss_idle=$(rss)
+
+say "floor: QEMU + QMP directly, $N iterations ($accel)"
+"$B/floor" -n "$N" -a "$accel" -d "$B/images/tiny" -t "$STATE" -o "$OUT/floor.json"
+
+say "vmgr: CLI and API, $N iterations"
+$V create b --image tiny --vcpus 1 --memory 128M >/dev/null
+"$B/vmgrbench" seq -n "$N" -o "$OUT/vmgr-cli.json" \
+    "start=$B/vmgr --state-dir $STATE start b" \
+    "pause=$B/vmgr --state-dir $STATE pause b" \
+    "resume=$B/vmgr --state-dir $STATE resume b" \
+    "list=$B/vmgr --state-dir $STATE list" \
+    "info=$B/vmgr --state-dir $STATE info b" \
+    "stop=$B/vmgr --state-dir $STATE stop b"
+"$B/vmgrbench" api -n "$N" -s "$STATE/vmgrd.sock" -v b -o "$OUT/vmgr-api.json"
+$V delete b >/dev/null
+
+if [ "$LIBVIRT" = 1 ]; then
+	say "libvirt: virsh, $N iterations"
+	"$top/bench/libvirt.sh" "$N" "$OUT/libvirt.json"
+fi
+
+if [ "$QUICK" = 0 ]; then
+	say "scale: 100 defined VMs"
+	for k in $(seq -w 1 100); do
+		$V create "s$k" --image tiny --memory 64M >/dev/null
+	done
+	rss_100=$(rss)
+	"$B/vmgrbench" seq -n "$N" -o "$OUT/scale-list.json" \
+	    "list100=$B/vmgr --state-dir $STATE list"
+	say "scale: 20 running guests"
+	for k in $(seq -w 1 20); do $V start "s0$k" >/dev/null; done
+	sleep 10	# let them boot and settle
+	rss_20=$(rss)
+	t0=$(ticks); sleep 10; t1=$(ticks)
+	cpu_pct=$(echo "$t0 $t1 $(getconf CLK_TCK)" | awk '{printf "%.2f", ($2 - $1) / $3 / 10 * 100}')
+	for k in $(seq -w 1 20); do $V stop "s0$k" >/dev/null; done
+	say "scale: 10 VMs started at once"
+	set --
+	for k in $(seq 21 30); do
+		set -- "$@" "s0$k=$B/vmgr --state-dir $STATE start s0$k"
+	done
+	"$B/vmgrbench" par -o "$OUT/scale-par.json" "$@"
+	running=$($V list --json | jq '[.[] | select(.state == "running")] | length')
+	[ "$running" = 10 ] || { say "only $running of 10 run"; exit 1; }
+	for k in $(seq 21 30); do $V stop "s0$k" >/dev/null; done
+	jq -n --argjson idle "$rss_idle" --argjson d100 "$rss_100" \
+	    --argjson r20 "$rss_20" --argjson cpu "$cpu_pct" '{
+	    rss_idle_kib: $idle, rss_100_defined_kib: $d100,
+	    rss_20_running_kib: $r20, cpu_pct_20_running: $cpu,
+	    per_defined_vm_kib: (($d100 - $idle) / 100),
+	    per_running_vm_kib: (($r20 - $d100) / 20)}' >"$OUT/scale.json"
+fi
+
+jq -n --arg accel "$accel" --arg qemu "$qemu" --argjson n "$N" \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg host "$(uname -r), $(nproc) cpus" \
+    '{meta: {date: $date, accel: $accel, qemu: $qemu, iterations: $n, host: $host}}' \
+    >"$OUT/meta.json"
+"$top/bench/report.sh" "$OUT"
