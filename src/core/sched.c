@@ -29,10 +29,13 @@ sched_policy_name(enum sched_policy p)
 	return (unsigned)p < SCHED_NPOLICIES ? policy_names[p] : "invalid";
 }
 
+/* Arrival, then id: a total order, so qsort's instability never shows. */
 static int
 by_arrival(const struct sched_item *a, const struct sched_item *b)
 {
-	return a->arrival < b->arrival ? -1 : a->arrival > b->arrival;
+	if (a->arrival != b->arrival)
+		return a->arrival < b->arrival ? -1 : 1;
+	return a->id < b->id ? -1 : a->id > b->id;
 }
 
 static int
@@ -75,7 +78,6 @@ sched_order(enum sched_policy p, struct sched_item *q, size_t n)
 		cmp = cmp_sjf;
 	else if (p == SCHED_PRIORITY)
 		cmp = cmp_priority;
-	/* qsort is not stable, but every comparison ends in arrival. */
 	qsort(q, n, sizeof(*q), cmp);
 }
 

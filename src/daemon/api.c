@@ -203,9 +203,17 @@ handle_vm(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 			api_reply_json(req, 200, vm_json(vm));
 		else if (cmd == EVHTTP_REQ_DELETE)
 			vm_api_delete(req, vm);
-		else
+		else if (cmd == EVHTTP_REQ_PATCH) {
+			body = read_body(req, &bad, err, sizeof(err));
+			if (bad)
+				api_reply_error(req, 400, "malformed_json", "%s",
+				    err);
+			else
+				vm_api_patch(req, vm, body);
+			json_decref(body);
+		} else
 			api_reply_error(req, 405, "method_not_allowed",
-			    "use GET or DELETE on /v1/vms/NAME");
+			    "use GET, PATCH or DELETE on /v1/vms/NAME");
 		return;
 	}
 	if (strcmp(action, "console") == 0) {
@@ -236,6 +244,33 @@ handle_vm(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 		return;
 	}
 	vm_api_action(req, vm, action, body);
+	json_decref(body);
+}
+
+static void
+handle_scheduler(struct evhttp_request *req, enum evhttp_cmd_type cmd)
+{
+	json_t *body;
+	char err[256];
+	int bad;
+
+	if (cmd == EVHTTP_REQ_GET) {
+		api_reply_json(req, 200, sched_json());
+		return;
+	}
+	if (cmd != EVHTTP_REQ_PUT) {
+		api_reply_error(req, 405, "method_not_allowed",
+		    "use GET or PUT on /v1/scheduler");
+		return;
+	}
+	body = read_body(req, &bad, err, sizeof(err));
+	if (bad)
+		api_reply_error(req, 400, "malformed_json", "%s", err);
+	else if (body && !json_is_object(body))
+		api_reply_error(req, 422, "invalid_value",
+		    "the body must be a JSON object");
+	else
+		sched_api_put(req, body);
 	json_decref(body);
 }
 
@@ -316,6 +351,8 @@ dispatch(struct evhttp_request *req, void *arg)
 		if (cmd != EVHTTP_REQ_GET)
 			goto badmethod;
 		handle_events(req, &q);
+	} else if (n == 2 && strcmp(parts[1], "scheduler") == 0) {
+		handle_scheduler(req, cmd);
 	} else if (n == 2 && strcmp(parts[1], "vms") == 0) {
 		handle_vms(req, cmd);
 	} else if ((n == 3 || n == 4) && strcmp(parts[1], "vms") == 0) {

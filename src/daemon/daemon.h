@@ -16,6 +16,8 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "../core/alloc.h"
+#include "../core/sched.h"
 #include "../core/spec.h"
 #include "../core/state.h"
 
@@ -26,7 +28,7 @@ struct proc_watch;
 
 /* An asynchronous request a waiter is parked on. */
 enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
-	OP_STOP };
+	OP_STOP, OP_SAVE };
 
 struct waiter {
 	TAILQ_ENTRY(waiter)	 entry;
@@ -60,6 +62,28 @@ struct vm {
 	int			 ndisks_left;
 	char			 create_error[256];
 	struct waiterq		 waiters;
+
+	/* Scheduling and allocation (sched.c) */
+	int64_t			 queue_seq;	/* arrival in the queue */
+	int			 preempted;	/* paused/saved by the scheduler */
+	double			 slice_end;	/* rr, monotonic seconds */
+	char			 queue_reason[128];
+	int			 queue_pos;	/* 1-based; 0 = not queued */
+	double			 expected_admission; /* unix s, or INFINITY */
+	double			 alloc_cpu;	/* cores */
+	double			 alloc_memory_mib;
+	double			 entitlement_cpu;
+	double			 quota_cpus;	/* fixed: vcpus; else 0 */
+	int			 limit_memory_mib; /* cgroup limit */
+	long long		 balloon_mib;	/* last target set, 0 = none */
+
+	/* Save and restore */
+	int			 restoring;	/* start from saved */
+	int			 start_cont_ok;	/* cont answered */
+	int			 start_resumed;	/* RESUME seen */
+	int			 save_ok;	/* state written and synced */
+	int			 save_was_running;
+	char			 save_reason[96];
 };
 TAILQ_HEAD(vmq, vm);
 
@@ -85,6 +109,13 @@ struct vmgrd {
 	char			 cgroup_mode[16];
 	int			 shutdown_timeout_s;
 	int64_t			 started_at;
+	struct alloc_host	 cap;
+	enum sched_policy	 policy;
+	double			 quantum_s;	/* vCPU-seconds */
+	int64_t			 queue_seq;
+	struct event		*sched_timer;
+	int			 enforced;
+	char			 enforce_reason[256];
 	struct vmq		 vms;
 	struct subq		 subscribers;
 };
@@ -103,6 +134,9 @@ struct event_row {
 };
 
 /* db.c */
+int	 db_vm_update_spec(sqlite3 *, const struct vm *, const char *spec_json);
+int	 db_setting_get(sqlite3 *, const char *key, char *buf, size_t len);
+int	 db_setting_set(sqlite3 *, const char *key, const char *value);
 int	 db_open(const char *path, sqlite3 **, char *err, size_t errlen);
 void	 db_close(sqlite3 *);
 int	 db_vm_insert(sqlite3 *, struct vm *, const char *spec_json,
@@ -145,8 +179,30 @@ int	 vm_load_all(void);
 void	 vm_conn_closed(struct evhttp_connection *);
 void	 vm_shutdown_daemon(void);
 
+int	 vm_admit(struct vm *);
+void	 vm_preempt(struct vm *, int by_memory);
+void	 vm_set_balloon(struct vm *, long long mib);
+void	 vm_api_patch(struct evhttp_request *, struct vm *, json_t *body);
+void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
+
+/* sched.c */
+void	 sched_init(void);
+void	 sched_kick(void);
+json_t	*sched_json(void);
+void	 sched_api_put(struct evhttp_request *, json_t *body);
+void	 sched_vm_json(const struct vm *, json_t *);
+json_t	*sched_host_json(void);
+
+/* cgroup.c */
+void	 cgroup_probe(void);
+int	 cgroup_prepare(const struct vm *, char procs[2][PATH_MAX]);
+int	 cgroup_apply(struct vm *);
+json_t	*cgroup_json(const struct vm *);
+void	 cgroup_remove(const struct vm *);
+
 /* host.c */
 int	 host_probe(char *err, size_t errlen);
+void	 host_capacity(void);
 json_t	*host_json(void);
 
 #endif

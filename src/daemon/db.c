@@ -35,6 +35,10 @@ static const char *const migrations[] = {
 	"  reason TEXT NOT NULL DEFAULT '',"
 	"  actor TEXT NOT NULL DEFAULT '');"
 	"CREATE INDEX events_vm ON events(vm, seq);",
+	/* 2: scheduler policy and other settings that survive restarts */
+	"CREATE TABLE settings ("
+	"  key TEXT PRIMARY KEY,"
+	"  value TEXT NOT NULL);",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -330,4 +334,50 @@ db_events(sqlite3 *db, int64_t since, const char *vm, int limit,
 	}
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int
+db_vm_update_spec(sqlite3 *db, const struct vm *vm, const char *spec_json)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "UPDATE vms SET spec = ? WHERE id = ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, spec_json, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, vm->id);
+	return step_done(db, st);
+}
+
+int
+db_setting_get(sqlite3 *db, const char *key, char *buf, size_t len)
+{
+	sqlite3_stmt *st;
+	int rc = -1;
+
+	if (sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = ?",
+	    -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st,
+		    0));
+		rc = 0;
+	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+db_setting_set(sqlite3 *db, const char *key, const char *value)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO settings(key, value) VALUES "
+	    "(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", -1,
+	    &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+	return step_done(db, st);
 }

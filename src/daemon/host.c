@@ -147,6 +147,20 @@ meminfo_kib(const char *key)
 	return v;
 }
 
+/* What vmgrd may give to VMs: the machine, unless told less. */
+void
+host_capacity(void)
+{
+	if (vmgrd->cap.cpus <= 0)
+		vmgrd->cap.cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
+	if (vmgrd->cap.memory_mib <= 0)
+		vmgrd->cap.memory_mib = (double)(meminfo_kib("MemTotal:") / 1024);
+	if (vmgrd->cap.cpu_ratio <= 0)
+		vmgrd->cap.cpu_ratio = 4.0;
+	if (vmgrd->cap.memory_ratio <= 0)
+		vmgrd->cap.memory_ratio = 1.0;
+}
+
 json_t *
 host_json(void)
 {
@@ -167,7 +181,7 @@ host_json(void)
 		nvms++;
 	}
 	uname(&un);
-	return json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s,"
+	json_t *h = json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s,"
 	    " s:s, s:s, s:i, s:o}",
 	    "hostname", un.nodename,
 	    "kernel", un.release,
@@ -183,4 +197,9 @@ host_json(void)
 	    "vmgrd_version", VMGR_VERSION,
 	    "vms_total", nvms,
 	    "vms", counts);
+	json_t *sh = sched_host_json();
+	json_object_update(h, sh);
+	json_decref(sh);
+	json_object_set_new(h, "scheduler", sched_json());
+	return h;
 }

@@ -30,7 +30,9 @@ usage(FILE *out)
 {
 	fprintf(out,
 "usage: vmgrd [--state-dir DIR] [--foreground] [--images-dir DIR]\n"
-"             [--shutdown-timeout SECONDS] [--verbose]\n"
+"             [--shutdown-timeout SECONDS] [--capacity-cpus N]\n"
+"             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
+"             [--policy fcfs|sjf|priority|rr] [--quantum DURATION] [--verbose]\n"
 "\n"
 "The vmgr daemon.  Serves the API on STATE_DIR/vmgrd.sock and keeps its\n"
 "state in STATE_DIR/vmgr.db.  Without --foreground it detaches once it is\n"
@@ -42,6 +44,12 @@ usage(FILE *out)
 "  --foreground, -f       stay attached and log to stderr\n"
 "  --images-dir DIR       where images such as \"tiny\" live\n"
 "  --shutdown-timeout S   seconds a guest gets to power off (default 60)\n"
+"  --capacity-cpus N      CPUs vmgrd may give to VMs (default: all)\n"
+"  --capacity-memory SIZE memory vmgrd may give to VMs (default: all)\n"
+"  --cpu-ratio R          overcommit of fixed vCPUs (default 4.0)\n"
+"  --memory-ratio R       overcommit of reserved memory (default 1.0)\n"
+"  --policy P             scheduler policy (default: the last one set, fcfs)\n"
+"  --quantum DURATION     rr slice in vCPU-seconds (default 30s)\n"
 "  --verbose, -v          log QMP events too\n"
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
@@ -167,6 +175,12 @@ main(int argc, char *argv[])
 		{ "images-dir", required_argument, NULL, 'i' },
 		{ "shutdown-timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
+		{ "capacity-cpus", required_argument, NULL, 'C' },
+		{ "capacity-memory", required_argument, NULL, 'M' },
+		{ "cpu-ratio", required_argument, NULL, 'R' },
+		{ "memory-ratio", required_argument, NULL, 'm' },
+		{ "policy", required_argument, NULL, 'P' },
+		{ "quantum", required_argument, NULL, 'Q' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -174,10 +188,12 @@ main(int argc, char *argv[])
 	static struct vmgrd d;
 	const char *state_dir = NULL, *images = NULL, *env;
 	char err[1024], path[PATH_MAX];
-	int foreground = 0, verbose = 0, ready_fd = -1, ch;
-	long long timeout = 60;
+	int foreground = 0, verbose = 0, ready_fd = -1, ch, policy_given = 0;
+	long long timeout = 60, v;
+	char *end;
 
 	vmgrd = &d;
+	d.policy = SCHED_NPOLICIES;	/* not given */
 	TAILQ_INIT(&d.vms);
 	TAILQ_INIT(&d.subscribers);
 	while ((ch = getopt_long(argc, argv, "s:fi:t:vh", opts, NULL)) != -1) {
@@ -194,6 +210,51 @@ main(int argc, char *argv[])
 			}
 			break;
 		case 'v': verbose = 1; break;
+		case 'C':
+			d.cap.cpus = strtod(optarg, &end);
+			if (*end || !(d.cap.cpus > 0) || d.cap.cpus > 4096) {
+				fprintf(stderr, "vmgrd: --capacity-cpus: bad "
+				    "number \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'M':
+			if (parse_size_mib(optarg, &v) < 0 || v < 16) {
+				fprintf(stderr, "vmgrd: --capacity-memory: bad "
+				    "size \"%s\"\n", optarg);
+				return 2;
+			}
+			d.cap.memory_mib = (double)v;
+			break;
+		case 'R':
+		case 'm': {
+			double r = strtod(optarg, &end);
+			if (*end || !(r > 0) || r > 100) {
+				fprintf(stderr, "vmgrd: bad ratio \"%s\"\n",
+				    optarg);
+				return 2;
+			}
+			*(ch == 'R' ? &d.cap.cpu_ratio : &d.cap.memory_ratio) = r;
+			break;
+		}
+		case 'P':
+			if (sched_policy_parse(optarg) < 0) {
+				fprintf(stderr, "vmgrd: --policy: fcfs, sjf, "
+				    "priority or rr\n");
+				return 2;
+			}
+			d.policy = (enum sched_policy)sched_policy_parse(optarg);
+			policy_given = 1;
+			break;
+		case 'Q':
+			if (parse_duration_s(optarg, &v) < 0 || v < 1 ||
+			    v > 86400) {
+				fprintf(stderr, "vmgrd: --quantum: bad duration "
+				    "\"%s\"\n", optarg);
+				return 2;
+			}
+			d.quantum_s = (double)v;
+			break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmgrd %s\n", VMGR_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -248,11 +309,24 @@ main(int argc, char *argv[])
 		return 1;
 	if (host_probe(err, sizeof(err)) < 0)
 		fatalx("%s", err);
+	host_capacity();
+	cgroup_probe();
 	snprintf(path, sizeof(path), "%s/vmgr.db", d.state_dir);
 	if (db_open(path, &d.db, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	if ((d.base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");
+	int quantum_given = d.quantum_s > 0;
+	sched_init();
+	if (policy_given || quantum_given) {
+		/* Given on the command line: it is also the new default. */
+		char q[32];
+		snprintf(q, sizeof(q), "%g", d.quantum_s);
+		if (policy_given)
+			db_setting_set(d.db, "policy", sched_policy_name(d.policy));
+		if (quantum_given)
+			db_setting_set(d.db, "quantum_s", q);
+	}
 	d.started_at = now_unix_ms();
 	if (vm_load_all() < 0)
 		fatalx("cannot load VMs: %s", db_errmsg(d.db));
@@ -269,6 +343,10 @@ main(int argc, char *argv[])
 	log_info("vmgrd %s ready: %s, accel %s (%s), QEMU %s, images %s",
 	    VMGR_VERSION, path, d.accel, d.accel_reason, d.qemu_version,
 	    d.images_dir);
+	log_info("capacity %g CPUs x %g, %g MiB x %g; scheduler %s, quantum "
+	    "%gs; enforcement: %s", d.cap.cpus, d.cap.cpu_ratio,
+	    d.cap.memory_mib, d.cap.memory_ratio, sched_policy_name(d.policy),
+	    d.quantum_s, d.enforce_reason);
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "k", 1) != 1)
 			log_warn("ready pipe");

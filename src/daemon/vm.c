@@ -38,6 +38,8 @@ static void	qemu_exited(pid_t, int, void *);
 static void	qmp_ready(struct qmp *, void *);
 static void	qmp_event(struct qmp *, const char *, json_t *, void *);
 static void	qmp_closed(struct qmp *, const char *, void *);
+static void	migration_event(struct vm *, const char *status);
+static void	drop_saved_state(struct vm *);
 
 static const struct qmp_handlers vm_qmp_handlers = {
 	.ready = qmp_ready,
@@ -151,11 +153,26 @@ vm_json(const struct vm *vm)
 	}
 	if (vm->busy != OP_NONE) {
 		static const char *const ops[] = { "", "create", "start",
-		    "pause", "resume", "shutdown", "stop" };
+		    "pause", "resume", "shutdown", "stop", "save" };
 		json_object_set_new(o, "operation", json_string(ops[vm->busy]));
 	}
 	json_object_set_new(o, "runtime", rt);
+	sched_vm_json(vm, o);
 	return o;
+}
+
+void
+vm_to_alloc(const struct vm *vm, struct alloc_vm *a)
+{
+	const struct vm_spec *s = &vm->spec;
+
+	memset(a, 0, sizeof(*a));
+	a->policy = (enum alloc_policy)alloc_policy_parse(s->resources.policy);
+	a->vcpus = s->vcpus;
+	a->memory_mib = s->memory_mib;
+	a->min_memory_mib = s->resources.min_memory_mib;
+	a->priority = s->resources.priority;
+	a->weight = s->resources.weight;
 }
 
 /*
@@ -527,6 +544,13 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		    "exists", vm->spec.name);
 		goto fail;
 	}
+	struct alloc_vm a;
+	vm_to_alloc(vm, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
+		api_reply_error(req, 422, "exceeds_capacity", "%s can never run "
+		    "here: it %s", vm->spec.name, msg);
+		goto fail;
+	}
 	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
 	    sizeof(msg)) < 0) {
 		api_reply_error(req, 422, vm->spec.image[0] ? "no_such_image" :
@@ -703,8 +727,8 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	char sock[PATH_MAX], logpath[PATH_MAX];
 	char disks[SPEC_MAX_DISKS][PATH_MAX];
 	const char *diskp[SPEC_MAX_DISKS];
-	char **argv = NULL;
-	int lfd = -1, cfd = -1;
+	char **argv = NULL, cgroups[2][PATH_MAX];
+	int lfd = -1, cfd = -1, savefd = -1, restfd = -1;
 	pid_t pid;
 
 	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
@@ -735,6 +759,24 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		    strerror(errno));
 		goto fail;
 	}
+	/* A save appends to state.new; truncating it restarts the file. */
+	vm_path(vm, "state.new", sock, sizeof(sock));
+	if ((savefd = open(sock, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+	    O_CLOEXEC, 0600)) < 0) {
+		snprintf(err, errlen, "%s: %s", sock, strerror(errno));
+		goto fail;
+	}
+	if (vm->restoring)
+		vm_path(vm, "state.sav", sock, sizeof(sock));
+	if ((restfd = open(vm->restoring ? sock : "/dev/null", O_RDONLY |
+	    O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%s: %s", sock, strerror(errno));
+		goto fail;
+	}
+	if (cgroup_prepare(vm, cgroups) < 0) {
+		snprintf(err, errlen, "cannot create the VM's cgroup");
+		goto fail;
+	}
 	struct qemu_conf conf = {
 		.binary = vmgrd->qemu_binary,
 		.accel = vmgrd->accel,
@@ -744,19 +786,26 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		.cmdline = cmdline,
 		.disks = diskp,
 		.paused = 1,
+		.incoming = vm->restoring,
 	};
 	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
-	if ((pid = proc_spawn_detached(argv, logpath, lfd)) < 0) {
+	int fds[3] = { lfd, savefd, restfd };
+	char *cgv[3] = { NULL, NULL, NULL };
+	for (int i = 0, k = 0; i < 2; i++)
+		if (cgroups[i][0])
+			cgv[k++] = cgroups[i];
+	if ((pid = proc_spawn_detached(argv, logpath, fds, 3, cgv)) < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		goto fail;
 	}
 	vm->pid = pid;
 	vm->started_at = now_unix_ms();
 	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
+	vm->start_cont_ok = vm->start_resumed = 0;
 	if ((vm->watch = proc_watch_new(vmgrd->base, pid, qemu_exited, vm)) ==
 	    NULL) {
 		log_warn("%s: %s: pidfd", __func__, vm->spec.name);
@@ -769,14 +818,20 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		kill(pid, SIGKILL);
 	}
 	close(lfd);
+	close(savefd);
+	close(restfd);
 	strv_free(argv);
 	free(cmdline);
-	log_info("%s: QEMU started, pid %d (%s)", vm->spec.name, (int)pid,
-	    vmgrd->accel);
+	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
+	    vmgrd->accel, vm->restoring ? ", restoring" : "");
 	return 0;
 fail:
 	if (lfd >= 0)
 		close(lfd);
+	if (savefd >= 0)
+		close(savefd);
+	if (restfd >= 0)
+		close(restfd);
 	strv_free(argv);
 	free(cmdline);
 	return -1;
@@ -845,13 +900,24 @@ static void
 remove_runtime_files(const struct vm *vm)
 {
 	static const char *const files[] = { "qmp.sock", "console.sock",
-	    "qemu.pid" };
+	    "qemu.pid", "state.new" };
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		vm_path(vm, files[i], path, sizeof(path));
 		unlink(path);
 	}
+}
+
+/* A VM that is no longer saved has no use for its saved memory. */
+static void
+drop_saved_state(struct vm *vm)
+{
+	char path[PATH_MAX];
+
+	vm->restoring = 0;
+	vm_path(vm, "state.sav", path, sizeof(path));
+	unlink(path);
 }
 
 static void
@@ -874,7 +940,29 @@ qemu_exited(pid_t pid, int status, void *arg)
 	qmp_free(vm->qmp);	/* fails its pending commands */
 	vm->qmp = NULL;
 	remove_runtime_files(vm);
+	cgroup_remove(vm);
+	vm->slice_end = 0;
+	vm->balloon_mib = 0;
+	vm->alloc_cpu = vm->alloc_memory_mib = 0;
 
+	if (vm->busy == OP_SAVE && vm->save_ok) {
+		vm->busy = OP_NONE;
+		vm->save_ok = 0;
+		transition(vm, EV_SAVE, vm->preempted ? "scheduler" : "api",
+		    "%s", vm->save_reason);
+		if (vm->preempted) {
+			/* Back in the queue: it comes back on its turn. */
+			vm->preempted = 0;
+			vm->restoring = 1;
+			vm->queue_seq = ++vmgrd->queue_seq;
+			transition(vm, EV_START, "scheduler", "requeued after "
+			    "preemption");
+		}
+		complete(vm, OP_SAVE, 200, NULL, NULL);
+		sched_kick();
+		return;
+	}
+	vm->preempted = 0;
 	if (start_failed) {
 		qemu_log_tail(vm, tail, sizeof(tail));
 		transition(vm, EV_STOP, "vmgrd", "start failed: QEMU %s: %s",
@@ -883,6 +971,8 @@ qemu_exited(pid_t pid, int status, void *arg)
 		complete(vm, OP_START, 500, "qemu_failed", "QEMU %s: %s", how,
 		    tail);
 		complete(vm, OP_STOP, 200, NULL, NULL);
+		drop_saved_state(vm);
+		sched_kick();
 		return;
 	}
 	if (vm->stop_requested)
@@ -906,9 +996,38 @@ qemu_exited(pid_t pid, int status, void *arg)
 	    vm->spec.name);
 	complete(vm, OP_RESUME, 409, "vm_stopped", "%s stopped meanwhile",
 	    vm->spec.name);
+	complete(vm, OP_SAVE, 409, "vm_stopped", "%s stopped meanwhile",
+	    vm->spec.name);
+	sched_kick();
 }
 
 /* ---- QMP ----------------------------------------------------------- */
+
+/*
+ * The guest runs once `cont` is answered and QEMU reported RESUME (on a
+ * restore the event can come after the reply).
+ */
+static void
+start_done(struct vm *vm)
+{
+	if (vm->busy != OP_START || vm->state != VM_QUEUED ||
+	    !vm->start_cont_ok || !vm->start_resumed)
+		return;
+	vm->busy = OP_NONE;
+	int restored = vm->restoring;
+	if (transition(vm, EV_ADMIT, "scheduler", "%s", restored ?
+	    "restored from saved state" : "started") < 0) {
+		complete(vm, OP_START, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+		vm->stop_requested = 1;
+		force_off(vm);
+		return;
+	}
+	if (restored)
+		drop_saved_state(vm);
+	complete(vm, OP_START, 200, NULL, NULL);
+	sched_kick();
+}
 
 static void
 started(struct qmp *q, json_t *result, const char *error, void *arg)
@@ -923,15 +1042,21 @@ started(struct qmp *q, json_t *result, const char *error, void *arg)
 		kill(vm->pid, SIGKILL);	/* qemu_exited() reports it */
 		return;
 	}
-	vm->busy = OP_NONE;
-	if (transition(vm, EV_ADMIT, "vmgrd", "started") < 0) {
-		complete(vm, OP_START, 500, "database", "%s",
-		    db_errmsg(vmgrd->db));
-		vm->stop_requested = 1;
-		force_off(vm);
-		return;
+	vm->start_cont_ok = 1;
+	start_done(vm);
+}
+
+static void
+restore_begun(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (result == NULL && vm->pid > 0) {
+		log_warnx("%s: migrate-incoming: %s", vm->spec.name, error);
+		kill(vm->pid, SIGKILL);
 	}
-	complete(vm, OP_START, 200, NULL, NULL);
+	/* The MIGRATION event "completed" lets the guest go (qmp_event). */
 }
 
 /* After a vmgrd restart: make the recorded state agree with QEMU's. */
@@ -964,7 +1089,13 @@ qmp_ready(struct qmp *q, void *arg)
 {
 	struct vm *vm = arg;
 
-	if (vm->busy == OP_START)
+	/* MIGRATION events tell when a save or a restore is done. */
+	qmp_command(q, "migrate-set-capabilities", json_pack("{s:[{s:s, s:b}]}",
+	    "capabilities", "capability", "events", "state", 1), NULL, NULL);
+	if (vm->busy == OP_START && vm->restoring)
+		qmp_command(q, "migrate-incoming", json_pack("{s:s}", "uri",
+		    "fd:" "5"), restore_begun, vm);
+	else if (vm->busy == OP_START)
 		qmp_command(q, "cont", NULL, started, vm);
 	else
 		qmp_command(q, "query-status", NULL, reconciled, vm);
@@ -988,8 +1119,14 @@ qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 		    !vm->guest_off && !vm->stop_requested)
 			transition(vm, EV_PAUSE, "qemu", "paused by QEMU");
 	} else if (strcmp(name, "RESUME") == 0) {
-		if (vm->state == VM_PAUSED && vm->busy == OP_NONE)
+		if (vm->busy == OP_START) {
+			vm->start_resumed = 1;
+			start_done(vm);
+		} else if (vm->state == VM_PAUSED && vm->busy == OP_NONE)
 			transition(vm, EV_RESUME, "qemu", "resumed by QEMU");
+	} else if (strcmp(name, "MIGRATION") == 0) {
+		migration_event(vm, json_string_value(json_object_get(data,
+		    "status")));
 	}
 }
 
@@ -1063,25 +1200,265 @@ need_qmp(struct evhttp_request *req, struct vm *vm)
 }
 
 static void
+sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (vm->busy != OP_RESUME || !vm->preempted)
+		return;
+	vm->busy = OP_NONE;
+	if (result == NULL) {
+		log_warnx("%s: resume: %s", vm->spec.name, error);
+		return;
+	}
+	vm->preempted = 0;
+	vm->slice_end = 0;
+	transition(vm, EV_RESUME, "scheduler", "its turn again (rr)");
+	sched_kick();
+}
+
+/*
+ * Start: into the queue, and let the scheduler decide.  Admitted at once,
+ * the request is answered when the guest runs; queued, it is answered now
+ * (202) with the VM's place in the queue and the reason.
+ */
+static void
 do_start(struct evhttp_request *req, struct vm *vm)
+{
+	if (refuse_transition(req, vm, EV_START) < 0)
+		return;
+	vm->restoring = vm->state == VM_SAVED;
+	if (transition(vm, EV_START, "api", "%s", vm->restoring ?
+	    "restore requested" : "start requested") < 0) {
+		reply_db_error(req);
+		return;
+	}
+	vm->queue_seq = ++vmgrd->queue_seq;
+	sched_kick();
+	if (vm->busy == OP_START)
+		park(vm, req, OP_START);
+	else if (vm->state == VM_QUEUED)
+		api_reply_json(req, 202, vm_json(vm));
+	else
+		api_reply_error(req, 422, "start_failed", "cannot start %s: %s",
+		    vm->spec.name, vm->reason);
+}
+
+/* The scheduler's word: run this queued (or preempted) VM now. */
+int
+vm_admit(struct vm *vm)
 {
 	char err[512];
 
-	if (refuse_transition(req, vm, EV_START) < 0)
-		return;
-	if (transition(vm, EV_START, "api", "starting") < 0) {
-		reply_db_error(req);
-		return;
+	if (vm->state == VM_PAUSED && vm->preempted) {
+		if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+			return -1;
+		vm->busy = OP_RESUME;
+		qmp_command(vm->qmp, "cont", NULL, sched_resumed, vm);
+		return 0;
 	}
 	vm->busy = OP_START;
 	if (spawn_qemu(vm, err, sizeof(err)) < 0) {
 		vm->busy = OP_NONE;
 		transition(vm, EV_STOP, "vmgrd", "start failed: %s", err);
-		api_reply_error(req, 422, "start_failed", "cannot start %s: %s",
-		    vm->spec.name, err);
+		drop_saved_state(vm);
+		return -1;
+	}
+	return 0;
+}
+
+void
+vm_set_balloon(struct vm *vm, long long mib)
+{
+	if (mib <= 0 || mib == vm->balloon_mib || vm->qmp == NULL ||
+	    !qmp_is_ready(vm->qmp))
+		return;
+	vm->balloon_mib = mib;
+	qmp_command(vm->qmp, "balloon", json_pack("{s:I}", "value",
+	    (json_int_t)mib << 20), NULL, NULL);
+}
+
+/* ---- save and preemption --------------------------------------------- */
+
+static void
+save_failed(struct vm *vm, const char *why)
+{
+	char path[PATH_MAX];
+	int full = why && (strstr(why, "No space") || strstr(why, "ENOSPC") ||
+	    strstr(why, "Disk quota"));
+
+	log_warnx("%s: save failed: %s", vm->spec.name, why);
+	vm_path(vm, "state.new", path, sizeof(path));
+	if (truncate(path, 0) < 0)
+		log_warn("%s: truncate %s", __func__, path);
+	if (vm->save_was_running && vm->qmp)
+		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
+	vm->busy = OP_NONE;
+	/* Don't try again at once: the disk will not have emptied. */
+	if (vm->preempted) {
+		vm->preempted = 0;
+		vm->slice_end = now_mono() + vmgrd->quantum_s;
+	}
+	complete(vm, OP_SAVE, full ? 507 : 500, full ? "no_space" : "save_failed",
+	    "cannot save %s: %s; it keeps running", vm->spec.name, why);
+}
+
+static void
+save_synced(int status, const char *output, void *arg)
+{
+	struct vm *vm = arg;
+	char from[PATH_MAX], to[PATH_MAX];
+
+	if (vm->busy != OP_SAVE || vm->pid <= 0)
+		return;
+	vm_path(vm, "state.new", from, sizeof(from));
+	vm_path(vm, "state.sav", to, sizeof(to));
+	if (status != 0 || rename(from, to) < 0) {
+		save_failed(vm, status ? output : strerror(errno));
 		return;
 	}
-	park(vm, req, OP_START);
+	/* The state is on disk: QEMU can go, and qemu_exited() records it. */
+	vm->save_ok = 1;
+	force_off(vm);
+}
+
+static void
+migration_failed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+	const char *desc = json_string_value(json_object_get(result,
+	    "error-desc"));
+
+	(void)q;
+	if (vm->busy == OP_SAVE)
+		save_failed(vm, desc ? desc : error ? error : "migration failed");
+}
+
+static void
+migration_event(struct vm *vm, const char *status)
+{
+	char path[PATH_MAX];
+
+	if (status == NULL)
+		return;
+	if (vm->busy == OP_START && vm->restoring) {
+		if (strcmp(status, "completed") == 0)
+			qmp_command(vm->qmp, "cont", NULL, started, vm);
+		else if (strcmp(status, "failed") == 0)
+			kill(vm->pid, SIGKILL);	/* start failed */
+		return;
+	}
+	if (vm->busy != OP_SAVE)
+		return;
+	if (strcmp(status, "completed") == 0) {
+		/* Make it durable before QEMU goes: sync(1) on the file. */
+		vm_path(vm, "state.new", path, sizeof(path));
+		char *argv[] = { "sync", path, NULL };
+		if (proc_run(vmgrd->base, argv, save_synced, vm) < 0)
+			save_failed(vm, "cannot run sync");
+	} else if (strcmp(status, "failed") == 0 ||
+	    strcmp(status, "cancelled") == 0)
+		qmp_command(vm->qmp, "query-migrate", NULL, migration_failed,
+		    vm);
+}
+
+static void
+migrate_sent(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (result == NULL && vm->busy == OP_SAVE)
+		save_failed(vm, error);
+}
+
+static void
+save_stopped(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	if (vm->busy != OP_SAVE)
+		return;
+	if (result == NULL) {
+		save_failed(vm, error);
+		return;
+	}
+	qmp_command(q, "migrate", json_pack("{s:s}", "uri", "fd:" "4"),
+	    migrate_sent, vm);
+}
+
+/*
+ * Save: memory and device state to vm/ID/state.sav, then QEMU goes.  The
+ * guest is stopped first (one pass, nothing to iterate); the migration
+ * stream goes to the file QEMU was given at spawn.
+ */
+static void
+save_begin(struct vm *vm, const char *reason)
+{
+	char path[PATH_MAX];
+
+	vm->busy = OP_SAVE;
+	vm->save_ok = 0;
+	vm->save_was_running = vm->state == VM_RUNNING;
+	snprintf(vm->save_reason, sizeof(vm->save_reason), "%s", reason);
+	vm_path(vm, "state.new", path, sizeof(path));
+	if (truncate(path, 0) < 0)
+		log_warn("%s: truncate %s", __func__, path);
+	if (vm->save_was_running)
+		qmp_command(vm->qmp, "stop", NULL, save_stopped, vm);
+	else
+		save_stopped(vm->qmp, json_object(), NULL, vm);
+}
+
+static void
+do_save(struct evhttp_request *req, struct vm *vm)
+{
+	if (refuse_transition(req, vm, EV_SAVE) < 0 || need_qmp(req, vm) < 0)
+		return;
+	if (vm->preempted) {
+		api_reply_error(req, 409, "invalid_transition", "%s is paused by "
+		    "the scheduler; it is not the user's to save", vm->spec.name);
+		return;
+	}
+	park(vm, req, OP_SAVE);
+	save_begin(vm, "saved by user");
+}
+
+static void
+preempted(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (vm->busy != OP_PAUSE || !vm->preempted)
+		return;
+	vm->busy = OP_NONE;
+	if (result == NULL) {
+		log_warnx("%s: preempt: %s", vm->spec.name, error);
+		vm->preempted = 0;
+		return;
+	}
+	vm->queue_seq = ++vmgrd->queue_seq;
+	vm->slice_end = 0;
+	transition(vm, EV_PREEMPT, "scheduler", "preempted (rr): CPU");
+	sched_kick();
+}
+
+/* The scheduler takes the CPU (pause) or the memory (save) of vm. */
+void
+vm_preempt(struct vm *vm, int by_memory)
+{
+	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+		return;
+	vm->preempted = 1;
+	vm->slice_end = 0;
+	if (by_memory) {
+		save_begin(vm, "preempted (rr): memory");
+		return;
+	}
+	vm->busy = OP_PAUSE;
+	qmp_command(vm->qmp, "stop", NULL, preempted, vm);
 }
 
 static void
@@ -1202,11 +1579,15 @@ do_stop(struct evhttp_request *req, struct vm *vm)
 	if (refuse_transition(req, vm, EV_STOP) < 0)
 		return;
 	if (vm->pid <= 0) {
-		/* saved or crashed: nothing runs, only the record changes. */
-		if (transition(vm, EV_STOP, "api", "reset by user") < 0)
+		/* queued, saved or crashed: no QEMU, only the record changes. */
+		if (transition(vm, EV_STOP, "api", "%s", vm->state ==
+		    VM_QUEUED ? "taken out of the queue" : "reset by user") < 0) {
 			reply_db_error(req);
-		else
-			api_reply_json(req, 200, vm_json(vm));
+			return;
+		}
+		drop_saved_state(vm);
+		api_reply_json(req, 200, vm_json(vm));
+		sched_kick();
 		return;
 	}
 	vm->stop_requested = 1;
@@ -1222,9 +1603,10 @@ vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
 
 	if (strcmp(action, "start") && strcmp(action, "pause") &&
 	    strcmp(action, "resume") && strcmp(action, "shutdown") &&
-	    strcmp(action, "stop")) {
+	    strcmp(action, "stop") && strcmp(action, "save")) {
 		api_reply_error(req, 404, "unknown_action", "no action \"%s\"; "
-		    "actions are start, pause, resume, shutdown, stop", action);
+		    "actions are start, pause, resume, shutdown, stop, save",
+		    action);
 		return;
 	}
 	if (strcmp(action, "shutdown") != 0 && body_keys(req, body,
@@ -1235,7 +1617,13 @@ vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
 		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
 		    "try again", vm->spec.name, vm->busy == OP_START ? "start" :
 		    vm->busy == OP_PAUSE ? "pause" : vm->busy == OP_RESUME ?
-		    "resume" : "create");
+		    "resume" : vm->busy == OP_SAVE ? "save" : "create");
+		return;
+	}
+	if (vm->preempted && (strcmp(action, "resume") == 0 ||
+	    strcmp(action, "pause") == 0)) {
+		api_reply_error(req, 409, "preempted", "%s is paused by the "
+		    "scheduler (rr) and resumes on its turn", vm->spec.name);
 		return;
 	}
 	if (strcmp(action, "start") == 0)
@@ -1246,6 +1634,8 @@ vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
 		do_pause_resume(req, vm, 0);
 	else if (strcmp(action, "shutdown") == 0)
 		do_shutdown(req, vm, body);
+	else if (strcmp(action, "save") == 0)
+		do_save(req, vm);
 	else
 		do_stop(req, vm);
 }
@@ -1330,7 +1720,10 @@ adopt(struct vm *vm)
 		arm(vm, vmgrd->shutdown_timeout_s, shutdown_timeout);
 }
 
-/* A start that vmgrd did not see through: end its QEMU, if any. */
+/*
+ * A queued VM after a restart: if vmgrd died while spawning it, end that
+ * QEMU; the VM stays queued.
+ */
 static void
 abandon_start(struct vm *vm)
 {
@@ -1347,8 +1740,10 @@ abandon_start(struct vm *vm)
 	}
 	vm->pid = 0;
 	remove_runtime_files(vm);
-	transition(vm, EV_STOP, "vmgrd", "start interrupted by a vmgrd "
-	    "restart");
+	/* It keeps its place: the scheduler admits it again. */
+	vm->queue_seq = ++vmgrd->queue_seq;
+	vm_path(vm, "state.sav", pidfile, sizeof(pidfile));
+	vm->restoring = access(pidfile, F_OK) == 0;
 }
 
 static int
@@ -1383,6 +1778,10 @@ load_one(int64_t id, const char *name, const char *spec, const char *state,
 	vm->started_at = started_at;
 	vm->pid = pid;
 	vm_set_dir(vm);
+	if (vm->state == VM_PAUSED && strncmp(reason, "preempted", 9) == 0) {
+		vm->preempted = 1;
+		vm->queue_seq = ++vmgrd->queue_seq;
+	}
 	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
 	return 0;
 }
@@ -1400,6 +1799,7 @@ vm_load_all(void)
 		else if (vm_state_has_qemu(vm->state))
 			adopt(vm);
 	}
+	sched_kick();
 	return 0;
 }
 
@@ -1413,4 +1813,92 @@ vm_shutdown_daemon(void)
 		TAILQ_REMOVE(&vmgrd->vms, vm, entry);
 		vm_free(vm);
 	}
+}
+
+/* ---- PATCH: resources and scheduling of an existing VM ---------------- */
+
+void
+vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
+{
+	static const char *const res_keys[] = { "policy", "priority", "weight",
+	    "min_memory_mib", NULL };
+	static const char *const sched_keys[] = { "expected_runtime_s",
+	    "preemptible", NULL };
+	static const char *const top_keys[] = { "vcpus", "memory_mib", NULL };
+	struct vm_spec spec;
+	struct spec_error err;
+	struct alloc_vm a;
+	const char *key;
+	char msg[256], *text;
+	json_t *j, *v;
+
+	if (body == NULL || !json_is_object(body) || json_object_size(body) ==
+	    0) {
+		api_reply_error(req, 400, "missing_body", "PATCH needs a JSON "
+		    "object of fields to change");
+		return;
+	}
+	j = spec_to_json(&vm->spec);
+	json_object_foreach(body, key, v) {
+		const char *const *k;
+		json_t *dst = NULL;
+		for (k = res_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = json_object_get(j, "resources");
+		for (k = sched_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = json_object_get(j, "schedule");
+		for (k = top_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = j;
+		if (dst == NULL) {
+			json_decref(j);
+			api_reply_error(req, 422, "unknown_field", "unknown or "
+			    "unchangeable field \"%s\"", key);
+			return;
+		}
+		if (dst == j && (vm->pid > 0 || vm->busy != OP_NONE ||
+		    vm->state == VM_SAVED)) {
+			json_decref(j);
+			api_reply_error(req, 409, "vm_running", "%s of %s can "
+			    "change only while it is stopped (it is %s)", key,
+			    vm->spec.name, vm_state_name(vm->state));
+			return;
+		}
+		json_object_set(dst, key, v);
+	}
+	if (spec_from_json(j, &spec, &err) < 0) {
+		json_decref(j);
+		spec_clear(&spec);
+		api_reply_error(req, err.status, err.code, "%s", err.message);
+		return;
+	}
+	json_decref(j);
+	/* Keep the MACs and everything else the parse does not assign. */
+	memcpy(spec.nics, vm->spec.nics, sizeof(spec.nics));
+	struct vm tmp = { .spec = spec };
+	vm_to_alloc(&tmp, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
+		spec_clear(&spec);
+		api_reply_error(req, 422, "exceeds_capacity", "%s would never "
+		    "run here: it %s", vm->spec.name, msg);
+		return;
+	}
+	j = spec_to_json(&spec);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (text == NULL || db_vm_update_spec(vmgrd->db, vm, text) < 0) {
+		free(text);
+		spec_clear(&spec);
+		reply_db_error(req);
+		return;
+	}
+	free(text);
+	spec_clear(&vm->spec);
+	vm->spec = spec;
+	log_info("%s: resources changed: priority %d, weight %g, policy %s",
+	    vm->spec.name, spec.resources.priority, spec.resources.weight,
+	    spec.resources.policy);
+	sched_kick();	/* new order, new division, new cgroup limits */
+	api_reply_json(req, 200, vm_json(vm));
 }

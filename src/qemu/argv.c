@@ -79,11 +79,15 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	push(&sv, "-name");
 	push(&sv, QEMU_NAME_FMT, spec->name);
 	push(&sv, "-machine");
-	push(&sv, "%s,accel=%s", spec->machine, c->accel);
+	push(&sv, "%s", spec->machine);
+	push(&sv, "-accel");
 	if (strcmp(c->accel, "kvm") == 0) {
+		push(&sv, "kvm");
 		push(&sv, "-cpu");
 		push(&sv, "host");
 	} else {
+		/* A 64 MiB translation cache, not 1 GiB: density under TCG. */
+		push(&sv, "tcg,tb-size=64");
 		push(&sv, "-cpu");
 		push(&sv, "max");
 	}
@@ -120,6 +124,9 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	push(&sv, "chardev:ser0");
 	push(&sv, "-device");
 	push(&sv, "pvpanic");
+	/* The balloon moves dynamic and hybrid VMs within their range. */
+	push(&sv, "-device");
+	push(&sv, "virtio-balloon-pci,id=balloon0");
 	push(&sv, "-kernel");
 	push(&sv, "%s", c->kernel);
 	if (c->initrd) {
@@ -149,6 +156,10 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	}
 	if (c->paused)
 		push(&sv, "-S");
+	if (c->incoming) {
+		push(&sv, "-incoming");
+		push(&sv, "defer");
+	}
 	if (sv.failed) {
 		strv_free(sv.v);
 		return NULL;

@@ -9,8 +9,14 @@
 
 #include "../core/spec.h"
 
-/* QEMU inherits its QMP listening socket on this descriptor. */
+/*
+ * Descriptors QEMU inherits: its QMP listening socket; the file a save
+ * writes to (migrate "fd:4", opened O_APPEND); the file a restore reads
+ * ("fd:5", /dev/null when not restoring).
+ */
 #define QEMU_QMP_FD	3
+#define QEMU_SAVE_FD	4
+#define QEMU_RESTORE_FD	5
 
 struct qemu_conf {
 	const char	*binary;	/* "qemu-system-x86_64" or a path */
@@ -21,6 +27,7 @@ struct qemu_conf {
 	const char	*cmdline;	/* or NULL */
 	const char	*const *disks;	/* spec->ndisks volume paths */
 	int		 paused;	/* start with -S */
+	int		 incoming;	/* -incoming defer: a restore follows */
 };
 
 /* A new argv (caller frees with strv_free); NULL when out of memory or a

@@ -41,11 +41,20 @@ pidfd_open_(pid_t pid)
 
 /* In the child, before exec: only async-signal-safe calls. */
 static void
-child_setup(const char *logpath, int keep_fd)
+child_setup(const char *logpath, const int *fds, int nfds,
+    char *const *cgroups)
 {
-	int fd;
+	int fd, high[8];
 
 	setsid();
+	for (char *const *cg = cgroups; cg && *cg; cg++) {
+		if ((fd = open(*cg, O_WRONLY)) >= 0) {
+			if (write(fd, "0", 1) < 0)
+				dprintf(2, "vmgrd: %s: %s\n", *cg,
+				    strerror(errno));
+			close(fd);
+		}
+	}
 	/* vmgrd may have blocked or ignored signals; QEMU starts clean. */
 	sigset_t none;
 	sigemptyset(&none);
@@ -65,25 +74,24 @@ child_setup(const char *logpath, int keep_fd)
 		if (fd > 2)
 			close(fd);
 	}
-	if (keep_fd >= 0) {
-		if (keep_fd != 3) {
-			dup2(keep_fd, 3);	/* dup2 clears FD_CLOEXEC */
-		} else
-			fcntl(3, F_SETFD, 0);
-		syscall(SYS_close_range, 4U, ~0U, 0U);
-	} else
-		syscall(SYS_close_range, 3U, ~0U, 0U);
+	/* Out of the way first, so no source is overwritten by a target. */
+	for (int i = 0; i < nfds && i < 8; i++)
+		high[i] = fcntl(fds[i], F_DUPFD, 100);
+	for (int i = 0; i < nfds && i < 8; i++)
+		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
+	syscall(SYS_close_range, (unsigned)(3 + nfds), ~0U, 0U);
 }
 
 pid_t
-proc_spawn_detached(char *const argv[], const char *logpath, int keep_fd)
+proc_spawn_detached(char *const argv[], const char *logpath, const int *fds,
+    int nfds, char *const *cgroups)
 {
 	pid_t pid = fork();
 
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		child_setup(logpath, keep_fd);
+		child_setup(logpath, fds, nfds, cgroups);
 		execvp(argv[0], argv);
 		dprintf(2, "vmgrd: cannot run %s: %s\n", argv[0],
 		    strerror(errno));

@@ -20,11 +20,13 @@ typedef void	(*proc_exit_cb)(pid_t pid, int status, void *arg);
 
 /*
  * Spawn argv in its own session, so it survives vmgrd.  stdin is /dev/null,
- * stdout and stderr append to logpath; keep_fd (or -1) is passed as
- * descriptor 3 and every other descriptor is closed.  Returns the pid or -1.
+ * stdout and stderr append to logpath; fds[i] becomes descriptor 3 + i and
+ * every other descriptor is closed.  Before exec the child moves itself
+ * into each cgroup whose cgroup.procs path is in the NULL-ended cgroups
+ * (or NULL), so QEMU never runs outside them.  Returns the pid or -1.
  */
 pid_t	proc_spawn_detached(char *const argv[], const char *logpath,
-	    int keep_fd);
+	    const int *fds, int nfds, char *const *cgroups);
 
 /*
  * Watch pid on base; cb runs once when it exits, and the watch is then

@@ -130,7 +130,10 @@ test_tcg(void **unused)
 	assert_int_equal(count(argv, "-S"), 0);
 	assert_string_equal(opt_value(argv, "-name"),
 	    "guest=web1,debug-threads=on");
-	assert_string_equal(opt_value(argv, "-machine"), "q35,accel=tcg");
+	assert_string_equal(opt_value(argv, "-machine"), "q35");
+	assert_string_equal(opt_value(argv, "-accel"), "tcg,tb-size=64");
+	assert_int_equal(count(argv, "virtio-balloon-pci,id=balloon0"), 1);
+	assert_int_equal(count(argv, "-incoming"), 0);
 	assert_string_equal(opt_value(argv, "-cpu"), "max");
 	assert_string_equal(opt_value(argv, "-smp"), "2");
 	assert_string_equal(opt_value(argv, "-m"), "128M");
@@ -172,8 +175,8 @@ test_tcg(void **unused)
 	assert_opt(argv, "-device", "virtio-net-pci,netdev=net0,id=nic0,"
 	    "mac=52:54:00:12:34:56,romfile=");
 	assert_opt(argv, "-device", "pvpanic");
-	/* pvpanic, two disks, one NIC. */
-	assert_int_equal(count(argv, "-device"), 4);
+	/* pvpanic, the balloon, two disks, one NIC. */
+	assert_int_equal(count(argv, "-device"), 5);
 
 	strv_free(argv);
 	spec_clear(&spec);
@@ -191,12 +194,18 @@ test_kvm_paused(void **unused)
 	load_spec(spec_json, &spec);
 	argv = qemu_argv(&spec, &c);
 	assert_non_null(argv);
-	assert_string_equal(opt_value(argv, "-machine"), "q35,accel=kvm");
+	assert_string_equal(opt_value(argv, "-machine"), "q35");
+	assert_string_equal(opt_value(argv, "-accel"), "kvm");
 	assert_string_equal(opt_value(argv, "-cpu"), "host");
 	assert_int_equal(count(argv, "-S"), 1);
 	for (n = 0; argv[n]; n++)
 		;
 	assert_string_equal(argv[n - 1], "-S");
+	strv_free(argv);
+	/* A restore waits for migrate-incoming. */
+	c.incoming = 1;
+	argv = qemu_argv(&spec, &c);
+	assert_string_equal(opt_value(argv, "-incoming"), "defer");
 	strv_free(argv);
 	spec_clear(&spec);
 }
@@ -217,7 +226,7 @@ test_minimal(void **unused)
 	c.disks = NULL;
 	argv = qemu_argv(&spec, &c);
 	assert_non_null(argv);
-	assert_string_equal(opt_value(argv, "-machine"), "pc,accel=tcg");
+	assert_string_equal(opt_value(argv, "-machine"), "pc");
 	assert_string_equal(opt_value(argv, "-m"), "4096M");
 	assert_string_equal(opt_value(argv, "-smp"), "1");
 	assert_string_equal(opt_value(argv, "-name"),
@@ -226,7 +235,7 @@ test_minimal(void **unused)
 	assert_int_equal(count(argv, "-append"), 0);
 	assert_int_equal(count(argv, "-blockdev"), 0);
 	assert_int_equal(count(argv, "-netdev"), 0);
-	assert_int_equal(count(argv, "-device"), 1);
+	assert_int_equal(count(argv, "-device"), 2);	/* pvpanic, balloon */
 	assert_int_equal(count(argv, "-kernel"), 1);
 	strv_free(argv);
 	spec_clear(&spec);
