@@ -89,8 +89,8 @@ overview(FILE *out)
 "Commands:\n");
 	for (const struct command *c = commands; c->name; c++) {
 		const char *nl = strchr(c->usage, '\n');
-		fprintf(out, "  %.*s\n", nl ? (int)(nl - c->usage) :
-		    (int)strlen(c->usage), c->usage + 5);
+		fprintf(out, "  %.*s\n", (nl ? (int)(nl - c->usage) :
+		    (int)strlen(c->usage)) - 5, c->usage + 5);
 	}
 	fprintf(out,
 "\n"

@@ -760,17 +760,17 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	/* A save appends to state.new; truncating it restarts the file. */
-	vm_path(vm, "state.new", sock, sizeof(sock));
-	if ((savefd = open(sock, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+	char state[PATH_MAX];
+	vm_path(vm, "state.new", state, sizeof(state));
+	if ((savefd = open(state, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
 	    O_CLOEXEC, 0600)) < 0) {
-		snprintf(err, errlen, "%s: %s", sock, strerror(errno));
+		snprintf(err, errlen, "%.200s: %s", state, strerror(errno));
 		goto fail;
 	}
-	if (vm->restoring)
-		vm_path(vm, "state.sav", sock, sizeof(sock));
-	if ((restfd = open(vm->restoring ? sock : "/dev/null", O_RDONLY |
+	vm_path(vm, "state.sav", state, sizeof(state));
+	if ((restfd = open(vm->restoring ? state : "/dev/null", O_RDONLY |
 	    O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "%s: %s", sock, strerror(errno));
+		snprintf(err, errlen, "%.200s: %s", state, strerror(errno));
 		goto fail;
 	}
 	if (cgroup_prepare(vm, cgroups) < 0) {
