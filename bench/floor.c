@@ -4,11 +4,13 @@
  * blocking reads and nothing else.  Whatever vmgr adds on top of these
  * numbers is vmgr's own cost.
  *
- *   floor -n N -o OUT.json -a tcg|kvm -d IMAGEDIR [-t TMPDIR]
+ *   floor -n N -o OUT.json -a tcg|kvm -d IMAGEDIR [-t TMPDIR] [-b BOOT_S]
  *
  * Per iteration: start (spawn -> QMP greeting -> qmp_capabilities ->
- * cont answered), pause (stop), resume (cont), stop (quit -> process
- * reaped); spawn_ready is the spawn -> capabilities part of start.
+ * cont answered) and stop (quit -> process reaped); spawn_ready is the
+ * spawn -> capabilities part of start.  Then one more QEMU is started, its
+ * guest given BOOT_S seconds (default 6) to boot, and pause (stop) and
+ * resume (cont) are timed N times on it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +78,53 @@ qmp(int fd, const char *cmd)
 	}
 }
 
+/* Spawn QEMU on a pre-listening QMP socket; wait for its greeting. */
+static pid_t
+spawn(char **qargv, const char *path, int *fdp)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char line[8192];
+	int lfd, fd;
+
+	unlink(path);
+	strcpy(sun.sun_path, path);
+	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
+	    listen(lfd, 1) < 0) {
+		perror("floor: QMP socket");
+		exit(1);
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		setsid();
+		int null = open("/dev/null", O_RDWR);
+		dup2(null, 0);
+		dup2(null, 1);
+		if (lfd == 3)
+			fcntl(3, F_SETFD, 0);
+		else
+			dup2(lfd, 3);
+		/* vmgrd hands QEMU a save file (4) and a restore file (5). */
+		dup2(null, 4);
+		dup2(null, 5);
+		execvp(qargv[0], qargv);
+		_exit(127);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+		perror("floor: connect");
+		exit(1);
+	}
+	close(lfd);
+	inlen = 0;
+	if (read_line(fd, line, sizeof(line)) < 0) {
+		fprintf(stderr, "floor: QEMU exited before its greeting\n");
+		exit(1);
+	}
+	*fdp = fd;
+	return pid;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,15 +133,16 @@ main(int argc, char **argv)
 	struct ops ops = { 0 };
 	struct vm_spec spec;
 	struct spec_error err;
-	int n = 10, ch;
+	int n = 10, ch, boot_s = 6;
 
-	while ((ch = getopt(argc, argv, "n:o:a:d:t:")) != -1) {
+	while ((ch = getopt(argc, argv, "n:o:a:d:t:b:")) != -1) {
 		switch (ch) {
 		case 'n': n = atoi(optarg); break;
 		case 'o': out = optarg; break;
 		case 'a': accel = optarg; break;
 		case 'd': imgdir = optarg; break;
 		case 't': tmp = optarg; break;
+		case 'b': boot_s = atoi(optarg); break;
 		default: return 2;
 		}
 	}
@@ -127,59 +177,33 @@ main(int argc, char **argv)
 	char **qargv = qemu_argv(&spec, &conf);
 	snprintf(path, sizeof(path), "%s/qmp.sock", vmdir);
 
-	for (int it = 0; it < n; it++) {
-		struct sockaddr_un sun = { .sun_family = AF_UNIX };
-		char line[8192];
-		int lfd, fd, st;
-
-		unlink(path);
-		strcpy(sun.sun_path, path);
+	for (int it = 0; it <= n; it++) {
 		double t0 = bench_now_ms();
-		lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
-		    listen(lfd, 1) < 0) {
-			perror("floor: QMP socket");
-			return 1;
-		}
-		pid_t pid = fork();
-		if (pid == 0) {
-			setsid();
-			int null = open("/dev/null", O_RDWR);
-			dup2(null, 0);
-			dup2(null, 1);
-			if (lfd == 3)
-				fcntl(3, F_SETFD, 0);
-			else
-				dup2(lfd, 3);
-			execvp(qargv[0], qargv);
-			_exit(127);
-		}
-		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-			perror("floor: connect");
-			return 1;
-		}
-		close(lfd);
-		inlen = 0;
-		if (read_line(fd, line, sizeof(line)) < 0) {
-			fprintf(stderr, "floor: QEMU exited before its greeting\n");
-			return 1;
-		}
+		int fd, st;
+		pid_t pid = spawn(qargv, path, &fd);
+
 		qmp(fd, "qmp_capabilities");
 		ops_add(&ops, "spawn_ready", bench_now_ms() - t0);
 		qmp(fd, "cont");
-		ops_add(&ops, "start", bench_now_ms() - t0);
-
-		t0 = bench_now_ms();
-		qmp(fd, "stop");
-		ops_add(&ops, "pause", bench_now_ms() - t0);
-		t0 = bench_now_ms();
-		qmp(fd, "cont");
-		ops_add(&ops, "resume", bench_now_ms() - t0);
+		if (it < n)
+			ops_add(&ops, "start", bench_now_ms() - t0);
+		else {
+			/* One more: pause and resume a booted guest. */
+			sleep((unsigned)boot_s);
+			for (int k = 0; k < n; k++) {
+				t0 = bench_now_ms();
+				qmp(fd, "stop");
+				ops_add(&ops, "pause", bench_now_ms() - t0);
+				t0 = bench_now_ms();
+				qmp(fd, "cont");
+				ops_add(&ops, "resume", bench_now_ms() - t0);
+			}
+		}
 		t0 = bench_now_ms();
 		qmp(fd, "quit");
 		waitpid(pid, &st, 0);
-		ops_add(&ops, "stop", bench_now_ms() - t0);
+		if (it < n)
+			ops_add(&ops, "stop", bench_now_ms() - t0);
 		close(fd);
 	}
 	strv_free(qargv);

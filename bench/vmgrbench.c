@@ -5,9 +5,9 @@
  *	run the sequence N times, timing each command from fork to exit
  *   vmgrbench par -o OUT.json 'label=cmd arg ...' ...
  *	start all commands at once; "all" is the time until the last exits
- *   vmgrbench api -n N -s SOCKET -v VM -o OUT.json
- *	start, pause, resume, list, info, stop of VM through the API on one
- *	keep-alive connection
+ *   vmgrbench api -n N -s SOCKET -v VM -m lifecycle|pauseresume -o OUT.json
+ *	start, list, info, stop (or pause, resume) of VM through the API on
+ *	one keep-alive connection
  *
  * Commands are split on spaces and exec'd directly (no shell).  A command
  * or call that fails ends the run with its output: a benchmark of errors
@@ -119,16 +119,21 @@ run_par(const char *out, int argc, char **argv)
 }
 
 static int
-run_api(int n, const char *sock, const char *vm, const char *out)
+run_api(int n, const char *sock, const char *vm, const char *mode,
+    const char *out)
 {
-	static const struct { const char *label, *method, *action; } calls[] = {
+	static const struct call { const char *label, *method, *action; }
+	    life[] = {
 		{ "start", "POST", "/start" },
-		{ "pause", "POST", "/pause" },
-		{ "resume", "POST", "/resume" },
 		{ "list", "GET", NULL },
 		{ "info", "GET", "" },
 		{ "stop", "POST", "/stop" },
+	}, pr[] = {
+		{ "pause", "POST", "/pause" },
+		{ "resume", "POST", "/resume" },
 	};
+	const struct call *calls = strcmp(mode, "pauseresume") == 0 ? pr : life;
+	size_t ncalls = calls == pr ? 2 : 4;
 	struct ops ops = { 0 };
 	char err[512], path[256];
 	struct httpc *c = httpc_open(sock, err, sizeof(err));
@@ -138,7 +143,7 @@ run_api(int n, const char *sock, const char *vm, const char *out)
 		return 1;
 	}
 	for (int it = 0; it < n; it++)
-		for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); i++) {
+		for (size_t i = 0; i < ncalls; i++) {
 			struct httpc_body b = { 0 };
 			if (calls[i].action)
 				snprintf(path, sizeof(path), "/v1/vms/%s%s", vm,
@@ -165,7 +170,7 @@ run_api(int n, const char *sock, const char *vm, const char *out)
 int
 main(int argc, char **argv)
 {
-	const char *out = NULL, *sock = NULL, *vm = NULL, *mode;
+	const char *out = NULL, *sock = NULL, *vm = NULL, *mode, *what = "";
 	int n = 10, ch;
 
 	if (argc < 2) {
@@ -175,12 +180,13 @@ main(int argc, char **argv)
 	mode = argv[1];
 	argv++;
 	argc--;
-	while ((ch = getopt(argc, argv, "+n:o:s:v:")) != -1) {
+	while ((ch = getopt(argc, argv, "+n:o:s:v:m:")) != -1) {
 		switch (ch) {
 		case 'n': n = atoi(optarg); break;
 		case 'o': out = optarg; break;
 		case 's': sock = optarg; break;
 		case 'v': vm = optarg; break;
+		case 'm': what = optarg; break;
 		default: return 2;
 		}
 	}
@@ -193,7 +199,7 @@ main(int argc, char **argv)
 	if (strcmp(mode, "par") == 0)
 		return run_par(out, argc, argv);
 	if (strcmp(mode, "api") == 0 && sock && vm)
-		return run_api(n, sock, vm, out);
+		return run_api(n, sock, vm, what, out);
 	fprintf(stderr, "usage: vmgrbench seq|par|api ...\n");
 	return 2;
 }

@@ -67,6 +67,13 @@ int	cmd_delete(int, char **);
 int	cmd_console(int, char **);
 int	cmd_events(int, char **);
 int	cmd_help(int, char **);
+int	cmd_set(int, char **);
+int	cmd_queue(int, char **);
+int	cmd_scheduler(int, char **);
+
+/* --policy, --priority, --weight, --min-memory, --runtime, --preemptible. */
+int	resource_option(const char *cmd, int argc, char **argv, int *i,
+	    json_t *res, json_t *sched);
 
 /* Print an event object as one human line. */
 void	print_event_line(json_t *ev);

@@ -40,6 +40,29 @@ cmd_host(int argc, char **argv)
 	printf("kernel:       %s\n", S("kernel"));
 	printf("cgroups:      %s\n", S("cgroup_mode"));
 	printf("state dir:    %s\n", S("state_dir"));
+	json_t *cap = json_object_get(h, "capacity");
+	json_t *res = json_object_get(h, "reserved");
+	json_t *al = json_object_get(h, "allocated");
+	json_t *fr = json_object_get(h, "free");
+	json_t *en = json_object_get(h, "enforcement");
+#define N(o, k) json_number_value(json_object_get(o, k))
+	printf("capacity:     %g cpus (x %g overcommit for fixed vCPUs), %.0f "
+	    "MiB (x %g)\n", N(cap, "cpus"), N(cap, "cpu_ratio"),
+	    N(cap, "memory_mib"), N(cap, "memory_ratio"));
+	printf("reserved:     %g vCPUs, %.0f MiB\n", N(res, "cpus"),
+	    N(res, "memory_mib"));
+	printf("allocated:    %.2f cpus, %.0f MiB\n", N(al, "cpus"),
+	    N(al, "memory_mib"));
+	printf("free:         %g vCPUs, %.0f MiB\n", N(fr, "cpus"),
+	    N(fr, "memory_mib"));
+	printf("enforced:     %s (%s)\n", json_is_true(json_object_get(en,
+	    "enforced")) ? "true" : "false", json_string_value(
+	    json_object_get(en, "reason")));
+	json_t *sc = json_object_get(h, "scheduler");
+	printf("scheduler:    %s, quantum %gs, %zu queued\n",
+	    json_string_value(json_object_get(sc, "policy")),
+	    N(sc, "quantum_s"), json_array_size(json_object_get(sc, "queue")));
+#undef N
 	printf("vmgrd:        %s\n", S("vmgrd_version"));
 	printf("vms:          %lld", I("vms_total"));
 	counts = json_object_get(h, "vms");

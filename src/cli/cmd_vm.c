@@ -143,6 +143,45 @@ cmd_info(int argc, char **argv)
 		    json_object_get(vm, "uptime_s")), up, sizeof(up)));
 		printf("accel:        %s\n", str(rt, "accel"));
 	}
+	json_t *res = json_object_get(spec, "resources");
+	printf("resources:    policy %s, priority %lld, weight %g, min memory "
+	    "%lldM\n", str(res, "policy"), (long long)json_number_value(
+	    json_object_get(res, "priority")), json_number_value(
+	    json_object_get(res, "weight")), (long long)json_number_value(
+	    json_object_get(res, "min_memory_mib")));
+	json_t *sc = json_object_get(spec, "schedule");
+	if (json_object_get(sc, "expected_runtime_s") ||
+	    json_is_true(json_object_get(sc, "preemptible"))) {
+		char rt2[32] = "undeclared";
+		if (json_object_get(sc, "expected_runtime_s"))
+			fmt_duration((long long)json_number_value(
+			    json_object_get(sc, "expected_runtime_s")), rt2,
+			    sizeof(rt2));
+		printf("schedule:     runtime %s%s\n", rt2, json_is_true(
+		    json_object_get(sc, "preemptible")) ? ", preemptible" : "");
+	}
+	if ((v = json_object_get(vm, "queue")) != NULL)
+		printf("queue:        position %lld: %s\n", (long long)
+		    json_integer_value(json_object_get(v, "position")),
+		    str(v, "reason"));
+	if ((v = json_object_get(vm, "allocation")) != NULL) {
+		json_t *cg = json_object_get(v, "cgroup");
+		printf("allocation:   %.2f cpus, %.0f MiB (entitlement %.2f)%s\n",
+		    json_number_value(json_object_get(v, "cpus")),
+		    json_number_value(json_object_get(v, "memory_mib")),
+		    json_number_value(json_object_get(v, "entitlement")),
+		    json_is_true(json_object_get(v, "enforced")) ? "" :
+		    ", not enforced");
+		if (json_object_get(v, "balloon_target_mib"))
+			printf("balloon:      %lld MiB\n", (long long)
+			    json_integer_value(json_object_get(v,
+			    "balloon_target_mib")));
+		const char *key;
+		json_t *val;
+		json_object_foreach(cg, key, val)
+			printf("cgroup:       %s = %s\n", key,
+			    json_string_value(val));
+	}
 	printf("console:      %s\n", str(rt, "console_socket"));
 	printf("console log:  %s\n", str(rt, "console_log"));
 	json_decref(vm);
@@ -202,6 +241,28 @@ cmd_create(int argc, char **argv)
 	long status;
 	int ch, rc = EXIT_USAGE;
 
+	/* Resource and scheduling options first; getopt sees the rest. */
+	json_t *res = json_object(), *sch = json_object();
+	int kept = 1;
+	for (int i = 1; i < argc; i++) {
+		int r = resource_option("create", argc, argv, &i, res, sch);
+		if (r < 0) {
+			json_decref(res);
+			json_decref(sch);
+			rc = EXIT_USAGE;
+			goto out;
+		}
+		if (r == 0)
+			argv[kept++] = argv[i];
+	}
+	argc = kept;
+	argv[argc] = NULL;
+	if (json_object_size(res))
+		json_object_set(spec, "resources", res);
+	if (json_object_size(sch))
+		json_object_set(spec, "schedule", sch);
+	json_decref(res);
+	json_decref(sch);
 	optind = 1;
 	opterr = 0;
 	while ((ch = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
@@ -339,9 +400,13 @@ static void
 print_state(json_t *vm)
 {
 	json_t *pid = json_object_get(vm, "pid");
+	json_t *q = json_object_get(vm, "queue");
 
 	printf("%s: %s", str(vm, "name"), str(vm, "state"));
-	if (pid)
+	if (q)
+		printf(" (position %lld: %s)", (long long)json_integer_value(
+		    json_object_get(q, "position")), str(q, "reason"));
+	else if (pid)
 		printf(" (pid %lld)", (long long)json_integer_value(pid));
 	else if (*str(vm, "state_reason"))
 		printf(" (%s)", str(vm, "state_reason"));

@@ -30,16 +30,46 @@ const struct command commands[] = {
 	  "vmgr create NAME [--image IMAGE | --kernel FILE [--initrd FILE]]\n"
 	  "                 [--cmdline ARGS] [--vcpus N] [--memory SIZE]\n"
 	  "                 [--machine q35|pc] [--disk new:SIZE]... [--nic nat]...\n"
+	  "                 [--policy fixed|dynamic|hybrid] [--priority 1..10] [--weight W]\n"
+	  "                 [--min-memory SIZE] [--runtime DURATION] [--preemptible]\n"
 	  "       vmgr create -f SPEC.json [NAME]",
 	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
 	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
 	  "built-in guest.  --disk new:SIZE adds a new qcow2 volume named\n"
 	  "NAME-diskN; --nic nat adds a virtio NIC on QEMU's user-mode NAT.\n"
 	  "-f reads a JSON spec (see docs/API.md; \"-\" reads stdin); unknown\n"
-	  "fields are refused.  Defaults: 1 vCPU, 128 MiB, q35.\n" },
+	  "fields are refused.  Defaults: 1 vCPU, 128 MiB, q35, policy fixed,\n"
+	  "priority 5, weight 1, minimum memory half the memory.  A VM that\n"
+	  "could never fit the host is refused.\n" },
 	{ "start", cmd_action, "vmgr start NAME",
-	  "Start a VM: QEMU is spawned and the guest runs when this returns.\n"
-	  "Works from created, saved and crashed.\n" },
+	  "Start a VM.  When the scheduler admits it at once, QEMU is spawned\n"
+	  "and the guest runs when this returns; when the host is full, the VM\n"
+	  "is queued and this prints its place and what it waits for (exit 0).\n"
+	  "From saved, the guest continues where it was saved.  Works from\n"
+	  "created, saved and crashed.\n" },
+	{ "save", cmd_action, "vmgr save NAME",
+	  "Suspend a running or paused VM to disk: its memory and device state\n"
+	  "go to a file in its directory and QEMU ends (state saved).  `vmgr\n"
+	  "start` brings the guest back where it was.  A full disk fails the\n"
+	  "save with 507 and the VM keeps running.\n" },
+	{ "set", cmd_set,
+	  "vmgr set NAME [--priority 1..10] [--weight W] [--policy fixed|dynamic|hybrid]\n"
+	  "                [--min-memory SIZE] [--runtime DURATION] [--[no-]preemptible]\n"
+	  "                [--vcpus N] [--memory SIZE]",
+	  "Change a VM's resources and scheduling.  Priority, weight, policy and\n"
+	  "minimum take effect at once on a running VM (its cgroup limits and\n"
+	  "balloon follow); --vcpus and --memory only while it is stopped.\n" },
+	{ "queue", cmd_queue, "vmgr queue",
+	  "The scheduler's queue in policy order: each VM's position, what it\n"
+	  "waits for and its expected admission (from declared runtimes), and\n"
+	  "the admitted VMs with their share of CPU and memory.\n" },
+	{ "scheduler", cmd_scheduler,
+	  "vmgr scheduler [show | set [--policy fcfs|sjf|priority|rr] [--quantum DURATION]]",
+	  "Show or change the scheduling policy.  fcfs: arrival order; sjf:\n"
+	  "shortest declared runtime first; priority: highest first; rr: like\n"
+	  "fcfs, and preemptible VMs are preempted after a slice of QUANTUM\n"
+	  "vCPU-seconds (pause when CPU is short, save when memory is) so\n"
+	  "queued ones get their turn.  The choice survives vmgrd restarts.\n" },
 	{ "pause", cmd_action, "vmgr pause NAME",
 	  "Pause a running VM's vCPUs (QEMU keeps its memory).\n" },
 	{ "resume", cmd_action, "vmgr resume NAME",
