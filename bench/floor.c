@@ -104,9 +104,8 @@ spawn(char **qargv, const char *path, int *fdp)
 			fcntl(3, F_SETFD, 0);
 		else
 			dup2(lfd, 3);
-		/* vmgrd hands QEMU a save file (4) and a restore file (5). */
+		/* vmgrd hands QEMU a restore file (4): /dev/null here. */
 		dup2(null, 4);
-		dup2(null, 5);
 		execvp(qargv[0], qargv);
 		_exit(127);
 	}

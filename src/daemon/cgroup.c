@@ -289,9 +289,12 @@ cgroup_remove(const struct vm *vm)
 	if (!vmgrd->enforced)
 		return;
 	vm_dirs(vm, cpu, mem, sizeof(cpu));
-	/* The exited QEMU may linger a moment as a zombie; best effort. */
-	if (rmdir(cpu) < 0 && errno != ENOENT)
+	/*
+	 * The exited QEMU's threads may not all be gone yet (EBUSY); the
+	 * directory is then reused by the next start, or goes with vmgrd's.
+	 */
+	if (rmdir(cpu) < 0 && errno != ENOENT && errno != EBUSY)
 		log_warn("%s: rmdir %s", __func__, cpu);
-	if (mem[0] && rmdir(mem) < 0 && errno != ENOENT)
+	if (mem[0] && rmdir(mem) < 0 && errno != ENOENT && errno != EBUSY)
 		log_warn("%s: rmdir %s", __func__, mem);
 }

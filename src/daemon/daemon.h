@@ -76,6 +76,7 @@ struct vm {
 	double			 quota_cpus;	/* fixed: vcpus; else 0 */
 	int			 limit_memory_mib; /* cgroup limit */
 	long long		 balloon_mib;	/* last target set, 0 = none */
+	long long		 balloon_actual_mib; /* from BALLOON_CHANGE */
 
 	/* Save and restore */
 	int			 restoring;	/* start from saved */

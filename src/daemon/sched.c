@@ -80,9 +80,13 @@ reallocate(void)
 		vm->alloc_memory_mib = a[i].memory;
 		vm->entitlement_cpu = alloc_entitlement(&a[i], s->vcpus);
 		vm->quota_cpus = a[i].policy == POLICY_FIXED ? s->vcpus : 0;
-		/* QEMU itself needs memory beyond the guest's. */
+		/*
+		 * QEMU itself needs memory beyond the guest's; while it saves,
+		 * the state file's page cache is charged to it as well.
+		 */
 		vm->limit_memory_mib = s->memory_mib + (strcmp(vmgrd->accel,
-		    "kvm") == 0 ? 64 : 192);
+		    "kvm") == 0 ? 64 : 192) + (vm->busy == OP_SAVE ?
+		    s->memory_mib : 0);
 		if (vm->state == VM_RUNNING && vm->slice_end == 0)
 			vm->slice_end = sched_slice_end(now, vmgrd->quantum_s,
 			    vm->alloc_cpu);
@@ -300,6 +304,9 @@ sched_vm_json(const struct vm *vm, json_t *o)
 	if (vm->balloon_mib > 0)
 		json_object_set_new(a, "balloon_target_mib",
 		    json_integer(vm->balloon_mib));
+	if (vm->balloon_actual_mib > 0)
+		json_object_set_new(a, "balloon_actual_mib",
+		    json_integer(vm->balloon_actual_mib));
 	if (vmgrd->policy == SCHED_RR && vm->slice_end > 0 &&
 	    vm->spec.schedule.preemptible)
 		json_object_set_new(a, "slice_left_s", json_real(
@@ -428,6 +435,10 @@ sched_api_put(struct evhttp_request *req, json_t *body)
 		    sched_policy_name((enum sched_policy)policy), quantum);
 	vmgrd->policy = (enum sched_policy)policy;
 	vmgrd->quantum_s = quantum;
+	/* Slices start anew with the new quantum. */
+	struct vm *vm;
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		vm->slice_end = 0;
 	sched_kick();
 	api_reply_json(req, 200, sched_json());
 }

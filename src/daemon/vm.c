@@ -728,7 +728,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	char disks[SPEC_MAX_DISKS][PATH_MAX];
 	const char *diskp[SPEC_MAX_DISKS];
 	char **argv = NULL, cgroups[2][PATH_MAX];
-	int lfd = -1, cfd = -1, savefd = -1, restfd = -1;
+	int lfd = -1, cfd = -1, restfd = -1;
 	pid_t pid;
 
 	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
@@ -759,14 +759,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		    strerror(errno));
 		goto fail;
 	}
-	/* A save appends to state.new; truncating it restarts the file. */
 	char state[PATH_MAX];
-	vm_path(vm, "state.new", state, sizeof(state));
-	if ((savefd = open(state, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
-	    O_CLOEXEC, 0600)) < 0) {
-		snprintf(err, errlen, "%.200s: %s", state, strerror(errno));
-		goto fail;
-	}
 	vm_path(vm, "state.sav", state, sizeof(state));
 	if ((restfd = open(vm->restoring ? state : "/dev/null", O_RDONLY |
 	    O_CLOEXEC)) < 0) {
@@ -793,12 +786,12 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
-	int fds[3] = { lfd, savefd, restfd };
+	int fds[2] = { lfd, restfd };
 	char *cgv[3] = { NULL, NULL, NULL };
 	for (int i = 0, k = 0; i < 2; i++)
 		if (cgroups[i][0])
 			cgv[k++] = cgroups[i];
-	if ((pid = proc_spawn_detached(argv, logpath, fds, 3, cgv)) < 0) {
+	if ((pid = proc_spawn_detached(argv, logpath, fds, 2, cgv)) < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		goto fail;
 	}
@@ -818,7 +811,6 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		kill(pid, SIGKILL);
 	}
 	close(lfd);
-	close(savefd);
 	close(restfd);
 	strv_free(argv);
 	free(cmdline);
@@ -828,8 +820,6 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 fail:
 	if (lfd >= 0)
 		close(lfd);
-	if (savefd >= 0)
-		close(savefd);
 	if (restfd >= 0)
 		close(restfd);
 	strv_free(argv);
@@ -942,7 +932,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	remove_runtime_files(vm);
 	cgroup_remove(vm);
 	vm->slice_end = 0;
-	vm->balloon_mib = 0;
+	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;
 
 	if (vm->busy == OP_SAVE && vm->save_ok) {
@@ -963,13 +953,21 @@ qemu_exited(pid_t pid, int status, void *arg)
 		return;
 	}
 	vm->preempted = 0;
-	if (start_failed) {
+	if (start_failed && vm->stop_requested) {
+		transition(vm, EV_STOP, "api", "stopped while starting");
+		vm->busy = OP_NONE;
+		vm->stop_requested = 0;
+		complete(vm, OP_START, 409, "vm_stopped", "%s was stopped while "
+		    "it started", vm->spec.name);
+	} else if (start_failed) {
 		qemu_log_tail(vm, tail, sizeof(tail));
 		transition(vm, EV_STOP, "vmgrd", "start failed: QEMU %s: %s",
 		    how, tail);
 		vm->busy = OP_NONE;
 		complete(vm, OP_START, 500, "qemu_failed", "QEMU %s: %s", how,
 		    tail);
+	}
+	if (start_failed) {
 		complete(vm, OP_STOP, 200, NULL, NULL);
 		drop_saved_state(vm);
 		sched_kick();
@@ -1094,7 +1092,7 @@ qmp_ready(struct qmp *q, void *arg)
 	    "capabilities", "capability", "events", "state", 1), NULL, NULL);
 	if (vm->busy == OP_START && vm->restoring)
 		qmp_command(q, "migrate-incoming", json_pack("{s:s}", "uri",
-		    "fd:" "5"), restore_begun, vm);
+		    "fd:" "4"), restore_begun, vm);
 	else if (vm->busy == OP_START)
 		qmp_command(q, "cont", NULL, started, vm);
 	else
@@ -1124,6 +1122,9 @@ qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 			start_done(vm);
 		} else if (vm->state == VM_PAUSED && vm->busy == OP_NONE)
 			transition(vm, EV_RESUME, "qemu", "resumed by QEMU");
+	} else if (strcmp(name, "BALLOON_CHANGE") == 0) {
+		vm->balloon_actual_mib = (long long)json_integer_value(
+		    json_object_get(data, "actual")) >> 20;
 	} else if (strcmp(name, "MIGRATION") == 0) {
 		migration_event(vm, json_string_value(json_object_get(data,
 		    "status")));
@@ -1290,8 +1291,7 @@ save_failed(struct vm *vm, const char *why)
 
 	log_warnx("%s: save failed: %s", vm->spec.name, why);
 	vm_path(vm, "state.new", path, sizeof(path));
-	if (truncate(path, 0) < 0)
-		log_warn("%s: truncate %s", __func__, path);
+	unlink(path);
 	if (vm->save_was_running && vm->qmp)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
 	vm->busy = OP_NONE;
@@ -1374,7 +1374,7 @@ migrate_sent(struct qmp *q, json_t *result, const char *error, void *arg)
 }
 
 static void
-save_stopped(struct qmp *q, json_t *result, const char *error, void *arg)
+save_fd_given(struct qmp *q, json_t *result, const char *error, void *arg)
 {
 	struct vm *vm = arg;
 
@@ -1384,27 +1384,49 @@ save_stopped(struct qmp *q, json_t *result, const char *error, void *arg)
 		save_failed(vm, error);
 		return;
 	}
-	qmp_command(q, "migrate", json_pack("{s:s}", "uri", "fd:" "4"),
+	qmp_command(q, "migrate", json_pack("{s:s}", "uri", "fd:vmstate"),
 	    migrate_sent, vm);
+}
+
+/* The guest is stopped: hand QEMU the state file and migrate into it. */
+static void
+save_stopped(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+	char path[PATH_MAX];
+	int fd;
+
+	if (vm->busy != OP_SAVE)
+		return;
+	if (result == NULL) {
+		save_failed(vm, error);
+		return;
+	}
+	vm_path(vm, "state.new", path, sizeof(path));
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+	    0600)) < 0) {
+		save_failed(vm, strerror(errno));
+		return;
+	}
+	if (qmp_command_fd(q, "getfd", json_pack("{s:s}", "fdname",
+	    "vmstate"), fd, save_fd_given, vm) < 0)
+		save_failed(vm, "cannot pass the state file to QEMU");
+	close(fd);
 }
 
 /*
  * Save: memory and device state to vm/ID/state.sav, then QEMU goes.  The
  * guest is stopped first (one pass, nothing to iterate); the migration
- * stream goes to the file QEMU was given at spawn.
+ * stream goes to a file handed to QEMU with getfd.
  */
 static void
 save_begin(struct vm *vm, const char *reason)
 {
-	char path[PATH_MAX];
-
 	vm->busy = OP_SAVE;
 	vm->save_ok = 0;
 	vm->save_was_running = vm->state == VM_RUNNING;
 	snprintf(vm->save_reason, sizeof(vm->save_reason), "%s", reason);
-	vm_path(vm, "state.new", path, sizeof(path));
-	if (truncate(path, 0) < 0)
-		log_warn("%s: truncate %s", __func__, path);
+	sched_kick();	/* room in its memory limit for the file's cache */
 	if (vm->save_was_running)
 		qmp_command(vm->qmp, "stop", NULL, save_stopped, vm);
 	else

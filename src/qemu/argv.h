@@ -10,13 +10,12 @@
 #include "../core/spec.h"
 
 /*
- * Descriptors QEMU inherits: its QMP listening socket; the file a save
- * writes to (migrate "fd:4", opened O_APPEND); the file a restore reads
- * ("fd:5", /dev/null when not restoring).
+ * Descriptors QEMU inherits: its QMP listening socket, and the saved state
+ * a restore reads (migrate-incoming "fd:4"; /dev/null when not restoring).
+ * A save's file is handed over later, with getfd.
  */
 #define QEMU_QMP_FD	3
-#define QEMU_SAVE_FD	4
-#define QEMU_RESTORE_FD	5
+#define QEMU_RESTORE_FD	4
 
 struct qemu_conf {
 	const char	*binary;	/* "qemu-system-x86_64" or a path */

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -82,9 +83,58 @@ caps_done(struct qmp *q, json_t *result, const char *error, void *arg)
 		q->h.ready(q, q->arg);
 }
 
+/*
+ * Send one message with a descriptor attached (SCM_RIGHTS), after what is
+ * already queued: QEMU takes the descriptor with the bytes it arrives with.
+ */
+static int
+send_with_fd(struct qmp *q, json_t *msg, int fd)
+{
+	struct evbuffer *out = bufferevent_get_output(q->bev);
+	int sock = bufferevent_getfd(q->bev);
+	char *s = json_dumps(msg, JSON_COMPACT), cbuf[CMSG_SPACE(sizeof(int))];
+	ssize_t n = -1;
+
+	if (s == NULL)
+		return -1;
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, sock) <= 0)
+			goto out;
+	size_t len = strlen(s);
+	struct iovec iov[2] = { { s, len }, { "\n", 1 } };
+	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
+	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	do
+		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	/* A short write: the rest goes the ordinary way. */
+	if (n >= 0 && (size_t)n < len)
+		bufferevent_write(q->bev, s + n, len - (size_t)n);
+	if (n >= 0 && (size_t)n <= len)
+		bufferevent_write(q->bev, "\n", 1);
+out:
+	free(s);
+	return n < 0 ? -1 : 0;
+}
+
+static int	queue_command_fd(struct qmp *, const char *, json_t *, int,
+		    qmp_reply_cb, void *);
+
 static int
 queue_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb,
     void *arg)
+{
+	return queue_command_fd(q, cmd, args, -1, cb, arg);
+}
+
+static int
+queue_command_fd(struct qmp *q, const char *cmd, json_t *args, int fd,
+    qmp_reply_cb cb, void *arg)
 {
 	struct qmp_pending *p;
 	json_t *msg;
@@ -104,7 +154,7 @@ queue_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb,
 	msg = json_pack("{s:s, s:I}", "execute", cmd, "id", (json_int_t)p->id);
 	if (args)
 		json_object_set_new(msg, "arguments", args);
-	if (send_json(q, msg) < 0) {
+	if ((fd >= 0 ? send_with_fd(q, msg, fd) : send_json(q, msg)) < 0) {
 		json_decref(msg);
 		free(p);
 		return -1;
@@ -127,6 +177,17 @@ qmp_command(struct qmp *q, const char *cmd, json_t *args, qmp_reply_cb cb,
 		return -1;
 	}
 	return queue_command(q, cmd, args, cb, arg);
+}
+
+int
+qmp_command_fd(struct qmp *q, const char *cmd, json_t *args, int fd,
+    qmp_reply_cb cb, void *arg)
+{
+	if (q->state != QMP_READY || q->bev == NULL) {
+		json_decref(args);
+		return -1;
+	}
+	return queue_command_fd(q, cmd, args, fd, cb, arg);
 }
 
 static struct qmp_pending *

@@ -57,6 +57,13 @@ void		 qmp_input(struct qmp *, const char *data, size_t len);
 int		 qmp_command(struct qmp *, const char *cmd, json_t *args,
 		    qmp_reply_cb cb, void *arg);
 
+/*
+ * The same with a descriptor passed along (SCM_RIGHTS), for getfd; only
+ * over a socket (qmp_new).  The caller keeps its own copy of fd.
+ */
+int		 qmp_command_fd(struct qmp *, const char *cmd, json_t *args,
+		    int fd, qmp_reply_cb cb, void *arg);
+
 /* Seconds a command may wait for its reply (default 10). */
 void		 qmp_set_timeout(struct qmp *, double seconds);
 

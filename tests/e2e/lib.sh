@@ -121,6 +121,9 @@ cleanup() {
 	fi
 	echo "1..$_n"
 	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
+	# Filesystems a test mounted inside its state dir.
+	awk -v d="$STATE/" 'index($2, d) == 1 {print $2}' /proc/mounts |
+	    while read -r m; do umount -l "$m"; done
 	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then
 		diag "state dir: $STATE (vmgrd log: $STATE/vmgrd.out)"
 		[ "$_failed" -gt 0 ] && [ -f "$STATE/vmgrd.out" ] &&
