@@ -105,12 +105,14 @@ clean:
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
 
 # Benchmarks: build/floor (raw QEMU + QMP) and build/vmgrbench (timers).
-BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/lib/util.c src/lib/httpc.c src/qemu/argv.c)
+BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/core/alloc.c src/core/sched.c src/lib/util.c src/lib/httpc.c src/qemu/argv.c)
 $(BUILD)/floor: bench/floor.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/floor.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
 $(BUILD)/vmgrbench: bench/vmgrbench.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/vmgrbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
-bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench
+$(BUILD)/schedbench: bench/schedbench.c bench/stats.c $(BENCH_OBJ)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/schedbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
+bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench $(BUILD)/schedbench
 
 bench: deps
 	@$(MAKE) --no-print-directory all bench-tools

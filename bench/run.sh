@@ -108,6 +108,34 @@ if [ "$QUICK" = 0 ]; then
 	running=$($V list --json | jq '[.[] | select(.state == "running")] | length')
 	[ "$running" = 10 ] || { say "only $running of 10 run"; exit 1; }
 	for k in $(seq 21 30); do $V stop "s0$k" >/dev/null; done
+	say "scheduler: pure decisions, 1,000 running and 10,000 queued"
+	"$B/schedbench" -o "$OUT/schedbench.json" >/dev/null
+	say "scheduler: rr among 50 VMs on a host for two, 20 s"
+	S2=$(mktemp -d /tmp/vmgr-bench-rr.XXXXXX)
+	V2="$B/vmgr --state-dir $S2"
+	"$B/vmgrd" --state-dir "$S2" --foreground --capacity-memory 300M \
+	    --policy rr --quantum 2s >"$S2/vmgrd.out" 2>&1 &
+	D2=$!
+	i=0; until $V2 host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	for k in $(seq -w 1 50); do
+		$V2 create "r$k" --image tiny --memory 128M --preemptible >/dev/null
+		$V2 start "r$k" >/dev/null
+	done
+	c0=$(awk '{print $14 + $15}' /proc/$D2/stat)
+	p0=$($V2 scheduler --json | jq '.stats.passes')
+	sleep 20
+	c1=$(awk '{print $14 + $15}' /proc/$D2/stat)
+	st=$($V2 scheduler --json)
+	preempt=$($V2 events --json --limit 100000 | jq '[.[] | select(.event == "save" and .actor == "scheduler")] | length')
+	for k in $(seq -w 1 50); do $V2 stop "r$k" >/dev/null 2>&1 || true; done
+	kill $D2; wait $D2 2>/dev/null || true
+	for p in $(pgrep -f "qemu-system.*$S2/vm/" || true); do kill -9 "$p"; done
+	rm -rf "$S2"
+	echo "$st" | jq --argjson c0 "$c0" --argjson c1 "$c1" --argjson p0 "$p0" \
+	    --argjson pre "$preempt" --argjson hz "$(getconf CLK_TCK)" '{
+	    passes: (.stats.passes - $p0), cpu_us_per_pass: .stats.cpu_us_per_pass,
+	    preemptions: $pre, daemon_cpu_pct: (($c1 - $c0) / $hz / 20 * 100)}' \
+	    >"$OUT/rr.json"
 	jq -n --argjson idle "$rss_idle" --argjson d100 "$rss_100" \
 	    --argjson r20 "$rss_20" --argjson cpu "$cpu_pct" '{
 	    rss_idle_kib: $idle, rss_100_defined_kib: $d100,

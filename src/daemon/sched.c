@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../lib/log.h"
 #include "../lib/util.h"
@@ -234,6 +235,21 @@ admit_pass(int *head_by_memory)
 	return nw;
 }
 
+/* What scheduling costs vmgrd: passes and their CPU time (GET /v1/scheduler). */
+static struct {
+	long long	kicks;
+	double		cpu_us;
+} stats;
+
+static double
+thread_cpu_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
 void
 sched_kick(void)
 {
@@ -245,6 +261,7 @@ sched_kick(void)
 		again = 1;
 		return;
 	}
+	double t0 = thread_cpu_us();
 	kicking = 1;
 	do {
 		again = 0;
@@ -255,6 +272,8 @@ sched_kick(void)
 		rr_preempt(by_memory);
 	rr_arm(waiting > 0);
 	kicking = 0;
+	stats.kicks++;
+	stats.cpu_us += thread_cpu_us() - t0;
 }
 
 void
@@ -351,9 +370,11 @@ sched_json(void)
 			    vm->slice_end - now_mono()));
 		json_array_append_new(run, o);
 	}
-	return json_pack("{s:s, s:f, s:o, s:o}", "policy",
+	return json_pack("{s:s, s:f, s:o, s:o, s:{s:I, s:f}}", "policy",
 	    sched_policy_name(vmgrd->policy), "quantum_s", vmgrd->quantum_s,
-	    "queue", q, "admitted", run);
+	    "queue", q, "admitted", run, "stats", "passes",
+	    (json_int_t)stats.kicks, "cpu_us_per_pass", stats.kicks ?
+	    stats.cpu_us / (double)stats.kicks : 0.0);
 }
 
 json_t *
