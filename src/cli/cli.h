@@ -38,6 +38,12 @@ long	api_call(const char *method, const char *path, json_t *body,
 	    json_t **resp, char **raw, long timeout_s);
 
 /*
+ * GET a JSON object: the reply, or NULL with the error printed and *rc
+ * set to the exit code.
+ */
+json_t	*api_get(const char *path, int *rc);
+
+/*
  * Stream a GET: each complete line of the reply is passed to cb as it
  * arrives.  Returns the HTTP status or -1.
  */

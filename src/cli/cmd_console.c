@@ -179,7 +179,6 @@ cmd_console(int argc, char **argv)
 	int log = 0, fd, rc, interactive;
 	json_t *vm = NULL;
 	char path[256];
-	long status;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--log") == 0)
@@ -209,12 +208,8 @@ cmd_console(int argc, char **argv)
 		return print_log(name, tail);
 
 	snprintf(path, sizeof(path), "/v1/vms/%s", name);
-	status = api_call("GET", path, NULL, &vm, NULL, 30);
-	if (status != 200) {
-		rc = print_api_error(status, vm);
-		json_decref(vm);
+	if ((vm = api_get(path, &rc)) == NULL)
 		return rc;
-	}
 	state = json_string_value(json_object_get(vm, "state"));
 	sockpath = json_string_value(json_object_get(json_object_get(vm,
 	    "runtime"), "console_socket"));

@@ -8,21 +8,16 @@
 int
 cmd_host(int argc, char **argv)
 {
-	json_t *h = NULL, *counts;
+	json_t *h, *counts, *n;
 	const char *state;
-	json_t *n;
-	long status;
 	char mem[32], avail[32];
+	int rc;
 
 	if (argc > 1)
 		return usage_error("host", "unexpected argument \"%s\"",
 		    argv[1]);
-	status = api_call("GET", "/v1/host", NULL, &h, NULL, 30);
-	if (status != 200) {
-		int rc = print_api_error(status, h);
-		json_decref(h);
+	if ((h = api_get("/v1/host", &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json) {
 		print_json(h);
 		json_decref(h);

@@ -200,18 +200,14 @@ print_scheduler(json_t *s)
 int
 cmd_queue(int argc, char **argv)
 {
-	json_t *resp = NULL;
-	long status;
+	json_t *resp;
+	int rc;
 
 	if (argc > 1)
 		return usage_error("queue", "unexpected argument \"%s\"",
 		    argv[1]);
-	status = api_call("GET", "/v1/scheduler", NULL, &resp, NULL, 30);
-	if (status != 200) {
-		int rc = print_api_error(status, resp);
-		json_decref(resp);
+	if ((resp = api_get("/v1/scheduler", &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(json_object_get(resp, "queue"));
 	else

@@ -14,16 +14,6 @@
 #include "../core/spec.h"
 #include "../lib/util.h"
 
-static json_t *
-get_vm(const char *name, long *status)
-{
-	char path[256];
-	json_t *resp;
-
-	snprintf(path, sizeof(path), "/v1/vms/%s", name);
-	*status = api_call("GET", path, NULL, &resp, NULL, 30);
-	return resp;
-}
 
 static const char *
 str(json_t *o, const char *key)
@@ -54,20 +44,14 @@ int
 cmd_list(int argc, char **argv)
 {
 	json_t *resp, *vm;
-	long status;
 	size_t i;
-	int wide = 4;
+	int wide = 4, rc;
 
-	(void)argv;
 	if (argc > 1)
 		return usage_error("list", "unexpected argument \"%s\"",
 		    argv[1]);
-	status = api_call("GET", "/v1/vms", NULL, &resp, NULL, 30);
-	if (status != 200) {
-		int rc = print_api_error(status, resp);
-		json_decref(resp);
+	if ((resp = api_get("/v1/vms", &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json) {
 		print_json(resp);
 		json_decref(resp);
@@ -90,18 +74,15 @@ int
 cmd_info(int argc, char **argv)
 {
 	json_t *vm, *spec, *rt, *v;
-	long status;
-	char mem[32], up[32];
+	char mem[32], up[32], path[256];
 	size_t i;
+	int rc;
 
 	if (argc != 2)
 		return usage_error("info", "give one VM name");
-	vm = get_vm(argv[1], &status);
-	if (status != 200) {
-		int rc = print_api_error(status, vm);
-		json_decref(vm);
+	snprintf(path, sizeof(path), "/v1/vms/%s", argv[1]);
+	if ((vm = api_get(path, &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json) {
 		print_json(vm);
 		json_decref(vm);

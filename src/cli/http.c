@@ -65,3 +65,17 @@ api_stream(const char *path, void (*cb)(const char *, void *), void *arg)
 	free(b.data);
 	return status;
 }
+
+json_t *
+api_get(const char *path, int *rc)
+{
+	json_t *resp = NULL;
+	long status = api_call("GET", path, NULL, &resp, NULL, 30);
+
+	*rc = 0;
+	if (status == 200 && resp)
+		return resp;
+	*rc = print_api_error(status, resp);
+	json_decref(resp);
+	return NULL;
+}
