@@ -96,6 +96,17 @@ const struct command commands[] = {
 	  "vmgr events [NAME] [--since SEQ] [--limit N] [--follow]",
 	  "Show lifecycle events: sequence, time, VM, from -> to, the event and\n"
 	  "its reason.  --follow keeps printing new ones as they happen.\n" },
+	{ "stats", cmd_stats, "vmgr stats NAME [--history DURATION]",
+	  "What a VM uses, from vmgrd's sampler (every second by default): CPU\n"
+	  "percent of one core and CPU seconds of its QEMU, vCPUs, memory (RSS,\n"
+	  "balloon where known), and per disk the bytes and requests read and\n"
+	  "written.  NIC counters are absent: QEMU's user-mode NAT keeps none.\n"
+	  "--history 10m shows the last 10 minutes as a small chart (an hour is\n"
+	  "kept); --json prints the samples.  Samples whose disk counters QEMU\n"
+	  "did not answer for in time are marked stale.\n" },
+	{ "top", cmd_top, "vmgr top [--interval DURATION] [--once]",
+	  "Every running VM, busiest first, refreshed every 2 s; q quits.  Not on\n"
+	  "a terminal (or with --once) it prints one screen and exits.\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },

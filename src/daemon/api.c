@@ -216,6 +216,17 @@ handle_vm(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 			    "use GET, PATCH or DELETE on /v1/vms/NAME");
 		return;
 	}
+	if (strcmp(action, "stats") == 0) {
+		long long hist = 0;
+		if (cmd != EVHTTP_REQ_GET) {
+			api_reply_error(req, 405, "method_not_allowed",
+			    "use GET on /v1/vms/NAME/stats");
+			return;
+		}
+		if (query_int(req, q, "history", 0, 7 * 86400, &hist) == 0)
+			api_reply_json(req, 200, monitor_vm_json(vm, (long)hist));
+		return;
+	}
 	if (strcmp(action, "console") == 0) {
 		long long tail = 0;
 		if (cmd != EVHTTP_REQ_GET) {
@@ -343,7 +354,22 @@ dispatch(struct evhttp_request *req, void *arg)
 	if (n == 0 || n > 4 || (strcmp(parts[0], "v1") != 0 &&
 	    strcmp(parts[0], "metrics") != 0))
 		goto notfound;
-	if (n == 2 && strcmp(parts[1], "host") == 0) {
+	if (n == 1 && strcmp(parts[0], "metrics") == 0) {
+		if (cmd != EVHTTP_REQ_GET)
+			goto badmethod;
+		monitor_metrics(req);
+	} else if (n == 2 && strcmp(parts[1], "stats") == 0) {
+		if (cmd != EVHTTP_REQ_GET)
+			goto badmethod;
+		json_t *arr = json_array();
+		struct vm *vm;
+		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+			if (!vm->creating)
+				json_array_append_new(arr, monitor_vm_json(vm, 0));
+		api_reply_json(req, 200, arr);
+	} else if (n == 1) {
+		goto notfound;
+	} else if (n == 2 && strcmp(parts[1], "host") == 0) {
 		if (cmd != EVHTTP_REQ_GET)
 			goto badmethod;
 		api_reply_json(req, 200, host_json());

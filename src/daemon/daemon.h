@@ -25,6 +25,7 @@
 
 struct qmp;
 struct proc_watch;
+struct mon;
 
 /* An asynchronous request a waiter is parked on. */
 enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
@@ -77,6 +78,8 @@ struct vm {
 	int			 limit_memory_mib; /* cgroup limit */
 	long long		 balloon_mib;	/* last target set, 0 = none */
 	long long		 balloon_actual_mib; /* from BALLOON_CHANGE */
+
+	struct mon		*mon;		/* samples (monitor.c) */
 
 	/* Save and restore */
 	int			 restoring;	/* start from saved */
@@ -193,6 +196,13 @@ json_t	*sched_json(void);
 void	 sched_api_put(struct evhttp_request *, json_t *body);
 void	 sched_vm_json(const struct vm *, json_t *);
 json_t	*sched_host_json(void);
+
+/* monitor.c */
+void	 monitor_init(double interval_s);
+void	 monitor_vm_free(struct vm *);
+json_t	*monitor_vm_json(const struct vm *, long history_s);
+json_t	*monitor_host_json(void);
+void	 monitor_metrics(struct evhttp_request *);
 
 /* cgroup.c */
 void	 cgroup_probe(void);

@@ -200,6 +200,9 @@ host_json(void)
 	json_t *sh = sched_host_json();
 	json_object_update(h, sh);
 	json_decref(sh);
+	sh = monitor_host_json();
+	json_object_update(h, sh);
+	json_decref(sh);
 	json_object_set_new(h, "scheduler", sched_json());
 	return h;
 }

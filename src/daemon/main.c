@@ -32,7 +32,8 @@ usage(FILE *out)
 "usage: vmgrd [--state-dir DIR] [--foreground] [--images-dir DIR]\n"
 "             [--shutdown-timeout SECONDS] [--capacity-cpus N]\n"
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
-"             [--policy fcfs|sjf|priority|rr] [--quantum DURATION] [--verbose]\n"
+"             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
+"             [--sample-interval SECONDS] [--verbose]\n"
 "\n"
 "The vmgr daemon.  Serves the API on STATE_DIR/vmgrd.sock and keeps its\n"
 "state in STATE_DIR/vmgr.db.  Without --foreground it detaches once it is\n"
@@ -50,6 +51,8 @@ usage(FILE *out)
 "  --memory-ratio R       overcommit of reserved memory (default 1.0)\n"
 "  --policy P             scheduler policy (default: the last one set, fcfs)\n"
 "  --quantum DURATION     rr slice in vCPU-seconds (default 30s)\n"
+"  --sample-interval S    how often VMs are sampled (default 1; an hour of\n"
+"                         samples is kept per VM)\n"
 "  --verbose, -v          log QMP events too\n"
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
@@ -181,6 +184,7 @@ main(int argc, char *argv[])
 		{ "memory-ratio", required_argument, NULL, 'm' },
 		{ "policy", required_argument, NULL, 'P' },
 		{ "quantum", required_argument, NULL, 'Q' },
+		{ "sample-interval", required_argument, NULL, 'I' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -190,6 +194,7 @@ main(int argc, char *argv[])
 	char err[1024], path[PATH_MAX];
 	int foreground = 0, verbose = 0, ready_fd = -1, ch, policy_given = 0;
 	long long timeout = 60, v;
+	double sample_s = 1.0;
 	char *end;
 
 	vmgrd = &d;
@@ -245,6 +250,14 @@ main(int argc, char *argv[])
 			}
 			d.policy = (enum sched_policy)sched_policy_parse(optarg);
 			policy_given = 1;
+			break;
+		case 'I':
+			sample_s = strtod(optarg, &end);
+			if (*end || !(sample_s >= 0.1) || sample_s > 3600) {
+				fprintf(stderr, "vmgrd: --sample-interval: 0.1 to "
+				    "3600 seconds\n");
+				return 2;
+			}
 			break;
 		case 'Q':
 			if (parse_duration_s(optarg, &v) < 0 || v < 1 ||
@@ -328,6 +341,7 @@ main(int argc, char *argv[])
 			db_setting_set(d.db, "quantum_s", q);
 	}
 	d.started_at = now_unix_ms();
+	monitor_init(sample_s);
 	if (vm_load_all() < 0)
 		fatalx("cannot load VMs: %s", db_errmsg(d.db));
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);

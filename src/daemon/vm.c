@@ -95,6 +95,7 @@ vm_free(struct vm *vm)
 		event_free(vm->timer);
 	if (vm->reconnect)
 		event_free(vm->reconnect);
+	monitor_vm_free(vm);
 	spec_clear(&vm->spec);
 	free(vm);
 }
