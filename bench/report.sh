@@ -11,10 +11,13 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson scale "$([ -f "$D/scale.json" ] && cat "$D/scale.json" || echo null)" \
     --argjson sched "$([ -f "$D/schedbench.json" ] && cat "$D/schedbench.json" || echo null)" \
     --argjson rr "$([ -f "$D/rr.json" ] && cat "$D/rr.json" || echo null)" \
+    --argjson mon "$([ -f "$D/monitor.json" ] && cat "$D/monitor.json" || echo null)" \
+    --argjson m30 "$(f metrics30)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
-      scheduler: {pure: $sched, rr_50: $rr}}' \
+      scheduler: {pure: $sched, rr_50: $rr},
+      monitor: ($mon + {metrics_30_vms: $m30.ops.get})}' \
     >"$D/results.json"
 
 defs='
@@ -36,6 +39,7 @@ jq -r "$defs"'
     "scale: vmgr list with 100 VMs \(m(.scale.list_100_cli)) ms; 10 concurrent starts: \(m(.scale.start_10_concurrent)) ms until all run",
     "vmgrd RSS: idle \(.scale.rss_idle_kib) KiB; 100 defined \(.scale.rss_100_defined_kib) KiB (+\(.scale.per_defined_vm_kib) KiB/VM); 20 running \(.scale.rss_20_running_kib) KiB (+\(.scale.per_running_vm_kib) KiB/VM)",
     "vmgrd CPU with 20 running guests: \(.scale.cpu_pct_20_running)% of one core",
+    "monitor: vmgrd CPU per 1 s sample with 1 / 10 / 30 running guests: \(.monitor.cpu_us_per_sample["1"]) / \(.monitor.cpu_us_per_sample["10"]) / \(.monitor.cpu_us_per_sample["30"]) us (\(.monitor.cpu_us_per_sample["30"] / 10000 * 100 | round / 100)% of one core at 30); GET /metrics with 30 VMs \(m(.monitor.metrics_30_vms)) ms",
     "scheduler, pure: \(.scheduler.pure.admit_decisions_per_s | floor) admission decisions/s with \(.scheduler.pure.running) running and \(.scheduler.pure.queued) queued; a whole pass \(m(.scheduler.pure.ops.pass_ms)) ms",
     "scheduler, rr among 50 VMs for 20 s: \(.scheduler.rr_50.passes) passes at \(.scheduler.rr_50.cpu_us_per_pass * 10 | round / 10) us CPU each, \(.scheduler.rr_50.preemptions) preemptions (save + restore), vmgrd CPU \(.scheduler.rr_50.daemon_cpu_pct * 100 | round / 100)% of one core"
    else "scale: skipped (--quick)" end)

@@ -31,7 +31,7 @@ say() { echo "bench: $*" >&2; }
     >"$STATE/vmgrd.out" 2>&1 &
 DPID=$!
 cleanup() {
-	for p in $(pgrep -f "qemu-system.*$STATE/vm/" || true); do kill -9 "$p"; done
+	for p in $(pgrep -f "qemu-system.*$STATE/vm/" || true); do kill -9 "$p" 2>/dev/null || true; done
 	kill "$DPID" 2>/dev/null || true
 	wait "$DPID" 2>/dev/null || true
 	rm -rf "$STATE"
@@ -90,24 +90,39 @@ if [ "$QUICK" = 0 ]; then
 	rss_100=$(rss)
 	"$B/vmgrbench" seq -n "$N" -o "$OUT/scale-list.json" \
 	    "list100=$B/vmgr --state-dir $STATE list"
+	# The sampler's CPU per sample over a window (GET /v1/host "monitor").
+	mon() { $V host --json | jq '.monitor.samples, .monitor.cpu_us_per_sample * .monitor.samples' | tr '\n' ' '; }
+	window() {	# window SECONDS -> us of CPU per sample in it
+		set -- "$1" $(mon); sleep "$1"; set -- "$@" $(mon)
+		echo "$2 $3 $4 $5" | awk '{printf "%.1f", ($4 - $2) / ($3 - $1)}'
+	}
+	say "monitor: sampling 1, 10, 20 and 30 running guests"
+	$V start s001 >/dev/null
+	mon_1=$(window 5)
+	for k in $(seq -w 2 10); do $V start "s0$k" >/dev/null; done
+	mon_10=$(window 5)
 	say "scale: 20 running guests"
-	for k in $(seq -w 1 20); do $V start "s0$k" >/dev/null; done
+	for k in $(seq -w 11 20); do $V start "s0$k" >/dev/null; done
 	running=$($V list --json | jq '[.[] | select(.state == "running")] | length')
 	[ "$running" = 20 ] || { say "only $running of 20 run"; exit 1; }
 	sleep 10	# let them boot and settle
 	rss_20=$(rss)
 	t0=$(ticks); sleep 10; t1=$(ticks)
 	cpu_pct=$(echo "$t0 $t1 $(getconf CLK_TCK)" | awk '{printf "%.2f", ($2 - $1) / $3 / 10 * 100}')
-	for k in $(seq -w 1 20); do $V stop "s0$k" >/dev/null; done
-	say "scale: 10 VMs started at once"
+	say "scale: 10 VMs started at once (30 running then)"
 	set --
 	for k in $(seq 21 30); do
 		set -- "$@" "s0$k=$B/vmgr --state-dir $STATE start s0$k"
 	done
 	"$B/vmgrbench" par -o "$OUT/scale-par.json" "$@"
 	running=$($V list --json | jq '[.[] | select(.state == "running")] | length')
-	[ "$running" = 10 ] || { say "only $running of 10 run"; exit 1; }
-	for k in $(seq 21 30); do $V stop "s0$k" >/dev/null; done
+	[ "$running" = 30 ] || { say "only $running of 30 run"; exit 1; }
+	mon_30=$(window 5)
+	"$B/vmgrbench" get -n "$N" -s "$STATE/vmgrd.sock" -p /metrics \
+	    -o "$OUT/metrics30.json"
+	for k in $(seq -w 1 30); do $V stop "s0$k" >/dev/null; done
+	jq -n --argjson m1 "$mon_1" --argjson m10 "$mon_10" --argjson m30 "$mon_30" \
+	    '{cpu_us_per_sample: {"1": $m1, "10": $m10, "30": $m30}}' >"$OUT/monitor.json"
 	say "scheduler: pure decisions, 1,000 running and 10,000 queued"
 	"$B/schedbench" -o "$OUT/schedbench.json" >/dev/null
 	say "scheduler: rr among 50 VMs on a host for two, 20 s"
@@ -127,9 +142,10 @@ if [ "$QUICK" = 0 ]; then
 	c1=$(awk '{print $14 + $15}' /proc/$D2/stat)
 	st=$($V2 scheduler --json)
 	preempt=$($V2 events --json --limit 100000 | jq '[.[] | select(.event == "save" and .actor == "scheduler")] | length')
-	for k in $(seq -w 1 50); do $V2 stop "r$k" >/dev/null 2>&1 || true; done
+	# The queued first (newest first), so no stop admits another.
+	for k in $(seq -w 50 -1 1); do $V2 stop "r$k" >/dev/null 2>&1 || true; done
 	kill $D2; wait $D2 2>/dev/null || true
-	for p in $(pgrep -f "qemu-system.*$S2/vm/" || true); do kill -9 "$p"; done
+	for p in $(pgrep -f "qemu-system.*$S2/vm/" || true); do kill -9 "$p" 2>/dev/null || true; done
 	rm -rf "$S2"
 	echo "$st" | jq --argjson c0 "$c0" --argjson c1 "$c1" --argjson p0 "$p0" \
 	    --argjson pre "$preempt" --argjson hz "$(getconf CLK_TCK)" '{

@@ -5,6 +5,8 @@
  *	run the sequence N times, timing each command from fork to exit
  *   vmgrbench par -o OUT.json 'label=cmd arg ...' ...
  *	start all commands at once; "all" is the time until the last exits
+ *   vmgrbench get -n N -s SOCKET -p PATH -o OUT.json
+ *	GET PATH N times on one keep-alive connection ("get")
  *   vmgrbench api -n N -s SOCKET -v VM -m lifecycle|pauseresume -o OUT.json
  *	start, list, info, stop (or pause, resume) of VM through the API on
  *	one keep-alive connection
@@ -167,26 +169,56 @@ run_api(int n, const char *sock, const char *vm, const char *mode,
 	return ops_write(&ops, out) ? 1 : 0;
 }
 
+static int
+run_get(int n, const char *sock, const char *path, const char *out)
+{
+	struct ops ops = { 0 };
+	char err[512];
+	struct httpc *c = httpc_open(sock, err, sizeof(err));
+
+	if (c == NULL) {
+		fprintf(stderr, "vmgrbench: %s\n", err);
+		return 1;
+	}
+	for (int it = 0; it < n; it++) {
+		struct httpc_body b = { 0 };
+		double t0 = bench_now_ms();
+		long st = httpc_request(c, "GET", path, NULL, 1, 60, &b, err,
+		    sizeof(err));
+		ops_add(&ops, "get", bench_now_ms() - t0);
+		free(b.data);
+		if (st != 200) {
+			fprintf(stderr, "vmgrbench: GET %s: %ld %s\n", path, st,
+			    st < 0 ? err : "");
+			return 1;
+		}
+	}
+	httpc_close(c);
+	return ops_write(&ops, out) ? 1 : 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *out = NULL, *sock = NULL, *vm = NULL, *mode, *what = "";
+	const char *path = NULL;
 	int n = 10, ch;
 
 	if (argc < 2) {
-		fprintf(stderr, "usage: vmgrbench seq|par|api ...\n");
+		fprintf(stderr, "usage: vmgrbench seq|par|get|api ...\n");
 		return 2;
 	}
 	mode = argv[1];
 	argv++;
 	argc--;
-	while ((ch = getopt(argc, argv, "+n:o:s:v:m:")) != -1) {
+	while ((ch = getopt(argc, argv, "+n:o:s:v:m:p:")) != -1) {
 		switch (ch) {
 		case 'n': n = atoi(optarg); break;
 		case 'o': out = optarg; break;
 		case 's': sock = optarg; break;
 		case 'v': vm = optarg; break;
 		case 'm': what = optarg; break;
+		case 'p': path = optarg; break;
 		default: return 2;
 		}
 	}
@@ -198,8 +230,10 @@ main(int argc, char **argv)
 		return run_seq(n, out, argc, argv);
 	if (strcmp(mode, "par") == 0)
 		return run_par(out, argc, argv);
+	if (strcmp(mode, "get") == 0 && sock && path)
+		return run_get(n, sock, path, out);
 	if (strcmp(mode, "api") == 0 && sock && vm)
 		return run_api(n, sock, vm, what, out);
-	fprintf(stderr, "usage: vmgrbench seq|par|api ...\n");
+	fprintf(stderr, "usage: vmgrbench seq|par|get|api ...\n");
 	return 2;
 }
