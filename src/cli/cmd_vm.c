@@ -115,9 +115,18 @@ cmd_info(int argc, char **argv)
 		printf("disk %zu:       %s (%lld GiB)\n", i, str(v, "volume"),
 		    (long long)json_number_value(json_object_get(v,
 		    "size_gib")));
-	json_array_foreach(json_object_get(spec, "nics"), i, v)
+	json_array_foreach(json_object_get(spec, "nics"), i, v) {
+		json_t *f;
+		size_t k;
 		printf("nic %zu:        %s %s\n", i, str(v, "network"),
 		    str(v, "mac"));
+		json_array_foreach(json_object_get(v, "forwards"), k, f)
+			printf("forward:      %s %s:%lld -> guest port %lld\n",
+			    str(f, "proto"), str(f, "host_addr"),
+			    (long long)json_number_value(json_object_get(f,
+			    "host_port")), (long long)json_number_value(
+			    json_object_get(f, "guest_port")));
+	}
 	if ((v = json_object_get(vm, "pid")) != NULL) {
 		printf("pid:          %lld\n", (long long)json_integer_value(v));
 		printf("uptime:       %s\n", fmt_duration(json_integer_value(
@@ -212,6 +221,7 @@ cmd_create(int argc, char **argv)
 		{ "machine", required_argument, NULL, 'M' },
 		{ "disk", required_argument, NULL, 'd' },
 		{ "nic", required_argument, NULL, 'N' },
+		{ "forward", required_argument, NULL, 'F' },
 		{ "autostart", no_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -311,6 +321,31 @@ cmd_create(int argc, char **argv)
 		case 'a':
 			json_object_set_new(spec, "autostart", json_true());
 			break;
+		case 'F': {
+			/* On the last --nic; a NAT NIC of its own when none. */
+			struct spec_forward f;
+			if (spec_forward_parse(optarg, &f) < 0) {
+				rc = usage_error("create", "--forward takes "
+				    "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTPORT, not "
+				    "\"%s\"", optarg);
+				goto out;
+			}
+			if (json_array_size(nics) == 0)
+				json_array_append_new(nics, json_pack("{s:s}",
+				    "network", "nat"));
+			json_t *nic = json_array_get(nics, json_array_size(nics) -
+			    1);
+			json_t *fws = json_object_get(nic, "forwards");
+			if (fws == NULL) {
+				fws = json_array();
+				json_object_set_new(nic, "forwards", fws);
+			}
+			json_array_append_new(fws, json_pack("{s:s, s:s, s:i, s:i}",
+			    "proto", f.proto, "host_addr", f.host_addr,
+			    "host_port", f.host_port, "guest_port",
+			    f.guest_port));
+			break;
+		}
 		default:
 			rc = usage_error("create", "unknown option \"%s\"",
 			    argv[optind - 1]);

@@ -6,6 +6,7 @@
  */
 #include "spec.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdarg.h>
@@ -251,10 +252,108 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 	return 0;
 }
 
+int
+spec_forward_parse(const char *s, struct spec_forward *f)
+{
+	char buf[64], *part[4], *save = NULL;
+	int n = 0;
+	struct in_addr a;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	for (char *t = strtok_r(buf, ":", &save); t; t = strtok_r(NULL, ":",
+	    &save)) {
+		if (n == 4)
+			return -1;
+		part[n++] = t;
+	}
+	if (n != 3 && n != 4)
+		return -1;
+	memset(f, 0, sizeof(*f));
+	if (strcmp(part[0], "tcp") != 0 && strcmp(part[0], "udp") != 0)
+		return -1;
+	snprintf(f->proto, sizeof(f->proto), "%s", part[0]);
+	snprintf(f->host_addr, sizeof(f->host_addr), "%s", n == 4 ? part[1] :
+	    "127.0.0.1");
+	if (inet_pton(AF_INET, f->host_addr, &a) != 1)
+		return -1;
+	for (int k = n - 2; k < n; k++) {
+		char *end;
+		long v = strtol(part[k], &end, 10);
+		if (*end || v < 1 || v > 65535)
+			return -1;
+		*(k == n - 2 ? &f->host_port : &f->guest_port) = (int)v;
+	}
+	return 0;
+}
+
+int
+spec_forward_conflict(const struct spec_forward *a,
+    const struct spec_forward *b)
+{
+	if (strcmp(a->proto, b->proto) != 0 || a->host_port != b->host_port)
+		return 0;
+	return strcmp(a->host_addr, b->host_addr) == 0 ||
+	    strcmp(a->host_addr, "0.0.0.0") == 0 ||
+	    strcmp(b->host_addr, "0.0.0.0") == 0;
+}
+
+static int
+parse_forwards(const json_t *arr, const char *where, struct spec_nic *nic,
+    struct spec_error *err)
+{
+	static const char *const keys[] = { "proto", "host_addr", "host_port",
+	    "guest_port", NULL };
+	size_t i;
+	json_t *f;
+
+	if (!json_is_array(arr))
+		return fail(err, "invalid_value", "%s.forwards must be an array",
+		    where);
+	if (json_array_size(arr) > SPEC_MAX_FORWARDS)
+		return fail(err, "out_of_range", "at most %d forwards per NIC",
+		    SPEC_MAX_FORWARDS);
+	json_array_foreach(arr, i, f) {
+		struct spec_forward *fw = &nic->forwards[i];
+		const char *proto = "tcp", *addr = "127.0.0.1";
+		long long hp, gp;
+		char w[64], text[64];
+		int rc1, rc2;
+
+		snprintf(w, sizeof(w), "%s.forwards[%zu]", where, i);
+		if (!json_is_object(f))
+			return fail(err, "invalid_value", "%s must be an object",
+			    w);
+		if (check_keys(f, w, keys, err) ||
+		    get_str(f, "proto", w, 3, &proto, err) < 0 ||
+		    get_str(f, "host_addr", w, 15, &addr, err) < 0 ||
+		    (rc1 = get_int(f, "host_port", w, 1, 65535, &hp, err)) < 0 ||
+		    (rc2 = get_int(f, "guest_port", w, 1, 65535, &gp, err)) < 0)
+			return -1;
+		if (rc1 || rc2)
+			return fail(err, "missing_field", "%s needs host_port and "
+			    "guest_port", w);
+		snprintf(text, sizeof(text), "%s:%s:%lld:%lld", proto, addr, hp,
+		    gp);
+		if (spec_forward_parse(text, fw) < 0)
+			return fail(err, "invalid_value", "%s: proto must be tcp "
+			    "or udp and host_addr an IPv4 address", w);
+		for (size_t j = 0; j < i; j++)
+			if (spec_forward_conflict(&nic->forwards[j], fw))
+				return fail(err, "invalid_value", "%s: host port "
+				    "%s/%d is forwarded twice", w, fw->proto,
+				    fw->host_port);
+		nic->nforwards++;
+	}
+	return 0;
+}
+
 static int
 parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 {
-	static const char *const keys[] = { "network", "mac", NULL };
+	static const char *const keys[] = { "network", "mac", "forwards",
+	    NULL };
 	size_t i;
 	json_t *n;
 
@@ -290,6 +389,19 @@ parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 			    mac);
 		snprintf(nic->network, sizeof(nic->network), "%s", net);
 		snprintf(nic->mac, sizeof(nic->mac), "%s", mac);
+		json_t *fw = json_object_get(n, "forwards");
+		if (fw && parse_forwards(fw, where, nic, err) < 0)
+			return -1;
+		for (size_t j = 0; j < i; j++)
+			for (int a = 0; a < spec->nics[j].nforwards; a++)
+				for (int b = 0; b < nic->nforwards; b++)
+					if (spec_forward_conflict(
+					    &spec->nics[j].forwards[a],
+					    &nic->forwards[b]))
+						return fail(err, "invalid_value",
+						    "host port %d is forwarded "
+						    "twice", nic->forwards[b].
+						    host_port);
 		spec->nnics++;
 	}
 	return 0;
@@ -496,6 +608,18 @@ spec_to_json(const struct vm_spec *spec)
 		if (spec->nics[i].mac[0])
 			json_object_set_new(nic, "mac",
 			    json_string(spec->nics[i].mac));
+		if (spec->nics[i].nforwards) {
+			json_t *fws = json_array();
+			for (int k = 0; k < spec->nics[i].nforwards; k++) {
+				const struct spec_forward *f =
+				    &spec->nics[i].forwards[k];
+				json_array_append_new(fws, json_pack("{s:s, s:s, "
+				    "s:i, s:i}", "proto", f->proto, "host_addr",
+				    f->host_addr, "host_port", f->host_port,
+				    "guest_port", f->guest_port));
+			}
+			json_object_set_new(nic, "forwards", fws);
+		}
 		json_array_append_new(nics, nic);
 	}
 	json_object_set_new(o, "nics", nics);

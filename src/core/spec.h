@@ -26,9 +26,21 @@ struct spec_disk {
 	int	size_gib;
 };
 
+#define SPEC_MAX_FORWARDS 16
+
+/* A host port forwarded into the guest (user-mode NAT only). */
+struct spec_forward {
+	char	proto[4];		/* "tcp" or "udp" */
+	char	host_addr[16];		/* IPv4; default 127.0.0.1 */
+	int	host_port;
+	int	guest_port;
+};
+
 struct spec_nic {
 	char	network[SPEC_NAME_MAX + 1];
 	char	mac[18];		/* "" until the daemon assigns one */
+	int	nforwards;
+	struct spec_forward forwards[SPEC_MAX_FORWARDS];
 };
 
 struct vm_spec {
@@ -77,6 +89,16 @@ void	spec_clear(struct vm_spec *);
 
 /* 1 when s matches ^[a-z0-9][a-z0-9_.-]{0,62}$ and is not "." or "..". */
 int	spec_name_valid(const char *s);
+
+/*
+ * Parse "tcp:8080:80", "udp:5353:53" or "tcp:0.0.0.0:8080:80" into *f.
+ * Returns 0, or -1 for anything else.
+ */
+int	spec_forward_parse(const char *s, struct spec_forward *f);
+
+/* 1 when a and b would claim the same host port. */
+int	spec_forward_conflict(const struct spec_forward *a,
+	    const struct spec_forward *b);
 
 /* 1 when s is a unicast MAC "xx:xx:xx:xx:xx:xx" (lower or upper hex). */
 int	spec_mac_valid(const char *s);

@@ -22,6 +22,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <event2/buffer.h>
 
@@ -391,6 +393,59 @@ fail:
 	return -1;
 }
 
+/* ---- host port forwards ---------------------------------------------- */
+
+/* The VM (other than self) that forwards a conflicting host port. */
+static const struct vm *
+forward_owner(const struct spec_forward *f, const struct vm *self)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		if (vm == self)
+			continue;
+		for (int i = 0; i < vm->spec.nnics; i++)
+			for (int k = 0; k < vm->spec.nics[i].nforwards; k++)
+				if (spec_forward_conflict(f,
+				    &vm->spec.nics[i].forwards[k]))
+					return vm;
+	}
+	return NULL;
+}
+
+/*
+ * Can every forwarded host port be bound right now?  A port another
+ * program holds would make QEMU refuse to start; say so first.
+ */
+static int
+forwards_free(const struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->spec.nnics; i++)
+		for (int k = 0; k < vm->spec.nics[i].nforwards; k++) {
+			const struct spec_forward *f = &vm->spec.nics[i].forwards[k];
+			struct sockaddr_in sin = { .sin_family = AF_INET,
+			    .sin_port = htons((uint16_t)f->host_port) };
+			int one = 1, fd, ok;
+			inet_pton(AF_INET, f->host_addr, &sin.sin_addr);
+			fd = socket(AF_INET, (strcmp(f->proto, "tcp") == 0 ?
+			    SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				continue;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+			    sizeof(one));
+			ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+			int e = errno;
+			close(fd);
+			if (!ok) {
+				snprintf(err, errlen, "host port %s %s:%d is not "
+				    "free: %s", f->proto, f->host_addr,
+				    f->host_port, strerror(e));
+				return -1;
+			}
+		}
+	return 0;
+}
+
 /* ---- create and delete ---------------------------------------------- */
 
 static void
@@ -584,6 +639,16 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 			if (!mac_in_use(mac, vm))
 				memcpy(nic->mac, mac, sizeof(mac));
 		}
+		for (int k = 0; k < nic->nforwards; k++) {
+			const struct vm *o = forward_owner(&nic->forwards[k], vm);
+			if (o) {
+				api_reply_error(req, 409, "port_in_use", "host port "
+				    "%s %d is already forwarded to VM %s",
+				    nic->forwards[k].proto,
+				    nic->forwards[k].host_port, o->spec.name);
+				goto fail;
+			}
+		}
 	}
 	vm->state = VM_CREATED;
 	vm->created_at = vm->state_since = now_unix_ms();
@@ -734,6 +799,10 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 
 	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
 		return -1;
+	if (forwards_free(vm, err, errlen) < 0) {
+		free(cmdline);
+		return -1;
+	}
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		volume_path(vm->spec.disks[i].volume, disks[i],
 		    sizeof(disks[i]));
@@ -1228,8 +1297,15 @@ sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
 static void
 do_start(struct evhttp_request *req, struct vm *vm)
 {
+	char err[256];
+
 	if (refuse_transition(req, vm, EV_START) < 0)
 		return;
+	if (forwards_free(vm, err, sizeof(err)) < 0) {
+		api_reply_error(req, 409, "port_in_use", "cannot start %s: %s",
+		    vm->spec.name, err);
+		return;
+	}
 	vm->restoring = vm->state == VM_SAVED;
 	if (transition(vm, EV_START, "api", "%s", vm->restoring ?
 	    "restore requested" : "start requested") < 0) {

@@ -147,8 +147,16 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 		push(&sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
 	}
 	for (int i = 0; i < spec->nnics; i++) {
+		char fwd[SPEC_MAX_FORWARDS * 48] = "";
+		for (int k = 0; k < spec->nics[i].nforwards; k++) {
+			const struct spec_forward *f = &spec->nics[i].forwards[k];
+			size_t o = strlen(fwd);
+			snprintf(fwd + o, sizeof(fwd) - o, ",hostfwd=%s:%s:%d-:%d",
+			    f->proto, f->host_addr, f->host_port,
+			    f->guest_port);
+		}
 		push(&sv, "-netdev");
-		push(&sv, "user,id=net%d", i);
+		push(&sv, "user,id=net%d%s", i, fwd);
 		push(&sv, "-device");
 		/* romfile= : no PXE ROM needed for direct kernel boot. */
 		push(&sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",

@@ -515,10 +515,60 @@ test_mac_valid(void **unused)
 			    cases[i].ok);
 }
 
+/* Host port forwards: the --forward syntax, and what conflicts. */
+static void
+test_forwards(void **unused)
+{
+	static const struct {
+		const char *in;
+		int ok;
+		const char *proto, *addr;
+		int hp, gp;
+	} cases[] = {
+		{ "tcp:8080:80", 1, "tcp", "127.0.0.1", 8080, 80 },
+		{ "udp:5353:53", 1, "udp", "127.0.0.1", 5353, 53 },
+		{ "tcp:0.0.0.0:8080:80", 1, "tcp", "0.0.0.0", 8080, 80 },
+		{ "tcp:65535:1", 1, "tcp", "127.0.0.1", 65535, 1 },
+		{ "tcp:0:80", 0, NULL, NULL, 0, 0 },
+		{ "tcp:65536:80", 0, NULL, NULL, 0, 0 },
+		{ "tcp:80", 0, NULL, NULL, 0, 0 },
+		{ "sctp:1:2", 0, NULL, NULL, 0, 0 },
+		{ "tcp:1.2.3:8080:80", 0, NULL, NULL, 0, 0 },
+		{ "tcp:8080:80x", 0, NULL, NULL, 0, 0 },
+		{ "tcp:a:b:c:d:e", 0, NULL, NULL, 0, 0 },
+		{ "", 0, NULL, NULL, 0, 0 },
+	};
+	struct spec_forward f, g;
+
+	(void)unused;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int rc = spec_forward_parse(cases[i].in, &f);
+		assert_int_equal(rc, cases[i].ok ? 0 : -1);
+		if (!cases[i].ok)
+			continue;
+		assert_string_equal(f.proto, cases[i].proto);
+		assert_string_equal(f.host_addr, cases[i].addr);
+		assert_int_equal(f.host_port, cases[i].hp);
+		assert_int_equal(f.guest_port, cases[i].gp);
+	}
+	spec_forward_parse("tcp:8080:80", &f);
+	spec_forward_parse("tcp:8080:81", &g);
+	assert_true(spec_forward_conflict(&f, &g));	/* same host port */
+	spec_forward_parse("udp:8080:80", &g);
+	assert_false(spec_forward_conflict(&f, &g));	/* other protocol */
+	spec_forward_parse("tcp:10.0.0.1:8080:80", &g);
+	assert_false(spec_forward_conflict(&f, &g));	/* other address */
+	spec_forward_parse("tcp:0.0.0.0:8080:80", &g);
+	assert_true(spec_forward_conflict(&f, &g));	/* any address */
+	spec_forward_parse("tcp:8081:80", &g);
+	assert_false(spec_forward_conflict(&f, &g));
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_forwards),
 		cmocka_unit_test(test_good_specs),
 		cmocka_unit_test(test_design_example_details),
 		cmocka_unit_test(test_bad_specs),
