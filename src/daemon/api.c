@@ -296,7 +296,8 @@ handle_vms(struct evhttp_request *req, enum evhttp_cmd_type cmd)
 	if (cmd == EVHTTP_REQ_GET) {
 		arr = json_array();
 		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-			json_array_append_new(arr, vm_json(vm));
+			if (!vm->creating)
+				json_array_append_new(arr, vm_json(vm));
 		api_reply_json(req, 200, arr);
 		return;
 	}

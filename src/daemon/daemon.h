@@ -86,6 +86,8 @@ struct vm {
 	int			 start_cont_ok;	/* cont answered */
 	int			 start_resumed;	/* RESUME seen */
 	int			 save_ok;	/* state written and synced */
+	unsigned		 save_gen;	/* which save a sync belongs to */
+	int			 restore_sent;	/* migrate-incoming is out */
 	int			 save_was_running;
 	char			 save_reason[96];
 };
@@ -156,6 +158,8 @@ typedef int (*db_event_cb)(const struct event_row *, void *);
 int	 db_events(sqlite3 *, int64_t since, const char *vm, int limit,
 	    db_event_cb, void *);
 const char *db_errmsg(sqlite3 *);
+int	 db_full(sqlite3 *);
+int64_t	 db_last_seq(sqlite3 *);
 
 /* events.c */
 json_t	*event_json(const struct event_row *);

@@ -42,10 +42,30 @@ static const char *const migrations[] = {
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
+/*
+ * The error of the last failed write, kept before ROLLBACK replaces it:
+ * callers map SQLITE_FULL to 507 and show the message.
+ */
+static int last_code;
+static char last_msg[256];
+
+static void
+remember(sqlite3 *db)
+{
+	last_code = sqlite3_errcode(db);
+	snprintf(last_msg, sizeof(last_msg), "%s", sqlite3_errmsg(db));
+}
+
 const char *
 db_errmsg(sqlite3 *db)
 {
-	return sqlite3_errmsg(db);
+	return last_msg[0] ? last_msg : sqlite3_errmsg(db);
+}
+
+int
+db_full(sqlite3 *db)
+{
+	return last_code == SQLITE_FULL || sqlite3_errcode(db) == SQLITE_FULL;
 }
 
 static int
@@ -212,7 +232,8 @@ db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
 		goto fail;
 	return 0;
 fail:
-	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	remember(db);
+	log_warnx("%s: %s", __func__, last_msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -233,7 +254,8 @@ db_vm_delete(sqlite3 *db, const struct vm *vm, struct event_row *ev)
 		goto fail;
 	return 0;
 fail:
-	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	remember(db);
+	log_warnx("%s: %s", __func__, last_msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -269,7 +291,8 @@ db_transition(sqlite3 *db, const struct vm *vm, enum vm_state from,
 		goto fail;
 	return 0;
 fail:
-	log_warnx("%s: %s", __func__, sqlite3_errmsg(db));
+	remember(db);
+	log_warnx("%s: %s", __func__, last_msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -380,4 +403,19 @@ db_setting_set(sqlite3 *db, const char *key, const char *value)
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
 	return step_done(db, st);
+}
+
+int64_t
+db_last_seq(sqlite3 *db)
+{
+	sqlite3_stmt *st;
+	int64_t seq = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT MAX(seq) FROM events", -1, &st,
+	    NULL) != SQLITE_OK)
+		return 0;
+	if (sqlite3_step(st) == SQLITE_ROW)
+		seq = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return seq;
 }

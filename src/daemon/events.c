@@ -13,6 +13,8 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 
+#define FOLLOW_REPLAY	10000
+
 json_t *
 event_json(const struct event_row *ev)
 {
@@ -83,6 +85,10 @@ events_subscribe(struct evhttp_request *req, const char *vm, int64_t since)
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/x-ndjson");
 	evhttp_send_reply_start(req, 200, "OK");
+	/* At most the last FOLLOW_REPLAY events of history, then live. */
+	int64_t last = db_last_seq(vmgrd->db);
+	if (last - since > FOLLOW_REPLAY)
+		since = last - FOLLOW_REPLAY;
 	db_events(vmgrd->db, since, vm, -1, replay_one, req);
 	TAILQ_INSERT_TAIL(&vmgrd->subscribers, s, entry);
 	api_track_conn(req);
@@ -98,6 +104,8 @@ events_conn_closed(struct evhttp_connection *conn)
 		if (s->conn != conn)
 			continue;
 		TAILQ_REMOVE(&vmgrd->subscribers, s, entry);
+		if (evhttp_request_get_connection(s->req) == NULL)
+			evhttp_request_free(s->req);
 		free(s);
 	}
 }

@@ -53,7 +53,9 @@ holders(struct vm **vms, struct alloc_vm *a, size_t max)
 	size_t n = 0;
 
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-		if (n == max || !holds_memory(vm) || in_queue(vm))
+		/* A VM paused by the scheduler waits, but keeps its memory. */
+		if (n == max || !holds_memory(vm) || (in_queue(vm) &&
+		    vm->state != VM_PAUSED))
 			continue;
 		vm_to_alloc(vm, &a[n]);
 		if (!holds_cpu(vm))
@@ -212,13 +214,22 @@ admit_pass(int *head_by_memory)
 		int by_mem = 0;
 		vm = vms[items[i].id];
 		vm_to_alloc(vm, &cand);
+		/* A paused one holds its memory already: it needs CPU only. */
+		if (vm->state == VM_PAUSED)
+			cand.memory_mib = cand.min_memory_mib = 0;
 		if (!blocked && alloc_admit(&vmgrd->cap, a, nh, &cand, &by_mem,
 		    why, sizeof(why)) == 0) {
 			vm->queue_pos = 0;
 			vm->queue_reason[0] = '\0';
-			if (vm_admit(vm) == 0 && nh < QUEUE_MAX - 1)
-				a[nh++] = cand;
-			continue;
+			if (vm_admit(vm) == 0) {
+				if (nh < QUEUE_MAX - 1)
+					a[nh++] = cand;
+				continue;
+			}
+			if (!in_queue(vm))
+				continue;	/* it failed for good */
+			snprintf(why, sizeof(why), "its QEMU's monitor is not "
+			    "connected yet");
 		}
 		if (!blocked) {
 			blocked = 1;

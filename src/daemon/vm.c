@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -34,6 +35,8 @@
 #include "../qemu/qmp.h"
 
 #define STOP_GRACE_S	5	/* quit/SIGTERM before SIGKILL */
+#define START_TIMEOUT_S	60	/* spawn to running, restores included */
+#define SAVE_TIMEOUT_S	600	/* a save that takes longer is abandoned */
 #define CONSOLE_MAX	(1 << 20)
 
 static void	qemu_exited(pid_t, int, void *);
@@ -41,6 +44,9 @@ static void	qmp_ready(struct qmp *, void *);
 static void	qmp_event(struct qmp *, const char *, json_t *, void *);
 static void	qmp_closed(struct qmp *, const char *, void *);
 static void	migration_event(struct vm *, const char *status);
+static void	arm(struct vm *, int, void (*)(evutil_socket_t, short, void *));
+static void	disarm(struct vm *);
+static void	kill_now(evutil_socket_t, short, void *);
 static void	drop_saved_state(struct vm *);
 
 static const struct qmp_handlers vm_qmp_handlers = {
@@ -230,16 +236,10 @@ transition(struct vm *vm, enum vm_event ev, const char *actor,
 	return 0;
 }
 
-static int
-db_full(void)
-{
-	return sqlite3_errcode(vmgrd->db) == SQLITE_FULL;
-}
-
 static void
 reply_db_error(struct evhttp_request *req)
 {
-	if (db_full())
+	if (db_full(vmgrd->db))
 		api_reply_error(req, 507, "no_space", "the state dir is full: "
 		    "%s", db_errmsg(vmgrd->db));
 	else
@@ -309,6 +309,9 @@ vm_conn_closed(struct evhttp_connection *conn)
 			if (w->conn != conn)
 				continue;
 			TAILQ_REMOVE(&vm->waiters, w, entry);
+			/* libevent leaves an unanswered request it let go of to us. */
+			if (evhttp_request_get_connection(w->req) == NULL)
+				evhttp_request_free(w->req);
 			free(w);
 		}
 }
@@ -461,8 +464,9 @@ random_mac(char *buf, size_t len)
 	snprintf(buf, len, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
 }
 
+/* Is mac used by another VM, or by another NIC (not `skip`) of self? */
 static int
-mac_in_use(const char *mac, const struct vm *self)
+mac_in_use(const char *mac, const struct vm *self, int skip)
 {
 	struct vm *vm;
 
@@ -472,7 +476,7 @@ mac_in_use(const char *mac, const struct vm *self)
 			    mac) == 0)
 				return 1;
 	for (int i = 0; i < self->spec.nnics; i++)
-		if (strcasecmp(self->spec.nics[i].mac, mac) == 0)
+		if (i != skip && strcasecmp(self->spec.nics[i].mac, mac) == 0)
 			return 1;
 	return 0;
 }
@@ -628,7 +632,7 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	}
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		struct spec_nic *nic = &vm->spec.nics[i];
-		if (nic->mac[0] && mac_in_use(nic->mac, vm)) {
+		if (nic->mac[0] && mac_in_use(nic->mac, vm, i)) {
 			api_reply_error(req, 409, "mac_in_use", "MAC %s is "
 			    "already used", nic->mac);
 			goto fail;
@@ -636,7 +640,7 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		while (!nic->mac[0]) {
 			char mac[18];
 			random_mac(mac, sizeof(mac));
-			if (!mac_in_use(mac, vm))
+			if (!mac_in_use(mac, vm, -1))
 				memcpy(nic->mac, mac, sizeof(mac));
 		}
 		for (int k = 0; k < nic->nforwards; k++) {
@@ -664,8 +668,9 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	char voldir[PATH_MAX];
 	snprintf(voldir, sizeof(voldir), "%s/volumes", vmgrd->state_dir);
 	mkdir_p(voldir, 0700);
-	vm->ndisks_left = vm->spec.ndisks;
-	for (int i = 0; i < vm->spec.ndisks; i++) {
+	int ndisks = vm->spec.ndisks;
+	vm->ndisks_left = ndisks;
+	for (int i = 0; i < ndisks; i++) {
 		char path[PATH_MAX + 16], size[32];
 		volume_path(vm->spec.disks[i].volume, path, sizeof(path) - 16);
 		strcat(path, ".partial");
@@ -675,8 +680,10 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		if (proc_run(vmgrd->base, argv, disk_made, vm) < 0) {
 			snprintf(vm->create_error, sizeof(vm->create_error),
 			    "cannot run qemu-img: %s", strerror(errno));
-			if (--vm->ndisks_left == 0)
-				create_finish(vm);
+			if (--vm->ndisks_left == 0) {
+				create_finish(vm);	/* may free vm */
+				return;
+			}
 		}
 	}
 	return;
@@ -868,11 +875,15 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	vm->pid = pid;
 	vm->started_at = now_unix_ms();
 	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
-	vm->start_cont_ok = vm->start_resumed = 0;
+	vm->start_cont_ok = vm->start_resumed = vm->restore_sent = 0;
 	if ((vm->watch = proc_watch_new(vmgrd->base, pid, qemu_exited, vm)) ==
 	    NULL) {
-		log_warn("%s: %s: pidfd", __func__, vm->spec.name);
+		/* Unwatched, its exit would go unnoticed: give up now. */
+		snprintf(err, errlen, "cannot watch QEMU: %s", strerror(errno));
 		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		vm->pid = 0;
+		goto fail;
 	}
 	/* The backlog holds our connection until QEMU accepts it. */
 	if ((cfd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
@@ -886,6 +897,8 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	free(cmdline);
 	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
 	    vmgrd->accel, vm->restoring ? ", restoring" : "");
+	/* A QEMU that never gets ready is ended: the start fails. */
+	arm(vm, START_TIMEOUT_S, kill_now);
 	return 0;
 fail:
 	if (lfd >= 0)
@@ -895,6 +908,14 @@ fail:
 	strv_free(argv);
 	free(cmdline);
 	return -1;
+}
+
+/* Signal the VM's QEMU, if it has one: never kill(0, ...). */
+static void
+vm_kill(struct vm *vm, int sig)
+{
+	if (vm->pid > 0)
+		kill(vm->pid, sig);
 }
 
 static void
@@ -926,7 +947,7 @@ kill_now(evutil_socket_t fd, short what, void *arg)
 	if (vm->pid > 0) {
 		log_warnx("%s: QEMU pid %d did not exit; SIGKILL",
 		    vm->spec.name, (int)vm->pid);
-		kill(vm->pid, SIGKILL);
+		vm_kill(vm, SIGKILL);
 	}
 }
 
@@ -939,7 +960,7 @@ force_off(struct vm *vm)
 	if (vm->qmp && qmp_is_ready(vm->qmp))
 		qmp_command(vm->qmp, "quit", NULL, NULL, NULL);
 	else
-		kill(vm->pid, SIGTERM);
+		vm_kill(vm, SIGTERM);
 	arm(vm, STOP_GRACE_S, kill_now);
 }
 
@@ -980,6 +1001,23 @@ drop_saved_state(struct vm *vm)
 	unlink(path);
 }
 
+/*
+ * QEMU refused the saved state: keep it as state.sav.failed for a look,
+ * and let the next start boot afresh instead of failing again.
+ */
+static void
+quarantine_saved_state(struct vm *vm)
+{
+	char from[PATH_MAX], to[PATH_MAX + 8];
+
+	vm->restoring = 0;
+	vm_path(vm, "state.sav", from, sizeof(from));
+	snprintf(to, sizeof(to), "%s.failed", from);
+	if (rename(from, to) == 0)
+		log_warnx("%s: QEMU refused the saved state; kept as %s",
+		    vm->spec.name, to);
+}
+
 static void
 qemu_exited(pid_t pid, int status, void *arg)
 {
@@ -1005,6 +1043,14 @@ qemu_exited(pid_t pid, int status, void *arg)
 	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;
 
+	if (vm->busy == OP_SAVE && vm->save_ok && vm->stop_requested) {
+		/* Stopped while saving: a stop is a reset, saved state too. */
+		vm->save_ok = 0;
+		vm->preempted = 0;
+		drop_saved_state(vm);
+		complete(vm, OP_SAVE, 409, "vm_stopped", "%s was stopped while "
+		    "it saved", vm->spec.name);
+	}
 	if (vm->busy == OP_SAVE && vm->save_ok) {
 		vm->busy = OP_NONE;
 		vm->save_ok = 0;
@@ -1024,6 +1070,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	}
 	vm->preempted = 0;
 	if (start_failed && vm->stop_requested) {
+		drop_saved_state(vm);	/* a stop resets, saved state too */
 		transition(vm, EV_STOP, "api", "stopped while starting");
 		vm->busy = OP_NONE;
 		vm->stop_requested = 0;
@@ -1036,10 +1083,11 @@ qemu_exited(pid_t pid, int status, void *arg)
 		vm->busy = OP_NONE;
 		complete(vm, OP_START, 500, "qemu_failed", "QEMU %s: %s", how,
 		    tail);
+		if (vm->restoring)
+			quarantine_saved_state(vm);
 	}
 	if (start_failed) {
 		complete(vm, OP_STOP, 200, NULL, NULL);
-		drop_saved_state(vm);
 		sched_kick();
 		return;
 	}
@@ -1082,6 +1130,7 @@ start_done(struct vm *vm)
 	    !vm->start_cont_ok || !vm->start_resumed)
 		return;
 	vm->busy = OP_NONE;
+	disarm(vm);
 	int restored = vm->restoring;
 	if (transition(vm, EV_ADMIT, "scheduler", "%s", restored ?
 	    "restored from saved state" : "started") < 0) {
@@ -1107,11 +1156,24 @@ started(struct qmp *q, json_t *result, const char *error, void *arg)
 		return;
 	if (result == NULL) {
 		log_warnx("%s: cont: %s", vm->spec.name, error);
-		kill(vm->pid, SIGKILL);	/* qemu_exited() reports it */
+		vm_kill(vm, SIGKILL);	/* qemu_exited() reports it */
 		return;
 	}
 	vm->start_cont_ok = 1;
 	start_done(vm);
+}
+
+/* After a QMP reconnect mid-restore: the MIGRATION event may be lost. */
+static void
+restore_status(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	(void)error;
+	if (result)
+		migration_event(vm, json_string_value(json_object_get(result,
+		    "status")));
 }
 
 static void
@@ -1122,7 +1184,7 @@ restore_begun(struct qmp *q, json_t *result, const char *error, void *arg)
 	(void)q;
 	if (result == NULL && vm->pid > 0) {
 		log_warnx("%s: migrate-incoming: %s", vm->spec.name, error);
-		kill(vm->pid, SIGKILL);
+		vm_kill(vm, SIGKILL);
 	}
 	/* The MIGRATION event "completed" lets the guest go (qmp_event). */
 }
@@ -1150,6 +1212,8 @@ reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
 	else if (vm->state == VM_PAUSED && running)
 		transition(vm, EV_RESUME, "vmgrd", "found running after vmgrd "
 		    "restart");
+	if (vm->preempted)
+		sched_kick();	/* its turn may have come meanwhile */
 }
 
 static void
@@ -1160,9 +1224,12 @@ qmp_ready(struct qmp *q, void *arg)
 	/* MIGRATION events tell when a save or a restore is done. */
 	qmp_command(q, "migrate-set-capabilities", json_pack("{s:[{s:s, s:b}]}",
 	    "capabilities", "capability", "events", "state", 1), NULL, NULL);
-	if (vm->busy == OP_START && vm->restoring)
+	if (vm->busy == OP_START && vm->restoring && !vm->restore_sent) {
+		vm->restore_sent = 1;
 		qmp_command(q, "migrate-incoming", json_pack("{s:s}", "uri",
 		    "fd:" "4"), restore_begun, vm);
+	} else if (vm->busy == OP_START && vm->restoring)
+		qmp_command(q, "query-migrate", NULL, restore_status, vm);
 	else if (vm->busy == OP_START)
 		qmp_command(q, "cont", NULL, started, vm);
 	else
@@ -1306,7 +1373,9 @@ do_start(struct evhttp_request *req, struct vm *vm)
 		    vm->spec.name, err);
 		return;
 	}
-	vm->restoring = vm->state == VM_SAVED;
+	char sav[PATH_MAX];
+	vm_path(vm, "state.sav", sav, sizeof(sav));
+	vm->restoring = vm->state == VM_SAVED || access(sav, F_OK) == 0;
 	if (transition(vm, EV_START, "api", "%s", vm->restoring ?
 	    "restore requested" : "start requested") < 0) {
 		reply_db_error(req);
@@ -1339,8 +1408,9 @@ vm_admit(struct vm *vm)
 	vm->busy = OP_START;
 	if (spawn_qemu(vm, err, sizeof(err)) < 0) {
 		vm->busy = OP_NONE;
-		transition(vm, EV_STOP, "vmgrd", "start failed: %s", err);
-		drop_saved_state(vm);
+		/* Saved state is kept: the next start tries it again. */
+		transition(vm, EV_STOP, "vmgrd", "start failed: %s%s", err,
+		    vm->restoring ? " (the saved state is kept)" : "");
 		return -1;
 	}
 	return 0;
@@ -1359,6 +1429,8 @@ vm_set_balloon(struct vm *vm, long long mib)
 
 /* ---- save and preemption --------------------------------------------- */
 
+static void	save_timeout(evutil_socket_t, short, void *);
+
 static void
 save_failed(struct vm *vm, const char *why)
 {
@@ -1372,6 +1444,9 @@ save_failed(struct vm *vm, const char *why)
 	if (vm->save_was_running && vm->qmp)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
 	vm->busy = OP_NONE;
+	vm->save_gen++;		/* a sync still running is for nothing */
+	disarm(vm);
+	sched_kick();		/* its memory limit back to normal */
 	/* Don't try again at once: the disk will not have emptied. */
 	if (vm->preempted) {
 		vm->preempted = 0;
@@ -1381,13 +1456,34 @@ save_failed(struct vm *vm, const char *why)
 	    "cannot save %s: %s; it keeps running", vm->spec.name, why);
 }
 
+/* Who a sync(1) run is for: the VM may be gone by the time it ends. */
+struct save_ticket {
+	int64_t		id;
+	unsigned	gen;
+};
+
+static struct vm *
+vm_by_id(int64_t id)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		if (vm->id == id)
+			return vm;
+	return NULL;
+}
+
 static void
 save_synced(int status, const char *output, void *arg)
 {
-	struct vm *vm = arg;
+	struct save_ticket *t = arg;
+	struct vm *vm = vm_by_id(t->id);
 	char from[PATH_MAX], to[PATH_MAX];
+	unsigned gen = t->gen;
 
-	if (vm->busy != OP_SAVE || vm->pid <= 0)
+	free(t);
+	if (vm == NULL || vm->save_gen != gen || vm->busy != OP_SAVE ||
+	    vm->pid <= 0)
 		return;
 	vm_path(vm, "state.new", from, sizeof(from));
 	vm_path(vm, "state.sav", to, sizeof(to));
@@ -1423,7 +1519,7 @@ migration_event(struct vm *vm, const char *status)
 		if (strcmp(status, "completed") == 0)
 			qmp_command(vm->qmp, "cont", NULL, started, vm);
 		else if (strcmp(status, "failed") == 0)
-			kill(vm->pid, SIGKILL);	/* start failed */
+			vm_kill(vm, SIGKILL);	/* start failed */
 		return;
 	}
 	if (vm->busy != OP_SAVE)
@@ -1432,8 +1528,17 @@ migration_event(struct vm *vm, const char *status)
 		/* Make it durable before QEMU goes: sync(1) on the file. */
 		vm_path(vm, "state.new", path, sizeof(path));
 		char *argv[] = { "sync", path, NULL };
-		if (proc_run(vmgrd->base, argv, save_synced, vm) < 0)
+		struct save_ticket *t = malloc(sizeof(*t));
+		if (t == NULL) {
+			save_failed(vm, "out of memory");
+			return;
+		}
+		t->id = vm->id;
+		t->gen = vm->save_gen;
+		if (proc_run(vmgrd->base, argv, save_synced, t) < 0) {
+			free(t);
 			save_failed(vm, "cannot run sync");
+		}
 	} else if (strcmp(status, "failed") == 0 ||
 	    strcmp(status, "cancelled") == 0)
 		qmp_command(vm->qmp, "query-migrate", NULL, migration_failed,
@@ -1501,13 +1606,34 @@ save_begin(struct vm *vm, const char *reason)
 {
 	vm->busy = OP_SAVE;
 	vm->save_ok = 0;
+	vm->save_gen++;
 	vm->save_was_running = vm->state == VM_RUNNING;
 	snprintf(vm->save_reason, sizeof(vm->save_reason), "%s", reason);
-	sched_kick();	/* room in its memory limit for the file's cache */
+	/* Room in its memory limit for the state file's page cache. */
+	vm->limit_memory_mib += vm->spec.memory_mib;
+	cgroup_apply(vm);
+	arm(vm, SAVE_TIMEOUT_S, save_timeout);
 	if (vm->save_was_running)
 		qmp_command(vm->qmp, "stop", NULL, save_stopped, vm);
-	else
-		save_stopped(vm->qmp, json_object(), NULL, vm);
+	else {
+		json_t *ok = json_object();
+		save_stopped(vm->qmp, ok, NULL, vm);
+		json_decref(ok);
+	}
+}
+
+static void
+save_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)fd;
+	(void)what;
+	if (vm->busy != OP_SAVE)
+		return;
+	if (vm->qmp)
+		qmp_command(vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+	save_failed(vm, "timed out");
 }
 
 static void

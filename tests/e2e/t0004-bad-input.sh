@@ -57,6 +57,14 @@ rm -f "$STATE/big.json"
 is "$(vmgr list --json | jq length)" 0 "nothing was created by any of them"
 is "$(ls "$STATE/volumes" 2>/dev/null | wc -l)" 0 "no volume files were left"
 
+is "$(code POST /v1/vms '{"name": "m1", "image": "tiny", "nics": [{"network": "nat", "mac": "52:54:00:aa:bb:cc"}]}')" 201 \
+    "a VM with an explicit MAC is created"
+is "$(vmgr info m1 --json | jq -r '.spec.nics[0].mac')" "52:54:00:aa:bb:cc" "... and keeps it"
+is "$(errcode POST /v1/vms '{"name": "m2", "image": "tiny", "nics": [{"mac": "52:54:00:AA:BB:CC"}]}')" mac_in_use \
+    "another VM with the same MAC: mac_in_use"
+is "$(code POST /v1/vms '{"name": "m3", "image": "tiny", "nics": [{"mac": "01:54:00:aa:bb:cc"}]}')" 422 \
+    "a multicast MAC: 422"
+check "delete m1" vmgr delete m1
 check "create web" vmgr create web --image tiny
 is "$(errcode POST /v1/vms '{"name": "web", "image": "tiny"}')" exists \
     "creating the same name again: exists"
