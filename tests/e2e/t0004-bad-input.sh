@@ -118,7 +118,8 @@ check "... and creates nothing" sh -c "! '$VMGR_BIN' --state-dir '$STATE' info w
 check "delete web1" vmgr delete web1
 check "web1's volume is gone" test ! -e "$STATE/volumes/web1-root.qcow2"
 
-for c in host list info create start pause resume shutdown stop delete console events help; do
+for c in host list info create start pause resume shutdown stop delete console events \
+    save set queue scheduler stats top help; do
 	like "$(vmgr help $c)" "^usage: vmgr $c" "vmgr help $c"
 done
 vmgr frobnicate >/dev/null 2>&1; is $? 2 "an unknown command exits 2"

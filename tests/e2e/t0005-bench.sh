@@ -5,6 +5,7 @@
 top=$(cd "$(dirname "$0")/../.." && pwd)
 
 check "build/floor and build/vmgrbench exist" test -x "$BUILD/floor" -a -x "$BUILD/vmgrbench"
+before=$(pgrep -f 'qemu-system.*vmgr-bench' | wc -l)
 out=$(VMGR_BENCH_OUT=$STATE/bench "$top/bench/run.sh" --quick 2>&1)
 ok $? "bench/run.sh --quick completes"
 like "$out" 'start +[0-9.]+ +[0-9.]+ +[0-9.]+' "the table has start for floor, CLI and API"
@@ -14,5 +15,5 @@ for op in start pause resume stop; do
 	    "1 1 1" "results.json has one $op sample per column"
 done
 is "$(jq -r '.vmgr_cli.list.median_ms > 0' "$r")" true "list was timed"
-is "$(pgrep -f 'qemu-system.*vmgr-bench' | wc -l)" 0 "no QEMU is left behind"
+is "$(pgrep -f 'qemu-system.*vmgr-bench' | wc -l)" "$before" "no QEMU is left behind"
 done_testing
