@@ -78,6 +78,7 @@ int	cmd_queue(int, char **);
 int	cmd_scheduler(int, char **);
 int	cmd_stats(int, char **);
 int	cmd_top(int, char **);
+int	cmd_network(int, char **);
 
 /* --policy, --priority, --weight, --min-memory, --runtime, --preemptible. */
 int	resource_option(const char *cmd, int argc, char **argv, int *i,

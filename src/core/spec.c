@@ -289,6 +289,31 @@ spec_forward_parse(const char *s, struct spec_forward *f)
 }
 
 int
+spec_cidr_parse(const char *s, unsigned *net, int *prefix)
+{
+	char buf[32], *slash, *end;
+	struct in_addr a;
+	long p;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	if ((slash = strchr(buf, '/')) == NULL)
+		return -1;
+	*slash = '\0';
+	p = strtol(slash + 1, &end, 10);
+	if (*end || slash[1] == '\0' || p < 8 || p > 30 ||
+	    inet_pton(AF_INET, buf, &a) != 1)
+		return -1;
+	unsigned n = ntohl(a.s_addr), mask = ~0u << (32 - p);
+	if (n & ~mask)
+		return -1;
+	*net = n;
+	*prefix = (int)p;
+	return 0;
+}
+
+int
 spec_forward_conflict(const struct spec_forward *a,
     const struct spec_forward *b)
 {
@@ -352,8 +377,8 @@ parse_forwards(const json_t *arr, const char *where, struct spec_nic *nic,
 static int
 parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 {
-	static const char *const keys[] = { "network", "mac", "forwards",
-	    NULL };
+	static const char *const keys[] = { "network", "mac", "ip",
+	    "forwards", NULL };
 	size_t i;
 	json_t *n;
 
@@ -364,7 +389,7 @@ parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 		    SPEC_MAX_NICS);
 	json_array_foreach(arr, i, n) {
 		struct spec_nic *nic = &spec->nics[i];
-		const char *net = "nat", *mac = "";
+		const char *net = "nat", *mac = "", *ip = "";
 		char where[32];
 
 		snprintf(where, sizeof(where), "nics[%zu]", i);
@@ -374,15 +399,22 @@ parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 		if (check_keys(n, where, keys, err))
 			return -1;
 		if (get_str(n, "network", where, SPEC_NAME_MAX, &net, err) < 0 ||
-		    get_str(n, "mac", where, 17, &mac, err) < 0)
+		    get_str(n, "mac", where, 17, &mac, err) < 0 ||
+		    get_str(n, "ip", where, 15, &ip, err) < 0)
 			return -1;
 		/* "default" is DESIGN.md's name for the user-mode NAT. */
 		if (strcmp(net, "default") == 0 || strcmp(net, "user") == 0)
 			net = "nat";
-		if (strcmp(net, "nat") != 0)
-			return fail(err, "unknown_network",
-			    "%s.network \"%s\": only \"nat\" (user-mode) is "
-			    "available", where, net);
+		/* Whether a named network exists is the daemon's to say. */
+		if (!spec_name_valid(net))
+			return fail(err, "invalid_name", "%s.network \"%s\" is "
+			    "not a valid network name", where, net);
+		struct in_addr ia;
+		if (*ip && (strcmp(net, "nat") == 0 || inet_pton(AF_INET, ip,
+		    &ia) != 1))
+			return fail(err, "invalid_value", "%s.ip \"%s\": an IPv4 "
+			    "address, on a vmgr network only", where, ip);
+		snprintf(nic->ip, sizeof(nic->ip), "%s", ip);
 		if (*mac && !spec_mac_valid(mac))
 			return fail(err, "invalid_value",
 			    "%s.mac \"%s\" is not a unicast MAC address", where,
@@ -390,6 +422,9 @@ parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 		snprintf(nic->network, sizeof(nic->network), "%s", net);
 		snprintf(nic->mac, sizeof(nic->mac), "%s", mac);
 		json_t *fw = json_object_get(n, "forwards");
+		if (fw && strcmp(net, "nat") != 0)
+			return fail(err, "invalid_value", "%s: forwards need the "
+			    "nat network", where);
 		if (fw && parse_forwards(fw, where, nic, err) < 0)
 			return -1;
 		for (size_t j = 0; j < i; j++)
@@ -608,6 +643,9 @@ spec_to_json(const struct vm_spec *spec)
 		if (spec->nics[i].mac[0])
 			json_object_set_new(nic, "mac",
 			    json_string(spec->nics[i].mac));
+		if (spec->nics[i].ip[0])
+			json_object_set_new(nic, "ip",
+			    json_string(spec->nics[i].ip));
 		if (spec->nics[i].nforwards) {
 			json_t *fws = json_array();
 			for (int k = 0; k < spec->nics[i].nforwards; k++) {

@@ -37,8 +37,9 @@ struct spec_forward {
 };
 
 struct spec_nic {
-	char	network[SPEC_NAME_MAX + 1];
+	char	network[SPEC_NAME_MAX + 1];	/* "nat", or a network's name */
 	char	mac[18];		/* "" until the daemon assigns one */
+	char	ip[16];			/* on a vmgr network; "" = assign */
 	int	nforwards;
 	struct spec_forward forwards[SPEC_MAX_FORWARDS];
 };
@@ -99,6 +100,12 @@ int	spec_forward_parse(const char *s, struct spec_forward *f);
 /* 1 when a and b would claim the same host port. */
 int	spec_forward_conflict(const struct spec_forward *a,
 	    const struct spec_forward *b);
+
+/*
+ * Parse "10.10.0.0/24" into a network address and prefix (8 to 30).  The
+ * address must be the network's (no host bits).  0, or -1.
+ */
+int	spec_cidr_parse(const char *s, unsigned *net, int *prefix);
 
 /* 1 when s is a unicast MAC "xx:xx:xx:xx:xx:xx" (lower or upper hex). */
 int	spec_mac_valid(const char *s);

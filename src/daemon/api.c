@@ -259,6 +259,40 @@ handle_vm(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 }
 
 static void
+handle_networks(struct evhttp_request *req, enum evhttp_cmd_type cmd,
+    const char *name)
+{
+	json_t *body;
+	char err[256];
+	int bad;
+
+	if (name && !spec_name_valid(name)) {
+		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
+		    "valid network name", name);
+		return;
+	}
+	if (name == NULL && cmd == EVHTTP_REQ_GET)
+		net_api_list(req);
+	else if (name && cmd == EVHTTP_REQ_GET)
+		net_api_get(req, name);
+	else if (name && cmd == EVHTTP_REQ_DELETE)
+		net_api_delete(req, name);
+	else if (name == NULL && cmd == EVHTTP_REQ_POST) {
+		body = read_body(req, &bad, err, sizeof(err));
+		if (bad)
+			api_reply_error(req, 400, "malformed_json", "%s", err);
+		else if (!json_is_object(body))
+			api_reply_error(req, 422, "invalid_value", "POST "
+			    "/v1/networks needs {\"name\": ..., \"subnet\": ...}");
+		else
+			net_api_create(req, body);
+		json_decref(body);
+	} else
+		api_reply_error(req, 405, "method_not_allowed", "use GET or "
+		    "POST on /v1/networks, GET or DELETE on /v1/networks/NAME");
+}
+
+static void
 handle_scheduler(struct evhttp_request *req, enum evhttp_cmd_type cmd)
 {
 	json_t *body;
@@ -378,6 +412,8 @@ dispatch(struct evhttp_request *req, void *arg)
 		if (cmd != EVHTTP_REQ_GET)
 			goto badmethod;
 		handle_events(req, &q);
+	} else if ((n == 2 || n == 3) && strcmp(parts[1], "networks") == 0) {
+		handle_networks(req, cmd, n == 3 ? parts[2] : NULL);
 	} else if (n == 2 && strcmp(parts[1], "scheduler") == 0) {
 		handle_scheduler(req, cmd);
 	} else if (n == 2 && strcmp(parts[1], "vms") == 0) {

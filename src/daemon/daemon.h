@@ -80,6 +80,11 @@ struct vm {
 	long long		 balloon_actual_mib; /* from BALLOON_CHANGE */
 
 	struct mon		*mon;		/* samples (monitor.c) */
+	/* Frames switched for its NICs on vmgr networks (net.c). */
+	uint64_t		 nic_rx_bytes[SPEC_MAX_NICS];
+	uint64_t		 nic_tx_bytes[SPEC_MAX_NICS];
+	uint64_t		 nic_rx_packets[SPEC_MAX_NICS];
+	uint64_t		 nic_tx_packets[SPEC_MAX_NICS];
 
 	/* Save and restore */
 	int			 restoring;	/* start from saved */
@@ -160,6 +165,12 @@ int	 db_events(sqlite3 *, int64_t since, const char *vm, int limit,
 const char *db_errmsg(sqlite3 *);
 int	 db_full(sqlite3 *);
 int64_t	 db_last_seq(sqlite3 *);
+typedef int (*db_net_cb)(int64_t id, const char *name, const char *type,
+	    const char *subnet, int64_t created_at, void *arg);
+int	 db_net_foreach(sqlite3 *, db_net_cb, void *);
+int	 db_net_insert(sqlite3 *, const char *name, const char *type,
+	    const char *subnet, int64_t created_at, int64_t *id);
+int	 db_net_delete(sqlite3 *, int64_t id);
 
 /* events.c */
 json_t	*event_json(const struct event_row *);
@@ -207,6 +218,19 @@ void	 monitor_vm_free(struct vm *);
 json_t	*monitor_vm_json(const struct vm *, long history_s);
 json_t	*monitor_host_json(void);
 void	 monitor_metrics(struct evhttp_request *);
+
+/* net.c */
+int	 net_load_all(void);
+int64_t	 net_id(const char *name);
+void	 net_sock_path(int64_t id, char *buf, size_t len);
+void	 nic_sock_path(const struct vm *, int nic, char *buf, size_t len);
+int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
+void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
+void	 net_forget_vm(const struct vm *);
+void	 net_api_list(struct evhttp_request *);
+void	 net_api_get(struct evhttp_request *, const char *name);
+void	 net_api_create(struct evhttp_request *, json_t *body);
+void	 net_api_delete(struct evhttp_request *, const char *name);
 
 /* cgroup.c */
 void	 cgroup_probe(void);

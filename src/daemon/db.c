@@ -39,6 +39,13 @@ static const char *const migrations[] = {
 	"CREATE TABLE settings ("
 	"  key TEXT PRIMARY KEY,"
 	"  value TEXT NOT NULL);",
+	/* 3: virtual networks */
+	"CREATE TABLE networks ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  type TEXT NOT NULL,"
+	"  subnet TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -418,4 +425,56 @@ db_last_seq(sqlite3 *db)
 		seq = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);
 	return seq;
+}
+
+int
+db_net_insert(sqlite3 *db, const char *name, const char *type,
+    const char *subnet, int64_t created_at, int64_t *id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO networks(name, type, subnet, "
+	    "created_at) VALUES (?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, subnet, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, created_at);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	*id = sqlite3_last_insert_rowid(db);
+	return 0;
+}
+
+int
+db_net_delete(sqlite3 *db, int64_t id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "DELETE FROM networks WHERE id = ?", -1, &st,
+	    NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	return step_done(db, st);
+}
+
+int
+db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT id, name, type, subnet, created_at "
+	    "FROM networks ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while (sqlite3_step(st) == SQLITE_ROW && rc == 0)
+		rc = cb(sqlite3_column_int64(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3),
+		    sqlite3_column_int64(st, 4), arg);
+	sqlite3_finalize(st);
+	return rc;
 }

@@ -342,6 +342,8 @@ main(int argc, char *argv[])
 	}
 	d.started_at = now_unix_ms();
 	monitor_init(sample_s);
+	if (net_load_all() < 0)
+		fatalx("cannot load networks: %s", db_errmsg(d.db));
 	if (vm_load_all() < 0)
 		fatalx("cannot load VMs: %s", db_errmsg(d.db));
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);

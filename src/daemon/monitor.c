@@ -311,7 +311,24 @@ sample_json(const struct vm *vm, const struct sample *s, int detail)
 		    json_integer(vm->spec.memory_mib));
 		if (vm->mon && vm->mon->disks && s->has_disk)
 			json_object_set(o, "disks", vm->mon->disks);
-		/* QEMU's user-mode NAT keeps no counters: no "nics" at all. */
+		/*
+		 * NICs on vmgr networks are counted by vmgrd's switch; QEMU's
+		 * user-mode NAT keeps no counters, so those NICs are absent.
+		 */
+		json_t *nics = json_array();
+		for (int i = 0; i < vm->spec.nnics; i++)
+			if (strcmp(vm->spec.nics[i].network, "nat") != 0)
+				json_array_append_new(nics, json_pack("{s:i, s:s, "
+				    "s:I, s:I, s:I, s:I}", "nic", i, "network",
+				    vm->spec.nics[i].network, "rx_bytes",
+				    (json_int_t)vm->nic_rx_bytes[i], "tx_bytes",
+				    (json_int_t)vm->nic_tx_bytes[i], "rx_packets",
+				    (json_int_t)vm->nic_rx_packets[i],
+				    "tx_packets", (json_int_t)vm->nic_tx_packets[i]));
+		if (json_array_size(nics))
+			json_object_set_new(o, "nics", nics);
+		else
+			json_decref(nics);
 	}
 	return o;
 }
@@ -498,6 +515,37 @@ monitor_metrics(struct evhttp_request *req)
 				    json_object_get(disk, d[k].key)));
 			}
 		}
+	}
+	static const struct {
+		const char *name, *help;
+		int which;
+	} nm[] = {
+		{ "vmgr_vm_nic_receive_bytes_total", "Bytes vmgr's switch "
+		  "delivered to the NIC.", 0 },
+		{ "vmgr_vm_nic_transmit_bytes_total", "Bytes the NIC sent to "
+		  "vmgr's switch.", 1 },
+		{ "vmgr_vm_nic_receive_packets_total", "Frames delivered to the "
+		  "NIC.", 2 },
+		{ "vmgr_vm_nic_transmit_packets_total", "Frames the NIC sent.",
+		  3 },
+	};
+	for (size_t k = 0; k < 4; k++) {
+		int any = 0;
+		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+			for (int i = 0; i < vm->spec.nnics; i++) {
+				if (vm->pid <= 0 || strcmp(vm->spec.nics[i].network,
+				    "nat") == 0)
+					continue;
+				const uint64_t *c[] = { vm->nic_rx_bytes,
+				    vm->nic_tx_bytes, vm->nic_rx_packets,
+				    vm->nic_tx_packets };
+				if (!any++)
+					help(b, nm[k].name, "counter", nm[k].help);
+				evbuffer_add_printf(b, "%s{vm=\"%s\",nic=\"%d\","
+				    "network=\"%s\"} %llu\n", nm[k].name,
+				    vm->spec.name, i, vm->spec.nics[i].network,
+				    (unsigned long long)c[nm[k].which][i]);
+			}
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");

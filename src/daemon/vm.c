@@ -104,6 +104,7 @@ vm_free(struct vm *vm)
 	if (vm->reconnect)
 		event_free(vm->reconnect);
 	monitor_vm_free(vm);
+	net_forget_vm(vm);
 	spec_clear(&vm->spec);
 	free(vm);
 }
@@ -654,6 +655,10 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 			}
 		}
 	}
+	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0) {
+		api_reply_error(req, 422, "unknown_network", "%s", msg);
+		goto fail;
+	}
 	vm->state = VM_CREATED;
 	vm->created_at = vm->state_since = now_unix_ms();
 	vm->creating = 1;
@@ -847,6 +852,31 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot create the VM's cgroup");
 		goto fail;
 	}
+	/* NICs on vmgr networks: the switch's socket, and the guest's IPs. */
+	char netsock[SPEC_MAX_NICS][PATH_MAX];
+	const char *nets[SPEC_MAX_NICS] = { NULL };
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		int64_t id = net_id(vm->spec.nics[i].network);
+		char p[PATH_MAX];
+		nic_sock_path(vm, i, p, sizeof(p));
+		unlink(p);
+		if (strcmp(vm->spec.nics[i].network, "nat") == 0)
+			continue;
+		if (id < 0) {
+			snprintf(err, errlen, "network %s does not exist",
+			    vm->spec.nics[i].network);
+			goto fail;
+		}
+		net_sock_path(id, netsock[i], sizeof(netsock[i]));
+		nets[i] = netsock[i];
+	}
+	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
+	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
+	if (ipargs[0] && asprintf(&fullcmd, "%s%s", cmdline ? cmdline : "",
+	    ipargs) > 0) {
+		free(cmdline);
+		cmdline = fullcmd;
+	}
 	struct qemu_conf conf = {
 		.binary = vmgrd->qemu_binary,
 		.accel = vmgrd->accel,
@@ -857,6 +887,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		.disks = diskp,
 		.paused = 1,
 		.incoming = vm->restoring,
+		.nets = nets,
 	};
 	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -876,6 +907,10 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	vm->started_at = now_unix_ms();
 	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
 	vm->start_cont_ok = vm->start_resumed = vm->restore_sent = 0;
+	memset(vm->nic_rx_bytes, 0, sizeof(vm->nic_rx_bytes));
+	memset(vm->nic_tx_bytes, 0, sizeof(vm->nic_tx_bytes));
+	memset(vm->nic_rx_packets, 0, sizeof(vm->nic_rx_packets));
+	memset(vm->nic_tx_packets, 0, sizeof(vm->nic_tx_packets));
 	if ((vm->watch = proc_watch_new(vmgrd->base, pid, qemu_exited, vm)) ==
 	    NULL) {
 		/* Unwatched, its exit would go unnoticed: give up now. */
@@ -988,6 +1023,10 @@ remove_runtime_files(const struct vm *vm)
 		vm_path(vm, files[i], path, sizeof(path));
 		unlink(path);
 	}
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		nic_sock_path(vm, i, path, sizeof(path));
+		unlink(path);
+	}
 }
 
 /* A VM that is no longer saved has no use for its saved memory. */
@@ -1039,6 +1078,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	vm->qmp = NULL;
 	remove_runtime_files(vm);
 	cgroup_remove(vm);
+	net_forget_vm(vm);
 	vm->slice_end = 0;
 	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;

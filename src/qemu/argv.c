@@ -156,7 +156,15 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 			    f->guest_port);
 		}
 		push(&sv, "-netdev");
-		push(&sv, "user,id=net%d%s", i, fwd);
+		if (c->nets && c->nets[i]) {
+			char e3[4096];
+			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
+				sv.failed = 1;
+			push(&sv, "dgram,id=net%d,local.type=unix,local.path="
+			    "%s/net%d.sock,remote.type=unix,remote.path=%s", i,
+			    e1, i, e3);
+		} else
+			push(&sv, "user,id=net%d%s", i, fwd);
 		push(&sv, "-device");
 		/* romfile= : no PXE ROM needed for direct kernel boot. */
 		push(&sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",

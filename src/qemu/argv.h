@@ -27,6 +27,11 @@ struct qemu_conf {
 	const char	*const *disks;	/* spec->ndisks volume paths */
 	int		 paused;	/* start with -S */
 	int		 incoming;	/* -incoming defer: a restore follows */
+	/*
+	 * Per NIC: NULL for user-mode NAT, else the vmgr network's switch
+	 * socket (the NIC becomes -netdev dgram from VMDIR/netN.sock).
+	 */
+	const char	*const *nets;
 };
 
 /* A new argv (caller frees with strv_free); NULL when out of memory or a

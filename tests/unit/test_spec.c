@@ -288,7 +288,10 @@ static const struct bad {
 	{ A "'disks':{}}", 422, "invalid_value", "array" },
 	{ A "'disks':['v']}", 422, "invalid_value", "object" },
 	/* NICs. */
-	{ A "'nics':[{'network':'lan9'}]}", 422, "unknown_network", "lan9" },
+	{ A "'nics':[{'network':'Lan/9'}]}", 422, "invalid_name", "Lan/9" },
+	{ A "'nics':[{'network':'nat','ip':'10.0.0.2'}]}", 422, "invalid_value", "ip" },
+	{ A "'nics':[{'network':'lan0','ip':'10.0.0'}]}", 422, "invalid_value", "ip" },
+	{ A "'nics':[{'network':'lan0','forwards':[{'host_port':1,'guest_port':2}]}]}", 422, "invalid_value", "forwards need" },
 	{ A "'nics':[{'mac':'01:00:5e:00:00:01'}]}", 422, "invalid_value",
 	  "unicast" },
 	{ A "'nics':[{'mac':'52:54:00:12:34'}]}", 422, "invalid_value",

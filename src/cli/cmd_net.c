@@ -1,0 +1,116 @@
+/*
+ * cmd_net.c - `vmgr network`: create, list, show and delete the isolated
+ * networks VMs attach to with `--nic NAME`.
+ */
+#include "cli.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static const char *
+s_(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
+static void
+show(json_t *n)
+{
+	json_t *m;
+	size_t i;
+
+	printf("name:     %s\ntype:     %s\nsubnet:   %s\ncreated:  %s\n",
+	    s_(n, "name"), s_(n, "type"), s_(n, "subnet"), s_(n, "created_at"));
+	json_array_foreach(json_object_get(n, "members"), i, m)
+		printf("member:   %s nic %lld  %s  %s%s\n", s_(m, "vm"),
+		    (long long)json_integer_value(json_object_get(m, "nic")),
+		    s_(m, "mac"), s_(m, "ip"), json_is_true(json_object_get(m,
+		    "running")) ? "  (running)" : "");
+}
+
+int
+cmd_network(int argc, char **argv)
+{
+	const char *sub = argc > 1 ? argv[1] : "list";
+	json_t *resp = NULL, *body, *n;
+	char path[256];
+	long status;
+	size_t i;
+	int rc;
+
+	if (strcmp(sub, "list") == 0 && argc <= 2) {
+		if ((resp = api_get("/v1/networks", &rc)) == NULL)
+			return rc;
+		if (cli.json)
+			print_json(resp);
+		else {
+			printf("%-16s %-9s %-18s %s\n", "NAME", "TYPE", "SUBNET",
+			    "VMS");
+			json_array_foreach(resp, i, n)
+				printf("%-16s %-9s %-18s %zu\n", s_(n, "name"),
+				    s_(n, "type"), s_(n, "subnet"),
+				    json_array_size(json_object_get(n,
+				    "members")));
+		}
+		json_decref(resp);
+		return 0;
+	}
+	if (argc < 3 || argv[2][0] == '-')
+		return usage_error("network", "give a network name");
+	snprintf(path, sizeof(path), "/v1/networks/%s", argv[2]);
+	if (strcmp(sub, "show") == 0 && argc == 3) {
+		if ((resp = api_get(path, &rc)) == NULL)
+			return rc;
+		if (cli.json)
+			print_json(resp);
+		else
+			show(resp);
+		json_decref(resp);
+		return 0;
+	}
+	if (strcmp(sub, "delete") == 0 && argc == 3) {
+		status = api_call("DELETE", path, NULL, &resp, NULL, 30);
+		if (status != 200) {
+			rc = print_api_error(status, resp);
+			json_decref(resp);
+			return rc;
+		}
+		if (cli.json)
+			print_json(resp);
+		else
+			printf("deleted network %s\n", argv[2]);
+		json_decref(resp);
+		return 0;
+	}
+	if (strcmp(sub, "create") != 0)
+		return usage_error("network", "unknown subcommand \"%s\"", sub);
+	body = json_pack("{s:s}", "name", argv[2]);
+	for (int a = 3; a < argc; a++) {
+		if ((strcmp(argv[a], "--subnet") == 0 || strcmp(argv[a],
+		    "--type") == 0) && a + 1 < argc) {
+			json_object_set_new(body, argv[a] + 2,
+			    json_string(argv[a + 1]));
+			a++;
+		} else {
+			json_decref(body);
+			return usage_error("network", "unknown argument \"%s\"",
+			    argv[a]);
+		}
+	}
+	status = api_call("POST", "/v1/networks", body, &resp, NULL, 30);
+	json_decref(body);
+	if (status != 201) {
+		rc = print_api_error(status, resp);
+		json_decref(resp);
+		return rc;
+	}
+	if (cli.json)
+		print_json(resp);
+	else
+		printf("created network %s (%s, %s)\n", s_(resp, "name"),
+		    s_(resp, "type"), s_(resp, "subnet"));
+	json_decref(resp);
+	return 0;
+}
