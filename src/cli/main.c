@@ -114,13 +114,16 @@ const struct command commands[] = {
 	  "Every running VM, busiest first, refreshed every 2 s; q quits.  Not on\n"
 	  "a terminal (or with --once) it prints one screen and exits.\n" },
 	{ "network", cmd_network,
-	  "vmgr network create NAME [--subnet CIDR] | list | show NAME | delete NAME",
+	  "vmgr network create NAME [--subnet CIDR] [--type isolated|bridge] | list |\n"
+	  "                     show NAME | delete NAME",
 	  "Isolated networks: an Ethernet segment for VMs only, switched by vmgrd\n"
 	  "(no root needed).  VMs join with `vmgr create VM --nic NAME`; each NIC\n"
 	  "gets the next free address of the subnet (default: the first free\n"
 	  "10.N.0.0/24), which the built-in guest configures at boot.  VMs on\n"
 	  "different networks cannot reach each other.  Overlapping subnets are\n"
-	  "refused, and so is deleting a network a VM uses.\n" },
+	  "refused, and so is deleting a network a VM uses.  --type bridge (root\n"
+	  "only): a Linux bridge with the subnet's first address, a tap per NIC\n"
+	  "and a DHCP server (dnsmasq) run by vmgrd.\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },

@@ -227,6 +227,13 @@ void	 nic_sock_path(const struct vm *, int nic, char *buf, size_t len);
 int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
 void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
+void	 net_hosts_changed(void);
+void	 nic_tap_name(const struct vm *, int nic, char *buf, size_t len);
+int	 net_taps_up(const struct vm *, char taps[][16], char *err,
+	    size_t errlen);
+void	 net_taps_down(const struct vm *);
+int	 net_nic_is_tap(const struct vm *, int nic);
+void	 net_nic_counters(const struct vm *, int nic, uint64_t c[4]);
 void	 net_api_list(struct evhttp_request *);
 void	 net_api_get(struct evhttp_request *, const char *name);
 void	 net_api_create(struct evhttp_request *, json_t *body);

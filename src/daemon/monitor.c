@@ -316,15 +316,17 @@ sample_json(const struct vm *vm, const struct sample *s, int detail)
 		 * user-mode NAT keeps no counters, so those NICs are absent.
 		 */
 		json_t *nics = json_array();
-		for (int i = 0; i < vm->spec.nnics; i++)
-			if (strcmp(vm->spec.nics[i].network, "nat") != 0)
-				json_array_append_new(nics, json_pack("{s:i, s:s, "
-				    "s:I, s:I, s:I, s:I}", "nic", i, "network",
-				    vm->spec.nics[i].network, "rx_bytes",
-				    (json_int_t)vm->nic_rx_bytes[i], "tx_bytes",
-				    (json_int_t)vm->nic_tx_bytes[i], "rx_packets",
-				    (json_int_t)vm->nic_rx_packets[i],
-				    "tx_packets", (json_int_t)vm->nic_tx_packets[i]));
+		for (int i = 0; i < vm->spec.nnics; i++) {
+			uint64_t c[4];
+			if (strcmp(vm->spec.nics[i].network, "nat") == 0)
+				continue;
+			net_nic_counters(vm, i, c);
+			json_array_append_new(nics, json_pack("{s:i, s:s, s:I, "
+			    "s:I, s:I, s:I}", "nic", i, "network",
+			    vm->spec.nics[i].network, "rx_bytes", (json_int_t)c[0],
+			    "tx_bytes", (json_int_t)c[1], "rx_packets",
+			    (json_int_t)c[2], "tx_packets", (json_int_t)c[3]));
+		}
 		if (json_array_size(nics))
 			json_object_set_new(o, "nics", nics);
 		else
@@ -520,10 +522,10 @@ monitor_metrics(struct evhttp_request *req)
 		const char *name, *help;
 		int which;
 	} nm[] = {
-		{ "vmgr_vm_nic_receive_bytes_total", "Bytes vmgr's switch "
-		  "delivered to the NIC.", 0 },
-		{ "vmgr_vm_nic_transmit_bytes_total", "Bytes the NIC sent to "
-		  "vmgr's switch.", 1 },
+		{ "vmgr_vm_nic_receive_bytes_total", "Bytes delivered to the "
+		  "guest's NIC.", 0 },
+		{ "vmgr_vm_nic_transmit_bytes_total", "Bytes the guest's NIC "
+		  "sent.", 1 },
 		{ "vmgr_vm_nic_receive_packets_total", "Frames delivered to the "
 		  "NIC.", 2 },
 		{ "vmgr_vm_nic_transmit_packets_total", "Frames the NIC sent.",
@@ -536,15 +538,14 @@ monitor_metrics(struct evhttp_request *req)
 				if (vm->pid <= 0 || strcmp(vm->spec.nics[i].network,
 				    "nat") == 0)
 					continue;
-				const uint64_t *c[] = { vm->nic_rx_bytes,
-				    vm->nic_tx_bytes, vm->nic_rx_packets,
-				    vm->nic_tx_packets };
+				uint64_t c[4];
+				net_nic_counters(vm, i, c);
 				if (!any++)
 					help(b, nm[k].name, "counter", nm[k].help);
 				evbuffer_add_printf(b, "%s{vm=\"%s\",nic=\"%d\","
 				    "network=\"%s\"} %llu\n", nm[k].name,
 				    vm->spec.name, i, vm->spec.nics[i].network,
-				    (unsigned long long)c[nm[k].which][i]);
+				    (unsigned long long)c[nm[k].which]);
 			}
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),

@@ -7,6 +7,11 @@
  * behind which NIC, sends a frame to its owner, and floods broadcasts and
  * unknown destinations to the network's other NICs.  Frames never cross to
  * another network, and every NIC's traffic is counted.
+ *
+ * Bridge networks (root only) are a Linux bridge with the subnet's first
+ * address, a tap per NIC, and a dnsmasq of vmgrd's giving each NIC its
+ * address by DHCP (pinned to its MAC).  Their set-up runs `ip`, briefly
+ * and only when a network or a NIC comes or goes.
  */
 #include "daemon.h"
 
@@ -17,10 +22,15 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
+#include <signal.h>
 
 #include "../lib/log.h"
 #include "../lib/util.h"
+#include "../qemu/proc.h"
 
 #define FRAME_MAX	65536
 #define LEARN_MAX	256
@@ -43,6 +53,9 @@ struct net {
 	struct event	*ev;
 	struct learned	 learned[LEARN_MAX];
 	int		 nlearned;
+	char		 ifname[16];	/* bridge: the Linux bridge */
+	pid_t		 dnsmasq;
+	struct proc_watch *dnsmasq_watch;
 };
 TAILQ_HEAD(netq, net);
 static struct netq nets = TAILQ_HEAD_INITIALIZER(nets);
@@ -207,6 +220,261 @@ net_forget_vm(const struct vm *vm)
 }
 
 static int
+is_bridge(const struct net *n)
+{
+	return strcmp(n->type, "bridge") == 0;
+}
+
+static void
+net_file(const struct net *n, const char *ext, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/net/%lld.%s", vmgrd->state_dir,
+	    (long long)n->id, ext);
+}
+
+/* Run `ip ARGS...`; 0 on success, else -1 with its words in err. */
+static int
+run_ip(char *err, size_t errlen, char *const argv[])
+{
+	char out[512];
+
+	if (proc_run_sync(argv, NULL, out, sizeof(out)) == 0)
+		return 0;
+	out[strcspn(out, "\n")] = '\0';
+	snprintf(err, errlen, "ip %s %s: %s", argv[1], argv[2], out);
+	return -1;
+}
+
+static char *
+ipv4(unsigned a, char *buf, size_t len)
+{
+	struct in_addr ia = { htonl(a) };
+
+	inet_ntop(AF_INET, &ia, buf, (socklen_t)len);
+	return buf;
+}
+
+/* MAC,IP of every NIC on the network, for dnsmasq's dhcp-hostsfile. */
+static void
+write_hosts(const struct net *n)
+{
+	char path[PATH_MAX], line[64];
+	struct evbuffer *b = evbuffer_new();
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; i < vm->spec.nnics; i++)
+			if (strcmp(vm->spec.nics[i].network, n->name) == 0) {
+				snprintf(line, sizeof(line), "%s,%s\n",
+				    vm->spec.nics[i].mac, vm->spec.nics[i].ip);
+				evbuffer_add(b, line, strlen(line));
+			}
+	net_file(n, "hosts", path, sizeof(path));
+	size_t len = evbuffer_get_length(b);
+	if (write_file_atomic(path, len ? (const char *)evbuffer_pullup(b, -1) :
+	    "", len, 0600) < 0)
+		log_warn("%s: %s", __func__, path);
+	evbuffer_free(b);
+	if (n->dnsmasq > 0)
+		kill(n->dnsmasq, SIGHUP);	/* it rereads the hosts file */
+}
+
+/* A NIC joined or left a network: its DHCP server must know. */
+void
+net_hosts_changed(void)
+{
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		if (is_bridge(n))
+			write_hosts(n);
+}
+
+static void
+dnsmasq_stop(struct net *n)
+{
+	char pidfile[PATH_MAX], arg[PATH_MAX + 16], *s;
+	const char *args[] = { arg, NULL };
+
+	proc_watch_free(n->dnsmasq_watch);
+	n->dnsmasq_watch = NULL;
+	net_file(n, "dnsmasq.pid", pidfile, sizeof(pidfile));
+	snprintf(arg, sizeof(arg), "--pid-file=%s", pidfile);
+	if (n->dnsmasq <= 0 && (s = read_file(pidfile, 64, NULL)) != NULL) {
+		n->dnsmasq = (pid_t)atoi(s);
+		free(s);
+		/* Only ours: its command line names our pid file. */
+		if (n->dnsmasq > 0 && !proc_cmdline_has(n->dnsmasq, args))
+			n->dnsmasq = 0;
+	}
+	if (n->dnsmasq > 0 && kill(n->dnsmasq, SIGTERM) == 0) {
+		/*
+		 * Reap it if it is our child (it ends in a few ms; this runs
+		 * only when a network goes or vmgrd starts).
+		 */
+		for (int i = 0; i < 100; i++) {
+			pid_t r = waitpid(n->dnsmasq, NULL, WNOHANG);
+			if (r != 0)
+				break;
+			usleep(10000);
+		}
+	}
+	n->dnsmasq = 0;
+	unlink(pidfile);
+}
+
+static void
+dnsmasq_exited(pid_t pid, int status, void *arg)
+{
+	struct net *n = arg;
+	char how[128];
+
+	log_warnx("network %s: dnsmasq (pid %d) %s; see %s/net/%lld.dnsmasq.log",
+	    n->name, (int)pid, proc_status_str(status, how, sizeof(how)),
+	    vmgrd->state_dir, (long long)n->id);
+	proc_watch_free(n->dnsmasq_watch);
+	n->dnsmasq_watch = NULL;
+	n->dnsmasq = 0;
+}
+
+static int
+dnsmasq_start(struct net *n, char *err, size_t errlen)
+{
+	char gw[16], first[16], last[16], mask[16], range[80], pidf[PATH_MAX],
+	    hosts[PATH_MAX], leases[PATH_MAX], logf[PATH_MAX];
+	char a_range[PATH_MAX + 16], a_hosts[PATH_MAX + 20],
+	    a_leases[PATH_MAX + 20], a_pid[PATH_MAX + 12], a_if[32],
+	    a_listen[40];
+	unsigned m = ~0u << (32 - n->prefix);
+
+	ipv4(n->addr + 1, gw, sizeof(gw));
+	ipv4(n->addr + 2, first, sizeof(first));
+	ipv4((n->addr | ~m) - 1, last, sizeof(last));
+	ipv4(m, mask, sizeof(mask));
+	snprintf(range, sizeof(range), "%s,%s,%s,1h", first, last, mask);
+	net_file(n, "dnsmasq.pid", pidf, sizeof(pidf));
+	net_file(n, "hosts", hosts, sizeof(hosts));
+	net_file(n, "leases", leases, sizeof(leases));
+	net_file(n, "dnsmasq.log", logf, sizeof(logf));
+	write_hosts(n);
+	snprintf(a_range, sizeof(a_range), "--dhcp-range=%s", range);
+	snprintf(a_hosts, sizeof(a_hosts), "--dhcp-hostsfile=%s", hosts);
+	snprintf(a_leases, sizeof(a_leases), "--dhcp-leasefile=%s", leases);
+	snprintf(a_pid, sizeof(a_pid), "--pid-file=%s", pidf);
+	snprintf(a_if, sizeof(a_if), "--interface=%s", n->ifname);
+	snprintf(a_listen, sizeof(a_listen), "--listen-address=%s", gw);
+	/*
+	 * --user=root: its files are in vmgrd's 0700 state dir.  It serves
+	 * DHCP only (--port=0: no DNS), bound to the bridge alone.
+	 */
+	char *argv[] = { "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null",
+	    "--user=root", "--log-facility=-", "--bind-interfaces",
+	    "--except-interface=lo", "--port=0", "--dhcp-authoritative", a_if,
+	    a_listen, a_range, a_hosts, a_leases, a_pid, NULL };
+	if ((n->dnsmasq = proc_spawn_detached(argv, logf, NULL, 0, NULL)) < 0) {
+		snprintf(err, errlen, "cannot run dnsmasq: %s", strerror(errno));
+		n->dnsmasq = 0;
+		return -1;
+	}
+	/* Reaped and reported when it ends, by the loop. */
+	n->dnsmasq_watch = proc_watch_new(vmgrd->base, n->dnsmasq,
+	    dnsmasq_exited, n);
+	return 0;
+}
+
+/* The bridge with the gateway address, and its DHCP server. */
+static int
+bridge_up(struct net *n, char *err, size_t errlen)
+{
+	char gw[40], ip[16];
+
+	snprintf(gw, sizeof(gw), "%s/%d", ipv4(n->addr + 1, ip, sizeof(ip)),
+	    n->prefix);
+	char *show[] = { "ip", "link", "show", n->ifname, NULL };
+	char *add[] = { "ip", "link", "add", n->ifname, "type", "bridge", NULL };
+	char *addr[] = { "ip", "addr", "replace", gw, "dev", n->ifname, NULL };
+	char *up[] = { "ip", "link", "set", n->ifname, "up", NULL };
+	char out[256];
+
+	if (proc_run_sync(show, NULL, out, sizeof(out)) != 0 &&
+	    run_ip(err, errlen, add) < 0)
+		return -1;
+	if (run_ip(err, errlen, addr) < 0 || run_ip(err, errlen, up) < 0)
+		return -1;
+	dnsmasq_stop(n);	/* one left by an earlier vmgrd */
+	return dnsmasq_start(n, err, errlen);
+}
+
+static void
+bridge_down(struct net *n)
+{
+	char err[256];
+	char *del[] = { "ip", "link", "del", n->ifname, NULL };
+
+	dnsmasq_stop(n);
+	if (run_ip(err, sizeof(err), del) < 0)
+		log_warnx("%s: %s", __func__, err);
+}
+
+/* The tap of a VM's NIC on a bridge network: "vt<vmid>n<nic>". */
+void
+nic_tap_name(const struct vm *vm, int nic, char *buf, size_t len)
+{
+	snprintf(buf, len, "vt%lldn%d", (long long)vm->id, nic);
+}
+
+/*
+ * Create the taps of vm's bridge NICs (before QEMU opens them); taps[i]
+ * is set for those NICs.  0, or -1 with err.
+ */
+int
+net_taps_up(const struct vm *vm, char taps[][16], char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct net *n = net_find(vm->spec.nics[i].network);
+		taps[i][0] = '\0';
+		if (n == NULL || !is_bridge(n))
+			continue;
+		nic_tap_name(vm, i, taps[i], 16);
+		char *del[] = { "ip", "link", "del", taps[i], NULL };
+		char *add[] = { "ip", "tuntap", "add", "dev", taps[i], "mode",
+		    "tap", NULL };
+		char *join[] = { "ip", "link", "set", taps[i], "master",
+		    n->ifname, "up", NULL };
+		char out[256];
+		proc_run_sync(del, NULL, out, sizeof(out));	/* a stale one */
+		if (run_ip(err, errlen, add) < 0 || run_ip(err, errlen,
+		    join) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+void
+net_taps_down(const struct vm *vm)
+{
+	char tap[16], out[256];
+
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct net *n = net_find(vm->spec.nics[i].network);
+		if (n == NULL || !is_bridge(n))
+			continue;
+		nic_tap_name(vm, i, tap, sizeof(tap));
+		char *del[] = { "ip", "link", "del", tap, NULL };
+		proc_run_sync(del, NULL, out, sizeof(out));
+	}
+}
+
+/* 1 when NIC i of vm is on a bridge network. */
+int
+net_nic_is_tap(const struct vm *vm, int i)
+{
+	struct net *n = net_find(vm->spec.nics[i].network);
+
+	return n && is_bridge(n);
+}
+
+static int
 net_open(struct net *n)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -215,6 +483,19 @@ net_open(struct net *n)
 
 	snprintf(dir, sizeof(dir), "%s/net", vmgrd->state_dir);
 	mkdir_p(dir, 0700);
+	if (is_bridge(n)) {
+		char err[256];
+		if (strlen(n->name) <= 15)
+			snprintf(n->ifname, sizeof(n->ifname), "%s", n->name);
+		else
+			snprintf(n->ifname, sizeof(n->ifname), "vbr%lld",
+			    (long long)n->id);
+		if (bridge_up(n, err, sizeof(err)) < 0) {
+			log_warnx("%s: %s: %s", __func__, n->name, err);
+			return -1;
+		}
+		return 0;
+	}
 	net_sock_path(n->id, dir, sizeof(dir));
 	if (strlen(dir) >= sizeof(sun.sun_path))
 		return -1;
@@ -240,6 +521,16 @@ net_close(struct net *n)
 {
 	char path[PATH_MAX];
 
+	if (is_bridge(n)) {
+		bridge_down(n);
+		static const char *const ext[] = { "hosts", "leases",
+		    "dnsmasq.log" };
+		for (size_t i = 0; i < 3; i++) {
+			net_file(n, ext[i], path, sizeof(path));
+			unlink(path);
+		}
+		return;
+	}
 	if (n->ev)
 		event_free(n->ev);
 	if (n->fd >= 0)
@@ -277,7 +568,7 @@ static json_t *
 net_json(const struct net *n)
 {
 	char cidr[32], when[40];
-	json_t *members = json_array();
+	json_t *members = json_array(), *o;
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
@@ -288,10 +579,20 @@ net_json(const struct net *n)
 				    vm->spec.name, "nic", i, "mac",
 				    vm->spec.nics[i].mac, "ip",
 				    vm->spec.nics[i].ip, "running", vm->pid > 0));
-	return json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "id",
+	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "id",
 	    (json_int_t)n->id, "name", n->name, "type", n->type, "subnet",
 	    cidr_str(n->addr, n->prefix, cidr, sizeof(cidr)), "created_at",
 	    fmt_time_ms(n->created_at, when, sizeof(when)), "members", members);
+	if (is_bridge(n)) {
+		char gw[16];
+		json_object_set_new(o, "bridge", json_string(n->ifname));
+		json_object_set_new(o, "gateway", json_string(ipv4(n->addr + 1,
+		    gw, sizeof(gw))));
+		if (n->dnsmasq > 0)
+			json_object_set_new(o, "dhcp_pid",
+			    json_integer(n->dnsmasq));
+	}
+	return o;
 }
 
 /*
@@ -358,7 +659,8 @@ net_cmdline(const struct vm_spec *spec, char *buf, size_t len)
 	buf[0] = '\0';
 	for (int i = 0; i < spec->nnics && o < len; i++) {
 		struct net *n = net_find(spec->nics[i].network);
-		if (n == NULL || !spec->nics[i].ip[0])
+		/* Bridge NICs ask the network's DHCP server instead. */
+		if (n == NULL || is_bridge(n) || !spec->nics[i].ip[0])
 			continue;
 		int w = snprintf(buf + o, len - o, " vmgr.ip.eth%d=%s/%d", i,
 		    spec->nics[i].ip, n->prefix);
@@ -460,9 +762,10 @@ net_api_create(struct evhttp_request *req, json_t *body)
 		    "or bridge");
 		return;
 	}
-	if (strcmp(type, "bridge") == 0) {
-		api_reply_error(req, 422, "not_supported", "bridge networks are "
-		    "not available in this version; isolated networks are");
+	if (strcmp(type, "bridge") == 0 && geteuid() != 0) {
+		api_reply_error(req, 403, "needs_root", "bridge networks need "
+		    "vmgrd to run as root (a bridge, taps, a DHCP server); "
+		    "isolated networks do not");
 		return;
 	}
 	if (net_find(name)) {
@@ -520,9 +823,11 @@ net_api_create(struct evhttp_request *req, json_t *body)
 	}
 	if (load_one(n) < 0) {
 		db_net_delete(vmgrd->db, n->id);
+		if (is_bridge(n))
+			bridge_down(n);
 		free(n);
-		api_reply_error(req, 500, "socket", "cannot open the network's "
-		    "socket");
+		api_reply_error(req, 500, "network_setup", "cannot set up network "
+		    "%s (see vmgrd's log)", name);
 		return;
 	}
 	log_info("network %s created (%s, %s)", n->name, n->type, cidr);
@@ -556,4 +861,33 @@ net_api_delete(struct evhttp_request *req, const char *name)
 	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name,
 	    "state", "deleted"));
 	free(n);
+}
+
+/*
+ * A NIC's counters as the guest sees them: received bytes, sent bytes,
+ * received frames, sent frames.  Taps count from the host's side, so
+ * their tx is the guest's rx.
+ */
+void
+net_nic_counters(const struct vm *vm, int i, uint64_t c[4])
+{
+	static const char *const f[4] = { "tx_bytes", "rx_bytes", "tx_packets",
+	    "rx_packets" };
+	char tap[16], path[128], *s;
+
+	if (!net_nic_is_tap(vm, i)) {
+		c[0] = vm->nic_rx_bytes[i];
+		c[1] = vm->nic_tx_bytes[i];
+		c[2] = vm->nic_rx_packets[i];
+		c[3] = vm->nic_tx_packets[i];
+		return;
+	}
+	nic_tap_name(vm, i, tap, sizeof(tap));
+	for (int k = 0; k < 4; k++) {
+		snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s",
+		    tap, f[k]);
+		c[k] = (s = read_file(path, 64, NULL)) ? strtoull(s, NULL, 10) :
+		    0;
+		free(s);
+	}
 }

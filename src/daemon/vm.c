@@ -559,6 +559,7 @@ create_finish(struct vm *vm)
 	vm->busy = OP_NONE;
 	log_info("%s: created", vm->spec.name);
 	events_publish(&row);
+	net_hosts_changed();
 	complete(vm, OP_CREATE, 201, NULL, NULL);
 	return;
 drop:
@@ -737,6 +738,7 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
 	    "state", "deleted"));
 	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	net_hosts_changed();	/* its MACs leave the DHCP servers */
 	vm_free(vm);
 }
 
@@ -860,7 +862,8 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		char p[PATH_MAX];
 		nic_sock_path(vm, i, p, sizeof(p));
 		unlink(p);
-		if (strcmp(vm->spec.nics[i].network, "nat") == 0)
+		if (strcmp(vm->spec.nics[i].network, "nat") == 0 ||
+		    net_nic_is_tap(vm, i))
 			continue;
 		if (id < 0) {
 			snprintf(err, errlen, "network %s does not exist",
@@ -870,6 +873,15 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		net_sock_path(id, netsock[i], sizeof(netsock[i]));
 		nets[i] = netsock[i];
 	}
+	char taps[SPEC_MAX_NICS][16];
+	const char *tapp[SPEC_MAX_NICS] = { NULL };
+	if (net_taps_up(vm, taps, err, errlen) < 0) {
+		net_taps_down(vm);
+		goto fail;
+	}
+	for (int i = 0; i < vm->spec.nnics; i++)
+		if (taps[i][0])
+			tapp[i] = taps[i];
 	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
 	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
 	if (ipargs[0] && asprintf(&fullcmd, "%s%s", cmdline ? cmdline : "",
@@ -888,6 +900,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		.paused = 1,
 		.incoming = vm->restoring,
 		.nets = nets,
+		.taps = tapp,
 	};
 	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1079,6 +1092,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	remove_runtime_files(vm);
 	cgroup_remove(vm);
 	net_forget_vm(vm);
+	net_taps_down(vm);
 	vm->slice_end = 0;
 	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;
@@ -2064,6 +2078,7 @@ vm_load_all(void)
 		else if (vm_state_has_qemu(vm->state))
 			adopt(vm);
 	}
+	net_hosts_changed();	/* the DHCP servers learn the VMs' MACs */
 	sched_kick();
 	return 0;
 }

@@ -156,7 +156,10 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 			    f->guest_port);
 		}
 		push(&sv, "-netdev");
-		if (c->nets && c->nets[i]) {
+		if (c->taps && c->taps[i]) {
+			push(&sv, "tap,id=net%d,ifname=%s,script=no,downscript=no",
+			    i, c->taps[i]);
+		} else if (c->nets && c->nets[i]) {
 			char e3[4096];
 			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
 				sv.failed = 1;

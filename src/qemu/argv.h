@@ -32,6 +32,8 @@ struct qemu_conf {
 	 * socket (the NIC becomes -netdev dgram from VMDIR/netN.sock).
 	 */
 	const char	*const *nets;
+	/* Per NIC: a tap device on a bridge network (-netdev tap), or NULL. */
+	const char	*const *taps;
 };
 
 /* A new argv (caller frees with strv_free); NULL when out of memory or a

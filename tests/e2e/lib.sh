@@ -72,8 +72,10 @@ api() {
 }
 
 
+# VMGRD_WRAP runs vmgrd under a wrapper: `ip netns exec NS` for tests
+# that make their own network namespace.
 start_daemon() {
-	"$VMGRD_BIN" --state-dir "$STATE" --foreground "$@" \
+	$VMGRD_WRAP "$VMGRD_BIN" --state-dir "$STATE" --foreground "$@" \
 	    >>"$STATE/vmgrd.out" 2>&1 &
 	_daemon_pid=$!
 	for _i in $(seq 1 100); do
@@ -121,6 +123,7 @@ cleanup() {
 	fi
 	echo "1..$_n"
 	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
+	for p in $(pgrep -f "dnsmasq.*$STATE/net/" || true); do kill "$p" 2>/dev/null; done
 	# Filesystems a test mounted inside its state dir.
 	awk -v d="$STATE/" 'index($2, d) == 1 {print $2}' /proc/mounts |
 	    while read -r m; do umount -l "$m"; done
