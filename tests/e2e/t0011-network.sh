@@ -23,7 +23,7 @@ like "$(api POST /v1/networks '{"name": "x", "subnet": "10.10.0.0/16"}')" '^409 
 for sn in 10.10.0.1/24 300.1.1.0/24 10.0.0.0/33 10.0.0.0 banana; do
 	is "$(api POST /v1/networks "{\"name\": \"x\", \"subnet\": \"$sn\"}" | cut -d' ' -f1)" 422 "bad subnet $sn: 422"
 done
-like "$(api POST /v1/networks '{"name": "br0", "type": "bridge"}')" '^422 .*not_supported' "bridge networks: refused, clearly"
+like "$(api POST /v1/networks '{"name": "x", "type": "mesh"}')" '^422 .*type must be isolated or bridge' "an unknown type: 422"
 like "$(api POST /v1/networks '{"name": "lan0"}')" '^409 ' "a second lan0: 409"
 like "$(api POST /v1/networks '{"name": "nat"}')" '^422 .*invalid_name' "the name nat is taken by user-mode NAT"
 like "$(vmgr create d --image tiny --nic lan9 2>&1)" 'no network "lan9" .*unknown_network' "an unknown network on a NIC: refused"
