@@ -53,6 +53,9 @@ long	api_stream(const char *path, void (*cb)(const char *line, void *),
 /* Print the API's error object (or a generic one) to stderr; returns 1. */
 int	print_api_error(long status, json_t *resp);
 
+/* The string o[k], or "" when absent or not a string. */
+const char *jstr(json_t *o, const char *k);
+
 /* Print v as pretty JSON on stdout. */
 void	print_json(json_t *v);
 

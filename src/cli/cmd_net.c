@@ -7,14 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *
-s_(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? s : "";
-}
-
 static void
 show(json_t *n)
 {
@@ -22,11 +14,11 @@ show(json_t *n)
 	size_t i;
 
 	printf("name:     %s\ntype:     %s\nsubnet:   %s\ncreated:  %s\n",
-	    s_(n, "name"), s_(n, "type"), s_(n, "subnet"), s_(n, "created_at"));
+	    jstr(n, "name"), jstr(n, "type"), jstr(n, "subnet"), jstr(n, "created_at"));
 	json_array_foreach(json_object_get(n, "members"), i, m)
-		printf("member:   %s nic %lld  %s  %s%s\n", s_(m, "vm"),
+		printf("member:   %s nic %lld  %s  %s%s\n", jstr(m, "vm"),
 		    (long long)json_integer_value(json_object_get(m, "nic")),
-		    s_(m, "mac"), s_(m, "ip"), json_is_true(json_object_get(m,
+		    jstr(m, "mac"), jstr(m, "ip"), json_is_true(json_object_get(m,
 		    "running")) ? "  (running)" : "");
 }
 
@@ -49,8 +41,8 @@ cmd_network(int argc, char **argv)
 			printf("%-16s %-9s %-18s %s\n", "NAME", "TYPE", "SUBNET",
 			    "VMS");
 			json_array_foreach(resp, i, n)
-				printf("%-16s %-9s %-18s %zu\n", s_(n, "name"),
-				    s_(n, "type"), s_(n, "subnet"),
+				printf("%-16s %-9s %-18s %zu\n", jstr(n, "name"),
+				    jstr(n, "type"), jstr(n, "subnet"),
 				    json_array_size(json_object_get(n,
 				    "members")));
 		}
@@ -109,8 +101,8 @@ cmd_network(int argc, char **argv)
 	if (cli.json)
 		print_json(resp);
 	else
-		printf("created network %s (%s, %s)\n", s_(resp, "name"),
-		    s_(resp, "type"), s_(resp, "subnet"));
+		printf("created network %s (%s, %s)\n", jstr(resp, "name"),
+		    jstr(resp, "type"), jstr(resp, "subnet"));
 	json_decref(resp);
 	return 0;
 }

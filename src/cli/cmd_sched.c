@@ -146,21 +146,13 @@ out:
 	return rc;
 }
 
-static const char *
-s_(json_t *o, const char *k)
-{
-	const char *s = json_string_value(json_object_get(o, k));
-
-	return s ? s : "";
-}
-
 static void
 print_scheduler(json_t *s)
 {
 	json_t *v;
 	size_t i;
 
-	printf("policy %s, quantum %gs\n\n", s_(s, "policy"),
+	printf("policy %s, quantum %gs\n\n", jstr(s, "policy"),
 	    json_number_value(json_object_get(s, "quantum_s")));
 	if (json_array_size(json_object_get(s, "queue")) == 0)
 		printf("queue: empty\n");
@@ -178,16 +170,16 @@ print_scheduler(json_t *s)
 			fmt_duration(r, rt, sizeof(rt));
 		printf("%-4lld %-16s %-8s %-4lld %-9s %-24s %s\n",
 		    (long long)json_integer_value(json_object_get(v,
-		    "position")), s_(v, "name"), s_(v, "state"),
+		    "position")), jstr(v, "name"), jstr(v, "state"),
 		    (long long)json_integer_value(json_object_get(v,
-		    "priority")), rt, exp ? exp : "unknown", s_(v, "reason"));
+		    "priority")), rt, exp ? exp : "unknown", jstr(v, "reason"));
 	}
 	printf("\nadmitted: %zu\n", json_array_size(json_object_get(s,
 	    "admitted")));
 	json_array_foreach(json_object_get(s, "admitted"), i, v) {
 		json_t *left = json_object_get(v, "slice_left_s");
-		printf("  %-16s %-8s %5.2f cpus %7.0f MiB%s", s_(v, "name"),
-		    s_(v, "state"), json_number_value(json_object_get(v,
+		printf("  %-16s %-8s %5.2f cpus %7.0f MiB%s", jstr(v, "name"),
+		    jstr(v, "state"), json_number_value(json_object_get(v,
 		    "cpus")), json_number_value(json_object_get(v,
 		    "memory_mib")), json_is_true(json_object_get(v,
 		    "preemptible")) ? "  preemptible" : "");

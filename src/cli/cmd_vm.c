@@ -15,14 +15,6 @@
 #include "../lib/util.h"
 
 
-static const char *
-str(json_t *o, const char *key)
-{
-	const char *s = json_string_value(json_object_get(o, key));
-
-	return s ? s : "";
-}
-
 static void
 print_vm_line(json_t *vm, int wide)
 {
@@ -34,8 +26,8 @@ print_vm_line(json_t *vm, int wide)
 		fmt_duration(json_integer_value(uptime), up, sizeof(up));
 	fmt_mib((long long)json_number_value(json_object_get(spec,
 	    "memory_mib")), mem, sizeof(mem));
-	printf("%-*s  %-9s %5lld  %7s  %8s\n", wide, str(vm, "name"),
-	    str(vm, "state"),
+	printf("%-*s  %-9s %5lld  %7s  %8s\n", wide, jstr(vm, "name"),
+	    jstr(vm, "state"),
 	    (long long)json_number_value(json_object_get(spec, "vcpus")), mem,
 	    up);
 }
@@ -58,7 +50,7 @@ cmd_list(int argc, char **argv)
 		return 0;
 	}
 	json_array_foreach(resp, i, vm) {
-		int n = (int)strlen(str(vm, "name"));
+		int n = (int)strlen(jstr(vm, "name"));
 		if (n > wide)
 			wide = n;
 	}
@@ -90,39 +82,39 @@ cmd_info(int argc, char **argv)
 	}
 	spec = json_object_get(vm, "spec");
 	rt = json_object_get(vm, "runtime");
-	printf("name:         %s\n", str(vm, "name"));
-	printf("state:        %s%s%s%s\n", str(vm, "state"),
-	    *str(vm, "state_reason") ? " (" : "", str(vm, "state_reason"),
-	    *str(vm, "state_reason") ? ")" : "");
-	printf("since:        %s\n", str(vm, "state_since"));
-	printf("created:      %s\n", str(vm, "created_at"));
+	printf("name:         %s\n", jstr(vm, "name"));
+	printf("state:        %s%s%s%s\n", jstr(vm, "state"),
+	    *jstr(vm, "state_reason") ? " (" : "", jstr(vm, "state_reason"),
+	    *jstr(vm, "state_reason") ? ")" : "");
+	printf("since:        %s\n", jstr(vm, "state_since"));
+	printf("created:      %s\n", jstr(vm, "created_at"));
 	printf("vcpus:        %lld\n", (long long)json_number_value(
 	    json_object_get(spec, "vcpus")));
 	printf("memory:       %s\n", fmt_mib((long long)json_number_value(
 	    json_object_get(spec, "memory_mib")), mem, sizeof(mem)));
-	printf("machine:      %s\n", str(spec, "machine"));
-	if (*str(spec, "image"))
-		printf("image:        %s\n", str(spec, "image"));
+	printf("machine:      %s\n", jstr(spec, "machine"));
+	if (*jstr(spec, "image"))
+		printf("image:        %s\n", jstr(spec, "image"));
 	if ((v = json_object_get(spec, "boot")) != NULL) {
-		if (*str(v, "kernel"))
-			printf("kernel:       %s\n", str(v, "kernel"));
-		if (*str(v, "initrd"))
-			printf("initrd:       %s\n", str(v, "initrd"));
-		if (*str(v, "cmdline"))
-			printf("cmdline:      %s\n", str(v, "cmdline"));
+		if (*jstr(v, "kernel"))
+			printf("kernel:       %s\n", jstr(v, "kernel"));
+		if (*jstr(v, "initrd"))
+			printf("initrd:       %s\n", jstr(v, "initrd"));
+		if (*jstr(v, "cmdline"))
+			printf("cmdline:      %s\n", jstr(v, "cmdline"));
 	}
 	json_array_foreach(json_object_get(spec, "disks"), i, v)
-		printf("disk %zu:       %s (%lld GiB)\n", i, str(v, "volume"),
+		printf("disk %zu:       %s (%lld GiB)\n", i, jstr(v, "volume"),
 		    (long long)json_number_value(json_object_get(v,
 		    "size_gib")));
 	json_array_foreach(json_object_get(spec, "nics"), i, v) {
 		json_t *f;
 		size_t k;
-		printf("nic %zu:        %s %s\n", i, str(v, "network"),
-		    str(v, "mac"));
+		printf("nic %zu:        %s %s\n", i, jstr(v, "network"),
+		    jstr(v, "mac"));
 		json_array_foreach(json_object_get(v, "forwards"), k, f)
 			printf("forward:      %s %s:%lld -> guest port %lld\n",
-			    str(f, "proto"), str(f, "host_addr"),
+			    jstr(f, "proto"), jstr(f, "host_addr"),
 			    (long long)json_number_value(json_object_get(f,
 			    "host_port")), (long long)json_number_value(
 			    json_object_get(f, "guest_port")));
@@ -131,11 +123,11 @@ cmd_info(int argc, char **argv)
 		printf("pid:          %lld\n", (long long)json_integer_value(v));
 		printf("uptime:       %s\n", fmt_duration(json_integer_value(
 		    json_object_get(vm, "uptime_s")), up, sizeof(up)));
-		printf("accel:        %s\n", str(rt, "accel"));
+		printf("accel:        %s\n", jstr(rt, "accel"));
 	}
 	json_t *res = json_object_get(spec, "resources");
 	printf("resources:    policy %s, priority %lld, weight %g, min memory "
-	    "%lldM\n", str(res, "policy"), (long long)json_number_value(
+	    "%lldM\n", jstr(res, "policy"), (long long)json_number_value(
 	    json_object_get(res, "priority")), json_number_value(
 	    json_object_get(res, "weight")), (long long)json_number_value(
 	    json_object_get(res, "min_memory_mib")));
@@ -153,7 +145,7 @@ cmd_info(int argc, char **argv)
 	if ((v = json_object_get(vm, "queue")) != NULL)
 		printf("queue:        position %lld: %s\n", (long long)
 		    json_integer_value(json_object_get(v, "position")),
-		    str(v, "reason"));
+		    jstr(v, "reason"));
 	if ((v = json_object_get(vm, "allocation")) != NULL) {
 		json_t *cg = json_object_get(v, "cgroup");
 		printf("allocation:   %.2f cpus, %.0f MiB (entitlement %.2f)%s\n",
@@ -172,8 +164,8 @@ cmd_info(int argc, char **argv)
 			printf("cgroup:       %s = %s\n", key,
 			    json_string_value(val));
 	}
-	printf("console:      %s\n", str(rt, "console_socket"));
-	printf("console log:  %s\n", str(rt, "console_log"));
+	printf("console:      %s\n", jstr(rt, "console_socket"));
+	printf("console log:  %s\n", jstr(rt, "console_log"));
 	json_decref(vm);
 	return 0;
 }
@@ -401,7 +393,7 @@ cmd_create(int argc, char **argv)
 	if (cli.json)
 		print_json(resp);
 	else
-		printf("created %s\n", str(resp, "name"));
+		printf("created %s\n", jstr(resp, "name"));
 	rc = 0;
 out:
 	json_decref(resp);
@@ -418,14 +410,14 @@ print_state(json_t *vm)
 	json_t *pid = json_object_get(vm, "pid");
 	json_t *q = json_object_get(vm, "queue");
 
-	printf("%s: %s", str(vm, "name"), str(vm, "state"));
+	printf("%s: %s", jstr(vm, "name"), jstr(vm, "state"));
 	if (q)
 		printf(" (position %lld: %s)", (long long)json_integer_value(
-		    json_object_get(q, "position")), str(q, "reason"));
+		    json_object_get(q, "position")), jstr(q, "reason"));
 	else if (pid)
 		printf(" (pid %lld)", (long long)json_integer_value(pid));
-	else if (*str(vm, "state_reason"))
-		printf(" (%s)", str(vm, "state_reason"));
+	else if (*jstr(vm, "state_reason"))
+		printf(" (%s)", jstr(vm, "state_reason"));
 	printf("\n");
 }
 

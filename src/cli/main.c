@@ -210,6 +210,14 @@ print_api_error(long status, json_t *resp)
 	return EXIT_REFUSED;
 }
 
+const char *
+jstr(json_t *o, const char *k)
+{
+	const char *s = json_string_value(json_object_get(o, k));
+
+	return s ? s : "";
+}
+
 void
 print_json(json_t *v)
 {

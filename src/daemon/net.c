@@ -485,8 +485,8 @@ net_open(struct net *n)
 	mkdir_p(dir, 0700);
 	if (is_bridge(n)) {
 		char err[256];
-		if (strlen(n->name) <= 15)
-			snprintf(n->ifname, sizeof(n->ifname), "%s", n->name);
+		if (strlen(n->name) < sizeof(n->ifname))
+			memcpy(n->ifname, n->name, strlen(n->name) + 1);
 		else
 			snprintf(n->ifname, sizeof(n->ifname), "vbr%lld",
 			    (long long)n->id);
