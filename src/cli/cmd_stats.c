@@ -73,10 +73,12 @@ show_history(json_t *s)
 	double lo, hi, avg;
 	char a[32], b[32], c[32];
 
-	printf("%s: %zu samples over %llds (every %gs)\n",
+	printf("%s: %zu samples over %llds (every %gs%s)\n",
 	    json_string_value(json_object_get(s, "name")),
 	    json_array_size(samples), (long long)num(s, "history_s"),
-	    num(s, "interval_s"));
+	    json_object_get(s, "resolution_s") ? num(s, "resolution_s") :
+	    num(s, "interval_s"), json_object_get(s, "resolution_s") ?
+	    ", averaged" : "");
 	if (json_array_size(samples) == 0)
 		return 0;
 	printf("cpu %%     ");

@@ -171,6 +171,13 @@ int	 db_net_foreach(sqlite3 *, db_net_cb, void *);
 int	 db_net_insert(sqlite3 *, const char *name, const char *type,
 	    const char *subnet, int64_t created_at, int64_t *id);
 int	 db_net_delete(sqlite3 *, int64_t id);
+int	 db_rollup_add(sqlite3 *, const char *vm, int64_t t_ms, double cpu_pct,
+	    double cpu_s, int64_t rss, int64_t rd, int64_t wr, int has_disk);
+int	 db_rollup_prune(sqlite3 *, int64_t before_ms);
+typedef void (*db_rollup_cb)(int64_t t_ms, double cpu_pct, double cpu_s,
+	    int64_t rss, int64_t rd, int64_t wr, void *arg);
+int	 db_rollups(sqlite3 *, const char *vm, int64_t since_ms, db_rollup_cb,
+	    void *);
 
 /* events.c */
 json_t	*event_json(const struct event_row *);

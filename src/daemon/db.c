@@ -46,6 +46,16 @@ static const char *const migrations[] = {
 	"  type TEXT NOT NULL,"
 	"  subnet TEXT NOT NULL,"
 	"  created_at INTEGER NOT NULL);",
+	/* 4: monitoring history beyond the hour in memory, per period */
+	"CREATE TABLE rollups ("
+	"  vm TEXT NOT NULL,"
+	"  time INTEGER NOT NULL,"
+	"  cpu_percent REAL NOT NULL,"
+	"  cpu_seconds REAL NOT NULL,"
+	"  rss_bytes INTEGER NOT NULL,"
+	"  disk_read_bytes INTEGER,"
+	"  disk_write_bytes INTEGER,"
+	"  PRIMARY KEY (vm, time));",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -477,4 +487,59 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 		    sqlite3_column_int64(st, 4), arg);
 	sqlite3_finalize(st);
 	return rc;
+}
+
+int
+db_rollup_add(sqlite3 *db, const char *vm, int64_t t_ms, double cpu_pct,
+    double cpu_s, int64_t rss, int64_t rd, int64_t wr, int has_disk)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rollups VALUES "
+	    "(?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, t_ms);
+	sqlite3_bind_double(st, 3, cpu_pct);
+	sqlite3_bind_double(st, 4, cpu_s);
+	sqlite3_bind_int64(st, 5, rss);
+	if (has_disk) {
+		sqlite3_bind_int64(st, 6, rd);
+		sqlite3_bind_int64(st, 7, wr);
+	}
+	return step_done(db, st);
+}
+
+int
+db_rollup_prune(sqlite3 *db, int64_t before_ms)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "DELETE FROM rollups WHERE time < ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, before_ms);
+	return step_done(db, st);
+}
+
+int
+db_rollups(sqlite3 *db, const char *vm, int64_t since_ms, db_rollup_cb cb,
+    void *arg)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "SELECT time, cpu_percent, cpu_seconds, "
+	    "rss_bytes, disk_read_bytes, disk_write_bytes FROM rollups WHERE "
+	    "vm = ? AND time > ? ORDER BY time", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, since_ms);
+	while (sqlite3_step(st) == SQLITE_ROW)
+		cb(sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1),
+		    sqlite3_column_double(st, 2), sqlite3_column_int64(st, 3),
+		    sqlite3_column_type(st, 4) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(st, 4), sqlite3_column_type(st, 5) ==
+		    SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5), arg);
+	sqlite3_finalize(st);
+	return 0;
 }

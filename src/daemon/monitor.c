@@ -36,6 +36,9 @@ struct sample {
 };
 
 struct mon {
+	int64_t		 period;	/* the rollup period being summed */
+	double		 sum_cpu, sum_rss;
+	int		 nsum;
 	struct sample	*ring;
 	size_t		 cap, head, n;	/* head: next slot */
 	json_t		*disks;		/* the last query-blockstats, per disk */
@@ -52,7 +55,11 @@ static struct {
 	double		 host_cpu_pct;
 	long long	 ticks;
 	double		 cpu_us;	/* spent in ticks */
+	int64_t		 rollup_ms;	/* 60 s; VMGR_ROLLUP_SECONDS for tests */
+	int64_t		 pruned_at;
 } mon_g;
+
+#define ROLLUP_KEEP_MS	(7LL * 86400 * 1000)	/* a week */
 
 static struct mon *
 mon_of(struct vm *vm)
@@ -208,6 +215,25 @@ sample_vm(struct vm *vm, int64_t now)
 	m->head = (m->head + 1) % m->cap;
 	if (m->n < m->cap)
 		m->n++;
+	/*
+	 * Per-period rollups go to SQLite for a week: the mean CPU and RSS of
+	 * the period, the counters at its end.
+	 */
+	int64_t period = now / mon_g.rollup_ms;
+	if (m->nsum && period != m->period) {
+		if (db_rollup_add(vmgrd->db, vm->spec.name, m->period *
+		    mon_g.rollup_ms, m->sum_cpu / m->nsum, (double)prev->cpu_ns /
+		    1e9, (int64_t)(m->sum_rss / m->nsum), (int64_t)prev->rd_bytes,
+		    (int64_t)prev->wr_bytes, prev->has_disk) < 0)
+			log_warnx("%s: rollup: %s", vm->spec.name,
+			    db_errmsg(vmgrd->db));
+		m->sum_cpu = m->sum_rss = 0;
+		m->nsum = 0;
+	}
+	m->period = period;
+	m->sum_cpu += s.cpu_pct;
+	m->sum_rss += (double)s.rss;
+	m->nsum++;
 	/* One query out at a time: a wedged QEMU gets no pile of them. */
 	if (vm->spec.ndisks > 0 && !m->pending && vm->qmp &&
 	    qmp_is_ready(vm->qmp)) {
@@ -257,6 +283,10 @@ tick(evutil_socket_t fd, short what, void *arg)
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
 		if (vm->pid > 0)
 			sample_vm(vm, now);
+	if (now - mon_g.pruned_at > 3600 * 1000) {
+		db_rollup_prune(vmgrd->db, now - ROLLUP_KEEP_MS);
+		mon_g.pruned_at = now;
+	}
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
 	mon_g.ticks++;
 	mon_g.cpu_us += (double)(b.tv_sec - a.tv_sec) * 1e6 +
@@ -269,8 +299,11 @@ monitor_init(double interval)
 	struct timeval tv = { (time_t)interval,
 	    (suseconds_t)((interval - (time_t)interval) * 1e6) };
 
+	const char *r = getenv("VMGR_ROLLUP_SECONDS");
+
 	mon_g.interval = interval;
 	mon_g.ring_cap = (size_t)(3600 / interval) + 1;
+	mon_g.rollup_ms = r && atoi(r) > 0 ? (int64_t)atoi(r) * 1000 : 60000;
 	mon_g.timer = event_new(vmgrd->base, -1, EV_PERSIST, tick, NULL);
 	event_add(mon_g.timer, &tv);
 	sample_host();
@@ -335,6 +368,23 @@ sample_json(const struct vm *vm, const struct sample *s, int detail)
 	return o;
 }
 
+static void
+rollup_json(int64_t t_ms, double cpu_pct, double cpu_s, int64_t rss,
+    int64_t rd, int64_t wr, void *arg)
+{
+	char when[40];
+	json_t *o = json_pack("{s:s, s:I, s:f, s:f, s:I}", "time",
+	    fmt_time_ms(t_ms, when, sizeof(when)), "time_ms", (json_int_t)t_ms,
+	    "cpu_percent", cpu_pct, "cpu_seconds", cpu_s, "memory_rss_bytes",
+	    (json_int_t)rss);
+
+	if (rd >= 0) {
+		json_object_set_new(o, "disk_read_bytes", json_integer(rd));
+		json_object_set_new(o, "disk_write_bytes", json_integer(wr));
+	}
+	json_array_append_new(arg, o);
+}
+
 json_t *
 monitor_vm_json(const struct vm *vm, long history_s)
 {
@@ -357,6 +407,15 @@ monitor_vm_json(const struct vm *vm, long history_s)
 	}
 	json_t *arr = json_array();
 	int64_t from = now_unix_ms() - (int64_t)history_s * 1000;
+	if (history_s > 3600) {
+		/* Beyond the hour in memory: the rollups in SQLite. */
+		db_rollups(vmgrd->db, vm->spec.name, from, rollup_json, arr);
+		json_object_set_new(o, "history_s", json_integer(history_s));
+		json_object_set_new(o, "resolution_s", json_real(
+		    (double)mon_g.rollup_ms / 1000));
+		json_object_set_new(o, "samples", arr);
+		return o;
+	}
 	const struct mon *m = vm->mon;
 	for (size_t k = 0; m && k < m->n; k++) {
 		const struct sample *x = &m->ring[(m->head + m->cap - m->n + k) %

@@ -6,6 +6,7 @@
 # a QEMU that stops answering (SIGSTOP) holds up neither the other VMs'
 # samples nor the API.
 . "$(dirname "$0")/lib.sh"
+export VMGR_ROLLUP_SECONDS=2	# rollups every 2 s instead of every minute
 start_daemon --sample-interval 1
 
 check "create busy (with a disk)" vmgr create busy --image tiny --disk new:1G
@@ -48,6 +49,12 @@ is "$(echo "$m" | grep -c '^vmgr_vm_state{vm="busy",state="running"} 1$')" 1 "vm
 
 n=$(vmgr stats idle --history 5 --json | jq '.samples | length')
 ok $(( n < 4 || n > 6 )) "a 5 s window at 1 s holds 5 samples ($n)"
+r=$(vmgr stats busy --history 2h --json)
+is "$(echo "$r" | jq .resolution_s)" 2 "history beyond the hour comes from the rollups"
+n=$(echo "$r" | jq '.samples | length')
+ok $(( n < 5 )) "... which hold a sample per period ($n)"
+is "$(echo "$r" | jq '[.samples[].cpu_seconds] | . == sort')" true "... in order, CPU seconds growing"
+like "$(vmgr stats busy --history 2h)" 'every 2s, averaged' "the CLI says they are averages"
 
 # A wedged QEMU: the other VM's samples and the API go on.
 pb=$(vmgr info busy --json | jq .pid)
