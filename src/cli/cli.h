@@ -43,6 +43,10 @@ long	api_call(const char *method, const char *path, json_t *body,
  */
 json_t	*api_get(const char *path, int *rc);
 
+/* The same for any method and body (not stolen); any 2xx is success. */
+json_t	*api_send(const char *method, const char *path, json_t *body,
+	    long timeout_s, int *rc);
+
 /*
  * Stream a GET: each complete line of the reply is passed to cb as it
  * arrives.  Returns the HTTP status or -1.

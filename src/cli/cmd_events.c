@@ -55,6 +55,7 @@ cmd_events(int argc, char **argv)
 	char path[512];
 	json_t *resp = NULL, *ev;
 	long status;
+	int rc;
 	size_t i;
 
 	for (int a = 1; a < argc; a++) {
@@ -95,12 +96,8 @@ cmd_events(int argc, char **argv)
 		status = api_stream(path, stream_line, NULL);
 		return status == 200 ? 0 : EXIT_REFUSED;
 	}
-	status = api_call("GET", path, NULL, &resp, NULL, 30);
-	if (status != 200) {
-		int rc = print_api_error(status, resp);
-		json_decref(resp);
+	if ((resp = api_get(path, &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(resp);
 	else {

@@ -28,7 +28,6 @@ cmd_network(int argc, char **argv)
 	const char *sub = argc > 1 ? argv[1] : "list";
 	json_t *resp = NULL, *body, *n;
 	char path[256];
-	long status;
 	size_t i;
 	int rc;
 
@@ -63,12 +62,8 @@ cmd_network(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(sub, "delete") == 0 && argc == 3) {
-		status = api_call("DELETE", path, NULL, &resp, NULL, 30);
-		if (status != 200) {
-			rc = print_api_error(status, resp);
-			json_decref(resp);
+		if ((resp = api_send("DELETE", path, NULL, 30, &rc)) == NULL)
 			return rc;
-		}
 		if (cli.json)
 			print_json(resp);
 		else
@@ -91,13 +86,10 @@ cmd_network(int argc, char **argv)
 			    argv[a]);
 		}
 	}
-	status = api_call("POST", "/v1/networks", body, &resp, NULL, 30);
+	resp = api_send("POST", "/v1/networks", body, 30, &rc);
 	json_decref(body);
-	if (status != 201) {
-		rc = print_api_error(status, resp);
-		json_decref(resp);
+	if (resp == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(resp);
 	else

@@ -84,7 +84,6 @@ cmd_set(int argc, char **argv)
 	const char *name = NULL;
 	char path[256];
 	long long n;
-	long status;
 	int rc = EXIT_USAGE;
 
 	for (int i = 1; i < argc; i++) {
@@ -122,11 +121,8 @@ cmd_set(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/vms/%s", name);
-	status = api_call("PATCH", path, body, &resp, NULL, 30);
-	if (status != 200) {
-		rc = print_api_error(status, resp);
+	if ((resp = api_send("PATCH", path, body, 30, &rc)) == NULL)
 		goto out;
-	}
 	if (cli.json)
 		print_json(resp);
 	else {
@@ -212,12 +208,11 @@ int
 cmd_scheduler(int argc, char **argv)
 {
 	json_t *body = NULL, *resp = NULL;
-	long status;
 	long long q;
 	int rc;
 
 	if (argc == 1 || (argc == 2 && strcmp(argv[1], "show") == 0)) {
-		status = api_call("GET", "/v1/scheduler", NULL, &resp, NULL, 30);
+		resp = api_get("/v1/scheduler", &rc);
 	} else if (strcmp(argv[1], "set") == 0) {
 		body = json_object();
 		for (int i = 2; i < argc; i++) {
@@ -244,16 +239,13 @@ cmd_scheduler(int argc, char **argv)
 			return usage_error("scheduler", "set what? --policy "
 			    "and/or --quantum");
 		}
-		status = api_call("PUT", "/v1/scheduler", body, &resp, NULL, 30);
+		resp = api_send("PUT", "/v1/scheduler", body, 30, &rc);
 	} else
 		return usage_error("scheduler", "unknown argument \"%s\"",
 		    argv[1]);
 	json_decref(body);
-	if (status != 200) {
-		rc = print_api_error(status, resp);
-		json_decref(resp);
+	if (resp == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(resp);
 	else

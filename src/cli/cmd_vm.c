@@ -221,7 +221,6 @@ cmd_create(int argc, char **argv)
 	json_t *disks = json_array(), *nics = json_array(), *resp = NULL, *v;
 	const char *file = NULL, *name = NULL;
 	long long n;
-	long status;
 	int ch, rc = EXIT_USAGE;
 
 	/* Resource and scheduling options first; getopt sees the rest. */
@@ -385,11 +384,8 @@ cmd_create(int argc, char **argv)
 		if (json_array_size(nics))
 			json_object_set(spec, "nics", nics);
 	}
-	status = api_call("POST", "/v1/vms", spec, &resp, NULL, 300);
-	if (status != 201) {
-		rc = print_api_error(status, resp);
+	if ((resp = api_send("POST", "/v1/vms", spec, 300, &rc)) == NULL)
 		goto out;
-	}
 	if (cli.json)
 		print_json(resp);
 	else
@@ -428,7 +424,7 @@ cmd_action(int argc, char **argv)
 	long long timeout = -1;
 	json_t *body = NULL, *resp = NULL;
 	char path[256];
-	long status;
+	int rc;
 	int nowait = 0, shutdown = strcmp(action, "shutdown") == 0;
 
 	for (int i = 1; i < argc; i++) {
@@ -460,14 +456,11 @@ cmd_action(int argc, char **argv)
 	}
 	snprintf(path, sizeof(path), "/v1/vms/%s/%s", name, action);
 	/* A shutdown may wait for the guest as long as its timeout. */
-	status = api_call("POST", path, body, &resp, NULL, shutdown ?
-	    (timeout >= 0 ? timeout : 86400) + 60 : 300);
+	resp = api_send("POST", path, body, shutdown ? (timeout >= 0 ?
+	    timeout : 86400) + 60 : 300, &rc);
 	json_decref(body);
-	if (status != 200 && status != 202) {
-		int rc = print_api_error(status, resp);
-		json_decref(resp);
+	if (resp == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(resp);
 	else
@@ -481,17 +474,13 @@ cmd_delete(int argc, char **argv)
 {
 	json_t *resp = NULL;
 	char path[256];
-	long status;
+	int rc;
 
 	if (argc != 2 || argv[1][0] == '-')
 		return usage_error("delete", "give one VM name");
 	snprintf(path, sizeof(path), "/v1/vms/%s", argv[1]);
-	status = api_call("DELETE", path, NULL, &resp, NULL, 60);
-	if (status != 200) {
-		int rc = print_api_error(status, resp);
-		json_decref(resp);
+	if ((resp = api_send("DELETE", path, NULL, 60, &rc)) == NULL)
 		return rc;
-	}
 	if (cli.json)
 		print_json(resp);
 	else

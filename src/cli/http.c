@@ -67,15 +67,22 @@ api_stream(const char *path, void (*cb)(const char *, void *), void *arg)
 }
 
 json_t *
-api_get(const char *path, int *rc)
+api_send(const char *method, const char *path, json_t *body, long timeout_s,
+    int *rc)
 {
 	json_t *resp = NULL;
-	long status = api_call("GET", path, NULL, &resp, NULL, 30);
+	long status = api_call(method, path, body, &resp, NULL, timeout_s);
 
 	*rc = 0;
-	if (status == 200 && resp)
+	if (status >= 200 && status < 300 && resp)
 		return resp;
 	*rc = print_api_error(status, resp);
 	json_decref(resp);
 	return NULL;
+}
+
+json_t *
+api_get(const char *path, int *rc)
+{
+	return api_send("GET", path, NULL, 30, rc);
 }
