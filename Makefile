@@ -31,7 +31,8 @@ C_LIBS   := $(shell pkg-config --libs $(CLI_PKGS) 2>/dev/null)
 T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 
 OBJ       = $(BUILD)/obj
-CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c
+CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
+            src/core/qcow2.c
 LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)

@@ -242,11 +242,9 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 		if ((rc = get_int(d, "size_gib", where, 1, SPEC_DISK_MAX,
 		    &size, err)) < 0)
 			return -1;
-		if (rc == 1)
-			return fail(err, "missing_field",
-			    "%s.size_gib is required", where);
+		/* Without a size, the volume exists and is attached. */
 		snprintf(disk->volume, sizeof(disk->volume), "%s", vol);
-		disk->size_gib = (int)size;
+		disk->size_gib = rc == 1 ? 0 : (int)size;
 		spec->ndisks++;
 	}
 	return 0;
@@ -632,10 +630,13 @@ spec_to_json(const struct vm_spec *spec)
 			    json_string(spec->cmdline));
 		json_object_set_new(o, "boot", boot);
 	}
-	for (int i = 0; i < spec->ndisks; i++)
-		json_array_append_new(disks, json_pack("{s:s, s:i}",
-		    "volume", spec->disks[i].volume,
-		    "size_gib", spec->disks[i].size_gib));
+	for (int i = 0; i < spec->ndisks; i++) {
+		json_t *d = json_pack("{s:s}", "volume", spec->disks[i].volume);
+		if (spec->disks[i].size_gib > 0)
+			json_object_set_new(d, "size_gib",
+			    json_integer(spec->disks[i].size_gib));
+		json_array_append_new(disks, d);
+	}
 	json_object_set_new(o, "disks", disks);
 	for (int i = 0; i < spec->nnics; i++) {
 		json_t *nic = json_pack("{s:s}", "network",

@@ -23,7 +23,7 @@
 
 struct spec_disk {
 	char	volume[SPEC_NAME_MAX + 1];
-	int	size_gib;
+	int	size_gib;	/* a new volume; 0 = attach an existing one */
 };
 
 #define SPEC_MAX_FORWARDS 16

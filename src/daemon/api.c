@@ -49,8 +49,15 @@ status_text(int status)
 void
 api_reply_json(struct evhttp_request *req, int status, json_t *j)
 {
-	struct evbuffer *buf = evbuffer_new();
-	char *s = json_dumps(j, JSON_COMPACT);
+	struct evbuffer *buf;
+	char *s;
+
+	if (req == NULL) {
+		json_decref(j);
+		return;
+	}
+	buf = evbuffer_new();
+	s = json_dumps(j, JSON_COMPACT);
 
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/json");
@@ -76,10 +83,86 @@ api_reply_error(struct evhttp_request *req, int status, const char *code,
 	    "code", code, "message", msg));
 }
 
+/*
+ * A request answered when some disk work ends.  If its client goes away
+ * first, the pending stays (the work goes on) and its reply is dropped.
+ */
+struct pending {
+	TAILQ_ENTRY(pending)	 entry;
+	struct evhttp_request	*req;
+	struct evhttp_connection *conn;
+};
+static TAILQ_HEAD(, pending) pendings = TAILQ_HEAD_INITIALIZER(pendings);
+
+struct pending *
+api_pend(struct evhttp_request *req)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->req = req;
+	p->conn = evhttp_request_get_connection(req);
+	TAILQ_INSERT_TAIL(&pendings, p, entry);
+	api_track_conn(req);
+	return p;
+}
+
+/* The request, or NULL if its client left; the pending is freed. */
+struct evhttp_request *
+api_pend_take(struct pending *p)
+{
+	struct evhttp_request *req;
+
+	if (p == NULL)
+		return NULL;
+	req = p->req;
+	TAILQ_REMOVE(&pendings, p, entry);
+	free(p);
+	return req;
+}
+
+void
+api_pend_reply_json(struct pending *p, int status, json_t *j)
+{
+	if (p == NULL) {
+		json_decref(j);
+		return;
+	}
+	TAILQ_REMOVE(&pendings, p, entry);
+	if (p->req)
+		api_reply_json(p->req, status, j);
+	else
+		json_decref(j);
+	free(p);
+}
+
+void
+api_pend_reply_error(struct pending *p, int status, const char *code,
+    const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	api_pend_reply_json(p, status, json_pack("{s:{s:s, s:s}}", "error",
+	    "code", code, "message", msg));
+}
+
 static void
 conn_closed(struct evhttp_connection *conn, void *arg)
 {
+	struct pending *p;
+
 	(void)arg;
+	TAILQ_FOREACH(p, &pendings, entry)
+		if (p->conn == conn && p->req) {
+			if (evhttp_request_get_connection(p->req) == NULL)
+				evhttp_request_free(p->req);
+			p->req = NULL;
+		}
 	vm_conn_closed(conn);
 	events_conn_closed(conn);
 }
@@ -92,6 +175,51 @@ api_track_conn(struct evhttp_request *req)
 
 	if (conn)
 		evhttp_connection_set_closecb(conn, conn_closed, NULL);
+}
+
+/*
+ * An integer field of a request body, from lo to hi: 0 (with *out set, or
+ * untouched when the field is absent), or -1 after replying 422.
+ */
+int
+api_body_int(struct evhttp_request *req, json_t *body, const char *key,
+    long long lo, long long hi, long long *out)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_number(v) || json_number_value(v) < (double)lo ||
+	    json_number_value(v) > (double)hi ||
+	    json_number_value(v) != (double)(long long)json_number_value(v)) {
+		api_reply_error(req, 422, "invalid_value", "%s must be a whole "
+		    "number from %lld to %lld", key, lo, hi);
+		return -1;
+	}
+	*out = (long long)json_number_value(v);
+	return 0;
+}
+
+int
+api_body_keys(struct evhttp_request *req, json_t *body,
+    const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+
+	if (body == NULL)
+		return 0;
+	json_object_foreach(body, key, v) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, key) == 0;
+		if (!ok) {
+			api_reply_error(req, 422, "unknown_field",
+			    "unknown field \"%s\"", key);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 /* The body as JSON: NULL with *bad set when it is not valid JSON. */
@@ -292,6 +420,87 @@ handle_networks(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 		    "POST on /v1/networks, GET or DELETE on /v1/networks/NAME");
 }
 
+/* The body of a POST: NULL (after replying) unless it is a JSON object. */
+json_t *
+api_object_body(struct evhttp_request *req, int required)
+{
+	char err[256];
+	int bad;
+	json_t *body = read_body(req, &bad, err, sizeof(err));
+
+	if (bad) {
+		api_reply_error(req, 400, "malformed_json", "%s", err);
+		return NULL;
+	}
+	if (body == NULL && !required)
+		return json_object();
+	if (!json_is_object(body)) {
+		json_decref(body);
+		api_reply_error(req, body ? 422 : 400, body ? "invalid_value" :
+		    "missing_body", "the body must be a JSON object");
+		return NULL;
+	}
+	return body;
+}
+
+static void
+handle_volumes(struct evhttp_request *req, enum evhttp_cmd_type cmd,
+    const char *name, const char *action)
+{
+	json_t *body;
+
+	if (name && !spec_name_valid(name)) {
+		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
+		    "valid volume name", name);
+		return;
+	}
+	if (!name && cmd == EVHTTP_REQ_GET)
+		volume_api_list(req);
+	else if (!name && cmd == EVHTTP_REQ_POST) {
+		if ((body = api_object_body(req, 1)) != NULL)
+			volume_api_create(req, body);
+		json_decref(body);
+	} else if (name && !action && cmd == EVHTTP_REQ_GET)
+		volume_api_get(req, name);
+	else if (name && !action && cmd == EVHTTP_REQ_DELETE)
+		volume_api_delete(req, name);
+	else if (name && action && strcmp(action, "resize") == 0 &&
+	    cmd == EVHTTP_REQ_POST) {
+		if ((body = api_object_body(req, 1)) != NULL)
+			volume_api_resize(req, name, body);
+		json_decref(body);
+	} else if (action && strcmp(action, "resize") != 0)
+		api_reply_error(req, 404, "not_found", "no such endpoint");
+	else
+		api_reply_error(req, 405, "method_not_allowed", "use GET or "
+		    "POST on /v1/volumes, GET or DELETE on /v1/volumes/NAME, "
+		    "POST on /v1/volumes/NAME/resize");
+}
+
+static void
+handle_snapshots(struct evhttp_request *req, enum evhttp_cmd_type cmd,
+    const char *name, const char *tag, const char *action)
+{
+	struct vm *vm;
+
+	if (!spec_name_valid(name)) {
+		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
+		    "valid VM name", name);
+		return;
+	}
+	if ((vm = vm_find(name)) == NULL) {
+		api_reply_error(req, 404, "no_such_vm", "no VM named \"%s\"",
+		    name);
+		return;
+	}
+	if (tag && !spec_name_valid(tag)) {
+		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
+		    "valid snapshot name", tag);
+		return;
+	}
+	snapshot_api(req, cmd, vm, tag, action);
+}
+
 static void
 handle_scheduler(struct evhttp_request *req, enum evhttp_cmd_type cmd)
 {
@@ -362,7 +571,7 @@ dispatch(struct evhttp_request *req, void *arg)
 	const char *rawpath = evhttp_uri_get_path(uri);
 	const char *rawq = evhttp_uri_get_query(uri);
 	struct evkeyvalq q;
-	char *path = NULL, *parts[5] = { 0 };
+	char *path = NULL, *parts[6] = { 0 };
 	int n = 0;
 
 	(void)arg;
@@ -377,16 +586,16 @@ dispatch(struct evhttp_request *req, void *arg)
 		api_reply_error(req, 400, "invalid_path", "bad request path");
 		goto out;
 	}
-	/* Split "/v1/vms/web/start" into at most five parts. */
+	/* Split "/v1/vms/web/snapshots/s1/revert" into at most six parts. */
 	for (char *save = NULL, *p = strtok_r(path, "/", &save); p;
 	    p = strtok_r(NULL, "/", &save)) {
-		if (n == 5) {
+		if (n == 6) {
 			n++;
 			break;
 		}
 		parts[n++] = p;
 	}
-	if (n == 0 || n > 4 || (strcmp(parts[0], "v1") != 0 &&
+	if (n == 0 || n > 6 || (strcmp(parts[0], "v1") != 0 &&
 	    strcmp(parts[0], "metrics") != 0))
 		goto notfound;
 	if (n == 1 && strcmp(parts[0], "metrics") == 0) {
@@ -418,8 +627,15 @@ dispatch(struct evhttp_request *req, void *arg)
 		handle_scheduler(req, cmd);
 	} else if (n == 2 && strcmp(parts[1], "vms") == 0) {
 		handle_vms(req, cmd);
+	} else if (n >= 4 && strcmp(parts[1], "vms") == 0 &&
+	    strcmp(parts[3], "snapshots") == 0) {
+		handle_snapshots(req, cmd, parts[2], parts[4], parts[5]);
 	} else if ((n == 3 || n == 4) && strcmp(parts[1], "vms") == 0) {
 		handle_vm(req, cmd, parts[2], n == 4 ? parts[3] : NULL, &q);
+	} else if (n <= 4 && strcmp(parts[1], "volumes") == 0) {
+		handle_volumes(req, cmd, parts[2], parts[3]);
+	} else if (n <= 4 && strcmp(parts[1], "backups") == 0) {
+		backup_api(req, cmd, parts[2], parts[3], &q);
 	} else
 		goto notfound;
 	goto out;

@@ -17,6 +17,7 @@
 #include <sqlite3.h>
 
 #include "../core/alloc.h"
+#include "../core/qcow2.h"
 #include "../core/sched.h"
 #include "../core/spec.h"
 #include "../core/state.h"
@@ -95,6 +96,13 @@ struct vm {
 	int			 restore_sent;	/* migrate-incoming is out */
 	int			 save_was_running;
 	char			 save_reason[96];
+
+	/*
+	 * Disk work on this VM (snapshot.c, backup.c): "snapshot", "revert",
+	 * "backup", "restore", or "" when none.  It keeps lifecycle actions
+	 * that would end QEMU or change the disks away meanwhile.
+	 */
+	char			 storage_op[16];
 };
 TAILQ_HEAD(vmq, vm);
 
@@ -179,6 +187,31 @@ typedef void (*db_rollup_cb)(int64_t t_ms, double cpu_pct, double cpu_s,
 int	 db_rollups(sqlite3 *, const char *vm, int64_t since_ms, db_rollup_cb,
 	    void *);
 
+typedef int (*db_volume_cb)(const char *name, const char *owner,
+	    int64_t created_at, void *arg);
+int	 db_volume_insert(sqlite3 *, const char *name, const char *owner,
+	    int64_t created_at);
+int	 db_volume_delete(sqlite3 *, const char *name);
+int	 db_volume_foreach(sqlite3 *, db_volume_cb, void *);
+struct backup_row {
+	int64_t		 id;
+	const char	*vm;
+	const char	*kind;		/* "full" or "incremental" */
+	int64_t		 parent;	/* 0 for none */
+	const char	*dir;
+	const char	*state;		/* "running", "complete" */
+	int64_t		 created_at;
+	int64_t		 finished_at;
+	int64_t		 size_bytes;
+	int64_t		 verified_at;
+	int		 verify_ok;	/* -1 never, 0 failed, 1 passed */
+};
+typedef int (*db_backup_cb)(const struct backup_row *, void *arg);
+int	 db_backup_insert(sqlite3 *, const struct backup_row *, int64_t *id);
+int	 db_backup_update(sqlite3 *, const struct backup_row *);
+int	 db_backup_delete(sqlite3 *, int64_t id);
+int	 db_backup_foreach(sqlite3 *, db_backup_cb, void *);
+
 /* events.c */
 json_t	*event_json(const struct event_row *);
 void	 events_publish(const struct event_row *);
@@ -192,10 +225,22 @@ void	 api_reply_json(struct evhttp_request *, int status, json_t *);
 void	 api_reply_error(struct evhttp_request *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void	 api_track_conn(struct evhttp_request *);
+int	 api_body_keys(struct evhttp_request *, json_t *body,
+	    const char *const *allowed);
+int	 api_body_int(struct evhttp_request *, json_t *body, const char *key,
+	    long long lo, long long hi, long long *out);
+json_t	*api_object_body(struct evhttp_request *, int required);
+struct pending;
+struct pending *api_pend(struct evhttp_request *);
+struct evhttp_request *api_pend_take(struct pending *);
+void	 api_pend_reply_json(struct pending *, int status, json_t *);
+void	 api_pend_reply_error(struct pending *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* vm.c */
 struct vm *vm_find(const char *name);
 json_t	*vm_json(const struct vm *);
+/* req may be NULL (a restore whose client left): replies are dropped. */
 void	 vm_api_create(struct evhttp_request *, json_t *body);
 void	 vm_api_delete(struct evhttp_request *, struct vm *);
 void	 vm_api_action(struct evhttp_request *, struct vm *, const char *action,
@@ -210,6 +255,9 @@ void	 vm_preempt(struct vm *, int by_memory);
 void	 vm_set_balloon(struct vm *, long long mib);
 void	 vm_api_patch(struct evhttp_request *, struct vm *, json_t *body);
 void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
+int	 qmp_sock_listen(const char *path);
+int	 qmp_sock_connect(const char *path);
+struct vm *vm_find_any(const char *name);
 
 /* sched.c */
 void	 sched_init(void);
@@ -252,6 +300,48 @@ int	 cgroup_prepare(const struct vm *, char procs[2][PATH_MAX]);
 int	 cgroup_apply(struct vm *);
 json_t	*cgroup_json(const struct vm *);
 void	 cgroup_remove(const struct vm *);
+
+/* job.c */
+typedef void (*job_done_cb)(const char *error, void *arg);
+void	 job_watch(struct qmp *, const char *id, job_done_cb, void *arg);
+void	 job_event(struct qmp *, const char *name, json_t *data);
+void	 job_qmp_gone(struct qmp *, const char *why);
+int	 job_unwatch(void *arg);
+
+/* volume.c */
+void	 volume_path(const char *name, char *buf, size_t len);
+int	 volume_load_all(void);
+int	 volume_exists(const char *name);
+const char *volume_user(const char *name);
+int	 volume_clones(const char *name, char *first, size_t len);
+int	 volume_register(const char *name, const char *owner);
+void	 volume_forget(const char *name);
+int	 volume_owned_by(const char *name, const char *vm);
+typedef void (*volume_made_cb)(const char *error, int no_space, void *arg);
+#define VOLUME_CONVERT		0x1
+#define VOLUME_KEEP_PARTIAL	0x2
+int	 volume_make(const char *name, const char *src, int flags,
+	    long long size_mib, volume_made_cb, void *arg);
+void	 volume_api_list(struct evhttp_request *);
+void	 volume_api_get(struct evhttp_request *, const char *name);
+void	 volume_api_create(struct evhttp_request *, json_t *body);
+void	 volume_api_resize(struct evhttp_request *, const char *name,
+	    json_t *body);
+void	 volume_api_delete(struct evhttp_request *, const char *name);
+int	 qcow2_read_info(const char *path, struct qcow2_header *,
+	    struct qcow2_snapshot *, int maxsnaps, int *nsnaps,
+	    struct qcow2_bitmap *, int maxbitmaps, int *nbitmaps,
+	    char *err, size_t errlen);
+
+/* snapshot.c */
+void	 snapshot_api(struct evhttp_request *, enum evhttp_cmd_type,
+	    struct vm *, const char *tag, const char *action);
+
+/* backup.c */
+int	 backup_load_all(void);
+int	 backup_busy(const struct vm *);
+void	 backup_api(struct evhttp_request *, enum evhttp_cmd_type,
+	    const char *id, const char *action, struct evkeyvalq *);
 
 /* host.c */
 int	 host_probe(char *err, size_t errlen);

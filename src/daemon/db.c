@@ -56,6 +56,27 @@ static const char *const migrations[] = {
 	"  disk_read_bytes INTEGER,"
 	"  disk_write_bytes INTEGER,"
 	"  PRIMARY KEY (vm, time));",
+	/*
+	 * 5: volumes (owner: the VM that made it and deletes it with itself)
+	 * and the backup catalog (state: running until the files, their
+	 * manifest and the final directory are all in place).
+	 */
+	"CREATE TABLE volumes ("
+	"  name TEXT PRIMARY KEY,"
+	"  owner TEXT,"
+	"  created_at INTEGER NOT NULL);"
+	"CREATE TABLE backups ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  vm TEXT NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  parent INTEGER,"
+	"  dir TEXT NOT NULL,"
+	"  state TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL,"
+	"  finished_at INTEGER NOT NULL DEFAULT 0,"
+	"  size_bytes INTEGER NOT NULL DEFAULT 0,"
+	"  verified_at INTEGER NOT NULL DEFAULT 0,"
+	"  verify_ok INTEGER NOT NULL DEFAULT -1);",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -542,4 +563,156 @@ db_rollups(sqlite3 *db, const char *vm, int64_t since_ms, db_rollup_cb cb,
 		    SQLITE_NULL ? -1 : sqlite3_column_int64(st, 5), arg);
 	sqlite3_finalize(st);
 	return 0;
+}
+
+/* ---- volumes and backups --------------------------------------------- */
+
+int
+db_volume_insert(sqlite3 *db, const char *name, const char *owner,
+    int64_t created_at)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO volumes VALUES "
+	    "(?,?,?)", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (owner)
+		sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, created_at);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_volume_delete(sqlite3 *db, const char *name)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "DELETE FROM volumes WHERE name = ?", -1,
+	    &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_volume_foreach(sqlite3 *db, db_volume_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT name, owner, created_at FROM "
+	    "volumes ORDER BY name", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+		rc = cb((const char *)sqlite3_column_text(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    sqlite3_column_int64(st, 2), arg);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+db_backup_insert(sqlite3 *db, const struct backup_row *b, int64_t *id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "INSERT INTO backups(vm, kind, parent, dir, "
+	    "state, created_at) VALUES (?,?,?,?,?,?)", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, b->vm, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, b->kind, -1, SQLITE_STATIC);
+	if (b->parent)
+		sqlite3_bind_int64(st, 3, b->parent);
+	sqlite3_bind_text(st, 4, b->dir, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 5, b->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 6, b->created_at);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	*id = sqlite3_last_insert_rowid(db);
+	return 0;
+}
+
+int
+db_backup_update(sqlite3 *db, const struct backup_row *b)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "UPDATE backups SET kind = ?, parent = ?, "
+	    "dir = ?, state = ?, finished_at = ?, size_bytes = ?, "
+	    "verified_at = ?, verify_ok = ? WHERE id = ?", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, b->kind, -1, SQLITE_STATIC);
+	if (b->parent)
+		sqlite3_bind_int64(st, 2, b->parent);
+	sqlite3_bind_text(st, 3, b->dir, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 4, b->state, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 5, b->finished_at);
+	sqlite3_bind_int64(st, 6, b->size_bytes);
+	sqlite3_bind_int64(st, 7, b->verified_at);
+	sqlite3_bind_int(st, 8, b->verify_ok);
+	sqlite3_bind_int64(st, 9, b->id);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_backup_delete(sqlite3 *db, int64_t id)
+{
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, "DELETE FROM backups WHERE id = ?", -1, &st,
+	    NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	if (step_done(db, st) < 0) {
+		remember(db);
+		return -1;
+	}
+	return 0;
+}
+
+int
+db_backup_foreach(sqlite3 *db, db_backup_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	if (sqlite3_prepare_v2(db, "SELECT id, vm, kind, parent, dir, state, "
+	    "created_at, finished_at, size_bytes, verified_at, verify_ok FROM "
+	    "backups ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
+		struct backup_row b = {
+			.id = sqlite3_column_int64(st, 0),
+			.vm = (const char *)sqlite3_column_text(st, 1),
+			.kind = (const char *)sqlite3_column_text(st, 2),
+			.parent = sqlite3_column_int64(st, 3),
+			.dir = (const char *)sqlite3_column_text(st, 4),
+			.state = (const char *)sqlite3_column_text(st, 5),
+			.created_at = sqlite3_column_int64(st, 6),
+			.finished_at = sqlite3_column_int64(st, 7),
+			.size_bytes = sqlite3_column_int64(st, 8),
+			.verified_at = sqlite3_column_int64(st, 9),
+			.verify_ok = sqlite3_column_int(st, 10),
+		};
+		rc = cb(&b, arg);
+	}
+	sqlite3_finalize(st);
+	return rc;
 }

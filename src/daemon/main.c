@@ -346,6 +346,10 @@ main(int argc, char *argv[])
 		fatalx("cannot load networks: %s", db_errmsg(d.db));
 	if (vm_load_all() < 0)
 		fatalx("cannot load VMs: %s", db_errmsg(d.db));
+	if (volume_load_all() < 0)
+		fatalx("cannot load volumes: %s", db_errmsg(d.db));
+	if (backup_load_all() < 0)
+		fatalx("cannot load the backup catalog: %s", db_errmsg(d.db));
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
 	if (api_listen(path) < 0)
 		fatalx("cannot serve the API on %s", path);

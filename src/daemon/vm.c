@@ -55,7 +55,7 @@ static const struct qmp_handlers vm_qmp_handlers = {
 	.closed = qmp_closed,
 };
 
-static struct vm *
+struct vm *
 vm_find_any(const char *name)
 {
 	struct vm *vm;
@@ -97,6 +97,8 @@ vm_free(struct vm *vm)
 		TAILQ_REMOVE(&vm->waiters, w, entry);
 		free(w);
 	}
+	if (vm->qmp)
+		job_qmp_gone(vm->qmp, "VM freed");
 	qmp_free(vm->qmp);
 	proc_watch_free(vm->watch);
 	if (vm->timer)
@@ -120,12 +122,6 @@ static void
 vm_path(const struct vm *vm, const char *file, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", vm->dir, file);
-}
-
-static void
-volume_path(const char *volume, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/volumes/%s.qcow2", vmgrd->state_dir, volume);
 }
 
 json_t *
@@ -251,9 +247,11 @@ reply_db_error(struct evhttp_request *req)
 static void
 park(struct vm *vm, struct evhttp_request *req, enum vm_op op)
 {
-	struct waiter *w = calloc(1, sizeof(*w));
+	struct waiter *w;
 
-	if (w == NULL) {
+	if (req == NULL)	/* an internal request: nobody to answer */
+		return;
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		return;
 	}
@@ -482,26 +480,16 @@ mac_in_use(const char *mac, const struct vm *self, int skip)
 	return 0;
 }
 
-static const char *
-volume_owner(const char *volume)
-{
-	struct vm *vm;
-
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		for (int i = 0; i < vm->spec.ndisks; i++)
-			if (strcmp(vm->spec.disks[i].volume, volume) == 0)
-				return vm->spec.name;
-	return NULL;
-}
-
+/* Undo the volumes a create made (their files; they have no rows yet). */
 static void
-remove_partial_disks(struct vm *vm)
+remove_new_disks(struct vm *vm)
 {
-	char path[PATH_MAX + 16];
+	char path[PATH_MAX];
 
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		volume_path(vm->spec.disks[i].volume, path, sizeof(path) - 16);
-		strcat(path, ".partial");
+		if (vm->spec.disks[i].size_gib == 0)
+			continue;
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
 		unlink(path);
 	}
 }
@@ -512,13 +500,12 @@ create_finish(struct vm *vm)
 {
 	struct waiter *w = TAILQ_FIRST(&vm->waiters);
 	struct evhttp_request *req = w ? w->req : NULL;
-	char from[PATH_MAX + 16], to[PATH_MAX];
 	char *spec_json = NULL;
 	json_t *sj;
 
 	if (vm->create_error[0]) {
 		int full = strstr(vm->create_error, "No space") != NULL;
-		remove_partial_disks(vm);
+		remove_new_disks(vm);
 		if (req)
 			api_reply_error(req, full ? 507 : 500, full ?
 			    "no_space" : "qemu_img", "cannot create disk: %s",
@@ -538,22 +525,20 @@ create_finish(struct vm *vm)
 		.reason = vm->reason,
 		.actor = "api",
 	};
+	/*
+	 * Volume rows first: a crash before the VM's row leaves volumes
+	 * owned by no VM, which the next start removes.
+	 */
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size_gib > 0 && volume_register(
+		    vm->spec.disks[i].volume, vm->spec.name) < 0)
+			goto dberr;
 	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
-	    &row) < 0) {
-		remove_partial_disks(vm);
-		if (req)
-			reply_db_error(req);
-		goto drop;
-	}
+	    &row) < 0)
+		goto dberr;
 	vm_set_dir(vm);
 	if (mkdir_p(vm->dir, 0700) < 0)
 		log_warn("%s: mkdir %s", __func__, vm->dir);
-	for (int i = 0; i < vm->spec.ndisks; i++) {
-		volume_path(vm->spec.disks[i].volume, to, sizeof(to));
-		snprintf(from, sizeof(from), "%s.partial", to);
-		if (rename(from, to) < 0)
-			log_warn("%s: rename %s", __func__, from);
-	}
 	free(spec_json);
 	vm->creating = 0;
 	vm->busy = OP_NONE;
@@ -562,6 +547,13 @@ create_finish(struct vm *vm)
 	net_hosts_changed();
 	complete(vm, OP_CREATE, 201, NULL, NULL);
 	return;
+dberr:
+	if (req)
+		reply_db_error(req);
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size_gib > 0)
+			volume_forget(vm->spec.disks[i].volume);
+	remove_new_disks(vm);
 drop:
 	free(spec_json);
 	while ((w = TAILQ_FIRST(&vm->waiters)) != NULL) {
@@ -573,15 +565,14 @@ drop:
 }
 
 static void
-disk_made(int status, const char *output, void *arg)
+disk_made(const char *error, int no_space, void *arg)
 {
 	struct vm *vm = arg;
 
-	if (status != 0 && !vm->create_error[0]) {
-		size_t n = strcspn(output, "\n");
-		snprintf(vm->create_error, sizeof(vm->create_error), "%.*s",
-		    (int)n, *output ? output : "qemu-img failed");
-	}
+	(void)no_space;
+	if (error && !vm->create_error[0])
+		snprintf(vm->create_error, sizeof(vm->create_error), "%s",
+		    error);
 	if (--vm->ndisks_left == 0)
 		create_finish(vm);
 }
@@ -621,14 +612,33 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	}
 	free(cmdline);
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		char path[PATH_MAX];
-		const char *owner = volume_owner(vm->spec.disks[i].volume);
-		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
-		if (owner || access(path, F_OK) == 0) {
-			api_reply_error(req, 409, "volume_exists", "volume \"%s\""
-			    " already exists%s%s", vm->spec.disks[i].volume,
-			    owner ? " and belongs to VM " : "",
-			    owner ? owner : "");
+		const char *vol = vm->spec.disks[i].volume, *user;
+		char first[80];
+		if (vm->spec.disks[i].size_gib > 0) {
+			if (volume_exists(vol)) {
+				api_reply_error(req, 409, "volume_exists", "volume "
+				    "\"%s\" already exists; attach it with "
+				    "{\"volume\": \"%s\"} (no size)", vol, vol);
+				goto fail;
+			}
+			continue;
+		}
+		if (!volume_exists(vol)) {
+			api_reply_error(req, 422, "no_such_volume", "no volume "
+			    "named \"%s\" to attach; give size_gib to make "
+			    "one", vol);
+			goto fail;
+		}
+		if ((user = volume_user(vol)) != NULL) {
+			api_reply_error(req, 409, "volume_in_use", "volume %s "
+			    "is attached to VM %s", vol, user);
+			goto fail;
+		}
+		if (volume_clones(vol, first, sizeof(first)) > 0) {
+			api_reply_error(req, 409, "volume_is_base", "volume %s "
+			    "is the base of linked clones (%s) and stays "
+			    "read-only; attach a clone of it instead", vol,
+			    first);
 			goto fail;
 		}
 	}
@@ -671,27 +681,23 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		return;
 	}
 	/* qemu-img runs as child processes; the loop goes on meanwhile. */
-	char voldir[PATH_MAX];
-	snprintf(voldir, sizeof(voldir), "%s/volumes", vmgrd->state_dir);
-	mkdir_p(voldir, 0700);
 	int ndisks = vm->spec.ndisks;
-	vm->ndisks_left = ndisks;
+	vm->ndisks_left = ndisks + 1;	/* one more, dropped below */
 	for (int i = 0; i < ndisks; i++) {
-		char path[PATH_MAX + 16], size[32];
-		volume_path(vm->spec.disks[i].volume, path, sizeof(path) - 16);
-		strcat(path, ".partial");
-		snprintf(size, sizeof(size), "%dG", vm->spec.disks[i].size_gib);
-		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
-		    path, size, NULL };
-		if (proc_run(vmgrd->base, argv, disk_made, vm) < 0) {
+		if (vm->spec.disks[i].size_gib == 0) {
+			vm->ndisks_left--;
+			continue;
+		}
+		if (volume_make(vm->spec.disks[i].volume, NULL, 0,
+		    (long long)vm->spec.disks[i].size_gib * 1024, disk_made,
+		    vm) < 0) {
 			snprintf(vm->create_error, sizeof(vm->create_error),
 			    "cannot run qemu-img: %s", strerror(errno));
-			if (--vm->ndisks_left == 0) {
-				create_finish(vm);	/* may free vm */
-				return;
-			}
+			vm->ndisks_left--;
 		}
 	}
+	if (--vm->ndisks_left == 0)
+		create_finish(vm);	/* may free vm */
 	return;
 fail:
 	vm_free(vm);
@@ -701,8 +707,13 @@ void
 vm_api_delete(struct evhttp_request *req, struct vm *vm)
 {
 	enum vm_state next;
-	char allowed[128], path[PATH_MAX];
+	char allowed[128];
 
+	if (vm->storage_op[0]) {
+		api_reply_error(req, 409, "busy", "cannot delete %s: a %s is in "
+		    "progress", vm->spec.name, vm->storage_op);
+		return;
+	}
 	if (vm->busy != OP_NONE || vm_transition(vm->state, EV_DELETE,
 	    &next) < 0) {
 		api_reply_error(req, 409, "invalid_transition", "cannot delete "
@@ -725,12 +736,13 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 		reply_db_error(req);
 		return;
 	}
-	/* The record is gone first: a crash here leaves files, not a lie. */
-	for (int i = 0; i < vm->spec.ndisks; i++) {
-		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
-		if (unlink(path) < 0 && errno != ENOENT)
-			log_warn("%s: unlink %s", __func__, path);
-	}
+	/*
+	 * The record is gone first: a crash here leaves volumes owned by no
+	 * VM, which the next start removes.  Attached volumes stay.
+	 */
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (volume_owned_by(vm->spec.disks[i].volume, vm->spec.name))
+			volume_forget(vm->spec.disks[i].volume);
 	if (rm_rf(vm->dir) < 0)
 		log_warn("%s: rm -r %s", __func__, vm->dir);
 	log_info("%s: deleted", vm->spec.name);
@@ -744,8 +756,8 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 
 /* ---- QEMU process ---------------------------------------------------- */
 
-static int
-qmp_listen(const char *path)
+int
+qmp_sock_listen(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
@@ -765,8 +777,8 @@ qmp_listen(const char *path)
 	return fd;
 }
 
-static int
-qmp_connect(const char *path)
+int
+qmp_sock_connect(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
@@ -838,8 +850,8 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	vm_path(vm, "qemu.pid", sock, sizeof(sock));
 	unlink(sock);
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
-	if ((lfd = qmp_listen(sock)) < 0) {
-		snprintf(err, errlen, "QMP socket %s: %s", sock,
+	if ((lfd = qmp_sock_listen(sock)) < 0) {
+		snprintf(err, errlen, "QMP socket %.300s: %s", sock,
 		    strerror(errno));
 		goto fail;
 	}
@@ -934,7 +946,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	/* The backlog holds our connection until QEMU accepts it. */
-	if ((cfd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	if ((cfd = qmp_sock_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
 	    cfd, &vm_qmp_handlers, vm)) == NULL) {
 		log_warn("%s: %s: QMP connect", __func__, vm->spec.name);
 		kill(pid, SIGKILL);
@@ -1087,6 +1099,8 @@ qemu_exited(pid_t pid, int status, void *arg)
 		event_free(vm->reconnect);
 		vm->reconnect = NULL;
 	}
+	if (vm->qmp)
+		job_qmp_gone(vm->qmp, how);
 	qmp_free(vm->qmp);	/* fails its pending commands */
 	vm->qmp = NULL;
 	remove_runtime_files(vm);
@@ -1295,23 +1309,28 @@ qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 {
 	struct vm *vm = arg;
 
-	(void)q;
 	log_debug("%s: QMP event %s", vm->spec.name, name);
+	job_event(q, name, data);
 	if (strcmp(name, "SHUTDOWN") == 0) {
 		if (json_is_true(json_object_get(data, "guest")))
 			vm->guest_off = 1;
 	} else if (strcmp(name, "GUEST_PANICKED") == 0) {
 		vm->panicked = 1;
 	} else if (strcmp(name, "STOP") == 0) {
-		/* A pause we did not ask for (I/O error, ...). */
+		/*
+		 * A pause we did not ask for (I/O error, ...).  A snapshot
+		 * stops the guest for a moment by itself: not a pause.
+		 */
 		if (vm->state == VM_RUNNING && vm->busy == OP_NONE &&
+		    !vm->storage_op[0] &&
 		    !vm->guest_off && !vm->stop_requested)
 			transition(vm, EV_PAUSE, "qemu", "paused by QEMU");
 	} else if (strcmp(name, "RESUME") == 0) {
 		if (vm->busy == OP_START) {
 			vm->start_resumed = 1;
 			start_done(vm);
-		} else if (vm->state == VM_PAUSED && vm->busy == OP_NONE)
+		} else if (vm->state == VM_PAUSED && vm->busy == OP_NONE &&
+		    !vm->storage_op[0])
 			transition(vm, EV_RESUME, "qemu", "resumed by QEMU");
 	} else if (strcmp(name, "BALLOON_CHANGE") == 0) {
 		vm->balloon_actual_mib = (long long)json_integer_value(
@@ -1336,7 +1355,7 @@ qmp_reconnect(evutil_socket_t fd, short what, void *arg)
 	if (vm->pid <= 0 || vm->qmp)
 		return;
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
-	if ((cfd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	if ((cfd = qmp_sock_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
 	    cfd, &vm_qmp_handlers, vm)) == NULL)
 		log_warn("%s: %s: reconnect to %s", __func__, vm->spec.name,
 		    sock);
@@ -1355,6 +1374,7 @@ qmp_closed(struct qmp *q, const char *why, void *arg)
 	if (vm->pid <= 0 || q != vm->qmp)
 		return;
 	log_info("%s: QMP connection closed: %s", vm->spec.name, why);
+	job_qmp_gone(q, why);
 	qmp_free(vm->qmp);	/* deferred: we are inside its callback */
 	vm->qmp = NULL;
 	if (vm->reconnect == NULL) {
@@ -1728,7 +1748,7 @@ preempted(struct qmp *q, json_t *result, const char *error, void *arg)
 void
 vm_preempt(struct vm *vm, int by_memory)
 {
-	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp) || vm->storage_op[0])
 		return;
 	vm->preempted = 1;
 	vm->slice_end = 0;
@@ -1777,46 +1797,6 @@ do_pause_resume(struct evhttp_request *req, struct vm *vm, int pause)
 	    vm);
 }
 
-static int
-body_int(struct evhttp_request *req, json_t *body, const char *key,
-    long long lo, long long hi, long long *out)
-{
-	json_t *v = body ? json_object_get(body, key) : NULL;
-
-	if (v == NULL)
-		return 0;
-	if (!json_is_number(v) || json_number_value(v) < (double)lo ||
-	    json_number_value(v) > (double)hi) {
-		api_reply_error(req, 422, "invalid_value", "%s must be a number "
-		    "from %lld to %lld", key, lo, hi);
-		return -1;
-	}
-	*out = (long long)json_number_value(v);
-	return 0;
-}
-
-static int
-body_keys(struct evhttp_request *req, json_t *body,
-    const char *const *allowed)
-{
-	const char *key;
-	json_t *v;
-
-	if (body == NULL)
-		return 0;
-	json_object_foreach(body, key, v) {
-		int ok = 0;
-		for (const char *const *a = allowed; *a; a++)
-			ok |= strcmp(*a, key) == 0;
-		if (!ok) {
-			api_reply_error(req, 422, "unknown_field",
-			    "unknown field \"%s\"", key);
-			return -1;
-		}
-	}
-	return 0;
-}
-
 static void
 do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
 {
@@ -1824,8 +1804,8 @@ do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
 	long long timeout = vmgrd->shutdown_timeout_s;
 	json_t *wait = body ? json_object_get(body, "wait") : NULL;
 
-	if (body_keys(req, body, keys) < 0 ||
-	    body_int(req, body, "timeout_s", 0, 86400, &timeout) < 0)
+	if (api_body_keys(req, body, keys) < 0 ||
+	    api_body_int(req, body, "timeout_s", 0, 86400, &timeout) < 0)
 		return;
 	if (wait && !json_is_boolean(wait)) {
 		api_reply_error(req, 422, "invalid_value",
@@ -1888,9 +1868,17 @@ vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
 		    action);
 		return;
 	}
-	if (strcmp(action, "shutdown") != 0 && body_keys(req, body,
+	if (strcmp(action, "shutdown") != 0 && api_body_keys(req, body,
 	    no_keys) < 0)
 		return;
+	/* Disk work ends only on its own; pausing a backup is harmless. */
+	if (vm->storage_op[0] && !(strcmp(vm->storage_op, "backup") == 0 &&
+	    (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0))) {
+		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
+		    "try again when it has finished", vm->spec.name,
+		    vm->storage_op);
+		return;
+	}
 	/* Stop always goes through; anything else waits its turn. */
 	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0) {
 		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
@@ -1989,7 +1977,7 @@ adopt(struct vm *vm)
 		return;
 	}
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
-	if ((fd = qmp_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	if ((fd = qmp_sock_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
 	    fd, &vm_qmp_handlers, vm)) == NULL) {
 		log_warn("%s: %s: QMP %s", __func__, vm->spec.name, sock);
 		return;

@@ -130,9 +130,9 @@ static const struct good {
 	  "'nics':[{'network':'nat','mac':'52:54:00:AB:cd:ef'},"
 	  "{'network':'user'},{}],"
 	  "'disks':[{'volume':'a','size_gib':1},"
-	  "{'volume':'b','size_gib':16384}],"
+	  "{'volume':'b','size_gib':16384},{'volume':'attached'}],"
 	  "'schedule':{'expected_runtime_s':315360000}}",
-	  .name = "c", .vcpus = 1, .memory = 128, .ndisks = 2, .nnics = 3,
+	  .name = "c", .vcpus = 1, .memory = 128, .ndisks = 3, .nnics = 3,
 	  .machine = "q35", .image = "tiny", .cmdline = "quiet loglevel=3",
 	  .policy = "fixed", .priority = 5, .weight = 1, .min_memory = 64,
 	  .runtime = 315360000 },
@@ -201,6 +201,9 @@ test_design_example_details(void **unused)
 	assert_string_equal(spec.nics[2].network, "nat");
 	assert_string_equal(spec.disks[1].volume, "b");
 	assert_int_equal(spec.disks[1].size_gib, 16384);
+	/* No size: an existing volume, attached. */
+	assert_string_equal(spec.disks[2].volume, "attached");
+	assert_int_equal(spec.disks[2].size_gib, 0);
 	spec_clear(&spec);
 }
 

@@ -1,0 +1,645 @@
+/*
+ * snapshot.c - internal qcow2 snapshots of a VM's disks.  While QEMU runs
+ * they are taken through QMP: a transaction of internal snapshots for the
+ * disks alone, or the snapshot-save job when the guest's memory is kept
+ * too (its state goes into the first disk); snapshot-load reverts one with
+ * the guest running on.  While no QEMU runs, qemu-img does the same on each
+ * file.  The list is read from the images themselves, so it cannot
+ * disagree with them.  Called by api.c for /v1/vms/NAME/snapshots.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/proc.h"
+#include "../qemu/qmp.h"
+
+#define SNAP_MAX	256
+
+enum snap_kind { SNAP_CREATE, SNAP_DELETE, SNAP_REVERT };
+
+struct snapinfo {
+	int		 found;		/* on how many disks */
+	int		 memory;
+	int		 vmstate_disk;	/* the disk holding the memory, or -1 */
+	uint64_t	 vm_state_size;
+	uint64_t	 date_sec;
+	uint64_t	 vm_clock_ns;
+};
+
+struct snapop {
+	struct vm	*vm;
+	struct pending	*p;
+	enum snap_kind	 kind;
+	char		 tag[SPEC_NAME_MAX + 1];
+	int		 memory;
+	int		 disk;		/* next disk, offline */
+	int		 was_running;
+	char		 error[512];
+	struct snapinfo	*si;		/* revert: what is reverted to */
+	int		 left;		/* bitmap removals outstanding */
+	int		 dropped;	/* backup bitmaps dropped */
+	/* offline bitmap removals: (disk, name) pairs */
+	int		 nbm, nextbm;
+	int		 bm_disk[SPEC_MAX_DISKS * 8];
+	char		 bm_name[SPEC_MAX_DISKS * 8][QCOW2_NAME_MAX + 1];
+};
+
+
+static const char *
+kind_name(enum snap_kind k)
+{
+	return k == SNAP_CREATE ? "snapshot" : k == SNAP_DELETE ? "snapshot" :
+	    "revert";
+}
+
+/* What the disks say of tag; -1 with err when an image cannot be read. */
+static int
+snap_lookup(const struct vm *vm, const char *tag, struct snapinfo *si,
+    char *err, size_t errlen)
+{
+	static struct qcow2_snapshot snaps[SNAP_MAX];
+	struct qcow2_header h;
+	char path[PATH_MAX];
+	int n;
+
+	memset(si, 0, sizeof(*si));
+	si->vmstate_disk = -1;
+	for (int d = 0; d < vm->spec.ndisks; d++) {
+		volume_path(vm->spec.disks[d].volume, path, sizeof(path));
+		if (qcow2_read_info(path, &h, snaps, SNAP_MAX, &n, NULL, 0, NULL,
+		    err, errlen) < 0)
+			return -1;
+		for (int i = 0; i < n; i++) {
+			if (strcmp(snaps[i].name, tag) != 0)
+				continue;
+			si->found++;
+			if (d == 0) {
+				si->date_sec = snaps[i].date_sec;
+				si->vm_clock_ns = snaps[i].vm_clock_ns;
+			}
+			if (snaps[i].vm_state_size > 0) {
+				si->memory = 1;
+				si->vmstate_disk = d;
+				si->vm_state_size = snaps[i].vm_state_size;
+			}
+			break;
+		}
+	}
+	return 0;
+}
+
+static json_t *
+snap_json(const struct vm *vm, const char *tag, const struct snapinfo *si)
+{
+	return json_pack("{s:s, s:s, s:b, s:I, s:I, s:I, s:b}", "name", tag,
+	    "vm", vm->spec.name, "memory", si->memory, "vm_state_bytes",
+	    (json_int_t)si->vm_state_size, "created_at",
+	    (json_int_t)si->date_sec * 1000, "vm_clock_ms",
+	    (json_int_t)(si->vm_clock_ns / 1000000), "complete",
+	    si->found == vm->spec.ndisks);
+}
+
+static void
+snap_list(struct evhttp_request *req, struct vm *vm)
+{
+	static struct qcow2_snapshot snaps[SNAP_MAX];
+	struct qcow2_header h;
+	struct snapinfo si;
+	char path[PATH_MAX], err[512];
+	json_t *arr = json_array();
+	int n;
+
+	if (vm->spec.ndisks == 0) {
+		api_reply_json(req, 200, arr);
+		return;
+	}
+	volume_path(vm->spec.disks[0].volume, path, sizeof(path));
+	if (qcow2_read_info(path, &h, snaps, SNAP_MAX, &n, NULL, 0, NULL, err,
+	    sizeof(err)) < 0) {
+		json_decref(arr);
+		api_reply_error(req, 500, "bad_volume", "%s", err);
+		return;
+	}
+	/* snap_lookup reuses the static table: copy the names first. */
+	char (*names)[QCOW2_NAME_MAX + 1] = calloc((size_t)n + 1,
+	    sizeof(*names));
+	for (int i = 0; names && i < n; i++)
+		snprintf(names[i], sizeof(names[i]), "%s", snaps[i].name);
+	for (int i = 0; names && i < n; i++)
+		if (snap_lookup(vm, names[i], &si, err, sizeof(err)) == 0)
+			json_array_append_new(arr, snap_json(vm, names[i], &si));
+	free(names);
+	api_reply_json(req, 200, arr);
+}
+
+static void
+snap_finish(struct snapop *op)
+{
+	struct vm *vm = op->vm;
+	struct snapinfo si;
+	char err[256];
+
+	vm->storage_op[0] = '\0';
+	if (op->error[0]) {
+		log_warnx("%s: %s %s failed: %s", vm->spec.name,
+		    kind_name(op->kind), op->tag, op->error);
+		api_pend_reply_error(op->p, strstr(op->error, "No space") ?
+		    507 : 500, "snapshot_failed", "%s %s of %s failed: %s",
+		    kind_name(op->kind), op->tag, vm->spec.name, op->error);
+	} else if (op->kind == SNAP_DELETE) {
+		log_info("%s: snapshot %s deleted", vm->spec.name, op->tag);
+		api_pend_reply_json(op->p, 200, json_pack("{s:s, s:s, s:b}",
+		    "name", op->tag, "vm", vm->spec.name, "deleted", 1));
+	} else {
+		log_info("%s: snapshot %s %s", vm->spec.name, op->tag,
+		    op->kind == SNAP_CREATE ? "taken" : "reverted to");
+		snap_lookup(vm, op->tag, &si, err, sizeof(err));
+		json_t *o = snap_json(vm, op->tag, &si);
+		json_object_set_new(o, "vm_state", json_string(vm_state_name(
+		    vm->state)));
+		if (op->kind == SNAP_REVERT)
+			json_object_set_new(o, "backup_tracking_reset",
+			    json_boolean(op->dropped));
+		api_pend_reply_json(op->p, op->kind == SNAP_CREATE ? 201 : 200,
+		    o);
+	}
+	free(op->si);
+	free(op);
+}
+
+/* ---- with QEMU running: QMP ------------------------------------------ */
+
+static void
+snap_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct snapop *op = arg;
+
+	(void)q;
+	(void)result;
+	if (error)
+		snprintf(op->error, sizeof(op->error), "reverted, but the guest "
+		    "did not resume: %.400s", error);
+	snap_finish(op);
+}
+
+/* After a load: the guest runs on if it ran before. */
+static void
+snap_status(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct snapop *op = arg;
+	const char *status = json_string_value(json_object_get(result,
+	    "status"));
+
+	if (!error && op->was_running && status &&
+	    strcmp(status, "running") != 0 &&
+	    qmp_command(q, "cont", NULL, snap_resumed, op) == 0)
+		return;
+	snap_finish(op);
+}
+
+static void
+snap_job_done(const char *error, void *arg)
+{
+	struct snapop *op = arg;
+	struct vm *vm = op->vm;
+
+	if (error)
+		snprintf(op->error, sizeof(op->error), "%.500s", error);
+	if (op->kind == SNAP_REVERT && vm->qmp && qmp_is_ready(vm->qmp) &&
+	    qmp_command(vm->qmp, "query-status", NULL, snap_status, op) == 0)
+		return;
+	snap_finish(op);
+}
+
+static void
+snap_job_sent(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct snapop *op = arg;
+
+	(void)q;
+	(void)result;
+	if (error == NULL)
+		return;		/* job_watch reports the outcome */
+	/* QEMU refused the command: the job never existed. */
+	job_unwatch(op);
+	snprintf(op->error, sizeof(op->error), "%.500s", error);
+	snap_finish(op);
+}
+
+static void
+snap_internal_done(struct qmp *q, json_t *result, const char *error,
+    void *arg)
+{
+	struct snapop *op = arg;
+
+	(void)q;
+	(void)result;
+	if (error)
+		snprintf(op->error, sizeof(op->error), "%.500s", error);
+	snap_finish(op);
+}
+
+static void
+snap_live(struct snapop *op, const struct snapinfo *si)
+{
+	struct vm *vm = op->vm;
+	json_t *devices = json_array();
+	char id[96];
+
+	for (int d = 0; d < vm->spec.ndisks; d++)
+		json_array_append_new(devices, json_sprintf("disk%d", d));
+	if (op->kind == SNAP_CREATE && !op->memory) {
+		/* One transaction: every disk at the same instant. */
+		json_t *actions = json_array();
+		for (int d = 0; d < vm->spec.ndisks; d++)
+			json_array_append_new(actions, json_pack("{s:s, s:{s:o, "
+			    "s:s}}", "type", "blockdev-snapshot-internal-sync",
+			    "data", "device", json_incref(json_array_get(devices,
+			    (size_t)d)), "name", op->tag));
+		json_decref(devices);
+		qmp_command(vm->qmp, "transaction", json_pack("{s:o}",
+		    "actions", actions), snap_internal_done, op);
+		return;
+	}
+	snprintf(id, sizeof(id), "vmgr-snap-%s", op->tag);
+	json_t *args = json_pack("{s:s, s:s, s:o}", "job-id", id, "tag",
+	    op->tag, "devices", devices);
+	const char *cmd = "snapshot-delete";
+	if (op->kind == SNAP_CREATE) {
+		cmd = "snapshot-save";
+		json_object_set_new(args, "vmstate", json_string("disk0"));
+	} else if (op->kind == SNAP_REVERT) {
+		char node[16];
+		cmd = "snapshot-load";
+		snprintf(node, sizeof(node), "disk%d", si->vmstate_disk);
+		json_object_set_new(args, "vmstate", json_string(node));
+	}
+	job_watch(vm->qmp, id, snap_job_done, op);
+	if (qmp_command(vm->qmp, cmd, args, snap_job_sent, op) < 0) {
+		job_unwatch(op);
+		snprintf(op->error, sizeof(op->error), "cannot send %s to QEMU",
+		    cmd);
+		snap_finish(op);
+	}
+}
+
+/* ---- with no QEMU: qemu-img on each file --------------------------------- */
+
+static void	snap_offline_next(struct snapop *);
+
+static void
+snap_offline_undone(int status, const char *output, void *arg)
+{
+	struct snapop *op = arg;
+
+	(void)status;
+	(void)output;
+	if (op->disk-- > 0) {
+		snap_offline_next(op);
+		return;
+	}
+	snap_finish(op);
+}
+
+static void
+snap_offline_step(int status, const char *output, void *arg)
+{
+	struct snapop *op = arg;
+
+	/* A snapshot missing from one disk is no reason to keep it on others. */
+	if (status != 0 && op->kind == SNAP_DELETE &&
+	    strstr(output, "not found"))
+		status = 0;
+	if (status != 0) {
+		snprintf(op->error, sizeof(op->error), "disk %s: %.400s",
+		    op->vm->spec.disks[op->disk].volume, output);
+		op->error[strcspn(op->error, "\n")] = '\0';
+		/* A snapshot on some disks only is no snapshot: undo it. */
+		if (op->kind == SNAP_CREATE && op->disk > 0) {
+			op->disk--;
+			snap_offline_next(op);
+			return;
+		}
+		snap_finish(op);
+		return;
+	}
+	op->disk++;
+	snap_offline_next(op);
+}
+
+static void
+snap_offline_next(struct snapop *op)
+{
+	struct vm *vm = op->vm;
+	char path[PATH_MAX];
+	int undo = op->error[0] != '\0';
+
+	if (op->disk >= vm->spec.ndisks || op->disk < 0) {
+		snap_finish(op);
+		return;
+	}
+	volume_path(vm->spec.disks[op->disk].volume, path, sizeof(path));
+	const char *flag = undo ? "-d" : op->kind == SNAP_CREATE ? "-c" :
+	    op->kind == SNAP_DELETE ? "-d" : "-a";
+	char *argv[] = { vmgrd->qemu_img, "snapshot", "-q", (char *)flag,
+	    op->tag, path, NULL };
+	if (proc_run(vmgrd->base, argv, undo ? snap_offline_undone :
+	    snap_offline_step, op) < 0) {
+		snprintf(op->error, sizeof(op->error), "cannot run qemu-img: %s",
+		    strerror(errno));
+		snap_finish(op);
+	}
+}
+
+/*
+ * ---- before a revert: the backup bitmaps go ---------------------------
+ * QEMU will not load a snapshot under active dirty bitmaps, and rightly:
+ * a revert changes the disks behind their back.  So the bitmaps of vmgr's
+ * backups are dropped, and the next backup of the VM is a full one.
+ */
+
+static void
+bitmap_removed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct snapop *op = arg;
+
+	(void)q;
+	(void)result;
+	if (error && !op->error[0])
+		snprintf(op->error, sizeof(op->error), "cannot drop the backup "
+		    "bitmaps: %.400s", error);
+	if (--op->left > 0)
+		return;
+	if (op->error[0] || op->vm->qmp == NULL)
+		snap_finish(op);
+	else
+		snap_live(op, op->si);
+}
+
+static void
+bitmaps_listed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct snapop *op = arg;
+	size_t i, k;
+	json_t *node, *bm;
+
+	if (error) {
+		snprintf(op->error, sizeof(op->error), "%.500s", error);
+		snap_finish(op);
+		return;
+	}
+	op->left = 1;
+	json_array_foreach(result, i, node) {
+		const char *nn = json_string_value(json_object_get(node,
+		    "node-name"));
+		if (nn == NULL || strncmp(nn, "disk", 4) != 0)
+			continue;
+		json_array_foreach(json_object_get(node, "dirty-bitmaps"), k,
+		    bm) {
+			const char *bn = json_string_value(json_object_get(bm,
+			    "name"));
+			if (bn == NULL || strncmp(bn, "vmgr-", 5) != 0)
+				continue;
+			op->left++;
+			op->dropped = 1;
+			if (qmp_command(q, "block-dirty-bitmap-remove",
+			    json_pack("{s:s, s:s}", "node", nn, "name", bn),
+			    bitmap_removed, op) < 0)
+				op->left--;
+		}
+	}
+	bitmap_removed(q, NULL, NULL, op);	/* the hold */
+}
+
+static void	offline_bitmaps_next(struct snapop *);
+
+static void
+offline_bitmap_removed(int status, const char *output, void *arg)
+{
+	struct snapop *op = arg;
+
+	if (status != 0) {
+		snprintf(op->error, sizeof(op->error), "cannot drop the backup "
+		    "bitmap %s: %.400s", op->bm_name[op->nextbm], output);
+		snap_finish(op);
+		return;
+	}
+	op->nextbm++;
+	offline_bitmaps_next(op);
+}
+
+static void
+offline_bitmaps_next(struct snapop *op)
+{
+	char path[PATH_MAX];
+
+	if (op->nextbm >= op->nbm) {
+		snap_offline_next(op);
+		return;
+	}
+	volume_path(op->vm->spec.disks[op->bm_disk[op->nextbm]].volume, path,
+	    sizeof(path));
+	char *argv[] = { vmgrd->qemu_img, "bitmap", "-q", "--remove", path,
+	    op->bm_name[op->nextbm], NULL };
+	if (proc_run(vmgrd->base, argv, offline_bitmap_removed, op) < 0) {
+		snprintf(op->error, sizeof(op->error), "cannot run qemu-img");
+		snap_finish(op);
+	}
+}
+
+static void
+drop_bitmaps(struct snapop *op, int live)
+{
+	struct qcow2_header h;
+	struct qcow2_bitmap bms[8];
+	char path[PATH_MAX], err[256];
+	int n;
+
+	if (live) {
+		if (qmp_command(op->vm->qmp, "query-named-block-nodes",
+		    json_pack("{s:b}", "flat", 1), bitmaps_listed, op) < 0) {
+			snprintf(op->error, sizeof(op->error), "QEMU is gone");
+			snap_finish(op);
+		}
+		return;
+	}
+	for (int d = 0; d < op->vm->spec.ndisks; d++) {
+		volume_path(op->vm->spec.disks[d].volume, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, bms, 8, &n, err,
+		    sizeof(err)) < 0)
+			continue;
+		for (int i = 0; i < n && op->nbm < SPEC_MAX_DISKS * 8; i++) {
+			if (strncmp(bms[i].name, "vmgr-", 5) != 0)
+				continue;
+			op->bm_disk[op->nbm] = d;
+			memcpy(op->bm_name[op->nbm], bms[i].name,
+			    sizeof(op->bm_name[0]));
+			op->nbm++;
+			op->dropped = 1;
+		}
+	}
+	offline_bitmaps_next(op);
+}
+
+/* ---- API ------------------------------------------------------------------- */
+
+static void
+snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
+    const char *tag, int memory)
+{
+	int live = vm->state == VM_RUNNING || vm->state == VM_PAUSED;
+	struct snapinfo si;
+	struct snapop *op;
+	char err[512];
+
+	if (vm->spec.ndisks == 0) {
+		api_reply_error(req, 422, "no_disks", "%s has no disks to "
+		    "snapshot", vm->spec.name);
+		return;
+	}
+	if (vm->storage_op[0] || vm->busy != OP_NONE) {
+		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
+		    "try again", vm->spec.name, vm->storage_op[0] ?
+		    vm->storage_op : "a lifecycle operation");
+		return;
+	}
+	if (vm->state == VM_QUEUED || vm->state == VM_STOPPING ||
+	    (live && (vm->qmp == NULL || !qmp_is_ready(vm->qmp)))) {
+		api_reply_error(req, 409, "invalid_state", "%s is %s; snapshots "
+		    "are taken of a running, paused or stopped VM",
+		    vm->spec.name, vm_state_name(vm->state));
+		return;
+	}
+	if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0) {
+		api_reply_error(req, 500, "bad_volume", "%s", err);
+		return;
+	}
+	if (kind == SNAP_CREATE && si.found) {
+		api_reply_error(req, 409, "snapshot_exists", "%s already has a "
+		    "snapshot named %s", vm->spec.name, tag);
+		return;
+	}
+	if (kind != SNAP_CREATE && !si.found) {
+		api_reply_error(req, 404, "no_such_snapshot", "%s has no "
+		    "snapshot named %s", vm->spec.name, tag);
+		return;
+	}
+	if (kind == SNAP_CREATE && memory && !live) {
+		api_reply_error(req, 422, "not_running", "a snapshot with memory "
+		    "needs a running or paused VM; %s is %s", vm->spec.name,
+		    vm_state_name(vm->state));
+		return;
+	}
+	if (kind == SNAP_REVERT && vm->state == VM_SAVED) {
+		api_reply_error(req, 409, "invalid_state", "%s is saved; its "
+		    "saved memory belongs to the current disks. Discard it "
+		    "with `vmgr stop %s` first", vm->spec.name, vm->spec.name);
+		return;
+	}
+	if (kind == SNAP_REVERT && live && !si.memory) {
+		api_reply_error(req, 409, "invalid_state", "%s is a snapshot of "
+		    "the disks only; reverting the disks under a running guest "
+		    "would corrupt them. Stop %s first, or take snapshots with "
+		    "memory", tag, vm->spec.name);
+		return;
+	}
+	if (kind == SNAP_REVERT && live && si.found != vm->spec.ndisks) {
+		api_reply_error(req, 409, "incomplete_snapshot", "%s is not on "
+		    "every disk of %s", tag, vm->spec.name);
+		return;
+	}
+	if ((op = calloc(1, sizeof(*op))) == NULL ||
+	    (op->p = api_pend(req)) == NULL) {
+		free(op);
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	op->vm = vm;
+	op->kind = kind;
+	op->memory = memory;
+	op->was_running = vm->state == VM_RUNNING;
+	snprintf(op->tag, sizeof(op->tag), "%s", tag);
+	snprintf(vm->storage_op, sizeof(vm->storage_op), "%s",
+	    kind_name(kind));
+	if (kind == SNAP_REVERT) {
+		if ((op->si = malloc(sizeof(si))) == NULL) {
+			snprintf(op->error, sizeof(op->error), "out of memory");
+			snap_finish(op);
+			return;
+		}
+		*op->si = si;
+		drop_bitmaps(op, live);
+	} else if (live)
+		snap_live(op, &si);
+	else
+		snap_offline_next(op);
+}
+
+void
+snapshot_api(struct evhttp_request *req, enum evhttp_cmd_type cmd,
+    struct vm *vm, const char *tag, const char *action)
+{
+	static const char *const keys[] = { "name", "memory", NULL };
+	json_t *body, *mem;
+	const char *name;
+
+	if (tag == NULL && cmd == EVHTTP_REQ_GET) {
+		snap_list(req, vm);
+		return;
+	}
+	if (tag == NULL && cmd == EVHTTP_REQ_POST) {
+		if ((body = api_object_body(req, 1)) == NULL)
+			return;
+		name = json_string_value(json_object_get(body, "name"));
+		mem = json_object_get(body, "memory");
+		if (api_body_keys(req, body, keys) < 0)
+			;
+		else if (name == NULL)
+			api_reply_error(req, 422, "missing_field", "name is "
+			    "required");
+		else if (!spec_name_valid(name))
+			api_reply_error(req, 422, "invalid_name", "\"%.64s\" is "
+			    "not a valid snapshot name (a-z, 0-9, _ . -)", name);
+		else if (mem && !json_is_boolean(mem))
+			api_reply_error(req, 422, "invalid_value", "memory must "
+			    "be true or false");
+		else
+			snap_start(req, vm, SNAP_CREATE, name, json_is_true(mem));
+		json_decref(body);
+		return;
+	}
+	if (tag && action == NULL && cmd == EVHTTP_REQ_GET) {
+		struct snapinfo si;
+		char err[512];
+		if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0)
+			api_reply_error(req, 500, "bad_volume", "%s", err);
+		else if (!si.found)
+			api_reply_error(req, 404, "no_such_snapshot", "%s has no "
+			    "snapshot named %s", vm->spec.name, tag);
+		else
+			api_reply_json(req, 200, snap_json(vm, tag, &si));
+		return;
+	}
+	if (tag && action == NULL && cmd == EVHTTP_REQ_DELETE) {
+		snap_start(req, vm, SNAP_DELETE, tag, 0);
+		return;
+	}
+	if (tag && action && strcmp(action, "revert") == 0 &&
+	    cmd == EVHTTP_REQ_POST) {
+		snap_start(req, vm, SNAP_REVERT, tag, 0);
+		return;
+	}
+	if (action && strcmp(action, "revert") != 0) {
+		api_reply_error(req, 404, "not_found", "no such endpoint");
+		return;
+	}
+	api_reply_error(req, 405, "method_not_allowed", "use GET or POST on "
+	    "/v1/vms/NAME/snapshots, GET or DELETE on .../snapshots/TAG, POST "
+	    "on .../snapshots/TAG/revert");
+}

@@ -1,0 +1,760 @@
+/*
+ * volume.c - the volume pool: qcow2 files in STATE/volumes, one row each
+ * in SQLite.  A volume is made under NAME.qcow2.partial by qemu-img and
+ * renamed only when whole, so a crash never leaves half a volume with a
+ * real name.  Linked clones have their base as a relative backing file;
+ * a base with clones stays read-only: it cannot be attached, resized or
+ * deleted.  A volume made together with a VM is owned by it and goes with
+ * it; a volume attached by name stays when its VM is deleted.
+ */
+#include "daemon.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/proc.h"
+#include "../qemu/qmp.h"
+
+#define VOLUME_MAX_MIB	((long long)SPEC_DISK_MAX * 1024)
+
+struct volume {
+	TAILQ_ENTRY(volume)	 entry;
+	char			 name[SPEC_NAME_MAX + 1];
+	char			 owner[SPEC_NAME_MAX + 1];	/* "" = none */
+	int64_t			 created_at;
+	int			 busy;		/* resize in flight */
+};
+TAILQ_HEAD(volq, volume);
+
+static struct volq volumes = TAILQ_HEAD_INITIALIZER(volumes);
+
+void
+volume_path(const char *name, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/volumes/%s.qcow2", vmgrd->state_dir, name);
+}
+
+static struct volume *
+volume_find(const char *name)
+{
+	struct volume *v;
+
+	TAILQ_FOREACH(v, &volumes, entry)
+		if (strcmp(v->name, name) == 0)
+			return v;
+	return NULL;
+}
+
+/* Known, or its file (whole or partial) is there: the name is taken. */
+int
+volume_exists(const char *name)
+{
+	char path[PATH_MAX], partial[PATH_MAX + 16];
+
+	volume_path(name, path, sizeof(path));
+	snprintf(partial, sizeof(partial), "%s.partial", path);
+	return volume_find(name) != NULL || access(path, F_OK) == 0 ||
+	    access(partial, F_OK) == 0;
+}
+
+/* The VM whose spec attaches the volume, or NULL. */
+const char *
+volume_user(const char *name)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; i < vm->spec.ndisks; i++)
+			if (strcmp(vm->spec.disks[i].volume, name) == 0)
+				return vm->spec.name;
+	return NULL;
+}
+
+int
+volume_owned_by(const char *name, const char *vm)
+{
+	struct volume *v = volume_find(name);
+
+	return v != NULL && strcmp(v->owner, vm) == 0;
+}
+
+int
+qcow2_read_info(const char *path, struct qcow2_header *h,
+    struct qcow2_snapshot *snaps, int maxsnaps, int *nsnaps,
+    struct qcow2_bitmap *bitmaps, int maxbitmaps, int *nbitmaps,
+    char *err, size_t errlen)
+{
+	static uint8_t buf[65536];
+	uint8_t *table = NULL;
+	ssize_t n;
+	int fd, rc = -1;
+
+	if (nsnaps)
+		*nsnaps = 0;
+	if (nbitmaps)
+		*nbitmaps = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (qcow2_parse_header(buf, (size_t)n, h, err, errlen) < 0)
+		goto out;
+	/* Each table is read whole, up to a bound no sane image reaches. */
+	if (snaps && h->nb_snapshots > 0) {
+		size_t len = QCOW2_TABLE_MAX;
+		if ((table = malloc(len)) == NULL ||
+		    (n = pread(fd, table, len, (off_t)h->snapshots_offset)) < 0 ||
+		    (*nsnaps = qcow2_parse_snapshots(table, (size_t)n,
+		    h->nb_snapshots, snaps, maxsnaps)) < 0) {
+			snprintf(err, errlen, "%s: unreadable snapshot table",
+			    path);
+			*nsnaps = 0;
+			goto out;
+		}
+		free(table);
+		table = NULL;
+	}
+	if (bitmaps && h->nb_bitmaps > 0) {
+		size_t len = h->bitmap_dir_size < QCOW2_TABLE_MAX ?
+		    (size_t)h->bitmap_dir_size : QCOW2_TABLE_MAX;
+		if ((table = malloc(len ? len : 1)) == NULL ||
+		    (n = pread(fd, table, len, (off_t)h->bitmap_dir_offset)) < 0 ||
+		    (*nbitmaps = qcow2_parse_bitmaps(table, (size_t)n,
+		    h->nb_bitmaps, bitmaps, maxbitmaps)) < 0) {
+			snprintf(err, errlen, "%s: unreadable bitmap directory",
+			    path);
+			*nbitmaps = 0;
+			goto out;
+		}
+	}
+	rc = 0;
+out:
+	free(table);
+	close(fd);
+	return rc;
+}
+
+/* The volume name a backing file names, when it is one of ours. */
+static int
+backing_volume(const struct qcow2_header *h, char *name, size_t len)
+{
+	size_t n = strlen(h->backing);
+
+	if (n < 7 || strcmp(h->backing + n - 6, ".qcow2") != 0 ||
+	    strchr(h->backing, '/'))
+		return -1;
+	snprintf(name, len, "%.*s", (int)(n - 6), h->backing);
+	return spec_name_valid(name) ? 0 : -1;
+}
+
+/* How many volumes are linked clones of name; the first in *first. */
+int
+volume_clones(const char *name, char *first, size_t len)
+{
+	struct volume *v;
+	struct qcow2_header h;
+	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], err[256];
+	int n = 0;
+
+	TAILQ_FOREACH(v, &volumes, entry) {
+		volume_path(v->name, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) < 0 || backing_volume(&h, base,
+		    sizeof(base)) < 0 || strcmp(base, name) != 0)
+			continue;
+		if (n++ == 0 && first)
+			snprintf(first, len, "%s", v->name);
+	}
+	return n;
+}
+
+static struct volume *
+remember(const char *name, const char *owner, int64_t created_at)
+{
+	struct volume *v = calloc(1, sizeof(*v));
+
+	if (v == NULL)
+		return NULL;
+	snprintf(v->name, sizeof(v->name), "%s", name);
+	snprintf(v->owner, sizeof(v->owner), "%s", owner ? owner : "");
+	v->created_at = created_at;
+	TAILQ_INSERT_TAIL(&volumes, v, entry);
+	return v;
+}
+
+/* Record a volume whose file is in place.  0, or -1 (database error). */
+int
+volume_register(const char *name, const char *owner)
+{
+	int64_t now = now_unix_ms();
+
+	if (db_volume_insert(vmgrd->db, name, owner, now) < 0)
+		return -1;
+	if (volume_find(name) == NULL && remember(name, owner, now) == NULL)
+		return -1;
+	return 0;
+}
+
+/* Remove a volume: its row first, then its file. */
+void
+volume_forget(const char *name)
+{
+	struct volume *v = volume_find(name);
+	char path[PATH_MAX];
+
+	if (db_volume_delete(vmgrd->db, name) < 0)
+		log_warnx("%s: %s: %s", __func__, name, db_errmsg(vmgrd->db));
+	volume_path(name, path, sizeof(path));
+	if (unlink(path) < 0 && errno != ENOENT)
+		log_warn("%s: unlink %s", __func__, path);
+	if (v) {
+		TAILQ_REMOVE(&volumes, v, entry);
+		free(v);
+	}
+}
+
+static int
+load_row(const char *name, const char *owner, int64_t created_at, void *arg)
+{
+	(void)arg;
+	remember(name, owner, created_at);
+	return 0;
+}
+
+/*
+ * Make the rows agree with the files after any crash: partial files go,
+ * a row without its file goes, a file without a row is adopted, and a
+ * volume owned by a VM that does not exist (a create or restore cut
+ * short) is removed unless some VM attaches it.  Runs after the VMs load.
+ */
+int
+volume_load_all(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 300];
+	struct volume *v, *next;
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(dir, sizeof(dir), "%s/volumes", vmgrd->state_dir);
+	if (mkdir_p(dir, 0700) < 0) {
+		log_warn("%s: mkdir %s", __func__, dir);
+		return -1;
+	}
+	if (db_volume_foreach(vmgrd->db, load_row, NULL) < 0)
+		return -1;
+	for (v = TAILQ_FIRST(&volumes); v; v = next) {
+		next = TAILQ_NEXT(v, entry);
+		volume_path(v->name, path, sizeof(path));
+		if (access(path, F_OK) < 0) {
+			log_warnx("volume %s: its file is gone; forgetting it",
+			    v->name);
+			volume_forget(v->name);
+		} else if (v->owner[0] && vm_find(v->owner) == NULL &&
+		    volume_user(v->name) == NULL) {
+			log_warnx("volume %s: its VM %s was never made or is "
+			    "gone; removing it", v->name, v->owner);
+			volume_forget(v->name);
+		}
+	}
+	if ((d = opendir(dir)) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		char name[SPEC_NAME_MAX + 16];
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (n > 8 && strcmp(de->d_name + n - 8, ".partial") == 0) {
+			log_info("removing the partial volume %s", path);
+			unlink(path);
+			continue;
+		}
+		if (n < 7 || n - 6 > SPEC_NAME_MAX ||
+		    strcmp(de->d_name + n - 6, ".qcow2") != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(n - 6), de->d_name);
+		if (!spec_name_valid(name) || volume_find(name))
+			continue;
+		/* Before volumes had rows, a VM's disks were made with it. */
+		const char *user = volume_user(name);
+		struct vm *vm = user ? vm_find(user) : NULL;
+		int owned = 0;
+		for (int i = 0; vm && i < vm->spec.ndisks; i++)
+			owned |= strcmp(vm->spec.disks[i].volume, name) == 0 &&
+			    vm->spec.disks[i].size_gib > 0;
+		log_info("adopting the volume %s", name);
+		volume_register(name, owned ? user : NULL);
+	}
+	closedir(d);
+	return 0;
+}
+
+/* ---- making volumes --------------------------------------------------- */
+
+struct making {
+	char		 name[SPEC_NAME_MAX + 1];
+	int		 flags;
+	volume_made_cb	 cb;
+	void		*arg;
+};
+
+static void
+made(int status, const char *output, void *arg)
+{
+	struct making *m = arg;
+	char path[PATH_MAX], partial[PATH_MAX + 16], msg[512];
+
+	volume_path(m->name, path, sizeof(path));
+	snprintf(partial, sizeof(partial), "%s.partial", path);
+	if (status != 0) {
+		size_t n = strcspn(output, "\n");
+		snprintf(msg, sizeof(msg), "%.*s", (int)(n < 400 ? n : 400),
+		    *output ? output : "qemu-img failed");
+		unlink(partial);
+		m->cb(msg, strstr(output, "No space") != NULL ||
+		    strstr(output, "Disk quota") != NULL, m->arg);
+	} else if (m->flags & VOLUME_KEEP_PARTIAL) {
+		m->cb(NULL, 0, m->arg);
+	} else if (rename(partial, path) < 0) {
+		snprintf(msg, sizeof(msg), "rename %.300s: %s", partial,
+		    strerror(errno));
+		unlink(partial);
+		m->cb(msg, 0, m->arg);
+	} else
+		m->cb(NULL, 0, m->arg);
+	free(m);
+}
+
+/*
+ * Make the volume name's file with qemu-img, on the loop: empty of
+ * size_mib when src is NULL; a linked clone of the volume src (size_mib 0
+ * keeps the base's size) without VOLUME_CONVERT; a standalone copy of the
+ * file src (qcow2 or raw, a backing chain flattened) with it.  cb runs once
+ * the file is whole under its name (error NULL) or has been removed; with
+ * VOLUME_KEEP_PARTIAL it is left as NAME.qcow2.partial for the caller to
+ * rename.  The caller registers it.  0, or -1 when qemu-img cannot run.
+ */
+int
+volume_make(const char *name, const char *src, int flags,
+    long long size_mib, volume_made_cb cb, void *arg)
+{
+	int convert = flags & VOLUME_CONVERT;
+	char path[PATH_MAX + 16], size[32], backing[SPEC_NAME_MAX + 8];
+	char fmt[8] = "raw", err[256];
+	struct qcow2_header h;
+	struct making *m;
+	int rc;
+
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return -1;
+	snprintf(m->name, sizeof(m->name), "%s", name);
+	m->flags = flags;
+	m->cb = cb;
+	m->arg = arg;
+	volume_path(name, path, sizeof(path) - 16);
+	strcat(path, ".partial");
+	snprintf(size, sizeof(size), "%lldM", size_mib);
+	if (src == NULL) {
+		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
+		    path, size, NULL };
+		rc = proc_run(vmgrd->base, argv, made, m);
+	} else if (!convert) {
+		/* Relative, so the pool can move with its state dir. */
+		snprintf(backing, sizeof(backing), "%s.qcow2", src);
+		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
+		    "-b", backing, "-F", "qcow2", path, size_mib ? size : NULL,
+		    NULL };
+		rc = proc_run(vmgrd->base, argv, made, m);
+	} else {
+		/* Name the format: never let a raw file be probed as qcow2. */
+		if (qcow2_read_info(src, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) == 0)
+			strcpy(fmt, "qcow2");
+		char *argv[] = { vmgrd->qemu_img, "convert", "-q", "-f", fmt,
+		    "-O", "qcow2", (char *)src, path, NULL };
+		rc = proc_run(vmgrd->base, argv, made, m);
+	}
+	if (rc < 0)
+		free(m);
+	return rc;
+}
+
+/* ---- API ---------------------------------------------------------------- */
+
+static json_t *
+volume_json(const struct volume *v)
+{
+	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], err[256], first[80];
+	struct qcow2_header h;
+	struct qcow2_snapshot snaps[64];
+	struct stat st;
+	int nsnaps = 0;
+	const char *user = volume_user(v->name);
+	json_t *o;
+
+	volume_path(v->name, path, sizeof(path));
+	o = json_pack("{s:s, s:s, s:o, s:o, s:I}", "name", v->name, "path",
+	    path, "used_by", user ? json_string(user) : json_null(), "owner",
+	    v->owner[0] ? json_string(v->owner) : json_null(), "created_at",
+	    (json_int_t)v->created_at);
+	if (stat(path, &st) == 0)
+		json_object_set_new(o, "allocated_bytes",
+		    json_integer((json_int_t)st.st_blocks * 512));
+	if (qcow2_read_info(path, &h, snaps, 64, &nsnaps, NULL, 0, NULL, err,
+	    sizeof(err)) < 0) {
+		json_object_set_new(o, "error", json_string(err));
+		return o;
+	}
+	json_object_set_new(o, "size_bytes", json_integer((json_int_t)h.size));
+	json_object_set_new(o, "format", json_string("qcow2"));
+	json_object_set_new(o, "backing", backing_volume(&h, base,
+	    sizeof(base)) == 0 ? json_string(base) : h.backing[0] ?
+	    json_string(h.backing) : json_null());
+	json_object_set_new(o, "snapshots", json_integer(nsnaps));
+	int clones = volume_clones(v->name, first, sizeof(first));
+	json_object_set_new(o, "clones", json_integer(clones));
+	json_object_set_new(o, "read_only", json_boolean(clones > 0));
+	return o;
+}
+
+void
+volume_api_list(struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	struct volume *v;
+
+	TAILQ_FOREACH(v, &volumes, entry)
+		json_array_append_new(arr, volume_json(v));
+	api_reply_json(req, 200, arr);
+}
+
+static struct volume *
+find_or_404(struct evhttp_request *req, const char *name)
+{
+	struct volume *v = volume_find(name);
+
+	if (v == NULL)
+		api_reply_error(req, 404, "no_such_volume", "no volume named "
+		    "\"%s\"", name);
+	return v;
+}
+
+void
+volume_api_get(struct evhttp_request *req, const char *name)
+{
+	struct volume *v = find_or_404(req, name);
+
+	if (v)
+		api_reply_json(req, 200, volume_json(v));
+}
+
+struct create_ctx {
+	struct pending	*p;
+	char		 name[SPEC_NAME_MAX + 1];
+};
+
+static void
+create_done(const char *error, int no_space, void *arg)
+{
+	struct create_ctx *c = arg;
+	struct volume *v;
+
+	if (error)
+		api_pend_reply_error(c->p, no_space ? 507 : 422, no_space ?
+		    "no_space" : "qemu_img", "cannot make volume %s: %s",
+		    c->name, error);
+	else if (volume_register(c->name, NULL) < 0) {
+		char path[PATH_MAX];
+		volume_path(c->name, path, sizeof(path));
+		unlink(path);
+		api_pend_reply_error(c->p, db_full(vmgrd->db) ? 507 : 500,
+		    "database", "cannot record volume %s: %s", c->name,
+		    db_errmsg(vmgrd->db));
+	} else {
+		v = volume_find(c->name);
+		log_info("volume %s: made", c->name);
+		api_pend_reply_json(c->p, 201, volume_json(v));
+	}
+	free(c);
+}
+
+void
+volume_api_create(struct evhttp_request *req, json_t *body)
+{
+	static const char *const keys[] = { "name", "size_mib", "from",
+	    "import", NULL };
+	const char *name = json_string_value(json_object_get(body, "name"));
+	json_t *jfrom = json_object_get(body, "from");
+	json_t *jimport = json_object_get(body, "import");
+	const char *from = json_string_value(jfrom);
+	const char *import = json_string_value(jimport);
+	long long size = 0;
+	char path[PATH_MAX], err[256];
+	struct qcow2_header h;
+	struct stat st;
+	struct create_ctx *c;
+
+	if (api_body_keys(req, body, keys) < 0 ||
+	    api_body_int(req, body, "size_mib", 1, VOLUME_MAX_MIB, &size) < 0)
+		return;
+	if (name == NULL) {
+		api_reply_error(req, 422, "missing_field", "name is required");
+		return;
+	}
+	if (!spec_name_valid(name)) {
+		api_reply_error(req, 422, "invalid_name", "\"%.64s\" is not a "
+		    "valid volume name", name);
+		return;
+	}
+	if ((jfrom && !from) || (jimport && !import)) {
+		api_reply_error(req, 422, "invalid_value", "from and import "
+		    "must be strings");
+		return;
+	}
+	if ((from != NULL) + (import != NULL) > 1 || (import && size) ||
+	    (!from && !import && !size)) {
+		api_reply_error(req, 422, "invalid_value", "give size_mib for "
+		    "an empty volume, from (and optionally a larger size_mib) "
+		    "for a linked clone, or import");
+		return;
+	}
+	if (volume_exists(name)) {
+		api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
+		    "already exists", name);
+		return;
+	}
+	if (from) {
+		const char *user;
+		if (!spec_name_valid(from) || volume_find(from) == NULL) {
+			api_reply_error(req, 404, "no_such_volume", "no volume "
+			    "named \"%.64s\" to clone", from);
+			return;
+		}
+		/* A base must never change under its clones. */
+		if ((user = volume_user(from)) != NULL) {
+			api_reply_error(req, 409, "volume_in_use", "volume %s is "
+			    "attached to VM %s; a base must not change under "
+			    "its clones, so clone a volume no VM uses", from,
+			    user);
+			return;
+		}
+		volume_path(from, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) < 0) {
+			api_reply_error(req, 422, "bad_volume", "%s", err);
+			return;
+		}
+		if (size && (unsigned long long)size << 20 < h.size) {
+			api_reply_error(req, 422, "too_small", "a clone cannot "
+			    "be smaller than its base (%llu MiB)",
+			    (unsigned long long)(h.size >> 20));
+			return;
+		}
+	}
+	if (import) {
+		if (import[0] != '/') {
+			api_reply_error(req, 422, "invalid_value", "import needs "
+			    "an absolute path");
+			return;
+		}
+		if (stat(import, &st) < 0) {
+			api_reply_error(req, 422, "missing_file", "%s: %s",
+			    import, strerror(errno));
+			return;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			api_reply_error(req, 422, "missing_file", "%s: not a "
+			    "regular file", import);
+			return;
+		}
+		/* A backing file could name any file on the host: refuse. */
+		if (qcow2_read_info(import, &h, NULL, 0, NULL, NULL, 0, NULL,
+		    err, sizeof(err)) == 0 && h.backing[0]) {
+			api_reply_error(req, 422, "has_backing_file", "%s has the "
+			    "backing file %s; flatten it first (qemu-img convert)",
+			    import, h.backing);
+			return;
+		}
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->p = api_pend(req)) == NULL) {
+		free(c);
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	if (volume_make(name, from ? from : import, import ? VOLUME_CONVERT : 0,
+	    size, create_done, c) < 0) {
+		api_pend_reply_error(c->p, 500, "qemu_img", "cannot run "
+		    "qemu-img: %s", strerror(errno));
+		free(c);
+	}
+}
+
+/* ---- resize --------------------------------------------------------------- */
+
+struct resize_ctx {
+	struct pending	*p;
+	char		 name[SPEC_NAME_MAX + 1];
+};
+
+static void
+resize_finish(struct resize_ctx *c, const char *error)
+{
+	struct volume *v = volume_find(c->name);
+
+	if (v)
+		v->busy = 0;
+	if (error)
+		api_pend_reply_error(c->p, strstr(error, "No space") ? 507 :
+		    500, "resize_failed", "cannot resize %s: %s", c->name,
+		    error);
+	else if (v) {
+		log_info("volume %s: resized", c->name);
+		api_pend_reply_json(c->p, 200, volume_json(v));
+	} else
+		api_pend_reply_error(c->p, 404, "no_such_volume", "volume %s "
+		    "went away", c->name);
+	free(c);
+}
+
+static void
+resized_offline(int status, const char *output, void *arg)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), "%.400s", output);
+	msg[strcspn(msg, "\n")] = '\0';
+	resize_finish(arg, status ? (msg[0] ? msg : "qemu-img failed") : NULL);
+}
+
+static void
+resized_live(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	(void)q;
+	(void)result;
+	resize_finish(arg, error);
+}
+
+void
+volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
+{
+	static const char *const keys[] = { "size_mib", NULL };
+	struct volume *v = find_or_404(req, name);
+	char path[PATH_MAX], err[256], first[80];
+	struct qcow2_header h;
+	struct resize_ctx *c;
+	struct vm *vm;
+	long long size = 0;
+	const char *user;
+	int disk = -1;
+
+	if (v == NULL || api_body_keys(req, body, keys) < 0 ||
+	    api_body_int(req, body, "size_mib", 1, VOLUME_MAX_MIB, &size) < 0)
+		return;
+	if (size == 0) {
+		api_reply_error(req, 422, "missing_field", "size_mib is "
+		    "required");
+		return;
+	}
+	volume_path(name, path, sizeof(path));
+	if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+	    sizeof(err)) < 0) {
+		api_reply_error(req, 500, "bad_volume", "%s", err);
+		return;
+	}
+	if ((unsigned long long)size << 20 < h.size) {
+		api_reply_error(req, 422, "shrink_refused", "%s is %llu MiB; "
+		    "shrinking would cut off the guest's data, so vmgr only "
+		    "grows volumes", name, (unsigned long long)(h.size >> 20));
+		return;
+	}
+	if (volume_clones(name, first, sizeof(first)) > 0) {
+		api_reply_error(req, 409, "volume_is_base", "%s is the base of "
+		    "linked clones (%s) and stays read-only", name, first);
+		return;
+	}
+	if (v->busy) {
+		api_reply_error(req, 409, "busy", "%s is being resized", name);
+		return;
+	}
+	vm = (user = volume_user(name)) ? vm_find(user) : NULL;
+	if (vm) {
+		for (int i = 0; i < vm->spec.ndisks; i++)
+			if (strcmp(vm->spec.disks[i].volume, name) == 0)
+				disk = i;
+		if (vm->busy != OP_NONE || vm->storage_op[0] ||
+		    vm->state == VM_SAVED || vm->state == VM_STOPPING ||
+		    ((vm->state == VM_RUNNING || vm->state == VM_PAUSED) &&
+		    (vm->qmp == NULL || !qmp_is_ready(vm->qmp)))) {
+			api_reply_error(req, 409, "vm_busy", "%s is attached to "
+			    "VM %s, which is %s%s; try when it is running or "
+			    "stopped", name, vm->spec.name,
+			    vm_state_name(vm->state), vm->busy ? " and busy" :
+			    "");
+			return;
+		}
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->p = api_pend(req)) == NULL) {
+		free(c);
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	v->busy = 1;
+	if (vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED)) {
+		/* In use: QEMU grows it, and the guest sees the new size. */
+		char node[16];
+		snprintf(node, sizeof(node), "disk%d", disk);
+		qmp_command(vm->qmp, "block_resize", json_pack("{s:s, s:I}",
+		    "node-name", node, "size", (json_int_t)size << 20),
+		    resized_live, c);
+		return;
+	}
+	char sz[32];
+	snprintf(sz, sizeof(sz), "%lldM", size);
+	char *argv[] = { vmgrd->qemu_img, "resize", "-q", "-f", "qcow2", path,
+	    sz, NULL };
+	if (proc_run(vmgrd->base, argv, resized_offline, c) < 0)
+		resize_finish(c, strerror(errno));
+}
+
+void
+volume_api_delete(struct evhttp_request *req, const char *name)
+{
+	struct volume *v = find_or_404(req, name);
+	char first[80];
+	const char *user;
+
+	if (v == NULL)
+		return;
+	if ((user = volume_user(name)) != NULL) {
+		api_reply_error(req, 409, "volume_in_use", "volume %s is attached "
+		    "to VM %s; delete the VM first", name, user);
+		return;
+	}
+	if (volume_clones(name, first, sizeof(first)) > 0) {
+		api_reply_error(req, 409, "volume_is_base", "volume %s is the "
+		    "base of linked clones (%s); delete them first", name, first);
+		return;
+	}
+	if (v->busy) {
+		api_reply_error(req, 409, "busy", "%s is being resized", name);
+		return;
+	}
+	volume_forget(name);
+	log_info("volume %s: deleted", name);
+	api_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name,
+	    "deleted", 1));
+}
