@@ -286,7 +286,6 @@ static const struct bad {
 	  "disks[0].size_gib" },
 	{ A "'disks':[{'volume':'v','size_gib':16385}]}", 422,
 	  "out_of_range", NULL },
-	{ A "'disks':[{'volume':'v'}]}", 422, "missing_field", "size_gib" },
 	{ A "'disks':[{'size_gib':1}]}", 422, "missing_field", "volume" },
 	{ A "'disks':{}}", 422, "invalid_value", "array" },
 	{ A "'disks':['v']}", 422, "invalid_value", "object" },
