@@ -86,6 +86,15 @@ int	cmd_scheduler(int, char **);
 int	cmd_stats(int, char **);
 int	cmd_top(int, char **);
 int	cmd_network(int, char **);
+int	cmd_volume(int, char **);
+int	cmd_snapshot(int, char **);
+int	cmd_backup(int, char **);
+
+/* Human formatting of a byte count: "512B", "1.5G". */
+char	*fmt_bytes(double bytes, char *buf, size_t len);
+
+/* "2026-11-26 06:12:33" (local time) for unix milliseconds. */
+char	*fmt_when(long long ms, char *buf, size_t len);
 
 /* --policy, --priority, --weight, --min-memory, --runtime, --preemptible. */
 int	resource_option(const char *cmd, int argc, char **argv, int *i,

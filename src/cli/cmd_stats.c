@@ -15,20 +15,6 @@
 
 #include "../lib/util.h"
 
-static char *
-fmt_bytes(double b, char *buf, size_t len)
-{
-	static const char *const u[] = { "B", "K", "M", "G", "T" };
-	int i = 0;
-
-	while (b >= 1024 && i < 4) {
-		b /= 1024;
-		i++;
-	}
-	snprintf(buf, len, i ? "%.1f%s" : "%.0f%s", b, u[i]);
-	return buf;
-}
-
 static double
 num(json_t *o, const char *k)
 {

@@ -103,10 +103,16 @@ cmd_info(int argc, char **argv)
 		if (*jstr(v, "cmdline"))
 			printf("cmdline:      %s\n", jstr(v, "cmdline"));
 	}
-	json_array_foreach(json_object_get(spec, "disks"), i, v)
-		printf("disk %zu:       %s (%lld GiB)\n", i, jstr(v, "volume"),
-		    (long long)json_number_value(json_object_get(v,
-		    "size_gib")));
+	json_array_foreach(json_object_get(spec, "disks"), i, v) {
+		long long gib = (long long)json_number_value(json_object_get(v,
+		    "size_gib"));
+		if (gib > 0)
+			printf("disk %zu:       %s (made with it, %lld GiB)\n", i,
+			    jstr(v, "volume"), gib);
+		else
+			printf("disk %zu:       %s (attached)\n", i,
+			    jstr(v, "volume"));
+	}
 	json_array_foreach(json_object_get(spec, "nics"), i, v) {
 		json_t *f;
 		size_t k;
@@ -293,11 +299,16 @@ cmd_create(int argc, char **argv)
 			    json_string(optarg));
 			break;
 		case 'd': {
-			const char *size = strncmp(optarg, "new:", 4) == 0 ?
-			    optarg + 4 : optarg;
-			if (parse_size_mib(size, &n) < 0 || n % 1024 || n == 0) {
-				rc = usage_error("create", "--disk takes "
-				    "new:SIZE in whole GiB (new:1G), not "
+			/* --disk NAME attaches a volume; new:SIZE makes one. */
+			if (strncmp(optarg, "new:", 4) != 0) {
+				json_array_append_new(disks, json_pack("{s:s}",
+				    "volume", optarg));
+				break;
+			}
+			if (parse_size_mib(optarg + 4, &n) < 0 || n % 1024 ||
+			    n == 0) {
+				rc = usage_error("create", "--disk takes a volume "
+				    "name, or new:SIZE in whole GiB (new:1G), not "
 				    "\"%s\"", optarg);
 				goto out;
 			}
@@ -376,6 +387,8 @@ cmd_create(int argc, char **argv)
 		size_t i;
 		json_array_foreach(disks, i, v) {
 			char vol[128];
+			if (json_object_get(v, "volume"))
+				continue;
 			snprintf(vol, sizeof(vol), "%s-disk%zu", name, i);
 			json_object_set_new(v, "volume", json_string(vol));
 		}

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 
 #include "../lib/util.h"
@@ -29,7 +30,7 @@ const struct command commands[] = {
 	{ "create", cmd_create,
 	  "vmgr create NAME [--image IMAGE | --kernel FILE [--initrd FILE]]\n"
 	  "                 [--cmdline ARGS] [--vcpus N] [--memory SIZE]\n"
-	  "                 [--machine q35|pc] [--disk new:SIZE]... [--nic nat]...\n"
+	  "                 [--machine q35|pc] [--disk VOLUME|new:SIZE]... [--nic nat]...\n"
 	  "                 [--forward tcp|udp:[HOSTADDR:]HOSTPORT:GUESTPORT]...\n"
 	  "                 [--policy fixed|dynamic|hybrid] [--priority 1..10] [--weight W]\n"
 	  "                 [--min-memory SIZE] [--runtime DURATION] [--preemptible]\n"
@@ -37,7 +38,9 @@ const struct command commands[] = {
 	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
 	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
 	  "built-in guest.  --disk new:SIZE adds a new qcow2 volume named\n"
-	  "NAME-diskN; --nic nat adds a virtio NIC on QEMU's user-mode NAT.\n"
+	  "NAME-diskN, deleted with the VM; --disk VOLUME attaches an existing\n"
+	  "volume (see `vmgr help volume`), which stays when the VM is deleted.\n"
+	  "--nic nat adds a virtio NIC on QEMU's user-mode NAT.\n"
 	  "--forward tcp:8080:80 forwards host port 8080 (on 127.0.0.1; give\n"
 	  "0.0.0.0:8080:80 to expose it) to the guest's port 80, on the last\n"
 	  "--nic (a NAT NIC is added when there is none).  A port another VM\n"
@@ -124,6 +127,50 @@ const struct command commands[] = {
 	  "refused, and so is deleting a network a VM uses.  --type bridge (root\n"
 	  "only): a Linux bridge with the subnet's first address, a tap per NIC\n"
 	  "and a DHCP server (dnsmasq) run by vmgrd.\n" },
+	{ "volume", cmd_volume,
+	  "vmgr volume create NAME --size SIZE [--from BASE] | import NAME FILE |\n"
+	  "                    list | show NAME | resize NAME [+]SIZE | delete NAME",
+	  "Disk volumes: qcow2 files in the state dir's pool.  create makes an\n"
+	  "empty one; --from BASE makes a linked clone whose backing file is\n"
+	  "BASE (a larger --size grows it).  A base with clones is read-only: it\n"
+	  "cannot be attached, resized or deleted until its clones are gone, and\n"
+	  "a volume a VM uses cannot become a base.  import copies a raw or\n"
+	  "qcow2 FILE into the pool (an image with a backing file is refused).\n"
+	  "resize only grows (+SIZE adds to the current size); a running VM's\n"
+	  "volume is grown live and the guest sees the new size.  delete refuses\n"
+	  "a volume a VM attaches.  Attach volumes with `vmgr create --disk`.\n" },
+	{ "snapshot", cmd_snapshot,
+	  "vmgr snapshot create VM NAME [--memory] | list VM | revert VM NAME |\n"
+	  "                      delete VM NAME",
+	  "Internal qcow2 snapshots of all of a VM's disks, taken at one instant.\n"
+	  "A VM that runs keeps running.  --memory keeps the guest's RAM and\n"
+	  "device state too (the VM must be running or paused): reverting to it\n"
+	  "brings the running guest back to that moment, and it runs on.  A\n"
+	  "snapshot of the disks alone is reverted with the VM stopped.\n"
+	  "Reverting drops the change tracking of backups: the next backup of\n"
+	  "the VM must be a full one.\n" },
+	{ "backup", cmd_backup,
+	  "vmgr backup create VM [--incremental] [--store DIR] [--bwlimit RATE] |\n"
+	  "                    list [VM] |\n"
+	  "                    show ID | verify ID | restore ID [--as NAME] |\n"
+	  "                    delete ID | prune VM --keep N",
+	  "Backups of a VM's disks, live (the guest is not paused) or stopped.\n"
+	  "A full backup copies every disk; --incremental copies only what\n"
+	  "changed since the VM's last backup, tracked by QEMU in the disks\n"
+	  "themselves, so it stays incremental across VM and vmgrd restarts.\n"
+	  "When the tracking is lost (QEMU killed, a snapshot reverted, a\n"
+	  "restore) --incremental is refused and says so: take a full one.\n"
+	  "A backup lives in DIR/VM/ID (default STATE/backups): one qcow2 per\n"
+	  "disk (an incremental's backing file is the previous backup) and a\n"
+	  "manifest with the spec and the SHA-256 of every file.  On a\n"
+	  "terminal, create shows progress; --bwlimit 50M caps it at 50 MiB/s.\n"
+	  "verify re-reads every file the backup needs: checksums and qemu-img\n"
+	  "check; it names any damaged file and exits 1.  restore checks the\n"
+	  "checksums first and refuses a damaged backup; it makes a new VM\n"
+	  "(--as NAME, or the original name when that VM is gone) or replaces\n"
+	  "the disks of the stopped VM of that name.  prune keeps the newest N\n"
+	  "backups of VM, merging a kept incremental whose base goes, so every\n"
+	  "kept backup still restores.  delete refuses a backup others build on.\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },
@@ -232,6 +279,33 @@ fmt_mib(long long mib, char *buf, size_t len)
 		snprintf(buf, len, "%lldG", mib / 1024);
 	else
 		snprintf(buf, len, "%lldM", mib);
+	return buf;
+}
+
+char *
+fmt_bytes(double v, char *buf, size_t len)
+{
+	static const char units[] = "BKMGTP";
+	int u = 0;
+
+	while (v >= 1024 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	snprintf(buf, len, u ? "%.1f%c" : "%.0f%c", v, units[u]);
+	return buf;
+}
+
+char *
+fmt_when(long long ms, char *buf, size_t len)
+{
+	time_t t = (time_t)(ms / 1000);
+	struct tm tm;
+
+	if (ms <= 0 || localtime_r(&t, &tm) == NULL)
+		snprintf(buf, len, "-");
+	else
+		strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
 	return buf;
 }
 

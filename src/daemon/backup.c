@@ -91,6 +91,7 @@ struct bjob {
 	int			 status;	/* HTTP status of the failure */
 	char			*hashes;	/* sha256sum's output */
 	int			 step;		/* ST_* */
+	uint64_t		 speed;		/* bytes/s for all disks, 0 = no limit */
 	int			 tick_pending;	/* a query-jobs is out */
 	int			 dead;		/* freed when it returns */
 };
@@ -781,6 +782,9 @@ bjob_step(struct bjob *bj)
 			json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:b}",
 			    "job-id", id, "device", node, "target", target, "sync",
 			    bj->b->parent ? "bitmap" : "full", "auto-dismiss", 0);
+			if (bj->speed)
+				json_object_set_new(data, "speed", json_integer(
+				    (json_int_t)(bj->speed / (uint64_t)bj->ndisks)));
 			if (bj->b->parent) {
 				/* "never": the bitmap stays until we drop it. */
 				json_object_set_new(data, "bitmap",
@@ -926,7 +930,8 @@ static void
 backup_create(struct evhttp_request *req, json_t *body, int wait)
 {
 	static const char *const keys[] = { "vm", "incremental", "store",
-	    NULL };
+	    "bwlimit_mib", NULL };
+	long long bwlimit = 0;
 	const char *name = json_string_value(json_object_get(body, "vm"));
 	const char *store = json_string_value(json_object_get(body, "store"));
 	json_t *jinc = json_object_get(body, "incremental");
@@ -937,7 +942,8 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	struct vm *vm;
 	int live;
 
-	if (api_body_keys(req, body, keys) < 0)
+	if (api_body_keys(req, body, keys) < 0 || api_body_int(req, body,
+	    "bwlimit_mib", 1, 1 << 20, &bwlimit) < 0)
 		return;
 	if (name == NULL) {
 		api_reply_error(req, 422, "missing_field", "vm is required");
@@ -1043,6 +1049,7 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	bj->b = b;
 	bj->vm = vm;
 	bj->ndisks = vm->spec.ndisks;
+	bj->speed = (uint64_t)bwlimit << 20;
 	snprintf(bj->partial, sizeof(bj->partial), "%s.partial", b->dir);
 	snprintf(bj->new_bitmap, sizeof(bj->new_bitmap), "vmgr-%lld",
 	    (long long)b->id);

@@ -94,7 +94,7 @@ kill_daemon() {	# kill_daemon [SIGNAL]
 }
 
 # The QEMU pids that belong to this test's state dir.
-qemu_pids() { pgrep -f "qemu-system.*$STATE/vm/" || true; }
+qemu_pids() { pgrep -f "qemu-(system|storage-daemon).*$STATE/" || true; }
 
 # wait_until TIMEOUT_S COMMAND...: poll every 0.1 s.
 wait_until() {
