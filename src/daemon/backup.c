@@ -1657,7 +1657,7 @@ struct pjob {
 static void	prune_next(struct pjob *);
 
 static void
-merge_roll_forward(const char *dir)
+merge_roll_forward(const char *dir, int at_start)
 {
 	char next[PATH_MAX + 32], man[PATH_MAX + 32];
 	char from[PATH_MAX + 128], to[PATH_MAX + 64];
@@ -1674,7 +1674,7 @@ merge_roll_forward(const char *dir)
 		else
 			unlink(from);		/* it was not: forget it */
 	}
-	if (access(next, F_OK) == 0 && rename(next, man) == 0)
+	if (access(next, F_OK) == 0 && rename(next, man) == 0 && at_start)
 		log_info("%s: finished an interrupted prune", dir);
 }
 
@@ -1765,12 +1765,12 @@ merge_hashed(int status, const char *output, void *arg)
 		snprintf(pj->error, sizeof(pj->error), "cannot write %.300s: %s",
 		    next, strerror(errno));
 		free(text);
-		merge_roll_forward(b->dir);	/* drops the .merge files */
+		merge_roll_forward(b->dir, 0);	/* drops the .merge files */
 		prune_finish(pj);
 		return;
 	}
 	free(text);
-	merge_roll_forward(b->dir);		/* the commit */
+	merge_roll_forward(b->dir, 0);		/* the commit */
 	snprintf(b->kind, sizeof(b->kind), "full");
 	b->parent = 0;
 	b->size_bytes = total;
@@ -1797,7 +1797,7 @@ merge_converted(int status, const char *output, void *arg)
 	struct backup *b = backup_find(pj->merge[pj->cur]);
 	if (pj->error[0] || b == NULL) {
 		if (b)
-			merge_roll_forward(b->dir);
+			merge_roll_forward(b->dir, 0);
 		prune_finish(pj);
 		return;
 	}
@@ -1815,7 +1815,7 @@ merge_converted(int status, const char *output, void *arg)
 	if (argv == NULL || files == NULL || proc_run(vmgrd->base, argv,
 	    merge_hashed, pj) < 0) {
 		snprintf(pj->error, sizeof(pj->error), "cannot run sha256sum");
-		merge_roll_forward(b->dir);
+		merge_roll_forward(b->dir, 0);
 		prune_finish(pj);
 	}
 	free(argv);
@@ -1987,7 +1987,7 @@ load_backup(const struct backup_row *r, void *arg)
 		backup_free(b);
 		return 0;
 	}
-	merge_roll_forward(b->dir);
+	merge_roll_forward(b->dir, 1);
 	/* The manifest is the truth on kind and parent (after a merge). */
 	json_t *m = manifest_read(b, err, sizeof(err));
 	if (m) {
