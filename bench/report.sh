@@ -13,11 +13,12 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson rr "$([ -f "$D/rr.json" ] && cat "$D/rr.json" || echo null)" \
     --argjson mon "$([ -f "$D/monitor.json" ] && cat "$D/monitor.json" || echo null)" \
     --argjson m30 "$(f metrics30)" \
+    --argjson backup "$([ -f "$D/backup.json" ] && cat "$D/backup.json" || echo null)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
       scheduler: {pure: $sched, rr_50: $rr},
-      monitor: ($mon + {metrics_30_vms: $m30.ops.get})}' \
+      monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup}' \
     >"$D/results.json"
 
 defs='
@@ -44,3 +45,10 @@ jq -r "$defs"'
     "scheduler, rr among 50 VMs for 20 s: \(.scheduler.rr_50.passes) passes at \(.scheduler.rr_50.cpu_us_per_pass * 10 | round / 10) us CPU each, \(.scheduler.rr_50.preemptions) preemptions (save + restore), vmgrd CPU \(.scheduler.rr_50.daemon_cpu_pct * 100 | round / 100)% of one core"
    else "scale: skipped (--quick)" end)
 ' "$D/results.json"
+jq -r '
+  def r2(x): x * 100 | round / 100;
+  if .backup then
+    "backup of \(.backup.data_mib) MiB (warm cache, same filesystem): cp \(.backup.cp_ms) ms, cp + sync \(.backup.cp_sync_ms) ms, vmgr full backup \(.backup.full_ms) ms (copy \(.backup.copy_ms) + SHA-256 \(.backup.hash_ms))",
+    "  full backup vs cp: \(r2(.backup.ratio_vs_cp))x end to end, \(r2(.backup.ratio_vs_cp_sync))x vs cp + sync, \(r2(.backup.copy_ratio_vs_cp))x for the copy alone (target 0.8)",
+    "  incremental after a 5% change: \(.backup.incremental_ms) ms and \(.backup.incremental_bytes) bytes = \(r2(.backup.incremental_time_vs_full))x the full backup'"'"'s time, \(r2(.backup.incremental_size_vs_full))x its size"
+  else empty end' "$D/results.json"

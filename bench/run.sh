@@ -82,6 +82,9 @@ if [ "$LIBVIRT" = 1 ]; then
 	"$top/bench/libvirt.sh" "$N" "$OUT/libvirt.json"
 fi
 
+say "backup: full against cp, incremental against full"
+"$top/bench/backup.sh" "$([ "$QUICK" = 1 ] && echo 64 || echo 1024)" "$OUT/backup.json"
+
 if [ "$QUICK" = 0 ]; then
 	say "scale: 100 defined VMs"
 	for k in $(seq -w 1 100); do

@@ -142,7 +142,8 @@ create(int argc, char **argv)
 		return rc;
 	snprintf(path, sizeof(path), "/v1/backups/%lld", jint(resp, "id"));
 	json_decref(resp);
-	for (;;) {
+	/* Polled often at first (small backups end fast), then every 200 ms. */
+	for (useconds_t nap = 10000;; nap = nap < 200000 ? nap * 2 : 200000) {
 		if ((b = api_get(path, &rc)) == NULL)
 			return rc;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -157,7 +158,7 @@ create(int argc, char **argv)
 		if (tty && p)
 			bar(jint(p, "done_bytes"), jint(p, "total_bytes"), el);
 		json_decref(b);
-		usleep(200000);
+		usleep(nap);
 	}
 	if (strcmp(jstr(b, "state"), "complete") != 0) {
 		fprintf(stderr, "vmgr: backup %lld of %s failed: %s\n",

@@ -89,10 +89,11 @@ struct bjob {
 	struct event		*tick;
 	char			 error[512];
 	int			 status;	/* HTTP status of the failure */
-	char			*hashes;	/* sha256sum's output */
+	char			*hashes;	/* hash_files()' output */
 	int			 step;		/* ST_* */
 	uint64_t		 speed;		/* bytes/s for all disks, 0 = no limit */
 	int			 tick_pending;	/* a query-jobs is out */
+	double			 t_start, t_copied;	/* monotonic s */
 	int			 dead;		/* freed when it returns */
 };
 
@@ -230,6 +231,9 @@ backup_json(const struct backup *b, int detail)
 			json_object_set(o, "spec", json_object_get(m, "spec"));
 			json_object_set(o, "qemu_version", json_object_get(m,
 			    "qemu_version"));
+			if (json_object_get(m, "timing"))
+				json_object_set(o, "timing", json_object_get(m,
+				    "timing"));
 			json_decref(m);
 		} else
 			json_object_set_new(o, "manifest_error",
@@ -313,7 +317,7 @@ enum {
 	ST_JOBS,	/* the transaction, then the jobs run */
 	ST_CLOSE,	/* blockdev-del the targets, sort out the bitmaps */
 	ST_QUIT,	/* stop our storage daemon, if any */
-	ST_HASH,	/* sha256sum the files */
+	ST_HASH,	/* hash the files */
 	ST_DONE,
 };
 
@@ -459,7 +463,7 @@ hashed(int status, const char *output, void *arg)
 	struct bjob *bj = arg;
 
 	if (status != 0 && !bj->error[0])
-		snprintf(bj->error, sizeof(bj->error), "sha256sum: %.480s",
+		snprintf(bj->error, sizeof(bj->error), "openssl: %.480s",
 		    output);
 	else
 		bj->hashes = strdup(output);
@@ -610,7 +614,32 @@ bjob_finish(struct bjob *bj)
 	bjob_free(bj);
 }
 
-/* sha256sum's line for path: the hash, or NULL. */
+/*
+ * Hash files with OpenSSL's SHA-256, which uses the CPU's SHA extensions
+ * (coreutils' sha256sum does not: 4.5 times slower on this hardware, and
+ * the hashing is a large part of a backup's time).  One child for all the
+ * files; cb gets its output, which hash_of() reads.
+ */
+static int
+hash_files(char *const *files, int n, proc_run_cb cb, void *arg)
+{
+	char **argv = calloc((size_t)n + 5, sizeof(*argv));
+	int rc;
+
+	if (argv == NULL)
+		return -1;
+	argv[0] = "openssl";
+	argv[1] = "dgst";
+	argv[2] = "-sha256";
+	argv[3] = "-r";
+	for (int i = 0; i < n; i++)
+		argv[4 + i] = files[i];
+	rc = proc_run(vmgrd->base, argv, cb, arg);
+	free(argv);
+	return rc;
+}
+
+/* The hash of path in hash_files()' output ("HASH *PATH"), or NULL. */
 static const char *
 hash_of(const char *out, const char *path, char *buf)
 {
@@ -618,7 +647,8 @@ hash_of(const char *out, const char *path, char *buf)
 
 	for (const char *l = out; l && *l; l = strchr(l, '\n') ?
 	    strchr(l, '\n') + 1 : NULL) {
-		if (strlen(l) < 66 + plen || l[64] != ' ' || l[65] != ' ' ||
+		if (strlen(l) < 66 + plen || l[64] != ' ' || (l[65] != '*' &&
+		    l[65] != ' ') ||
 		    strncmp(l + 66, path, plen) != 0 ||
 		    (l[66 + plen] != '\n' && l[66 + plen] != '\0'))
 			continue;
@@ -661,14 +691,17 @@ bjob_commit(struct bjob *bj)
 	}
 	b->finished_at = now_unix_ms();
 	b->size_bytes = total;
+	double now = now_mono();
 	m = json_pack("{s:i, s:I, s:s, s:s, s:o, s:I, s:I, s:s, s:o, s:o, "
-	    "s:I}", "format", BACKUP_FORMAT, "id", (json_int_t)b->id, "vm",
+	    "s:I, s:{s:I, s:I}}", "format", BACKUP_FORMAT, "id", (json_int_t)b->id, "vm",
 	    b->vm, "kind", b->kind, "parent", b->parent ?
 	    json_integer(b->parent) : json_null(), "created_at",
 	    (json_int_t)b->created_at, "finished_at",
 	    (json_int_t)b->finished_at, "qemu_version", vmgrd->qemu_version,
 	    "spec", spec_to_json(&bj->vm->spec), "disks", disks, "size_bytes",
-	    (json_int_t)total);
+	    (json_int_t)total, "timing", "copy_ms", (json_int_t)((bj->t_copied -
+	    bj->t_start) * 1000), "hash_ms", (json_int_t)((now - bj->t_copied) *
+	    1000));
 	char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(m);
 	snprintf(man, sizeof(man), "%s/" MANIFEST, bj->partial);
@@ -733,11 +766,18 @@ bjob_step(struct bjob *bj)
 			    (unsigned long long)bj->disk_size[d]);
 			snprintf(backing, sizeof(backing), "%s/disk%d.qcow2",
 			    bj->parent_dir, d);
+			/*
+			 * A full backup's clusters are large: fewer metadata
+			 * writes.  An incremental's must be the bitmap's
+			 * granularity (64 KiB): it is written with its backing
+			 * file closed, so a larger cluster partly written would
+			 * read zeros, not the previous backup, around the change.
+			 */
 			char *full[] = { vmgrd->qemu_img, "create", "-q", "-f",
-			    "qcow2", path, size, NULL };
+			    "qcow2", "-o", "cluster_size=2M", path, size, NULL };
 			char *incr[] = { vmgrd->qemu_img, "create", "-q", "-f",
-			    "qcow2", "-u", "-b", backing, "-F", "qcow2", path,
-			    size, NULL };
+			    "qcow2", "-o", "cluster_size=64k", "-u", "-b", backing,
+			    "-F", "qcow2", path, size, NULL };
 			bj->left++;
 			if (proc_run(vmgrd->base, bj->b->parent ? incr : full,
 			    target_made, bj) < 0) {
@@ -779,9 +819,16 @@ bjob_step(struct bjob *bj)
 			json_array_append_new(actions, json_pack("{s:s, s:{s:s, "
 			    "s:s, s:b}}", "type", "block-dirty-bitmap-add", "data",
 			    "node", node, "name", bj->new_bitmap, "persistent", 1));
-			json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:b}",
-			    "job-id", id, "device", node, "target", target, "sync",
-			    bj->b->parent ? "bitmap" : "full", "auto-dismiss", 0);
+			/*
+			 * copy_file_range: the kernel copies within a filesystem
+			 * (QEMU falls back to read/write across them); 2.5 to 4
+			 * times faster here than QEMU's default.
+			 */
+			json_t *data = json_pack("{s:s, s:s, s:s, s:s, s:b, s:{s:b, "
+			    "s:I}}", "job-id", id, "device", node, "target", target,
+			    "sync", bj->b->parent ? "bitmap" : "full",
+			    "auto-dismiss", 0, "x-perf", "use-copy-range", 1,
+			    "max-chunk", (json_int_t)16 << 20);
 			if (bj->speed)
 				json_object_set_new(data, "speed", json_integer(
 				    (json_int_t)(bj->speed / (uint64_t)bj->ndisks)));
@@ -841,6 +888,7 @@ bjob_step(struct bjob *bj)
 		break;
 	case ST_CLOSE:
 		bj->step = ST_QUIT;
+		bj->t_copied = now_mono();
 		if (bj->own && bj->qsd_pid > 0) {
 			/* quit stores the bitmaps; its exit counts down. */
 			bj->left++;
@@ -857,17 +905,16 @@ bjob_step(struct bjob *bj)
 		}
 		if (bj->error[0])
 			break;
-		char *argv[4 + SPEC_MAX_DISKS] = { "sha256sum" };
-		char files[SPEC_MAX_DISKS][PATH_MAX];
+		char files[SPEC_MAX_DISKS][PATH_MAX], *fp[SPEC_MAX_DISKS];
 		for (int d = 0; d < bj->ndisks; d++) {
 			target_path(bj, d, files[d], sizeof(files[d]));
-			argv[1 + d] = files[d];
+			fp[d] = files[d];
 		}
 		bj->left++;
-		if (proc_run(vmgrd->base, argv, hashed, bj) < 0) {
+		if (hash_files(fp, bj->ndisks, hashed, bj) < 0) {
 			bj->left--;
 			snprintf(bj->error, sizeof(bj->error), "cannot run "
-			    "sha256sum: %s", strerror(errno));
+			    "openssl: %s", strerror(errno));
 		}
 		break;
 	case ST_HASH:
@@ -1078,6 +1125,7 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	else
 		api_reply_json(req, 202, backup_json(b, 0));
 	bj->step = ST_CONNECT;
+	bj->t_start = now_mono();
 	if (live && !bj->error[0]) {
 		bj->qmp = vm->qmp;
 		bjob_step(bj);
@@ -1318,27 +1366,19 @@ verify_hashed(int status, const char *output, void *arg)
 	verify_next_check(vj);
 }
 
-/* Hash every file of the chain in one sha256sum, then check each. */
+/* Hash every file of the chain in one go, then check each. */
 static void
 verify_begin(struct vjob *vj)
 {
-	char **argv = calloc((size_t)vj->nfiles + 2, sizeof(*argv));
+	char **fp = calloc((size_t)vj->nfiles + 1, sizeof(*fp));
 
-	if (argv == NULL) {
-		snprintf(vj->error, sizeof(vj->error), "out of memory");
+	for (int i = 0; fp && i < vj->nfiles; i++)
+		fp[i] = vj->files[i].path;
+	if (fp == NULL || hash_files(fp, vj->nfiles, verify_hashed, vj) < 0) {
+		snprintf(vj->error, sizeof(vj->error), "cannot run openssl");
 		verify_done(vj);
-		return;
 	}
-	argv[0] = "sha256sum";
-	for (int i = 0; i < vj->nfiles; i++)
-		argv[1 + i] = vj->files[i].path;
-	if (proc_run(vmgrd->base, argv, verify_hashed, vj) < 0) {
-		snprintf(vj->error, sizeof(vj->error), "cannot run sha256sum");
-		free(argv);
-		verify_done(vj);
-		return;
-	}
-	free(argv);
+	free(fp);
 }
 
 static struct vjob *
@@ -1801,24 +1841,19 @@ merge_converted(int status, const char *output, void *arg)
 		prune_finish(pj);
 		return;
 	}
-	char **argv = calloc((size_t)pj->ndisks + 2, sizeof(*argv));
-	char (*files)[PATH_MAX + 64] = calloc((size_t)pj->ndisks + 1,
-	    sizeof(*files));
-	if (argv && files) {
-		argv[0] = "sha256sum";
-		for (int d = 0; d < pj->ndisks; d++) {
-			snprintf(files[d], sizeof(files[d]),
-			    "%s/disk%d.qcow2.merge", b->dir, d);
-			argv[1 + d] = files[d];
-		}
+	char *fp[SPEC_MAX_DISKS];
+	char (*files)[PATH_MAX + 64] = calloc(SPEC_MAX_DISKS, sizeof(*files));
+	for (int d = 0; files && d < pj->ndisks && d < SPEC_MAX_DISKS; d++) {
+		snprintf(files[d], sizeof(files[d]), "%s/disk%d.qcow2.merge",
+		    b->dir, d);
+		fp[d] = files[d];
 	}
-	if (argv == NULL || files == NULL || proc_run(vmgrd->base, argv,
-	    merge_hashed, pj) < 0) {
-		snprintf(pj->error, sizeof(pj->error), "cannot run sha256sum");
+	if (files == NULL || pj->ndisks > SPEC_MAX_DISKS ||
+	    hash_files(fp, pj->ndisks, merge_hashed, pj) < 0) {
+		snprintf(pj->error, sizeof(pj->error), "cannot run openssl");
 		merge_roll_forward(b->dir, 0);
 		prune_finish(pj);
 	}
-	free(argv);
 	free(files);
 }
 
