@@ -69,18 +69,25 @@ api_reply_json(struct evhttp_request *req, int status, json_t *j)
 	json_decref(j);
 }
 
+static json_t *
+error_object(const char *code, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
+	    msg);
+}
+
 void
 api_reply_error(struct evhttp_request *req, int status, const char *code,
     const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	api_reply_json(req, status, error_object(code, fmt, ap));
 	va_end(ap);
-	api_reply_json(req, status, json_pack("{s:{s:s, s:s}}", "error",
-	    "code", code, "message", msg));
 }
 
 /*
@@ -141,14 +148,11 @@ void
 api_pend_reply_error(struct pending *p, int status, const char *code,
     const char *fmt, ...)
 {
-	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	api_pend_reply_json(p, status, error_object(code, fmt, ap));
 	va_end(ap);
-	api_pend_reply_json(p, status, json_pack("{s:{s:s, s:s}}", "error",
-	    "code", code, "message", msg));
 }
 
 static void

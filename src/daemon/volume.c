@@ -317,9 +317,9 @@ made(int status, const char *output, void *arg)
 	volume_path(m->name, path, sizeof(path));
 	snprintf(partial, sizeof(partial), "%s.partial", path);
 	if (status != 0) {
-		size_t n = strcspn(output, "\n");
-		snprintf(msg, sizeof(msg), "%.*s", (int)(n < 400 ? n : 400),
-		    *output ? output : "qemu-img failed");
+		snprintf(msg, sizeof(msg), "%.400s", *output ? output :
+		    "qemu-img failed");
+		msg[strcspn(msg, "\n")] = '\0';
 		unlink(partial);
 		m->cb(msg, strstr(output, "No space") != NULL ||
 		    strstr(output, "Disk quota") != NULL, m->arg);
@@ -458,15 +458,32 @@ volume_api_get(struct evhttp_request *req, const char *name)
 		api_reply_json(req, 200, volume_json(v));
 }
 
-struct create_ctx {
+/* A request on a volume answered when qemu-img or QEMU is done. */
+struct vol_req {
 	struct pending	*p;
 	char		 name[SPEC_NAME_MAX + 1];
 };
 
+/* NULL after replying 500 when out of memory. */
+static struct vol_req *
+vol_req_new(struct evhttp_request *req, const char *name)
+{
+	struct vol_req *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->p = api_pend(req)) == NULL) {
+		free(c);
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return NULL;
+	}
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	return c;
+}
+
 static void
 create_done(const char *error, int no_space, void *arg)
 {
-	struct create_ctx *c = arg;
+	struct vol_req *c = arg;
 	struct volume *v;
 
 	if (error)
@@ -502,7 +519,7 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 	char path[PATH_MAX], err[256];
 	struct qcow2_header h;
 	struct stat st;
-	struct create_ctx *c;
+	struct vol_req *c;
 
 	if (api_body_keys(req, body, keys) < 0 ||
 	    api_body_int(req, body, "size_mib", 1, VOLUME_MAX_MIB, &size) < 0)
@@ -586,13 +603,8 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 			return;
 		}
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->p = api_pend(req)) == NULL) {
-		free(c);
-		api_reply_error(req, 500, "no_memory", "out of memory");
+	if ((c = vol_req_new(req, name)) == NULL)
 		return;
-	}
-	snprintf(c->name, sizeof(c->name), "%s", name);
 	if (volume_make(name, from ? from : import, import ? VOLUME_CONVERT : 0,
 	    size, create_done, c) < 0) {
 		api_pend_reply_error(c->p, 500, "qemu_img", "cannot run "
@@ -603,13 +615,8 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 
 /* ---- resize --------------------------------------------------------------- */
 
-struct resize_ctx {
-	struct pending	*p;
-	char		 name[SPEC_NAME_MAX + 1];
-};
-
 static void
-resize_finish(struct resize_ctx *c, const char *error)
+resize_finish(struct vol_req *c, const char *error)
 {
 	struct volume *v = volume_find(c->name);
 
@@ -653,7 +660,7 @@ volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 	struct volume *v = find_or_404(req, name);
 	char path[PATH_MAX], err[256], first[80];
 	struct qcow2_header h;
-	struct resize_ctx *c;
+	struct vol_req *c;
 	struct vm *vm;
 	long long size = 0;
 	const char *user;
@@ -705,13 +712,8 @@ volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 			return;
 		}
 	}
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->p = api_pend(req)) == NULL) {
-		free(c);
-		api_reply_error(req, 500, "no_memory", "out of memory");
+	if ((c = vol_req_new(req, name)) == NULL)
 		return;
-	}
-	snprintf(c->name, sizeof(c->name), "%s", name);
 	v->busy = 1;
 	if (vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED)) {
 		/* In use: QEMU grows it, and the guest sees the new size. */

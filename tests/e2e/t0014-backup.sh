@@ -114,8 +114,11 @@ check "backup restore 3 --as r3" vmgr backup restore 3 --as r3
 qemu-img convert -O raw "$STATE/volumes/r3-disk0.qcow2" "$STATE/r3.raw"
 rsum() { dd if="$STATE/r3.raw" bs=65536 skip=$(($1 * 16)) count=64 2>/dev/null | sha256sum | cut -c1-64; }
 is "$(rsum 1) $(rsum 256) $(rsum 512)" "$A $C $B" "r3 holds A, C and B: the pruned chain restores"
+check "backup restore 2 --as p2 (the merged one)" vmgr backup restore 2 --as p2
+qemu-img convert -O raw "$STATE/volumes/p2-disk0.qcow2" "$STATE/r3.raw"
+is "$(rsum 1) $(rsum 256) $(rsum 512)" "$A $ZERO $B" "p2 holds A and B, not C: the merged backup restores as of its moment"
 rm -f "$STATE/r3.raw"
-check "delete r3" vmgr delete r3
+check "delete r3 and p2" sh -c "'$VMGR_BIN' --state-dir '$STATE' delete r3 && '$VMGR_BIN' --state-dir '$STATE' delete p2"
 
 # A damaged backup.
 cp "$STATE/backups/web/3/disk0.qcow2" "$STATE/good.qcow2"
