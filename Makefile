@@ -6,6 +6,7 @@
 #   make unit       unit tests only;  make e2e: end-to-end tests only
 #   make guest      the built-in guest alone (build/images/tiny)
 #   make SANITIZE=1 ...   ASan + UBSan build
+#   make fuzz [FUZZ_SECONDS=60]   every libFuzzer harness (clang), each that long
 #   make install PREFIX=/usr/local
 
 PREFIX   ?= /usr/local
@@ -45,7 +46,8 @@ CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c src/lib/httpc.c $(CLI_SRC))
 T_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC))
 UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
-.PHONY: all daemon cli guest deps run test unit e2e install clean bench bench-tools
+.PHONY: all daemon cli guest deps run test unit e2e install clean bench bench-tools \
+        fuzz fuzz-build
 
 all: daemon cli guest
 
@@ -90,8 +92,8 @@ e2e: all
 	prove tests/e2e/t*.sh
 
 test: deps
-	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN)
-	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/e2e/t*.sh
+	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN) $(FUZZ_BIN)
+	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny
@@ -104,6 +106,23 @@ clean:
 	rm -rf $(BUILD)/obj $(BUILD)/tests $(BUILD)/vmgrd $(BUILD)/vmgr $(BUILD)/.flags
 
 -include $(shell find $(OBJ) -name '*.d' 2>/dev/null)
+
+# libFuzzer harnesses (fuzz/fuzz_*.c), built by clang with ASan and UBSan
+# from the sources they test.  fuzz/run.sh replays the committed corpus and
+# regression inputs, then fuzzes each harness for FUZZ_SECONDS.
+FUZZ_SRC  = $(wildcard fuzz/fuzz_*.c)
+FUZZ_BIN  = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
+FUZZ_DEPS = $(CORE_SRC) $(LIB_SRC) src/qemu/qmp.c
+FUZZ_SECONDS ?= 60
+$(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -Isrc $(D_CFLAGS) -o $@ $< \
+	    $(FUZZ_DEPS) $(D_LIBS) -lm
+fuzz-build: $(FUZZ_BIN)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+	fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 # Benchmarks: build/floor (raw QEMU + QMP) and build/vmgrbench (timers).
 BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/core/alloc.c src/core/sched.c src/lib/util.c src/lib/httpc.c src/qemu/argv.c)

@@ -717,12 +717,14 @@ bjob_commit(struct bjob *bj)
 		return -1;
 	}
 	free(text);
+	fault_point("backup:after-manifest");
 	/* The files are flushed (QEMU closed them): the rename commits. */
 	if (rename(bj->partial, b->dir) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "rename %.300s: %s",
 		    bj->partial, strerror(errno));
 		return -1;
 	}
+	fault_point("backup:after-rename");
 	snprintf(b->state, sizeof(b->state), "complete");
 	if (backup_save(b) < 0) {
 		/* Not in the catalog: nothing of it may stay. */
@@ -859,6 +861,7 @@ bjob_step(struct bjob *bj)
 	}
 	case ST_JOBS:
 		bj->step = ST_CLOSE;
+		fault_point("backup:after-jobs");
 		if (bj->tick) {
 			event_free(bj->tick);
 			bj->tick = NULL;
@@ -1810,6 +1813,7 @@ merge_hashed(int status, const char *output, void *arg)
 		return;
 	}
 	free(text);
+	fault_point("prune:after-next");
 	merge_roll_forward(b->dir, 0);		/* the commit */
 	snprintf(b->kind, sizeof(b->kind), "full");
 	b->parent = 0;

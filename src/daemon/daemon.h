@@ -343,6 +343,9 @@ int	 backup_busy(const struct vm *);
 void	 backup_api(struct evhttp_request *, enum evhttp_cmd_type,
 	    const char *id, const char *action, struct evkeyvalq *);
 
+/* fault.c */
+void	 fault_point(const char *name);
+
 /* host.c */
 int	 host_probe(char *err, size_t errlen);
 void	 host_capacity(void);

@@ -157,6 +157,8 @@ snap_finish(struct snapop *op)
 		api_pend_reply_json(op->p, 200, json_pack("{s:s, s:s, s:b}",
 		    "name", op->tag, "vm", vm->spec.name, "deleted", 1));
 	} else {
+		fault_point(op->kind == SNAP_CREATE ? "snapshot:after-take" :
+		    "snapshot:after-revert");
 		log_info("%s: snapshot %s %s", vm->spec.name, op->tag,
 		    op->kind == SNAP_CREATE ? "taken" : "reverted to");
 		snap_lookup(vm, op->tag, &si, err, sizeof(err));

@@ -533,9 +533,11 @@ create_finish(struct vm *vm)
 		if (vm->spec.disks[i].size_gib > 0 && volume_register(
 		    vm->spec.disks[i].volume, vm->spec.name) < 0)
 			goto dberr;
+	fault_point("create:after-volumes");
 	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
 	    &row) < 0)
 		goto dberr;
+	fault_point("create:after-insert");
 	vm_set_dir(vm);
 	if (mkdir_p(vm->dir, 0700) < 0)
 		log_warn("%s: mkdir %s", __func__, vm->dir);
@@ -736,6 +738,7 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 		reply_db_error(req);
 		return;
 	}
+	fault_point("delete:after-row");
 	/*
 	 * The record is gone first: a crash here leaves volumes owned by no
 	 * VM, which the next start removes.  Attached volumes stay.
@@ -929,6 +932,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	vm->pid = pid;
+	fault_point("start:after-spawn");
 	vm->started_at = now_unix_ms();
 	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
 	vm->start_cont_ok = vm->start_resumed = vm->restore_sent = 0;
@@ -1021,6 +1025,7 @@ force_off(struct vm *vm)
 		qmp_command(vm->qmp, "quit", NULL, NULL, NULL);
 	else
 		vm_kill(vm, SIGTERM);
+	fault_point("stop:after-quit");
 	arm(vm, STOP_GRACE_S, kill_now);
 }
 
@@ -1274,6 +1279,22 @@ reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
 	running = json_is_true(json_object_get(result, "running"));
 	log_info("%s: re-adopted QEMU pid %d, status %s", vm->spec.name,
 	    (int)vm->pid, status ? status : "?");
+	char sav[PATH_MAX];
+	vm_path(vm, "state.sav", sav, sizeof(sav));
+	if (status && strcmp(status, "postmigrate") == 0 &&
+	    access(sav, F_OK) == 0 && (vm->state == VM_RUNNING ||
+	    vm->state == VM_PAUSED)) {
+		/*
+		 * A save whose state was written and synced, but vmgrd died
+		 * before QEMU ended: finish it (qemu_exited() records it).
+		 */
+		vm->busy = OP_SAVE;
+		vm->save_ok = 1;
+		snprintf(vm->save_reason, sizeof(vm->save_reason), "saved "
+		    "(finished after vmgrd restart)");
+		force_off(vm);
+		return;
+	}
 	if (vm->state == VM_RUNNING && !running)
 		transition(vm, EV_PAUSE, "vmgrd", "found %s after vmgrd "
 		    "restart", status ? status : "paused");
@@ -1566,6 +1587,7 @@ save_synced(int status, const char *output, void *arg)
 		return;
 	}
 	/* The state is on disk: QEMU can go, and qemu_exited() records it. */
+	fault_point("save:after-state");
 	vm->save_ok = 1;
 	force_off(vm);
 }
@@ -1777,6 +1799,7 @@ paused_or_resumed(struct qmp *q, json_t *result, const char *error,
 		    pause ? "pause" : "resume", vm->spec.name, error);
 		return;
 	}
+	fault_point(pause ? "pause:after-stop" : "resume:after-cont");
 	if (transition(vm, pause ? EV_PAUSE : EV_RESUME, "api", "%s",
 	    pause ? "paused by user" : "resumed by user") < 0) {
 		complete(vm, op, 500, "database", "%s", db_errmsg(vmgrd->db));
@@ -1825,6 +1848,7 @@ do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
 	if (was_paused)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
 	qmp_command(vm->qmp, "system_powerdown", NULL, NULL, NULL);
+	fault_point("shutdown:after-button");
 	arm(vm, (int)timeout, shutdown_timeout);
 	if (wait && json_is_false(wait))
 		api_reply_json(req, 202, vm_json(vm));

@@ -330,8 +330,10 @@ made(int status, const char *output, void *arg)
 		    strerror(errno));
 		unlink(partial);
 		m->cb(msg, 0, m->arg);
-	} else
+	} else {
+		fault_point("volume:after-file");
 		m->cb(NULL, 0, m->arg);
+	}
 	free(m);
 }
 

@@ -70,6 +70,16 @@ httpc_open(const char *path, char *err, size_t errlen)
 	return c;
 }
 
+struct httpc *
+httpc_from_fd(int fd)
+{
+	struct httpc *c = calloc(1, sizeof(*c));
+
+	if (c)
+		c->fd = fd;
+	return c;
+}
+
 void
 httpc_close(struct httpc *c)
 {

@@ -12,6 +12,8 @@ struct httpc;
 
 /* Connect to the unix socket at path; NULL with err set on failure. */
 struct httpc	*httpc_open(const char *path, char *err, size_t errlen);
+/* Over a connected stream socket, which the httpc then owns (fuzzing). */
+struct httpc	*httpc_from_fd(int fd);
 void		 httpc_close(struct httpc *);	/* NULL is harmless */
 
 /*

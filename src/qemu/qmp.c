@@ -223,9 +223,11 @@ handle_message(struct qmp *q, json_t *msg)
 		return;
 	}
 	if ((v = json_object_get(msg, "event")) != NULL) {
+		/* A "data" that is not an object is none (found by fuzzing). */
+		json_t *data = json_object_get(msg, "data");
 		if (json_is_string(v) && q->h.event)
-			q->h.event(q, json_string_value(v),
-			    json_object_get(msg, "data"), q->arg);
+			q->h.event(q, json_string_value(v), json_is_object(data) ?
+			    data : NULL, q->arg);
 		return;
 	}
 	id = json_object_get(msg, "id");

@@ -28,7 +28,7 @@ typedef void	(*qmp_reply_cb)(struct qmp *, json_t *result, const char *error,
 struct qmp_handlers {
 	/* Capabilities negotiated: commands may be sent. */
 	void	(*ready)(struct qmp *, void *arg);
-	/* An asynchronous event ("STOP", "SHUTDOWN", ...); data may be NULL. */
+	/* An asynchronous event ("STOP", "SHUTDOWN", ...); data is an object or NULL. */
 	void	(*event)(struct qmp *, const char *name, json_t *data,
 		    void *arg);
 	/* The connection ended (EOF, error or protocol violation). */

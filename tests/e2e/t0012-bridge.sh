@@ -28,12 +28,12 @@ check "start b" vmgr start b
 check "a tap per NIC joined the bridge" sh -c "ip netns exec $ns ip -br link show master br0 | grep -c '^vt' | grep -qx 2"
 check "both boot" wait_until 90 sh -c "for v in a b; do '$VMGR_BIN' --state-dir '$STATE' console \$v --log | grep -q GUEST-READY || exit 1; done"
 ipa=$(vmgr info a --json | jq -r '.spec.nics[0].ip'); ipb=$(vmgr info b --json | jq -r '.spec.nics[0].ip')
-printf 'for i in 1 2 3 4 5 6 7 8 9 10; do ip addr show eth0 | grep -q "inet '$ipa'/" && break; sleep 1; done; ip addr show eth0 | grep -q "inet '$ipa'/" && echo lease-ok-$((2+2))\n' |
+printf 'for i in $(seq 1 40); do ip addr show eth0 | grep -q "inet '$ipa'/" && break; sleep 1; done; ip addr show eth0 | grep -q "inet '$ipa'/" && echo lease-ok-$((2+2))\n' |
     vmgr console a >/dev/null
-check "a got its address ($ipa) by DHCP from vmgrd's dnsmasq" wait_until 20 console_has a lease-ok-4
-printf 'sleep 3; ping -c 2 -W 2 '$ipb' >/dev/null && ping -c 2 -W 2 10.77.0.1 >/dev/null && echo reach-ok-$((3+3))\n' |
+check "a got its address ($ipa) by DHCP from vmgrd's dnsmasq" wait_until 50 console_has a lease-ok-4
+printf 'for i in $(seq 1 10); do ping -c 1 -W 2 '$ipb' >/dev/null && ping -c 1 -W 2 10.77.0.1 >/dev/null && echo reach-ok-$((3+3)) && break; sleep 1; done\n' |
     vmgr console a >/dev/null
-check "a reaches b ($ipb) and the bridge" wait_until 30 console_has a reach-ok-6
+check "a reaches b ($ipb) and the bridge" wait_until 60 console_has a reach-ok-6
 like "$(vmgr stats a --json | jq -c '.nics[0]')" '"rx_packets":[1-9]' "the tap's counters show in stats"
 like "$(vmgr network delete br0 2>&1)" 'used by VM a' "deleting it while in use is refused"
 check "stop a" vmgr stop a
