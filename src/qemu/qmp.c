@@ -318,8 +318,12 @@ timer_fire(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (q->head && now_mono() - q->head->sent > q->timeout)
-		qmp_close(q, "timed out");
+	if (q->head && now_mono() - q->head->sent > q->timeout) {
+		char why[128];
+		snprintf(why, sizeof(why), "QEMU did not answer within %.0f s "
+		    "(hung or stopped?)", q->timeout);
+		qmp_close(q, why);
+	}
 }
 
 static struct qmp *

@@ -19,8 +19,8 @@ struct qmp;
 
 /*
  * A command's outcome: result is the "return" value (borrowed, valid during
- * the call), or NULL with error set to QMP's error description, "timed out"
- * or "connection closed".
+ * the call), or NULL with error set to QMP's error description, "QEMU did
+ * not answer within N s ..." or "connection closed".
  */
 typedef void	(*qmp_reply_cb)(struct qmp *, json_t *result, const char *error,
 		    void *arg);

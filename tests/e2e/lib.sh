@@ -60,15 +60,15 @@ vmgr() { "$VMGR_BIN" --state-dir "$STATE" "$@"; }
 # api METHOD PATH [BODY]: prints "STATUS BODY" of a raw API call.
 api() {
 	if [ $# -ge 3 ]; then
-		curl -s -o "$STATE/.body" -w '%{http_code}' --unix-socket \
+		curl -s -o "${API_BODY:-$STATE/.body}" -w '%{http_code}' --unix-socket \
 		    "$STATE/vmgrd.sock" -X "$1" -H 'Content-Type: application/json' \
 		    --data-binary "$3" "http://vmgrd$2"
 	else
-		curl -s -o "$STATE/.body" -w '%{http_code}' --unix-socket \
+		curl -s -o "${API_BODY:-$STATE/.body}" -w '%{http_code}' --unix-socket \
 		    "$STATE/vmgrd.sock" -X "$1" "http://vmgrd$2"
 	fi
 	printf ' '
-	cat "$STATE/.body"
+	cat "${API_BODY:-$STATE/.body}"
 }
 
 

@@ -872,15 +872,15 @@ test_socket_transport(void **unused)
 	run_until(t.base, &rec.ready);
 	assert_int_equal(t.step, 1);
 
-	/* No reply: "timed out", after the timeout and within a 1 s tick. */
+	/* No reply: timed out, after the timeout and within a 1 s tick. */
 	t0 = now_mono();
 	assert_int_equal(command("cont", NULL, 2), 0);
 	run_until(t.base, &rec.replies[2].calls);
 	assert_true(now_mono() - t0 >= 0.5);
 	assert_true(now_mono() - t0 < 3);
-	assert_string_equal(rec.replies[2].error, "timed out");
+	assert_non_null(strstr(rec.replies[2].error, "did not answer within"));
 	assert_int_equal(rec.closed, 1);
-	assert_string_equal(rec.why, "timed out");
+	assert_non_null(strstr(rec.why, "did not answer within"));
 	assert_int_equal(t.step, 2);
 	qmp_free(rec.q);		/* closes sv[0] */
 	rec.q = NULL;

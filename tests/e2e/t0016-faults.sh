@@ -1,0 +1,105 @@
+#!/bin/sh
+# Faults around vmgrd: a QEMU that stops answering (SIGSTOP) fails only
+# its own VM's requests, with a clear error, while the API and the other
+# VMs go on; a state dir on a full filesystem fails every operation that
+# must write with 507 while vmgrd keeps serving, and works again once
+# there is room; hundreds of idle connections, a client that sends one
+# byte a second, and oversized headers do not stop others from being
+# served; a damaged database is refused at start and left untouched.
+. "$(dirname "$0")/lib.sh"
+start_daemon
+
+# ---- a QEMU that stops answering
+check "create a and b" sh -c "'$VMGR_BIN' --state-dir '$STATE' create a --image tiny && '$VMGR_BIN' --state-dir '$STATE' create b --image tiny"
+check "start a and b" sh -c "'$VMGR_BIN' --state-dir '$STATE' start a && '$VMGR_BIN' --state-dir '$STATE' start b"
+check "both boot" wait_until 90 sh -c "'$VMGR_BIN' --state-dir '$STATE' console a --log | grep -q GUEST-READY && '$VMGR_BIN' --state-dir '$STATE' console b --log | grep -q GUEST-READY"
+pa=$(vmgr info a --json | jq .pid)
+kill -STOP "$pa"
+vmgr pause a >"$STATE/pause-a.out" 2>&1 &
+ppid=$!
+sleep 1
+check "meanwhile, list answers" vmgr list
+check "meanwhile, b pauses" vmgr pause b
+check "and resumes" vmgr resume b
+check "and a's request is still waiting for its QEMU" kill -0 "$ppid"
+wait "$ppid"
+is "$?" 1 "pause of the stopped QEMU fails"
+like "$(cat "$STATE/pause-a.out")" 'did not answer within 10 s.*504' "with a clear error (504: QEMU did not answer)"
+is "$(state_of b)" running "b was never affected"
+check "stop a still works (forced)" vmgr stop a
+is "$(state_of a)" created "a is stopped"
+kill -CONT "$pa" 2>/dev/null
+check "stop b" vmgr stop b
+
+# ---- many connections, a slow client, big headers
+perl -MIO::Socket::UNIX -e '
+	$| = 1;
+	my @c;
+	for (1..300) { push @c, IO::Socket::UNIX->new(Peer => $ARGV[0]) or last }
+	my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die;
+	$s->autoflush(1);
+	print "$#c\n";
+	for my $ch (split //, "GET /v1/vms HTTP/1.1\r\nHost: x\r\n") { print $s $ch; sleep 1 }
+' "$STATE/vmgrd.sock" >"$STATE/idle.out" 2>&1 &
+idle=$!
+sleep 2
+is "$(head -1 "$STATE/idle.out")" 299 "300 idle connections and a slow client are open"
+check "vmgr list is served meanwhile" vmgr list
+check "so is a create" vmgr create c --image tiny
+big=$(head -c 20000 /dev/zero | tr '\0' a)
+code=$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$STATE/vmgrd.sock" -H "X-Big: $big" http://vmgrd/v1/vms)
+like "$code" '^(4[0-9][0-9]|000)$' "a 20 KB header is refused ($code)"
+check "and vmgrd serves on" vmgr info c
+kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
+
+# ---- a full state dir
+if [ "$(id -u)" = 0 ]; then
+	kill_daemon
+	mkdir -p "$STATE/small"
+	mount -t tmpfs -o size=24M vmgr-test-full "$STATE/small"
+	OUTER=$STATE
+	STATE=$STATE/small
+	API_BODY=$OUTER/.body	# curl cannot write it on the full filesystem
+	start_daemon
+	check "create x (no disks) while there is room" vmgr create x --image tiny
+	dd if=/dev/zero of="$STATE/fill" bs=1M 2>/dev/null
+	out=$(api POST /v1/vms '{"name":"y","image":"tiny","disks":[{"volume":"y-d","size_gib":1}]}')
+	like "$out" '^507 .*no_space' "create with a disk: 507"
+	out=$(api POST /v1/volumes '{"name":"v","size_mib":64}')
+	like "$out" '^507 .*no_space' "volume create: 507"
+	out=$(api POST /v1/networks '{"name":"n1"}')
+	like "$out" '^507 ' "network create (a database write): 507"
+	out=$(api PATCH /v1/vms/x '{"priority":7}')
+	like "$out" '^507 ' "a change to a VM (a database write): 507"
+	check "vmgrd keeps serving: list" vmgr list
+	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" x "nothing half-made: only x exists"
+	is "$(ls "$STATE/volumes" | wc -l)" 0 "no partial volume is left"
+	rm -f "$STATE/fill"
+	check "with room again, a volume can be made" vmgr volume create v --size 64M
+	check "and a VM with a disk" vmgr create y --image tiny --disk new:1G
+	kill_daemon
+	STATE=$OUTER
+	API_BODY=
+	umount "$STATE/small"
+	start_daemon
+else
+	ok 0 "# SKIP full state dir: needs root to mount a small filesystem"
+fi
+
+# ---- a damaged database
+kill_daemon
+cp "$STATE/vmgr.db" "$STATE/vmgr.db.good"
+rm -f "$STATE/vmgr.db-wal" "$STATE/vmgr.db-shm"
+# Overwrite a page in the middle of the file with garbage.
+size=$(stat -c %s "$STATE/vmgr.db")
+head -c 4096 /dev/urandom | dd of="$STATE/vmgr.db" bs=4096 seek=$((size / 4096 / 2)) conv=notrunc 2>/dev/null
+before=$(sha256sum < "$STATE/vmgr.db")
+out=$(timeout 10 "$VMGRD_BIN" --state-dir "$STATE" --foreground 2>&1); rc=$?
+ok $([ "$rc" != 0 ]; echo $?) "vmgrd refuses to start on a damaged database"
+like "$(echo "$out" | tr '\n' ' ')" 'is damaged.*will not touch it.*restore a copy' "and says so, and what to do"
+is "$(sha256sum < "$STATE/vmgr.db")" "$before" "the damaged file is left as it was"
+mv "$STATE/vmgr.db.good" "$STATE/vmgr.db"
+start_daemon
+check "with the good copy back, vmgrd starts" vmgr list
+
+done_testing
