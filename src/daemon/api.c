@@ -681,7 +681,15 @@ api_listen(const char *sockpath)
 		return -1;
 	}
 	umask(old);
-	chmod(sockpath, 0600);
+	if (vmgrd->socket_group) {
+		if (chown(sockpath, (uid_t)-1, vmgrd->socket_gid) < 0 ||
+		    chmod(sockpath, 0660) < 0) {
+			log_warn("%s: %s", __func__, sockpath);
+			close(fd);
+			return -1;
+		}
+	} else
+		chmod(sockpath, 0600);
 	if (listen(fd, 128) < 0) {
 		log_warn("%s: listen", __func__);
 		close(fd);

@@ -127,6 +127,8 @@ struct vmgrd {
 	char			 accel_reason[160];
 	char			 cgroup_mode[16];
 	int			 shutdown_timeout_s;
+	int			 socket_group;	/* --socket-group given */
+	gid_t			 socket_gid;
 	int64_t			 started_at;
 	struct alloc_host	 cap;
 	enum sched_policy	 policy;

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <grp.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ usage(FILE *out)
 "             [--shutdown-timeout SECONDS] [--capacity-cpus N]\n"
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
-"             [--sample-interval SECONDS] [--verbose]\n"
+"             [--sample-interval SECONDS] [--socket-group GROUP] [--verbose]\n"
 "\n"
 "The vmgr daemon.  Serves the API on STATE_DIR/vmgrd.sock and keeps its\n"
 "state in STATE_DIR/vmgr.db.  Without --foreground it detaches once it is\n"
@@ -53,6 +54,9 @@ usage(FILE *out)
 "  --quantum DURATION     rr slice in vCPU-seconds (default 30s)\n"
 "  --sample-interval S    how often VMs are sampled (default 1; an hour of\n"
 "                         samples is kept per VM)\n"
+"  --socket-group GROUP   let GROUP use the API: the socket becomes 0660 and\n"
+"                         the state dir 0710, both of that group (default:\n"
+"                         the socket is 0600, for vmgrd's user only)\n"
 "  --verbose, -v          log QMP events too\n"
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
@@ -185,6 +189,7 @@ main(int argc, char *argv[])
 		{ "policy", required_argument, NULL, 'P' },
 		{ "quantum", required_argument, NULL, 'Q' },
 		{ "sample-interval", required_argument, NULL, 'I' },
+		{ "socket-group", required_argument, NULL, 'G' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
@@ -268,6 +273,17 @@ main(int argc, char *argv[])
 			}
 			d.quantum_s = (double)v;
 			break;
+		case 'G': {
+			struct group *g = getgrnam(optarg);
+			if (g == NULL) {
+				fprintf(stderr, "vmgrd: --socket-group: no group "
+				    "\"%s\"\n", optarg);
+				return 2;
+			}
+			d.socket_gid = g->gr_gid;
+			d.socket_group = 1;
+			break;
+		}
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmgrd %s\n", VMGR_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -287,6 +303,12 @@ main(int argc, char *argv[])
 		return 2;
 	}
 	if (mkdir_p(sd, 0700) < 0) {
+		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
+		return 1;
+	}
+	/* Only the group may pass through to the socket; nothing else changes. */
+	if (d.socket_group && (chown(sd, (uid_t)-1, d.socket_gid) < 0 ||
+	    chmod(sd, 0710) < 0)) {
 		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
 		return 1;
 	}

@@ -102,4 +102,18 @@ mv "$STATE/vmgr.db.good" "$STATE/vmgr.db"
 start_daemon
 check "with the good copy back, vmgrd starts" vmgr list
 
+# ---- who may use the API
+is "$(stat -c %a "$STATE/vmgrd.sock") $(stat -c %a "$STATE")" "600 700" "the socket is 0600 in a 0700 state dir"
+nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups "$@"; }
+check "another user cannot use the API" sh -c "! setpriv --reuid=65534 --regid=65534 --clear-groups '$VMGR_BIN' --state-dir '$STATE' list 2>/dev/null"
+kill_daemon
+start_daemon --socket-group nogroup
+is "$(stat -c '%a %G' "$STATE/vmgrd.sock") $(stat -c '%a %G' "$STATE")" "660 nogroup 710 nogroup" \
+    "--socket-group nogroup: the socket 0660 and the state dir 0710, of that group"
+check "a member of the group can use the API" nobody "$VMGR_BIN" --state-dir "$STATE" list
+check "but still cannot read the database" sh -c "! setpriv --reuid=65534 --regid=65534 --clear-groups cat '$STATE/vmgr.db' >/dev/null 2>&1"
+kill_daemon
+chmod 700 "$STATE"
+start_daemon
+
 done_testing
