@@ -111,6 +111,36 @@ state_of() { vmgr info "$1" --json 2>/dev/null | jq -r .state; }
 has_state() { [ "$(state_of "$1")" = "$2" ]; }
 console_has() { vmgr console "$1" --log | grep -q -- "$2"; }
 
+# invariants WHEN: after a crash and restart, nothing is lost or half-made:
+# each VM's state agrees with its QEMU, no QEMU or storage daemon runs
+# without a running VM, the volume files are exactly the volume list, no
+# partial backup is left, and every backup in the catalog verifies.
+invariants() {	# invariants WHEN
+	_up=0 _bad=
+	for v in $(vmgr list --json | jq -r '.[].name'); do
+		_s=$(state_of "$v")
+		_p=$(vmgr info "$v" --json | jq -r '.pid // 0')
+		case $_s in
+		running|paused|stopping)
+			_up=$((_up + 1))
+			kill -0 "$_p" 2>/dev/null || _bad="$_bad $v:$_s-without-QEMU" ;;
+		*)	[ "$_p" = 0 ] || _bad="$_bad $v:$_s-with-pid-$_p" ;;
+		esac
+	done
+	is "$_bad" "" "$1: every VM's state agrees with its QEMU"
+	is "$(qemu_pids | wc -l)" "$_up" "$1: no QEMU or storage daemon without a running VM"
+	is "$(ls "$STATE/volumes" | sort | tr '\n' ' ')" \
+	    "$(vmgr volume list --json | jq -r '.[].name + ".qcow2"' | sort | tr '\n' ' ')" \
+	    "$1: the volume files are the volume list, nothing partial"
+	is "$(find "$STATE/backups" -name '*.partial' 2>/dev/null | wc -l)" 0 \
+	    "$1: no partial backup is left"
+	_nv=0
+	for id in $(vmgr backup list --json | jq '.[].id'); do
+		vmgr backup verify "$id" >/dev/null 2>&1 || _nv=$((_nv + 1))
+	done
+	is "$_nv" 0 "$1: every backup in the catalog verifies"
+}
+
 cleanup() {
 	if [ "$_done" != 1 ]; then
 		ok 1 "the script ran to its end"
