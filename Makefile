@@ -132,7 +132,9 @@ $(BUILD)/vmgrbench: bench/vmgrbench.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/vmgrbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
 $(BUILD)/schedbench: bench/schedbench.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/schedbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
-bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench $(BUILD)/schedbench
+$(BUILD)/loadbench: bench/loadbench.c bench/stats.c $(BENCH_OBJ)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ bench/loadbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
+bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench $(BUILD)/schedbench $(BUILD)/loadbench
 
 bench: deps
 	@$(MAKE) --no-print-directory all bench-tools

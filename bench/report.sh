@@ -14,11 +14,12 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson mon "$([ -f "$D/monitor.json" ] && cat "$D/monitor.json" || echo null)" \
     --argjson m30 "$(f metrics30)" \
     --argjson backup "$([ -f "$D/backup.json" ] && cat "$D/backup.json" || echo null)" \
+    --argjson load "$([ -f "$D/load.json" ] && cat "$D/load.json" || echo null)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
       scheduler: {pure: $sched, rr_50: $rr},
-      monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup}' \
+      monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup, load: $load}' \
     >"$D/results.json"
 
 defs='
@@ -51,4 +52,10 @@ jq -r '
     "backup of \(.backup.data_mib) MiB (warm cache, same filesystem): cp \(.backup.cp_ms) ms, cp + sync \(.backup.cp_sync_ms) ms, vmgr full backup \(.backup.full_ms) ms (copy \(.backup.copy_ms) + SHA-256 \(.backup.hash_ms))",
     "  full backup vs cp: \(r2(.backup.ratio_vs_cp))x end to end, \(r2(.backup.ratio_vs_cp_sync))x vs cp + sync, \(r2(.backup.copy_ratio_vs_cp))x for the copy alone (target 0.8)",
     "  incremental after a 5% change: \(.backup.incremental_ms) ms and \(.backup.incremental_bytes) bytes = \(r2(.backup.incremental_time_vs_full))x the full backup'"'"'s time, \(r2(.backup.incremental_size_vs_full))x its size"
+  else empty end' "$D/results.json"
+jq -r '
+  def r2(x): x * 100 | round / 100;
+  if .load then
+    "load: \(.load.clients) clients, \(.load.vms) VMs, \(.load.seconds) s: \(.load.requests) requests (\(.load.requests_per_s | floor)/s), \(.load.failed) failed; races won by exactly one: pause \(.load.race.pause_winners), resume \(.load.race.resume_winners); vmgrd RSS \(.load.vmgrd_rss_kib | first) -> \(.load.vmgrd_rss_kib | last) KiB",
+    (.load.ops | to_entries[] | "  \(.key): n \(.value.n), p50 \(r2(.value.p50_ms)) ms, p99 \(r2(.value.p99_ms)) ms, max \(r2(.value.max_ms)) ms")
   else empty end' "$D/results.json"

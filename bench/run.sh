@@ -85,6 +85,14 @@ fi
 say "backup: full against cp, incremental against full"
 "$top/bench/backup.sh" "$([ "$QUICK" = 1 ] && echo 64 || echo 1024)" "$OUT/backup.json"
 
+if [ "$QUICK" = 1 ]; then
+	say "load: 10 clients, 2 VMs, 5 s"
+	"$top/bench/load.sh" 2 10 5 "$OUT/load.json"
+else
+	say "load: 50 clients, 10 VMs, 60 s"
+	"$top/bench/load.sh" 10 50 60 "$OUT/load.json"
+fi
+
 if [ "$QUICK" = 0 ]; then
 	say "scale: 100 defined VMs"
 	for k in $(seq -w 1 100); do

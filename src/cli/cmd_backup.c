@@ -101,12 +101,28 @@ bar(long long done, long long total, double elapsed)
 	fflush(stderr);
 }
 
-/* Start a backup, then follow it until it is complete or has failed. */
+static void
+print_done(json_t *b)
+{
+	char size[32];
+
+	if (cli.json)
+		print_json(b);
+	else
+		printf("backup %lld of %s: %s, %s in %s\n", jint(b, "id"),
+		    jstr(b, "vm"), jstr(b, "kind"), fmt_bytes(jint(b,
+		    "size_bytes"), size, sizeof(size)), jstr(b, "dir"));
+}
+
+/*
+ * Start a backup.  On a terminal, follow it with a progress bar until it
+ * is complete or has failed; otherwise vmgrd answers when it is done.
+ */
 static int
 create(int argc, char **argv)
 {
 	json_t *body = json_pack("{s:s}", "vm", argv[2]), *resp, *b;
-	char path[64], abs[PATH_MAX], size[32];
+	char path[64], abs[PATH_MAX];
 	int rc, tty = isatty(2) && !cli.json;
 	struct timespec ts, t0;
 
@@ -136,10 +152,17 @@ create(int argc, char **argv)
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	resp = api_send("POST", "/v1/backups", body, 60, &rc);
+	/* Without a terminal to show progress on, vmgrd answers when done. */
+	resp = api_send("POST", tty ? "/v1/backups" : "/v1/backups?wait=1",
+	    body, tty ? 60 : 0, &rc);
 	json_decref(body);
 	if (resp == NULL)
 		return rc;
+	if (!tty) {
+		print_done(resp);
+		json_decref(resp);
+		return 0;
+	}
 	snprintf(path, sizeof(path), "/v1/backups/%lld", jint(resp, "id"));
 	json_decref(resp);
 	/* Polled often at first (small backups end fast), then every 200 ms. */
@@ -166,12 +189,7 @@ create(int argc, char **argv)
 		json_decref(b);
 		return EXIT_REFUSED;
 	}
-	if (cli.json)
-		print_json(b);
-	else
-		printf("backup %lld of %s: %s, %s in %s\n", jint(b, "id"),
-		    argv[2], jstr(b, "kind"), fmt_bytes(jint(b, "size_bytes"),
-		    size, sizeof(size)), jstr(b, "dir"));
+	print_done(b);
 	json_decref(b);
 	return 0;
 }

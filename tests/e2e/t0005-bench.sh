@@ -15,5 +15,9 @@ for op in start pause resume stop; do
 	    "1 1 1" "results.json has one $op sample per column"
 done
 is "$(jq -r '.vmgr_cli.list.median_ms > 0' "$r")" true "list was timed"
+is "$(jq -r '.load.failed' "$r")" 0 "under load, no request failed (only the expected 409s)"
+is "$(jq -c '[.load.race.pause_winners, .load.race.resume_winners]' "$r")" "[[1,1],[1,1]]" \
+    "10 clients racing to pause (then resume) a VM: exactly one wins, each time"
+is "$(jq -r '.backup.incremental_size_vs_full < 0.2' "$r")" true "the incremental backup is a fraction of the full one"
 is "$(pgrep -f 'qemu-system.*vmgr-bench' | wc -l)" "$before" "no QEMU is left behind"
 done_testing
