@@ -12,7 +12,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = libevent jansson sqlite3
+PKGS      = libevent libevent_openssl openssl jansson sqlite3
 CLI_PKGS  = jansson
 SANITIZE ?= 0
 

@@ -33,6 +33,7 @@ status_text(int status)
 	case 201: return "Created";
 	case 202: return "Accepted";
 	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
 	case 404: return "Not Found";
 	case 405: return "Method Not Allowed";
 	case 409: return "Conflict";
@@ -567,8 +568,8 @@ handle_vms(struct evhttp_request *req, enum evhttp_cmd_type cmd)
 	json_decref(body);
 }
 
-static void
-dispatch(struct evhttp_request *req, void *arg)
+void
+api_dispatch(struct evhttp_request *req, void *arg)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -655,6 +656,23 @@ out:
 	evhttp_clear_headers(&q);
 }
 
+/* An HTTP server with the API's limits, requests going to cb. */
+struct evhttp *
+api_http_new(void (*cb)(struct evhttp_request *, void *))
+{
+	struct evhttp *http = evhttp_new(vmgrd->base);
+
+	if (http == NULL)
+		return NULL;
+	evhttp_set_max_body_size(http, API_MAX_BODY);
+	evhttp_set_max_headers_size(http, API_MAX_HEADERS);
+	evhttp_set_timeout(http, 120);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(http, cb, NULL);
+	return http;
+}
+
 int
 api_listen(const char *sockpath)
 {
@@ -695,14 +713,7 @@ api_listen(const char *sockpath)
 		close(fd);
 		return -1;
 	}
-	vmgrd->http = evhttp_new(vmgrd->base);
-	evhttp_set_max_body_size(vmgrd->http, API_MAX_BODY);
-	evhttp_set_max_headers_size(vmgrd->http, API_MAX_HEADERS);
-	evhttp_set_timeout(vmgrd->http, 120);
-	evhttp_set_allowed_methods(vmgrd->http, EVHTTP_REQ_GET |
-	    EVHTTP_REQ_POST | EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT |
-	    EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(vmgrd->http, dispatch, NULL);
+	vmgrd->http = api_http_new(api_dispatch);
 	if (evhttp_accept_socket_with_handle(vmgrd->http, fd) == NULL) {
 		log_warnx("%s: cannot serve on %s", __func__, sockpath);
 		close(fd);

@@ -223,6 +223,13 @@ void	 events_conn_closed(struct evhttp_connection *);
 
 /* api.c */
 int	 api_listen(const char *sockpath);
+struct evhttp *api_http_new(void (*)(struct evhttp_request *, void *));
+void	 api_dispatch(struct evhttp_request *, void *);
+
+/* remote.c */
+int	 remote_listen(const char *spec, const char *token_file,
+	    const char *cert, const char *key, char *err, size_t errlen);
+void	 remote_close(void);
 void	 api_reply_json(struct evhttp_request *, int status, json_t *);
 void	 api_reply_error(struct evhttp_request *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -34,7 +34,9 @@ usage(FILE *out)
 "             [--shutdown-timeout SECONDS] [--capacity-cpus N]\n"
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
-"             [--sample-interval SECONDS] [--socket-group GROUP] [--verbose]\n"
+"             [--sample-interval SECONDS] [--socket-group GROUP]\n"
+"             [--listen tcp:HOST:PORT --token-file FILE\n"
+"              [--tls-cert FILE --tls-key FILE]] [--verbose]\n"
 "\n"
 "The vmgr daemon.  Serves the API on STATE_DIR/vmgrd.sock and keeps its\n"
 "state in STATE_DIR/vmgr.db.  Without --foreground it detaches once it is\n"
@@ -57,6 +59,11 @@ usage(FILE *out)
 "  --socket-group GROUP   let GROUP use the API: the socket becomes 0660 and\n"
 "                         the state dir 0710, both of that group (default:\n"
 "                         the socket is 0600, for vmgrd's user only)\n"
+"  --listen tcp:HOST:PORT also serve the API over TCP (off by default); every\n"
+"                         request must carry Authorization: Bearer TOKEN\n"
+"  --token-file FILE      the token (16 to 512 characters); the file must not\n"
+"                         be readable by other users\n"
+"  --tls-cert FILE, --tls-key FILE   HTTPS on the TCP listener (PEM)\n"
 "  --verbose, -v          log QMP events too\n"
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
@@ -128,6 +135,22 @@ take_lock(void)
  * failed), so `vmgrd && vmgr list` never races.  Returns the pipe's write
  * end in the child.
  */
+/* The child died before it served: show why, from its log. */
+static void
+print_fatal(void)
+{
+	char path[PATH_MAX], *log, *last = NULL;
+
+	snprintf(path, sizeof(path), "%s/vmgrd.log", vmgrd->state_dir);
+	if ((log = read_file(path, 1 << 20, NULL)) == NULL)
+		return;
+	for (char *l = log; (l = strstr(l, " fatal ")) != NULL; l++)
+		last = l + 7;
+	if (last)
+		fprintf(stderr, "vmgrd: %.*s\n", (int)strcspn(last, "\n"), last);
+	free(log);
+}
+
 static int
 daemonize(void)
 {
@@ -147,6 +170,7 @@ daemonize(void)
 		close(p[1]);
 		if (read(p[0], &c, 1) == 1 && c == 'k')
 			_exit(0);
+		print_fatal();
 		fprintf(stderr, "vmgrd: failed to start; see %s/vmgrd.log\n",
 		    vmgrd->state_dir);
 		_exit(1);
@@ -190,12 +214,18 @@ main(int argc, char *argv[])
 		{ "quantum", required_argument, NULL, 'Q' },
 		{ "sample-interval", required_argument, NULL, 'I' },
 		{ "socket-group", required_argument, NULL, 'G' },
+		{ "listen", required_argument, NULL, 'L' },
+		{ "token-file", required_argument, NULL, 'T' },
+		{ "tls-cert", required_argument, NULL, 'c' },
+		{ "tls-key", required_argument, NULL, 'k' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct vmgrd d;
 	const char *state_dir = NULL, *images = NULL, *env;
+	const char *listen_spec = NULL, *token_file = NULL, *tls_cert = NULL;
+	const char *tls_key = NULL;
 	char err[1024], path[PATH_MAX];
 	int foreground = 0, verbose = 0, ready_fd = -1, ch, policy_given = 0;
 	long long timeout = 60, v;
@@ -284,6 +314,10 @@ main(int argc, char *argv[])
 			d.socket_group = 1;
 			break;
 		}
+		case 'L': listen_spec = optarg; break;
+		case 'T': token_file = optarg; break;
+		case 'c': tls_cert = optarg; break;
+		case 'k': tls_key = optarg; break;
 		case 'h': usage(stdout); return 0;
 		case 'V': printf("vmgrd %s\n", VMGR_VERSION); return 0;
 		default: usage(stderr); return 2;
@@ -375,6 +409,11 @@ main(int argc, char *argv[])
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
 	if (api_listen(path) < 0)
 		fatalx("cannot serve the API on %s", path);
+	if ((listen_spec || token_file || tls_cert || tls_key) &&
+	    (listen_spec == NULL || remote_listen(listen_spec, token_file,
+	    tls_cert, tls_key, err, sizeof(err)) < 0))
+		fatalx("%s", listen_spec ? err : "--token-file and --tls-* "
+		    "need --listen");
 
 	struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, NULL);
 	struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, NULL);
@@ -397,6 +436,7 @@ main(int argc, char *argv[])
 	event_base_dispatch(d.base);
 
 	vm_shutdown_daemon();
+	remote_close();
 	evhttp_free(d.http);
 	unlink(path);
 	event_free(sigterm);
