@@ -91,6 +91,11 @@ struct bjob {
 	int			 status;	/* HTTP status of the failure */
 	char			*hashes;	/* hash_files()' output */
 	int			 step;		/* ST_* */
+	int64_t			 fdset[SPEC_MAX_DISKS];	/* add-fd's, or -1 */
+	struct fdslot {
+		struct bjob	*bj;
+		int		 d;
+	}			 fdslot[SPEC_MAX_DISKS];
 	uint64_t		 speed;		/* bytes/s for all disks, 0 = no limit */
 	int			 tick_pending;	/* a query-jobs is out */
 	double			 t_start, t_copied;	/* monotonic s */
@@ -313,6 +318,7 @@ enum {
 	ST_CONNECT,	/* the VM's QMP, or a storage daemon's */
 	ST_BITMAPS,	/* query-named-block-nodes: the bitmaps there */
 	ST_TARGETS,	/* qemu-img create the target files */
+	ST_FDS,		/* hand them to the VM's QEMU as descriptors */
 	ST_NODES,	/* blockdev-add them */
 	ST_JOBS,	/* the transaction, then the jobs run */
 	ST_CLOSE,	/* blockdev-del the targets, sort out the bitmaps */
@@ -416,6 +422,22 @@ bjob_bitmaps(struct qmp *q, json_t *result, const char *error, void *arg)
 			bj->status = 409;
 		}
 	}
+	bjob_settle(bj);
+}
+
+/* add-fd answered: arg points into the bjob's fdset[]. */
+static void
+bjob_fd_added(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct fdslot *slot = arg;
+	struct bjob *bj = slot->bj;
+
+	(void)q;
+	if (error == NULL)
+		bj->fdset[slot->d] = json_integer_value(json_object_get(result,
+		    "fdset-id"));
+	else if (!bj->error[0])
+		snprintf(bj->error, sizeof(bj->error), "add-fd: %.400s", error);
 	bjob_settle(bj);
 }
 
@@ -561,7 +583,7 @@ qsd_spawn(struct bjob *bj)
 		argv[n++] = "--blockdev";
 		argv[n++] = dumps[d];
 	}
-	bj->qsd_pid = proc_spawn_detached(argv, logp, &lfd, 1, NULL);
+	bj->qsd_pid = proc_spawn_detached(argv, logp, &lfd, 1, NULL, NULL);
 	if (bj->qsd_pid < 0) {
 		snprintf(bj->error, sizeof(bj->error), "cannot start "
 		    "qemu-storage-daemon: %s", strerror(errno));
@@ -790,12 +812,44 @@ bjob_step(struct bjob *bj)
 		}
 		break;
 	case ST_TARGETS:
+		bj->step = ST_FDS;
+		if (bj->error[0] || bj->own)
+			break;
+		/*
+		 * The VM's QEMU may run as a user who cannot reach the store:
+		 * it gets the files as descriptors, through fd sets.
+		 */
+		for (int d = 0; d < bj->ndisks; d++) {
+			target_path(bj, d, path, sizeof(path));
+			int fd = open(path, O_RDWR | O_CLOEXEC);
+			if (fd < 0) {
+				snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
+				    path, strerror(errno));
+				break;
+			}
+			bj->left++;
+			bj->fdslot[d].bj = bj;
+			bj->fdslot[d].d = d;
+			if (qmp_command_fd(bj->qmp, "add-fd", NULL, fd,
+			    bjob_fd_added, &bj->fdslot[d]) < 0) {
+				bj->left--;
+				snprintf(bj->error, sizeof(bj->error), "QEMU is "
+				    "gone");
+			}
+			close(fd);	/* QEMU has its own copy */
+		}
+		break;
+	case ST_FDS:
 		bj->step = ST_NODES;
 		if (bj->error[0])
 			break;
 		for (int d = 0; d < bj->ndisks; d++) {
 			char node[48];
-			target_path(bj, d, path, sizeof(path));
+			if (bj->fdset[d] >= 0)
+				snprintf(path, sizeof(path), "/dev/fdset/%lld",
+				    (long long)bj->fdset[d]);
+			else
+				target_path(bj, d, path, sizeof(path));
 			snprintf(node, sizeof(node), "vmgr-bk%lld-t%d",
 			    (long long)bj->b->id, d);
 			/* backing null: the previous backup stays closed. */
@@ -873,6 +927,10 @@ bjob_step(struct bjob *bj)
 			bjob_cmd(bj, "blockdev-del", json_pack("{s:s}",
 			    "node-name", node));
 		}
+		for (int d = 0; d < bj->ndisks; d++)
+			if (bj->fdset[d] >= 0)
+				bjob_cmd(bj, "remove-fd", json_pack("{s:I}",
+				    "fdset-id", (json_int_t)bj->fdset[d]));
 		for (int d = 0; d < bj->ndisks; d++) {
 			char node[16];
 			snprintf(node, sizeof(node), "disk%d", d);
@@ -1099,6 +1157,8 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	bj->b = b;
 	bj->vm = vm;
 	bj->ndisks = vm->spec.ndisks;
+	for (int d = 0; d < SPEC_MAX_DISKS; d++)
+		bj->fdset[d] = -1;
 	bj->speed = (uint64_t)bwlimit << 20;
 	snprintf(bj->partial, sizeof(bj->partial), "%s.partial", b->dir);
 	snprintf(bj->new_bitmap, sizeof(bj->new_bitmap), "vmgr-%lld",

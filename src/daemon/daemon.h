@@ -352,6 +352,16 @@ int	 backup_busy(const struct vm *);
 void	 backup_api(struct evhttp_request *, enum evhttp_cmd_type,
 	    const char *id, const char *action, struct evkeyvalq *);
 
+/* priv.c */
+struct proc_cred;
+void	 priv_set_base(unsigned);
+int	 priv_enabled(void);
+int	 priv_init(void);
+void	 priv_net_socket(const char *path);
+int	 priv_prepare_vm(const struct vm *, struct proc_cred *, int *use,
+	    char *err, size_t errlen);
+unsigned priv_uid(const struct vm *);
+
 /* fault.c */
 void	 fault_point(const char *name);
 

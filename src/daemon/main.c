@@ -64,6 +64,8 @@ usage(FILE *out)
 "  --token-file FILE      the token (16 to 512 characters); the file must not\n"
 "                         be readable by other users\n"
 "  --tls-cert FILE, --tls-key FILE   HTTPS on the TCP listener (PEM)\n"
+"  --qemu-uid-base N      as root, run each VM's QEMU as uid N + the VM's id\n"
+"                         (default 0x40000000; 0 keeps QEMU as root)\n"
 "  --verbose, -v          log QMP events too\n"
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
@@ -215,6 +217,7 @@ main(int argc, char *argv[])
 		{ "sample-interval", required_argument, NULL, 'I' },
 		{ "socket-group", required_argument, NULL, 'G' },
 		{ "listen", required_argument, NULL, 'L' },
+		{ "qemu-uid-base", required_argument, NULL, 'U' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
@@ -315,6 +318,16 @@ main(int argc, char *argv[])
 			break;
 		}
 		case 'L': listen_spec = optarg; break;
+		case 'U': {
+			unsigned long b = strtoul(optarg, &end, 0);
+			if (*end || b > 0xf0000000ul) {
+				fprintf(stderr, "vmgrd: --qemu-uid-base: a uid, "
+				    "or 0\n");
+				return 2;
+			}
+			priv_set_base((unsigned)b);
+			break;
+		}
 		case 'T': token_file = optarg; break;
 		case 'c': tls_cert = optarg; break;
 		case 'k': tls_key = optarg; break;
@@ -342,7 +355,7 @@ main(int argc, char *argv[])
 	}
 	/* Only the group may pass through to the socket; nothing else changes. */
 	if (d.socket_group && (chown(sd, (uid_t)-1, d.socket_gid) < 0 ||
-	    chmod(sd, 0710) < 0)) {
+	    chmod(sd, priv_enabled() ? 0711 : 0710) < 0)) {
 		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
 		return 1;
 	}
@@ -400,6 +413,8 @@ main(int argc, char *argv[])
 	monitor_init(sample_s);
 	if (net_load_all() < 0)
 		fatalx("cannot load networks: %s", db_errmsg(d.db));
+	if (priv_init() < 0)
+		fatalx("cannot prepare the state dir for unprivileged QEMUs");
 	if (vm_load_all() < 0)
 		fatalx("cannot load VMs: %s", db_errmsg(d.db));
 	if (volume_load_all() < 0)

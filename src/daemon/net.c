@@ -371,7 +371,8 @@ dnsmasq_start(struct net *n, char *err, size_t errlen)
 	    "--user=root", "--log-facility=-", "--bind-interfaces",
 	    "--except-interface=lo", "--port=0", "--dhcp-authoritative", a_if,
 	    a_listen, a_range, a_hosts, a_leases, a_pid, NULL };
-	if ((n->dnsmasq = proc_spawn_detached(argv, logf, NULL, 0, NULL)) < 0) {
+	if ((n->dnsmasq = proc_spawn_detached(argv, logf, NULL, 0, NULL,
+	    NULL)) < 0) {
 		snprintf(err, errlen, "cannot run dnsmasq: %s", strerror(errno));
 		n->dnsmasq = 0;
 		return -1;
@@ -437,8 +438,11 @@ net_taps_up(const struct vm *vm, char taps[][16], char *err, size_t errlen)
 			continue;
 		nic_tap_name(vm, i, taps[i], 16);
 		char *del[] = { "ip", "link", "del", taps[i], NULL };
+		/* Owned by the VM's QEMU user, who may then open it. */
+		char uid[16];
+		snprintf(uid, sizeof(uid), "%u", priv_uid(vm));
 		char *add[] = { "ip", "tuntap", "add", "dev", taps[i], "mode",
-		    "tap", NULL };
+		    "tap", "user", uid, "group", uid, NULL };
 		char *join[] = { "ip", "link", "set", taps[i], "master",
 		    n->ifname, "up", NULL };
 		char out[256];
@@ -509,6 +513,7 @@ net_open(struct net *n)
 		n->fd = -1;
 		return -1;
 	}
+	priv_net_socket(sun.sun_path);
 	setsockopt(n->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	n->ev = event_new(vmgrd->base, n->fd, EV_READ | EV_PERSIST,
 	    switch_frame, n);

@@ -12,6 +12,9 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -759,6 +762,26 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 
 /* ---- QEMU process ---------------------------------------------------- */
 
+/* Open the existing tap device name, as QEMU would (vnet header on). */
+static int
+tap_open(const char *name)
+{
+	struct ifreq ifr;
+	int fd;
+
+	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
 int
 qmp_sock_listen(const char *path)
 {
@@ -894,9 +917,30 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		net_taps_down(vm);
 		goto fail;
 	}
-	for (int i = 0; i < vm->spec.nnics; i++)
-		if (taps[i][0])
-			tapp[i] = taps[i];
+	/*
+	 * vmgrd opens each tap and hands it over: QEMU, running as its own
+	 * user, needs no access to /dev/net/tun.
+	 */
+	int tapfd[SPEC_MAX_NICS], qtapfd[SPEC_MAX_NICS], fds[2 + SPEC_MAX_NICS];
+	int nfds = 2;
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		tapfd[i] = qtapfd[i] = -1;
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		if (!taps[i][0])
+			continue;
+		tapp[i] = taps[i];
+		if ((tapfd[i] = tap_open(taps[i])) < 0) {
+			snprintf(err, errlen, "tap %s: %s", taps[i],
+			    strerror(errno));
+			for (int k = 0; k < i; k++)
+				if (tapfd[k] >= 0)
+					close(tapfd[k]);
+			net_taps_down(vm);
+			goto fail;
+		}
+		qtapfd[i] = 3 + nfds;
+		fds[nfds++] = tapfd[i];
+	}
 	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
 	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
 	if (ipargs[0] && asprintf(&fullcmd, "%s%s", cmdline ? cmdline : "",
@@ -916,18 +960,28 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		.incoming = vm->restoring,
 		.nets = nets,
 		.taps = tapp,
+		.tapfds = qtapfd,
 	};
 	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
 	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
-	int fds[2] = { lfd, restfd };
+	fds[0] = lfd;
+	fds[1] = restfd;
 	char *cgv[3] = { NULL, NULL, NULL };
 	for (int i = 0, k = 0; i < 2; i++)
 		if (cgroups[i][0])
 			cgv[k++] = cgroups[i];
-	if ((pid = proc_spawn_detached(argv, logpath, fds, 2, cgv)) < 0) {
+	struct proc_cred cred;
+	int as_user;
+	if (priv_prepare_vm(vm, &cred, &as_user, err, errlen) < 0)
+		goto fail;
+	pid = proc_spawn_detached(argv, logpath, fds, nfds, cgv, as_user ?
+	    &cred : NULL);
+	for (int i = 2; i < nfds; i++)
+		close(fds[i]);		/* QEMU has them now */
+	if (pid < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		goto fail;
 	}

@@ -323,6 +323,11 @@ made(int status, const char *output, void *arg)
 		unlink(partial);
 		m->cb(msg, strstr(output, "No space") != NULL ||
 		    strstr(output, "Disk quota") != NULL, m->arg);
+	} else if (chmod(partial, 0600) < 0) {	/* qemu-img made it 0644 */
+		snprintf(msg, sizeof(msg), "chmod %.300s: %s", partial,
+		    strerror(errno));
+		unlink(partial);
+		m->cb(msg, 0, m->arg);
 	} else if (m->flags & VOLUME_KEEP_PARTIAL) {
 		m->cb(NULL, 0, m->arg);
 	} else if (rename(partial, path) < 0) {

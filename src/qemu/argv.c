@@ -156,7 +156,10 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 			    f->guest_port);
 		}
 		push(&sv, "-netdev");
-		if (c->taps && c->taps[i]) {
+		if (c->tapfds && c->tapfds[i] >= 0) {
+			/* Opened by vmgrd: QEMU needs no access to /dev/net/tun. */
+			push(&sv, "tap,id=net%d,fd=%d", i, c->tapfds[i]);
+		} else if (c->taps && c->taps[i]) {
 			push(&sv, "tap,id=net%d,ifname=%s,script=no,downscript=no",
 			    i, c->taps[i]);
 		} else if (c->nets && c->nets[i]) {

@@ -34,6 +34,7 @@ struct qemu_conf {
 	const char	*const *nets;
 	/* Per NIC: a tap device on a bridge network (-netdev tap), or NULL. */
 	const char	*const *taps;
+	const int	*tapfds;	/* per NIC: an open tap's fd in QEMU, or -1 */
 };
 
 /* A new argv (caller frees with strv_free); NULL when out of memory or a

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,9 +43,9 @@ pidfd_open_(pid_t pid)
 /* In the child, before exec: only async-signal-safe calls. */
 static void
 child_setup(const char *logpath, const int *fds, int nfds,
-    char *const *cgroups)
+    char *const *cgroups, const struct proc_cred *cred)
 {
-	int fd, high[8];
+	int fd, high[16];
 
 	setsid();
 	for (char *const *cg = cgroups; cg && *cg; cg++) {
@@ -75,23 +76,31 @@ child_setup(const char *logpath, const int *fds, int nfds,
 			close(fd);
 	}
 	/* Out of the way first, so no source is overwritten by a target. */
-	for (int i = 0; i < nfds && i < 8; i++)
+	for (int i = 0; i < nfds && i < 16; i++)
 		high[i] = fcntl(fds[i], F_DUPFD, 100);
-	for (int i = 0; i < nfds && i < 8; i++)
+	for (int i = 0; i < nfds && i < 16; i++)
 		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
 	syscall(SYS_close_range, (unsigned)(3 + nfds), ~0U, 0U);
+	/* Last, when all that needs root is done: become the VM's user. */
+	if (cred && (setgroups((size_t)cred->ngroups, cred->groups) < 0 ||
+	    setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
+	    setresuid(cred->uid, cred->uid, cred->uid) < 0)) {
+		dprintf(2, "vmgrd: cannot become uid %u: %s\n",
+		    (unsigned)cred->uid, strerror(errno));
+		_exit(126);
+	}
 }
 
 pid_t
 proc_spawn_detached(char *const argv[], const char *logpath, const int *fds,
-    int nfds, char *const *cgroups)
+    int nfds, char *const *cgroups, const struct proc_cred *cred)
 {
 	pid_t pid = fork();
 
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		child_setup(logpath, fds, nfds, cgroups);
+		child_setup(logpath, fds, nfds, cgroups, cred);
 		execvp(argv[0], argv);
 		dprintf(2, "vmgrd: cannot run %s: %s\n", argv[0],
 		    strerror(errno));

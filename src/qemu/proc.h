@@ -25,8 +25,17 @@ typedef void	(*proc_exit_cb)(pid_t pid, int status, void *arg);
  * into each cgroup whose cgroup.procs path is in the NULL-ended cgroups
  * (or NULL), so QEMU never runs outside them.  Returns the pid or -1.
  */
+/* Who the child becomes before exec (after joining its cgroups). */
+struct proc_cred {
+	uid_t	uid;
+	gid_t	gid;
+	gid_t	groups[4];	/* supplementary */
+	int	ngroups;
+};
+
 pid_t	proc_spawn_detached(char *const argv[], const char *logpath,
-	    const int *fds, int nfds, char *const *cgroups);
+	    const int *fds, int nfds, char *const *cgroups,
+	    const struct proc_cred *cred);
 
 /*
  * Watch pid on base; cb runs once when it exits, and the watch is then

@@ -70,6 +70,17 @@ like "$out" '^409 .*volume_in_use' "deleting a volume in use: 409"
 
 check "start web" vmgr start web
 check "web boots" wait_until 60 console_has web GUEST-READY
+if [ "$(id -u)" = 0 ]; then
+	uw=$(stat -c %u /proc/"$(vmgr info web --json | jq .pid)")
+	is "$(stat -c '%u %a' "$STATE/volumes/clone.qcow2") $(stat -c '%u %a' "$STATE/volumes/web-disk1.qcow2")" \
+	    "$uw 600 $uw 600" "web's volumes belong to its QEMU's user, 0600"
+	is "$(stat -c '%u %g %a' "$STATE/volumes/data1.qcow2")" "0 $((0x40000000)) 640" \
+	    "the base of the linked clone is root's, readable by QEMUs' group, written by none"
+	check "web's QEMU user (with the QEMUs' group) cannot read the unattached volume imp" sh -c \
+	    "! setpriv --reuid=$uw --regid=$uw --groups=$((0x40000000)) cat '$STATE/volumes/imp.qcow2' >/dev/null 2>&1"
+	check "but can read the base of its clone" sh -c \
+	    "setpriv --reuid=$uw --regid=$uw --groups=$((0x40000000)) cat '$STATE/volumes/data1.qcow2' >/dev/null"
+fi
 type_in() { printf '%s\n' "$1" | vmgr console web >/dev/null; }
 type_in 'echo SIZE-$(cat /sys/block/vda/size)'
 check "the guest sees the clone's 128 MiB (262144 sectors)" wait_until 10 console_has web SIZE-262144
