@@ -90,6 +90,12 @@ int	cmd_volume(int, char **);
 int	cmd_snapshot(int, char **);
 int	cmd_backup(int, char **);
 
+/* GET path and print it (--json: as is; else with show).  Exit code. */
+int	cli_show(const char *path, void (*show)(json_t *));
+
+/* DELETE path and say "deleted WHAT NAME" (--json: the reply).  Exit code. */
+int	cli_delete(const char *path, const char *what, const char *name);
+
 /* Human formatting of a byte count: "512B", "1.5G". */
 char	*fmt_bytes(double bytes, char *buf, size_t len);
 

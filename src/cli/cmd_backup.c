@@ -258,26 +258,10 @@ cmd_backup(int argc, char **argv)
 		return 0;
 	}
 	snprintf(path, sizeof(path), "/v1/backups/%s", argv[2]);
-	if (strcmp(sub, "show") == 0 && argc == 3) {
-		if ((resp = api_get(path, &rc)) == NULL)
-			return rc;
-		if (cli.json)
-			print_json(resp);
-		else
-			show(resp);
-		json_decref(resp);
-		return 0;
-	}
-	if (strcmp(sub, "delete") == 0 && argc == 3) {
-		if ((resp = api_send("DELETE", path, NULL, 60, &rc)) == NULL)
-			return rc;
-		if (cli.json)
-			print_json(resp);
-		else
-			printf("deleted backup %s\n", argv[2]);
-		json_decref(resp);
-		return 0;
-	}
+	if (strcmp(sub, "show") == 0 && argc == 3)
+		return cli_show(path, show);
+	if (strcmp(sub, "delete") == 0 && argc == 3)
+		return cli_delete(path, "backup", argv[2]);
 	if (strcmp(sub, "verify") == 0 && argc == 3) {
 		strncat(path, "/verify", sizeof(path) - strlen(path) - 1);
 		return verify(path);

@@ -51,26 +51,10 @@ cmd_network(int argc, char **argv)
 	if (argc < 3 || argv[2][0] == '-')
 		return usage_error("network", "give a network name");
 	snprintf(path, sizeof(path), "/v1/networks/%s", argv[2]);
-	if (strcmp(sub, "show") == 0 && argc == 3) {
-		if ((resp = api_get(path, &rc)) == NULL)
-			return rc;
-		if (cli.json)
-			print_json(resp);
-		else
-			show(resp);
-		json_decref(resp);
-		return 0;
-	}
-	if (strcmp(sub, "delete") == 0 && argc == 3) {
-		if ((resp = api_send("DELETE", path, NULL, 30, &rc)) == NULL)
-			return rc;
-		if (cli.json)
-			print_json(resp);
-		else
-			printf("deleted network %s\n", argv[2]);
-		json_decref(resp);
-		return 0;
-	}
+	if (strcmp(sub, "show") == 0 && argc == 3)
+		return cli_show(path, show);
+	if (strcmp(sub, "delete") == 0 && argc == 3)
+		return cli_delete(path, "network", argv[2]);
 	if (strcmp(sub, "create") != 0)
 		return usage_error("network", "unknown subcommand \"%s\"", sub);
 	body = json_pack("{s:s}", "name", argv[2]);

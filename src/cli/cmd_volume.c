@@ -68,9 +68,9 @@ list(void)
 	return 0;
 }
 
-/* POST or DELETE, then print the volume (or a line). */
+/* POST body (stolen), then print the volume. */
 static int
-send(const char *method, const char *path, json_t *body, const char *done)
+send(const char *method, const char *path, json_t *body)
 {
 	json_t *resp;
 	int rc;
@@ -81,8 +81,6 @@ send(const char *method, const char *path, json_t *body, const char *done)
 		return rc;
 	if (cli.json)
 		print_json(resp);
-	else if (done)
-		printf("%s\n", done);
 	else
 		show(resp);
 	json_decref(resp);
@@ -93,7 +91,7 @@ int
 cmd_volume(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "list";
-	char path[256], msg[128];
+	char path[256];
 	long long mib;
 	json_t *body;
 	int rc;
@@ -103,27 +101,16 @@ cmd_volume(int argc, char **argv)
 	if (argc < 3 || argv[2][0] == '-')
 		return usage_error("volume", "give a volume name");
 	snprintf(path, sizeof(path), "/v1/volumes/%s", argv[2]);
-	if (strcmp(sub, "show") == 0 && argc == 3) {
-		json_t *resp = api_get(path, &rc);
-		if (resp == NULL)
-			return rc;
-		if (cli.json)
-			print_json(resp);
-		else
-			show(resp);
-		json_decref(resp);
-		return 0;
-	}
-	if (strcmp(sub, "delete") == 0 && argc == 3) {
-		snprintf(msg, sizeof(msg), "deleted volume %s", argv[2]);
-		return send("DELETE", path, NULL, msg);
-	}
+	if (strcmp(sub, "show") == 0 && argc == 3)
+		return cli_show(path, show);
+	if (strcmp(sub, "delete") == 0 && argc == 3)
+		return cli_delete(path, "volume", argv[2]);
 	if (strcmp(sub, "import") == 0 && argc == 4) {
 		char abs[PATH_MAX];
 		if (realpath(argv[3], abs) == NULL)
 			return usage_error("volume", "cannot find %s", argv[3]);
 		return send("POST", "/v1/volumes", json_pack("{s:s, s:s}",
-		    "name", argv[2], "import", abs), NULL);
+		    "name", argv[2], "import", abs));
 	}
 	if (strcmp(sub, "resize") == 0 && argc == 4) {
 		const char *size = argv[3];
@@ -141,7 +128,7 @@ cmd_volume(int argc, char **argv)
 		}
 		snprintf(path, sizeof(path), "/v1/volumes/%s/resize", argv[2]);
 		return send("POST", path, json_pack("{s:I}", "size_mib",
-		    (json_int_t)mib), NULL);
+		    (json_int_t)mib));
 	}
 	if (strcmp(sub, "create") != 0)
 		return usage_error("volume", "unknown subcommand or arguments "
@@ -168,5 +155,5 @@ cmd_volume(int argc, char **argv)
 		json_decref(body);
 		return usage_error("volume", "create needs --size or --from");
 	}
-	return send("POST", "/v1/volumes", body, NULL);
+	return send("POST", "/v1/volumes", body);
 }

@@ -282,6 +282,38 @@ fmt_mib(long long mib, char *buf, size_t len)
 	return buf;
 }
 
+int
+cli_show(const char *path, void (*show)(json_t *))
+{
+	json_t *resp;
+	int rc;
+
+	if ((resp = api_get(path, &rc)) == NULL)
+		return rc;
+	if (cli.json)
+		print_json(resp);
+	else
+		show(resp);
+	json_decref(resp);
+	return 0;
+}
+
+int
+cli_delete(const char *path, const char *what, const char *name)
+{
+	json_t *resp;
+	int rc;
+
+	if ((resp = api_send("DELETE", path, NULL, 60, &rc)) == NULL)
+		return rc;
+	if (cli.json)
+		print_json(resp);
+	else
+		printf("deleted %s %s\n", what, name);
+	json_decref(resp);
+	return 0;
+}
+
 char *
 fmt_bytes(double v, char *buf, size_t len)
 {
