@@ -78,6 +78,7 @@ if [ "$(id -u)" = 0 ]; then
 	API_BODY=$OUTER/.body	# curl cannot write it on the full filesystem
 	start_daemon
 	check "create x (no disks) while there is room" vmgr create x --image tiny
+	check "and z with a disk" vmgr create z --image tiny --disk new:1G
 	dd if=/dev/zero of="$STATE/fill" bs=1M 2>/dev/null
 	out=$(api POST /v1/vms '{"name":"y","image":"tiny","disks":[{"volume":"y-d","size_gib":1}]}')
 	like "$out" '^507 .*no_space' "create with a disk: 507"
@@ -87,12 +88,20 @@ if [ "$(id -u)" = 0 ]; then
 	like "$out" '^507 ' "network create (a database write): 507"
 	out=$(api PATCH /v1/vms/x '{"priority":7}')
 	like "$out" '^507 ' "a change to a VM (a database write): 507"
+	out=$(api POST /v1/vms/z/snapshots '{"name":"s1"}')
+	like "$out" '^507 .*No space' "a snapshot of z: 507"
+	out=$(api POST '/v1/backups?wait=1' '{"vm":"z"}')
+	like "$out" '^507 .*no_space' "a backup of z into the state dir: 507"
 	check "vmgrd keeps serving: list" vmgr list
-	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" x "nothing half-made: only x exists"
-	is "$(ls "$STATE/volumes" | wc -l)" 0 "no partial volume is left"
+	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" "x z" "nothing half-made: only x and z exist"
+	is "$(ls "$STATE/volumes")" z-disk0.qcow2 "no partial volume is left"
+	is "$(vmgr snapshot list z --json | jq length) $(vmgr backup list --json | jq length)" "0 0" \
+	    "no snapshot and no backup were recorded"
+	check "z's disk is still sound" qemu-img check -q "$STATE/volumes/z-disk0.qcow2"
 	rm -f "$STATE/fill"
 	check "with room again, a volume can be made" vmgr volume create v --size 64M
 	check "and a VM with a disk" vmgr create y --image tiny --disk new:1G
+	check "and a snapshot of z" vmgr snapshot create z s1
 	kill_daemon
 	STATE=$OUTER
 	API_BODY=
