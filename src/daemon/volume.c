@@ -398,14 +398,13 @@ volume_make(const char *name, const char *src, int flags,
 
 /* ---- API ---------------------------------------------------------------- */
 
+/* clones: how many linked clones v has, or -1 to count them here. */
 static json_t *
-volume_json(const struct volume *v)
+volume_json(const struct volume *v, int clones)
 {
 	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], err[256], first[80];
 	struct qcow2_header h;
-	struct qcow2_snapshot snaps[64];
 	struct stat st;
-	int nsnaps = 0;
 	const char *user = volume_user(v->name);
 	json_t *o;
 
@@ -417,7 +416,7 @@ volume_json(const struct volume *v)
 	if (stat(path, &st) == 0)
 		json_object_set_new(o, "allocated_bytes",
 		    json_integer((json_int_t)st.st_blocks * 512));
-	if (qcow2_read_info(path, &h, snaps, 64, &nsnaps, NULL, 0, NULL, err,
+	if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
 	    sizeof(err)) < 0) {
 		json_object_set_new(o, "error", json_string(err));
 		return o;
@@ -427,8 +426,9 @@ volume_json(const struct volume *v)
 	json_object_set_new(o, "backing", backing_volume(&h, base,
 	    sizeof(base)) == 0 ? json_string(base) : h.backing[0] ?
 	    json_string(h.backing) : json_null());
-	json_object_set_new(o, "snapshots", json_integer(nsnaps));
-	int clones = volume_clones(v->name, first, sizeof(first));
+	json_object_set_new(o, "snapshots", json_integer(h.nb_snapshots));
+	if (clones < 0)
+		clones = volume_clones(v->name, first, sizeof(first));
 	json_object_set_new(o, "clones", json_integer(clones));
 	json_object_set_new(o, "read_only", json_boolean(clones > 0));
 	return o;
@@ -437,11 +437,24 @@ volume_json(const struct volume *v)
 void
 volume_api_list(struct evhttp_request *req)
 {
-	json_t *arr = json_array();
+	json_t *arr = json_array(), *bases = json_object();
+	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], err[256];
+	struct qcow2_header h;
 	struct volume *v;
 
+	/* Each header once for the clone counts, not once per pair. */
+	TAILQ_FOREACH(v, &volumes, entry) {
+		volume_path(v->name, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) == 0 && backing_volume(&h, base,
+		    sizeof(base)) == 0)
+			json_object_set_new(bases, base, json_integer(
+			    json_integer_value(json_object_get(bases, base)) + 1));
+	}
 	TAILQ_FOREACH(v, &volumes, entry)
-		json_array_append_new(arr, volume_json(v));
+		json_array_append_new(arr, volume_json(v, (int)
+		    json_integer_value(json_object_get(bases, v->name))));
+	json_decref(bases);
 	api_reply_json(req, 200, arr);
 }
 
@@ -462,7 +475,7 @@ volume_api_get(struct evhttp_request *req, const char *name)
 	struct volume *v = find_or_404(req, name);
 
 	if (v)
-		api_reply_json(req, 200, volume_json(v));
+		api_reply_json(req, 200, volume_json(v, -1));
 }
 
 /* A request on a volume answered when qemu-img or QEMU is done. */
@@ -507,7 +520,7 @@ create_done(const char *error, int no_space, void *arg)
 	} else {
 		v = volume_find(c->name);
 		log_info("volume %s: made", c->name);
-		api_pend_reply_json(c->p, 201, volume_json(v));
+		api_pend_reply_json(c->p, 201, volume_json(v, -1));
 	}
 	free(c);
 }
@@ -635,7 +648,7 @@ resize_finish(struct vol_req *c, const char *error)
 		    error);
 	else if (v) {
 		log_info("volume %s: resized", c->name);
-		api_pend_reply_json(c->p, 200, volume_json(v));
+		api_pend_reply_json(c->p, 200, volume_json(v, -1));
 	} else
 		api_pend_reply_error(c->p, 404, "no_such_volume", "volume %s "
 		    "went away", c->name);
