@@ -1127,7 +1127,13 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	snprintf(b->vm, sizeof(b->vm), "%s", name);
 	snprintf(b->kind, sizeof(b->kind), parent ? "incremental" : "full");
 	snprintf(b->state, sizeof(b->state), "running");
-	snprintf(b->dir, sizeof(b->dir), "%.512s", store);	/* until the id */
+	/*
+	 * No directory until the id is known: a crash between the insert
+	 * and the update leaves a row with nothing to remove (found by the
+	 * random kills: the row held the store, and the clean-up at start
+	 * removed every backup in it).
+	 */
+	b->dir[0] = '\0';
 	b->parent = parent ? parent->id : 0;
 	b->created_at = now_unix_ms();
 	b->verify_ok = -1;
@@ -1141,6 +1147,7 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 		free(bj);
 		return;
 	}
+	fault_point("backup:after-insert");
 	if (backup_dirs(store, name, b->id, b->dir, sizeof(b->dir)) < 0 ||
 	    backup_save(b) < 0) {
 		snprintf(err, sizeof(err), "%.200s: %s", store, strerror(errno));
@@ -1697,14 +1704,37 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 
 /* ---- delete and prune ---------------------------------------------------------- */
 
+/*
+ * Remove a backup's directory (and its ".partial"), but only if it is one:
+ * a path ending in "/ID".  Anything else in the row is never removed.
+ */
+static void
+remove_dirs(const struct backup *b)
+{
+	char suffix[32], partial[PATH_MAX];
+	size_t n = strlen(b->dir), k;
+
+	k = (size_t)snprintf(suffix, sizeof(suffix), "/%lld", (long long)b->id);
+	if (n <= k || strcmp(b->dir + n - k, suffix) != 0) {
+		if (n)
+			log_warnx("backup %lld: %s is not a backup's directory; "
+			    "left alone", (long long)b->id, b->dir);
+		return;
+	}
+	snprintf(partial, sizeof(partial), "%s.partial", b->dir);
+	if (rm_rf(partial) < 0)
+		log_warn("%s: rm -r %s", __func__, partial);
+	if (rm_rf(b->dir) < 0)
+		log_warn("%s: rm -r %s", __func__, b->dir);
+}
+
 /* Drop a backup: its row first, then its files. */
 static int
 backup_remove(struct backup *b)
 {
 	if (db_backup_delete(vmgrd->db, b->id) < 0)
 		return -1;
-	if (rm_rf(b->dir) < 0)
-		log_warn("%s: rm -r %s", __func__, b->dir);
+	remove_dirs(b);
 	log_info("backup %lld of %s: deleted", (long long)b->id, b->vm);
 	backup_free(b);
 	return 0;
@@ -2077,11 +2107,11 @@ load_backup(const struct backup_row *r, void *arg)
 	if (strcmp(b->state, "complete") != 0) {
 		/* Cut short by a crash: nothing of it stays. */
 		snprintf(partial, sizeof(partial), "%s.partial", b->dir);
-		kill_stale_qsd(partial);
+		if (b->dir[0])
+			kill_stale_qsd(partial);
 		log_warnx("backup %lld of %s was cut short; removing it",
 		    (long long)b->id, b->vm);
-		rm_rf(partial);
-		rm_rf(b->dir);
+		remove_dirs(b);
 		db_backup_delete(vmgrd->db, b->id);
 		backup_free(b);
 		return 0;

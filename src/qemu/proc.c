@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -239,9 +240,13 @@ proc_run(struct event_base *base, char *const argv[], proc_run_cb cb,
 	r->arg = arg;
 	r->fd = p[0];
 	r->out = evbuffer_new();
+	pid_t parent = getpid();
 	if ((pid = fork()) < 0)
 		goto fail;
 	if (pid == 0) {
+		/* A helper never outlives vmgrd: its work would be half-made. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		dup2(p[1], 1);
 		dup2(p[1], 2);
 		int devnull = open("/dev/null", O_RDONLY);

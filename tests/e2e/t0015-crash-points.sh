@@ -63,6 +63,11 @@ done
 check "a full backup of w works after those crashes" vmgr backup create w
 check "and an incremental after it" vmgr backup create w --incremental
 check "and another" vmgr backup create w --incremental
+# Once a row with no directory yet made the clean-up at start remove the
+# whole store (found by t0017's random kills).
+crash_at backup:after-insert vmgr backup create w --incremental
+is "$(vmgr backup list --json | jq length)" 3 "a backup cut short right after its row: the three before it stay"
+invariants "a crash right after a backup's catalog row"
 crash_at prune:after-next vmgr backup prune w --keep 2
 invariants "a crash in the middle of a prune's merge"
 
