@@ -33,7 +33,7 @@ T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 
 OBJ       = $(BUILD)/obj
 CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
-            src/core/qcow2.c
+            src/core/qcow2.c src/core/route.c
 LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)
@@ -114,11 +114,14 @@ FUZZ_SRC  = $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN  = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
 FUZZ_DEPS = $(CORE_SRC) $(LIB_SRC) src/qemu/qmp.c
 FUZZ_SECONDS ?= 60
+# fuzz_api runs vmgrd's HTTP layer (src/daemon/http.c) too.
+$(BUILD)/fuzz/fuzz_api: FUZZ_EXTRA = src/daemon/http.c
+$(BUILD)/fuzz/fuzz_api: src/daemon/http.c src/daemon/daemon.h
 $(BUILD)/fuzz/%: fuzz/%.c $(FUZZ_DEPS)
 	@mkdir -p $(dir $@)
 	clang -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
 	    -fno-sanitize-recover=undefined -Isrc $(D_CFLAGS) -o $@ $< \
-	    $(FUZZ_DEPS) $(D_LIBS) -lm
+	    $(FUZZ_DEPS) $(FUZZ_EXTRA) $(D_LIBS) -lm
 fuzz-build: $(FUZZ_BIN)
 fuzz: deps
 	@$(MAKE) --no-print-directory fuzz-build

@@ -74,6 +74,8 @@ struct bjob {
 	struct qmp		*qmp;
 	int			 own;		/* a storage daemon of ours */
 	pid_t			 qsd_pid;
+	uid_t			 qsd_uid;	/* who it runs as: 0 for root */
+	gid_t			 qsd_gid;
 	struct proc_watch	*qsd_watch;
 	int			 ndisks;
 	char			 partial[660];
@@ -546,18 +548,51 @@ static const struct qmp_handlers qsd_handlers = {
 	.closed = qsd_closed,
 };
 
-/* Start qemu-storage-daemon on the VM's disks, with its QMP on fd 3. */
+/* The target files become uid's (the storage daemon's), or root's again. */
+static void
+lend_targets(struct bjob *bj, uid_t uid, gid_t gid)
+{
+	char path[PATH_MAX];
+
+	for (int d = 0; d < bj->ndisks; d++) {
+		target_path(bj, d, path, sizeof(path));
+		if (chown(path, uid, gid) < 0 && !bj->error[0])
+			snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
+			    path, strerror(errno));
+	}
+}
+
+/*
+ * Start qemu-storage-daemon on the VM's disks, with its QMP on fd 3.  As
+ * root it runs as the VM's own user (priv.c), like the VM's QEMU: the
+ * partial directory is lent to that user and is its working directory,
+ * so it writes the targets by relative names and reaches nothing else of
+ * the store.
+ */
 static int
 qsd_spawn(struct bjob *bj)
 {
 	char sock[PATH_MAX], logp[PATH_MAX], pidf[PATH_MAX + 16];
 	char *argv[8 + 2 * SPEC_MAX_DISKS] = { 0 };
 	char *dumps[SPEC_MAX_DISKS] = { 0 };
-	int lfd, cfd, n = 0, rc = -1;
+	struct proc_cred cred;
+	int lfd, cfd, n = 0, rc = -1, as_user = 0;
 
+	if (priv_prepare_vm(bj->vm, &cred, &as_user, bj->error,
+	    sizeof(bj->error)) < 0)
+		return -1;
+	if (as_user) {
+		if (chown(bj->partial, cred.uid, cred.gid) < 0) {
+			snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
+			    bj->partial, strerror(errno));
+			return -1;
+		}
+		cred.dir = bj->partial;
+		bj->qsd_uid = cred.uid;
+		bj->qsd_gid = cred.gid;
+	}
 	snprintf(sock, sizeof(sock), "%s/qsd.sock", bj->vm->dir);
 	snprintf(logp, sizeof(logp), "%s/qsd.log", bj->vm->dir);
-	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", bj->partial);
 	mkdir_p(bj->vm->dir, 0700);
 	if ((lfd = qmp_sock_listen(sock)) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "%.300s: %s", sock,
@@ -569,8 +604,6 @@ qsd_spawn(struct bjob *bj)
 	argv[n++] = "socket,id=mon,fd=3,server=on,wait=off";
 	argv[n++] = "--monitor";
 	argv[n++] = "chardev=mon";
-	argv[n++] = "--pidfile";
-	argv[n++] = pidf;
 	for (int d = 0; d < bj->ndisks; d++) {
 		char path[PATH_MAX], node[16];
 		json_t *o;
@@ -583,7 +616,8 @@ qsd_spawn(struct bjob *bj)
 		argv[n++] = "--blockdev";
 		argv[n++] = dumps[d];
 	}
-	bj->qsd_pid = proc_spawn_detached(argv, logp, &lfd, 1, NULL, NULL);
+	bj->qsd_pid = proc_spawn_detached(argv, logp, &lfd, 1, NULL,
+	    as_user ? &cred : NULL);
 	if (bj->qsd_pid < 0) {
 		snprintf(bj->error, sizeof(bj->error), "cannot start "
 		    "qemu-storage-daemon: %s", strerror(errno));
@@ -591,6 +625,13 @@ qsd_spawn(struct bjob *bj)
 		goto out;
 	}
 	bj->own = 1;
+	/* Its pid, for a vmgrd that restarts after a crash (its own
+	 * --pidfile would need a path it cannot resolve as its user). */
+	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", bj->partial);
+	char pidtext[32];
+	int pn = snprintf(pidtext, sizeof(pidtext), "%d\n", (int)bj->qsd_pid);
+	if (write_file_atomic(pidf, pidtext, (size_t)pn, 0600) < 0)
+		log_warn("%s: %s", __func__, pidf);
 	bj->qsd_watch = proc_watch_new(vmgrd->base, bj->qsd_pid, qsd_exited,
 	    bj);
 	if ((cfd = qmp_sock_connect(sock)) < 0 ||
@@ -813,8 +854,12 @@ bjob_step(struct bjob *bj)
 		break;
 	case ST_TARGETS:
 		bj->step = ST_FDS;
-		if (bj->error[0] || bj->own)
+		if (bj->error[0])
 			break;
+		if (bj->own) {
+			lend_targets(bj, bj->qsd_uid, bj->qsd_gid);
+			break;
+		}
 		/*
 		 * The VM's QEMU may run as a user who cannot reach the store:
 		 * it gets the files as descriptors, through fd sets.
@@ -848,6 +893,8 @@ bjob_step(struct bjob *bj)
 			if (bj->fdset[d] >= 0)
 				snprintf(path, sizeof(path), "/dev/fdset/%lld",
 				    (long long)bj->fdset[d]);
+			else if (bj->qsd_uid)	/* from its working dir */
+				snprintf(path, sizeof(path), "disk%d.qcow2", d);
 			else
 				target_path(bj, d, path, sizeof(path));
 			snprintf(node, sizeof(node), "vmgr-bk%lld-t%d",
@@ -963,6 +1010,12 @@ bjob_step(struct bjob *bj)
 		if (bj->own && bj->qmp) {
 			qmp_free(bj->qmp);
 			bj->qmp = NULL;
+		}
+		if (bj->qsd_uid) {	/* its daemon is gone: all back to root */
+			lend_targets(bj, 0, 0);
+			if (chown(bj->partial, 0, 0) < 0 && !bj->error[0])
+				snprintf(bj->error, sizeof(bj->error), "%.300s: "
+				    "%s", bj->partial, strerror(errno));
 		}
 		if (bj->error[0])
 			break;
@@ -2154,64 +2207,50 @@ backup_list(struct evhttp_request *req, struct evkeyvalq *q)
 }
 
 void
-backup_api(struct evhttp_request *req, enum evhttp_cmd_type cmd,
-    const char *id, const char *action, struct evkeyvalq *q)
+backup_api(struct evhttp_request *req, struct api_request *ar)
 {
+	static const char *const none[] = { NULL };
+	const char *w = evhttp_find_header(&ar->query, "wait");
 	struct backup *b = NULL;
-	json_t *body;
-	char *end;
+	struct vjob *vj;
 
-	if (id == NULL) {
-		const char *w = evhttp_find_header(q, "wait");
-		if (cmd == EVHTTP_REQ_GET)
-			backup_list(req, q);
-		else if (cmd == EVHTTP_REQ_POST) {
-			if ((body = api_object_body(req, 1)) != NULL)
-				backup_create(req, body, w && strcmp(w, "0"));
-			json_decref(body);
-		} else
-			api_reply_error(req, 405, "method_not_allowed", "use GET "
-			    "or POST on /v1/backups");
+	switch (ar->route.id) {
+	case R_BK_LIST:
+		backup_list(req, &ar->query);
 		return;
-	}
-	if (strcmp(id, "prune") == 0 && action == NULL) {
-		if (cmd != EVHTTP_REQ_POST) {
-			api_reply_error(req, 405, "method_not_allowed", "use POST "
-			    "on /v1/backups/prune");
-			return;
-		}
-		if ((body = api_object_body(req, 1)) != NULL)
-			backup_prune(req, body);
-		json_decref(body);
+	case R_BK_CREATE:
+		backup_create(req, ar->body, w && strcmp(w, "0"));
 		return;
+	case R_BK_PRUNE:
+		backup_prune(req, ar->body);
+		return;
+	default:
+		break;
 	}
-	long long n = strtoll(id, &end, 10);
-	if (*end || n <= 0 || (b = backup_find(n)) == NULL) {
+	if ((b = backup_find(ar->route.num)) == NULL) {
 		api_reply_error(req, 404, "no_such_backup", "no backup with id "
-		    "\"%.32s\"", id);
+		    "\"%.32s\"", ar->route.arg[0]);
 		return;
 	}
-	if (action == NULL && cmd == EVHTTP_REQ_GET)
+	switch (ar->route.id) {
+	case R_BK_GET:
 		api_reply_json(req, 200, backup_json(b, 1));
-	else if (action == NULL && cmd == EVHTTP_REQ_DELETE)
+		break;
+	case R_BK_DELETE:
 		backup_delete(req, b);
-	else if (action && strcmp(action, "verify") == 0 &&
-	    cmd == EVHTTP_REQ_POST) {
-		struct vjob *vj = vjob_new(req, b);
-		if (vj) {
+		break;
+	case R_BK_VERIFY:
+		if (api_body_keys(req, ar->body, none) == 0 &&
+		    (vj = vjob_new(req, b)) != NULL) {
 			vj->check = 1;
 			verify_begin(vj);
 		}
-	} else if (action && strcmp(action, "restore") == 0 &&
-	    cmd == EVHTTP_REQ_POST) {
-		if ((body = api_object_body(req, 0)) != NULL)
-			backup_restore(req, b, body);
-		json_decref(body);
-	} else if (action && strcmp(action, "verify") != 0 &&
-	    strcmp(action, "restore") != 0)
-		api_reply_error(req, 404, "not_found", "no such endpoint");
-	else
-		api_reply_error(req, 405, "method_not_allowed", "use GET or "
-		    "DELETE on /v1/backups/ID, POST on /v1/backups/ID/verify "
-		    "and /v1/backups/ID/restore");
+		break;
+	case R_BK_RESTORE:
+		backup_restore(req, b, ar->body);
+		break;
+	default:
+		api_reply_error(req, 500, "internal", "not a backup request");
+		break;
+	}
 }

@@ -7,17 +7,20 @@
 #define VMGR_DAEMON_H
 
 #include <limits.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <sys/types.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
 #include "../core/alloc.h"
 #include "../core/qcow2.h"
+#include "../core/route.h"
 #include "../core/sched.h"
 #include "../core/spec.h"
 #include "../core/state.h"
@@ -128,6 +131,7 @@ struct vmgrd {
 	char			 cgroup_mode[16];
 	int			 shutdown_timeout_s;
 	int			 socket_group;	/* --socket-group given */
+	int			 max_conns;	/* per API socket */
 	gid_t			 socket_gid;
 	int64_t			 started_at;
 	struct alloc_host	 cap;
@@ -221,24 +225,50 @@ void	 events_subscribe(struct evhttp_request *, const char *vm,
 	    int64_t since);
 void	 events_conn_closed(struct evhttp_connection *);
 
-/* api.c */
-int	 api_listen(const char *sockpath);
-struct evhttp *api_http_new(void (*)(struct evhttp_request *, void *));
-void	 api_dispatch(struct evhttp_request *, void *);
+/* http.c */
+/* A request made ready for its handler by api_request_begin(). */
+struct api_request {
+	unsigned	 method;	/* ROUTE_GET, ... */
+	struct route	 route;
+	struct evkeyvalq query;
+	json_t		*body;		/* an object, or NULL for BODY_NONE */
+};
+struct evhttp *api_http_new(struct event_base *,
+	    void (*)(struct evhttp_request *, void *));
+int	 api_request_begin(struct evhttp_request *, struct api_request *);
+void	 api_request_end(struct api_request *);
+json_t	*api_error_json(const char *code, const char *fmt, va_list);
+void	 api_reply_json(struct evhttp_request *, int status, json_t *);
+void	 api_reply_error(struct evhttp_request *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+int	 api_body_keys(struct evhttp_request *, json_t *body,
+	    const char *const *allowed);
+int	 api_body_int(struct evhttp_request *, json_t *body, const char *key,
+	    long long lo, long long hi, long long *out);
+int	 api_query_int(struct evhttp_request *, struct evkeyvalq *,
+	    const char *key, long long lo, long long hi, long long *out);
+/*
+ * A cap on a server's open connections; inner makes a TLS bev, or NULL;
+ * on_close (or NULL) hears of every connection's close.
+ */
+struct api_limit;
+typedef struct bufferevent *(*api_bev_fn)(struct event_base *, void *);
+struct api_limit *api_limit_new(struct evhttp *, struct evhttp_bound_socket *,
+	    int max, api_bev_fn inner, void *inner_arg,
+	    void (*on_close)(struct evhttp_connection *));
+int	 api_limit_count(const struct api_limit *);
+void	 api_limit_free(struct api_limit *);
 
 /* remote.c */
 int	 remote_listen(const char *spec, const char *token_file,
 	    const char *cert, const char *key, char *err, size_t errlen);
 void	 remote_close(void);
-void	 api_reply_json(struct evhttp_request *, int status, json_t *);
-void	 api_reply_error(struct evhttp_request *, int status, const char *code,
-	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-void	 api_track_conn(struct evhttp_request *);
-int	 api_body_keys(struct evhttp_request *, json_t *body,
-	    const char *const *allowed);
-int	 api_body_int(struct evhttp_request *, json_t *body, const char *key,
-	    long long lo, long long hi, long long *out);
-json_t	*api_object_body(struct evhttp_request *, int required);
+
+/* api.c */
+int	 api_listen(const char *sockpath);
+int	 api_connections(void);
+void	 api_dispatch(struct evhttp_request *, void *);
+void	 api_conn_closed(struct evhttp_connection *);
 struct pending;
 struct pending *api_pend(struct evhttp_request *);
 struct evhttp_request *api_pend_take(struct pending *);
@@ -343,14 +373,13 @@ int	 qcow2_read_info(const char *path, struct qcow2_header *,
 	    char *err, size_t errlen);
 
 /* snapshot.c */
-void	 snapshot_api(struct evhttp_request *, enum evhttp_cmd_type,
-	    struct vm *, const char *tag, const char *action);
+void	 snapshot_api(struct evhttp_request *, const struct api_request *,
+	    struct vm *);
 
 /* backup.c */
 int	 backup_load_all(void);
 int	 backup_busy(const struct vm *);
-void	 backup_api(struct evhttp_request *, enum evhttp_cmd_type,
-	    const char *id, const char *action, struct evkeyvalq *);
+void	 backup_api(struct evhttp_request *, struct api_request *);
 
 /* priv.c */
 struct proc_cred;

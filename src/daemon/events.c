@@ -91,7 +91,6 @@ events_subscribe(struct evhttp_request *req, const char *vm, int64_t since)
 		since = last - FOLLOW_REPLAY;
 	db_events(vmgrd->db, since, vm, -1, replay_one, req);
 	TAILQ_INSERT_TAIL(&vmgrd->subscribers, s, entry);
-	api_track_conn(req);
 }
 
 void

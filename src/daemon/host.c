@@ -204,5 +204,7 @@ host_json(void)
 	json_object_update(h, sh);
 	json_decref(sh);
 	json_object_set_new(h, "scheduler", sched_json());
+	json_object_set_new(h, "api", json_pack("{s:i, s:i}", "connections",
+	    api_connections(), "max_connections", vmgrd->max_conns));
 	return h;
 }

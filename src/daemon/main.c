@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +36,7 @@ usage(FILE *out)
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
 "             [--sample-interval SECONDS] [--socket-group GROUP]\n"
+"             [--max-connections N]\n"
 "             [--listen tcp:HOST:PORT --token-file FILE\n"
 "              [--tls-cert FILE --tls-key FILE]] [--verbose]\n"
 "\n"
@@ -59,6 +61,8 @@ usage(FILE *out)
 "  --socket-group GROUP   let GROUP use the API: the socket becomes 0660 and\n"
 "                         the state dir 0710, both of that group (default:\n"
 "                         the socket is 0600, for vmgrd's user only)\n"
+"  --max-connections N    connections each API socket serves at once\n"
+"                         (default 512); more are refused with 503\n"
 "  --listen tcp:HOST:PORT also serve the API over TCP (off by default); every\n"
 "                         request must carry Authorization: Bearer TOKEN\n"
 "  --token-file FILE      the token (16 to 512 characters); the file must not\n"
@@ -70,6 +74,28 @@ usage(FILE *out)
 "\n"
 "Environment: VMGR_QEMU, VMGR_QEMU_IMG (binaries), VMGR_ACCEL=tcg (never\n"
 "use KVM), VMGR_IMAGES_DIR.\n");
+}
+
+/*
+ * Descriptors: each API connection holds one, each VM a few (QMP, console,
+ * pidfd); the soft limit (often 1024) goes up to the hard one.
+ */
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("%s: setrlimit", __func__);
+	}
+	if (rl.rlim_cur < (rlim_t)vmgrd->max_conns * 2 + 256)
+		log_warnx("only %llu descriptors for --max-connections %d on "
+		    "each API socket: lower it, or raise the limit",
+		    (unsigned long long)rl.rlim_cur, vmgrd->max_conns);
 }
 
 static void
@@ -216,6 +242,7 @@ main(int argc, char *argv[])
 		{ "quantum", required_argument, NULL, 'Q' },
 		{ "sample-interval", required_argument, NULL, 'I' },
 		{ "socket-group", required_argument, NULL, 'G' },
+		{ "max-connections", required_argument, NULL, 'N' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "qemu-uid-base", required_argument, NULL, 'U' },
 		{ "token-file", required_argument, NULL, 'T' },
@@ -237,6 +264,7 @@ main(int argc, char *argv[])
 
 	vmgrd = &d;
 	d.policy = SCHED_NPOLICIES;	/* not given */
+	d.max_conns = 512;
 	TAILQ_INIT(&d.vms);
 	TAILQ_INIT(&d.subscribers);
 	while ((ch = getopt_long(argc, argv, "s:fi:t:vh", opts, NULL)) != -1) {
@@ -317,6 +345,15 @@ main(int argc, char *argv[])
 			d.socket_group = 1;
 			break;
 		}
+		case 'N':
+			v = strtoll(optarg, &end, 10);
+			if (*optarg == '\0' || *end || v < 1 || v > 65536) {
+				fprintf(stderr, "vmgrd: --max-connections: a whole "
+				    "number from 1 to 65536\n");
+				return 2;
+			}
+			d.max_conns = (int)v;
+			break;
 		case 'L': listen_spec = optarg; break;
 		case 'U': {
 			unsigned long b = strtoul(optarg, &end, 0);
@@ -421,6 +458,7 @@ main(int argc, char *argv[])
 		fatalx("cannot load volumes: %s", db_errmsg(d.db));
 	if (backup_load_all() < 0)
 		fatalx("cannot load the backup catalog: %s", db_errmsg(d.db));
+	raise_fd_limit();
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
 	if (api_listen(path) < 0)
 		fatalx("cannot serve the API on %s", path);

@@ -27,6 +27,7 @@
 
 static struct evhttp *http;
 static SSL_CTX *ssl_ctx;
+static struct api_limit *limit;
 static char token[TOKEN_MAX + 1];
 static size_t token_len;
 
@@ -119,6 +120,7 @@ int
 remote_listen(const char *spec, const char *token_file, const char *cert,
     const char *key, char *err, size_t errlen)
 {
+	struct evhttp_bound_socket *bound;
 	char host[256];
 	const char *colon;
 	char *end;
@@ -148,7 +150,7 @@ remote_listen(const char *spec, const char *token_file, const char *cert,
 	}
 	if (read_token(token_file, err, errlen) < 0)
 		return -1;
-	if ((http = api_http_new(remote_dispatch)) == NULL) {
+	if ((http = api_http_new(vmgrd->base, remote_dispatch)) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
@@ -166,12 +168,18 @@ remote_listen(const char *spec, const char *token_file, const char *cert,
 			remote_close();
 			return -1;
 		}
-		evhttp_set_bevcb(http, tls_bev, ssl_ctx);
 	}
-	if (evhttp_bind_socket_with_handle(http, host, (ev_uint16_t)port) ==
-	    NULL) {
+	if ((bound = evhttp_bind_socket_with_handle(http, host,
+	    (ev_uint16_t)port)) == NULL) {
 		snprintf(err, errlen, "cannot listen on %s port %ld: %s", host,
 		    port, strerror(errno));
+		remote_close();
+		return -1;
+	}
+	/* Its own cap: a flood over TCP leaves the local socket free. */
+	if ((limit = api_limit_new(http, bound, vmgrd->max_conns,
+	    ssl_ctx ? tls_bev : NULL, ssl_ctx, api_conn_closed)) == NULL) {
+		snprintf(err, errlen, "out of memory");
 		remote_close();
 		return -1;
 	}
@@ -186,6 +194,8 @@ remote_close(void)
 	if (http)
 		evhttp_free(http);
 	http = NULL;
+	api_limit_free(limit);
+	limit = NULL;
 	if (ssl_ctx)
 		SSL_CTX_free(ssl_ctx);
 	ssl_ctx = NULL;

@@ -584,20 +584,21 @@ snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
 }
 
 void
-snapshot_api(struct evhttp_request *req, enum evhttp_cmd_type cmd,
-    struct vm *vm, const char *tag, const char *action)
+snapshot_api(struct evhttp_request *req, const struct api_request *ar,
+    struct vm *vm)
 {
 	static const char *const keys[] = { "name", "memory", NULL };
-	json_t *body, *mem;
-	const char *name;
+	static const char *const none[] = { NULL };
+	const char *tag = ar->route.arg[1], *name;
+	json_t *body = ar->body, *mem;
+	struct snapinfo si;
+	char err[512];
 
-	if (tag == NULL && cmd == EVHTTP_REQ_GET) {
+	switch (ar->route.id) {
+	case R_SNAP_LIST:
 		snap_list(req, vm);
-		return;
-	}
-	if (tag == NULL && cmd == EVHTTP_REQ_POST) {
-		if ((body = api_object_body(req, 1)) == NULL)
-			return;
+		break;
+	case R_SNAP_CREATE:
 		name = json_string_value(json_object_get(body, "name"));
 		mem = json_object_get(body, "memory");
 		if (api_body_keys(req, body, keys) < 0)
@@ -613,12 +614,8 @@ snapshot_api(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 			    "be true or false");
 		else
 			snap_start(req, vm, SNAP_CREATE, name, json_is_true(mem));
-		json_decref(body);
-		return;
-	}
-	if (tag && action == NULL && cmd == EVHTTP_REQ_GET) {
-		struct snapinfo si;
-		char err[512];
+		break;
+	case R_SNAP_GET:
 		if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0)
 			api_reply_error(req, 500, "bad_volume", "%s", err);
 		else if (!si.found)
@@ -626,22 +623,16 @@ snapshot_api(struct evhttp_request *req, enum evhttp_cmd_type cmd,
 			    "snapshot named %s", vm->spec.name, tag);
 		else
 			api_reply_json(req, 200, snap_json(vm, tag, &si));
-		return;
-	}
-	if (tag && action == NULL && cmd == EVHTTP_REQ_DELETE) {
+		break;
+	case R_SNAP_DELETE:
 		snap_start(req, vm, SNAP_DELETE, tag, 0);
-		return;
+		break;
+	case R_SNAP_REVERT:
+		if (api_body_keys(req, body, none) == 0)
+			snap_start(req, vm, SNAP_REVERT, tag, 0);
+		break;
+	default:
+		api_reply_error(req, 500, "internal", "not a snapshot request");
+		break;
 	}
-	if (tag && action && strcmp(action, "revert") == 0 &&
-	    cmd == EVHTTP_REQ_POST) {
-		snap_start(req, vm, SNAP_REVERT, tag, 0);
-		return;
-	}
-	if (action && strcmp(action, "revert") != 0) {
-		api_reply_error(req, 404, "not_found", "no such endpoint");
-		return;
-	}
-	api_reply_error(req, 405, "method_not_allowed", "use GET or POST on "
-	    "/v1/vms/NAME/snapshots, GET or DELETE on .../snapshots/TAG, POST "
-	    "on .../snapshots/TAG/revert");
 }

@@ -262,7 +262,6 @@ park(struct vm *vm, struct evhttp_request *req, enum vm_op op)
 	w->conn = evhttp_request_get_connection(req);
 	w->op = op;
 	TAILQ_INSERT_TAIL(&vm->waiters, w, entry);
-	api_track_conn(req);
 }
 
 /*

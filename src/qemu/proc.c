@@ -82,6 +82,15 @@ child_setup(const char *logpath, const int *fds, int nfds,
 	for (int i = 0; i < nfds && i < 16; i++)
 		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
 	syscall(SYS_close_range, (unsigned)(3 + nfds), ~0U, 0U);
+	/*
+	 * A directory entered now stays reachable by relative paths after
+	 * the privileges go, however closed the path to it is.
+	 */
+	if (cred && cred->dir && chdir(cred->dir) < 0) {
+		dprintf(2, "vmgrd: cannot enter %s: %s\n", cred->dir,
+		    strerror(errno));
+		_exit(126);
+	}
 	/* Last, when all that needs root is done: become the VM's user. */
 	if (cred && (setgroups((size_t)cred->ngroups, cred->groups) < 0 ||
 	    setresgid(cred->gid, cred->gid, cred->gid) < 0 ||

@@ -27,10 +27,11 @@ typedef void	(*proc_exit_cb)(pid_t pid, int status, void *arg);
  */
 /* Who the child becomes before exec (after joining its cgroups). */
 struct proc_cred {
-	uid_t	uid;
-	gid_t	gid;
-	gid_t	groups[4];	/* supplementary */
-	int	ngroups;
+	uid_t		 uid;
+	gid_t		 gid;
+	gid_t		 groups[4];	/* supplementary */
+	int		 ngroups;
+	const char	*dir;	/* its working directory, entered as root */
 };
 
 pid_t	proc_spawn_detached(char *const argv[], const char *logpath,

@@ -170,4 +170,21 @@ vmgr backup prune web >/dev/null 2>&1
 is $? 2 "prune without --keep: usage error (2)"
 check "stop web" vmgr stop web
 
+# A stopped VM's backup: vmgrd's own storage daemon, as the VM's user.
+check "backup create web --bwlimit 256M (stopped)" sh -c "'$VMGR_BIN' --state-dir '$STATE' backup create web --bwlimit 256M > '$STATE/bs.out' 2>&1 &"
+qsd_uid() { ps -o uid= -p "$(pgrep -f "qemu-storage-daemon.*$STATE/" | head -1)" 2>/dev/null | tr -d ' '; }
+check "its storage daemon runs" wait_until 10 sh -c "pgrep -f '[q]emu-storage-daemon.*$STATE/' >/dev/null"
+if [ "$(id -u)" = 0 ]; then
+	is "$(qsd_uid)" $((0x40000000 + $(vmgr info web --json | jq .id))) \
+	    "as root, the storage daemon runs as the VM's own user, not root"
+else
+	ok 0 "# SKIP the storage daemon's user: vmgrd is not root"
+fi
+check "the stopped VM's backup completes" wait_until 60 grep -q '^backup [0-9]* of web: full' "$STATE/bs.out"
+sid=$(vmgr backup list --json | jq 'max_by(.id).id')
+check "backup verify $sid" vmgr backup verify "$sid"
+is "$(stat -c %u:%a "$STATE/backups/web/$sid" "$STATE/backups/web/$sid/disk0.qcow2" | sort -u | tr '\n' ' ')" "0:600 0:700 " \
+    "its files are root's again, not the VM user's"
+check "no storage daemon is left" sh -c "! pgrep -f '[q]emu-storage-daemon.*$STATE/'"
+
 done_testing

@@ -2,10 +2,12 @@
 # Faults around vmgrd: a QEMU that stops answering (SIGSTOP) fails only
 # its own VM's requests, with a clear error, while the API and the other
 # VMs go on; a state dir on a full filesystem fails every operation that
-# must write with 507 while vmgrd keeps serving, and works again once
-# there is room; hundreds of idle connections, a client that sends one
-# byte a second, and oversized headers do not stop others from being
-# served; a damaged database is refused at start and left untouched.
+# must write (create, start, save, snapshot, backup, ...) with 507 while
+# vmgrd keeps serving, and works again once there is room; hundreds of
+# idle connections, a client that sends one byte a second, and oversized
+# headers do not stop others from being served; past --max-connections
+# more clients are refused at once with 503 and vmgrd's descriptors stay
+# bounded; a damaged database is refused at start and left untouched.
 . "$(dirname "$0")/lib.sh"
 start_daemon
 
@@ -68,6 +70,34 @@ like "$code" '^(4[0-9][0-9]|000)$' "a 20 KB header is refused ($code)"
 check "and vmgrd serves on" vmgr info c
 kill "$idle" 2>/dev/null; wait "$idle" 2>/dev/null
 
+# ---- a cap on connections: more are refused at once, saying why
+kill_daemon
+start_daemon --max-connections 20
+fds() { ls "/proc/$_daemon_pid/fd" | wc -l; }
+before=$(fds)
+perl -MIO::Socket::UNIX -e '
+	$| = 1;
+	my @c;
+	for (1..100) { push @c, IO::Socket::UNIX->new(Peer => $ARGV[0]) or last }
+	print scalar(@c), "\n";
+	sleep 60;
+' "$STATE/vmgrd.sock" >"$STATE/hold.out" 2>&1 &
+hold=$!
+wait_until 10 test -s "$STATE/hold.out"
+sleep 1
+is "$(head -1 "$STATE/hold.out")" 100 "100 connections made to a vmgrd with --max-connections 20"
+held=$(( $(fds) - before ))
+ok "$([ "$held" -le 21 ]; echo $?)" "vmgrd holds at most 20 of them open ($held more descriptors)"
+like "$(api GET /v1/vms)" '^503 .*too_many_connections.*20 connections open' \
+    "one more client hears at once: 503 too_many_connections"
+like "$(vmgr list 2>&1)" 'connections open' "vmgr says why"
+kill "$hold" 2>/dev/null; wait "$hold" 2>/dev/null
+check "when they close, clients are served again" wait_until 10 vmgr list
+is "$(vmgr host --json | jq -c .api)" '{"connections":1,"max_connections":20}' \
+    "vmgr host shows the open connections and the cap"
+kill_daemon
+start_daemon
+
 # ---- a full state dir
 if [ "$(id -u)" = 0 ]; then
 	kill_daemon
@@ -79,7 +109,16 @@ if [ "$(id -u)" = 0 ]; then
 	start_daemon
 	check "create x (no disks) while there is room" vmgr create x --image tiny
 	check "and z with a disk" vmgr create z --image tiny --disk new:1G
+	check "and w, started" sh -c "'$VMGR_BIN' --state-dir '$STATE' create w --image tiny && '$VMGR_BIN' --state-dir '$STATE' start w"
 	dd if=/dev/zero of="$STATE/fill" bs=1M 2>/dev/null
+	out=$(api POST /v1/vms/x/start)
+	like "$out" '^507 .*no_space' "start x: 507"
+	is "$(state_of x)" created "x stays created"
+	check "and no QEMU of x runs" sh -c "! pgrep -f '[q]emu-system.*$STATE/vm/$(vmgr info x --json | jq .id)/'"
+	out=$(api POST /v1/vms/w/save)
+	like "$out" '^507 .*no_space' "save of the running w: 507"
+	is "$(state_of w)" running "w runs on"
+	check "and no state file of w is left" sh -c "! ls '$STATE/vm/$(vmgr info w --json | jq .id)' | grep -q sav"
 	out=$(api POST /v1/vms '{"name":"y","image":"tiny","disks":[{"volume":"y-d","size_gib":1}]}')
 	like "$out" '^507 .*no_space' "create with a disk: 507"
 	out=$(api POST /v1/volumes '{"name":"v","size_mib":64}')
@@ -93,7 +132,7 @@ if [ "$(id -u)" = 0 ]; then
 	out=$(api POST '/v1/backups?wait=1' '{"vm":"z"}')
 	like "$out" '^507 .*no_space' "a backup of z into the state dir: 507"
 	check "vmgrd keeps serving: list" vmgr list
-	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" "x z" "nothing half-made: only x and z exist"
+	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" "x z w" "nothing half-made: only x, z and w exist"
 	is "$(ls "$STATE/volumes")" z-disk0.qcow2 "no partial volume is left"
 	is "$(vmgr snapshot list z --json | jq length) $(vmgr backup list --json | jq length)" "0 0" \
 	    "no snapshot and no backup were recorded"
@@ -102,6 +141,9 @@ if [ "$(id -u)" = 0 ]; then
 	check "with room again, a volume can be made" vmgr volume create v --size 64M
 	check "and a VM with a disk" vmgr create y --image tiny --disk new:1G
 	check "and a snapshot of z" vmgr snapshot create z s1
+	check "and x starts" vmgr start x
+	check "and w saves" vmgr save w
+	check "stop x, delete w" sh -c "'$VMGR_BIN' --state-dir '$STATE' stop x && '$VMGR_BIN' --state-dir '$STATE' delete w"
 	kill_daemon
 	STATE=$OUTER
 	API_BODY=

@@ -1,0 +1,445 @@
+/*
+ * http.c - the API's HTTP layer, apart from what it serves: the server's
+ * limits, replies and the error format {"error": {"code", "message"}},
+ * and a request made ready for its handler (routed by core/route.c, its
+ * query parsed and checked, its body parsed as its endpoint wants).  No
+ * daemon state is touched here, so fuzz/fuzz_api.c runs it whole.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include "../lib/log.h"
+
+#define API_MAX_BODY	(1 << 20)
+#define API_MAX_HEADERS	(16 << 10)
+
+static const char *
+status_text(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 422: return "Unprocessable Entity";
+	case 500: return "Internal Server Error";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	case 507: return "Insufficient Storage";
+	default: return "Status";
+	}
+}
+
+void
+api_reply_json(struct evhttp_request *req, int status, json_t *j)
+{
+	struct evbuffer *buf;
+	char *s;
+
+	if (req == NULL) {
+		json_decref(j);
+		return;
+	}
+	buf = evbuffer_new();
+	s = json_dumps(j, JSON_COMPACT);
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	if (s)
+		evbuffer_add_printf(buf, "%s\n", s);
+	evhttp_send_reply(req, status, status_text(status), buf);
+	evbuffer_free(buf);
+	free(s);
+	json_decref(j);
+}
+
+json_t *
+api_error_json(const char *code, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	return json_pack("{s:{s:s, s:s}}", "error", "code", code, "message",
+	    msg);
+}
+
+void
+api_reply_error(struct evhttp_request *req, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	api_reply_json(req, status, api_error_json(code, fmt, ap));
+	va_end(ap);
+}
+
+/*
+ * An integer field of a request body, from lo to hi: 0 (with *out set, or
+ * untouched when the field is absent), or -1 after replying 422.
+ */
+int
+api_body_int(struct evhttp_request *req, json_t *body, const char *key,
+    long long lo, long long hi, long long *out)
+{
+	json_t *v = body ? json_object_get(body, key) : NULL;
+
+	if (v == NULL)
+		return 0;
+	if (!json_is_number(v) || json_number_value(v) < (double)lo ||
+	    json_number_value(v) > (double)hi ||
+	    json_number_value(v) != (double)(long long)json_number_value(v)) {
+		api_reply_error(req, 422, "invalid_value", "%s must be a whole "
+		    "number from %lld to %lld", key, lo, hi);
+		return -1;
+	}
+	*out = (long long)json_number_value(v);
+	return 0;
+}
+
+int
+api_body_keys(struct evhttp_request *req, json_t *body,
+    const char *const *allowed)
+{
+	const char *key;
+	json_t *v;
+
+	if (body == NULL)
+		return 0;
+	json_object_foreach(body, key, v) {
+		int ok = 0;
+		for (const char *const *a = allowed; *a; a++)
+			ok |= strcmp(*a, key) == 0;
+		if (!ok) {
+			api_reply_error(req, 422, "unknown_field",
+			    "unknown field \"%s\"", key);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A query parameter as an integer from lo to hi: 0 (with *out set, or
+ * untouched when absent), or -1 after replying 400.
+ */
+int
+api_query_int(struct evhttp_request *req, struct evkeyvalq *q,
+    const char *key, long long lo, long long hi, long long *out)
+{
+	const char *s = evhttp_find_header(q, key);
+	char *end;
+
+	if (s == NULL)
+		return 0;
+	errno = 0;
+	long long v = strtoll(s, &end, 10);
+	if (errno || *s == '\0' || *end || v < lo || v > hi) {
+		api_reply_error(req, 400, "invalid_query",
+		    "%s must be a whole number from %lld to %lld", key, lo, hi);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static unsigned
+route_method(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_GET:	return ROUTE_GET;
+	case EVHTTP_REQ_POST:	return ROUTE_POST;
+	case EVHTTP_REQ_PUT:	return ROUTE_PUT;
+	case EVHTTP_REQ_PATCH:	return ROUTE_PATCH;
+	case EVHTTP_REQ_DELETE:	return ROUTE_DELETE;
+	default:		return 0;
+	}
+}
+
+/* The body as its endpoint takes it: 0, or -1 after replying. */
+static int
+read_body(struct evhttp_request *req, struct api_request *ar)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	json_error_t jerr;
+
+	if (len == 0) {
+		if (ar->route.body == BODY_OBJECT) {
+			api_reply_error(req, 400, "missing_body", "%s %s needs "
+			    "a JSON object", route_method_name(ar->method),
+			    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(
+			    req)));
+			return -1;
+		}
+		if (ar->route.body == BODY_OPTIONAL)
+			ar->body = json_object();
+		return 0;
+	}
+	if (ar->route.body == BODY_NONE) {
+		api_reply_error(req, 400, "unexpected_body", "%s %s takes no "
+		    "body", route_method_name(ar->method),
+		    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
+		return -1;
+	}
+	ar->body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+	    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
+	if (ar->body == NULL) {
+		api_reply_error(req, 400, "malformed_json", "malformed JSON at "
+		    "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
+		return -1;
+	}
+	if (!json_is_object(ar->body)) {
+		api_reply_error(req, 422, "invalid_value", "the body must be a "
+		    "JSON object");
+		return -1;
+	}
+	return 0;
+}
+
+int
+api_request_begin(struct evhttp_request *req, struct api_request *ar)
+{
+	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+	const char *rawq = uri ? evhttp_uri_get_query(uri) : NULL;
+	struct evkeyval *kv;
+
+	ar->body = NULL;
+	TAILQ_INIT(&ar->query);
+	ar->method = route_method(evhttp_request_get_command(req));
+	if (route_match(ar->method, uri ? evhttp_uri_get_path(uri) : NULL,
+	    &ar->route) < 0) {
+		api_reply_error(req, ar->route.status, ar->route.code, "%s",
+		    ar->route.message);
+		return -1;
+	}
+	if (rawq && evhttp_parse_query_str(rawq, &ar->query) < 0) {
+		api_reply_error(req, 400, "invalid_query",
+		    "the query string is malformed");
+		goto fail;
+	}
+	TAILQ_FOREACH(kv, &ar->query, next)
+		if (!route_query_allowed(&ar->route, kv->key)) {
+			api_reply_error(req, 400, "invalid_query", "unknown "
+			    "query parameter \"%.64s\"", kv->key);
+			goto fail;
+		}
+	if (read_body(req, ar) < 0)
+		goto fail;
+	return 0;
+fail:
+	api_request_end(ar);
+	return -1;
+}
+
+void
+api_request_end(struct api_request *ar)
+{
+	json_decref(ar->body);
+	ar->body = NULL;
+	evhttp_clear_headers(&ar->query);
+}
+
+/* An HTTP server on base with the API's limits, requests going to cb. */
+struct evhttp *
+api_http_new(struct event_base *base,
+    void (*cb)(struct evhttp_request *, void *))
+{
+	struct evhttp *http = evhttp_new(base);
+
+	if (http == NULL)
+		return NULL;
+	evhttp_set_max_body_size(http, API_MAX_BODY);
+	evhttp_set_max_headers_size(http, API_MAX_HEADERS);
+	evhttp_set_timeout(http, 120);
+	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+	    EVHTTP_REQ_DELETE | EVHTTP_REQ_PUT | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(http, cb, NULL);
+	return http;
+}
+
+/*
+ * A server's open connections, counted from accept to close.  libevent
+ * 2.1 tells of neither, so: the bufferevent a connection gets is made
+ * here (evhttp's bevcb), and once evhttp has wrapped it (on the next turn
+ * of the loop) its connection gets the close callback.  At max the
+ * server's listener stops and a plain accept-and-refuse takes its place,
+ * so a flood holds at most max descriptors and each extra client hears
+ * why at once.
+ */
+struct api_limit {
+	struct evconnlistener	*lev;
+	struct event		*refuse;
+	int			 n, max, full;
+	api_bev_fn		 inner;		/* makes a TLS bev, or NULL */
+	void			*inner_arg;
+	void			(*on_close)(struct evhttp_connection *);
+};
+
+struct adopt {
+	struct api_limit	*l;
+	struct bufferevent	*bev;
+};
+
+static void
+limit_check(struct api_limit *l)
+{
+	int full = l->n >= l->max;
+
+	if (full == l->full)
+		return;
+	l->full = full;
+	if (full) {
+		log_warnx("%d API connections open: refusing more until some "
+		    "close", l->n);
+		evconnlistener_disable(l->lev);
+		event_add(l->refuse, NULL);
+	} else {
+		event_del(l->refuse);
+		evconnlistener_enable(l->lev);
+	}
+}
+
+static void
+limit_closed(struct evhttp_connection *conn, void *arg)
+{
+	struct api_limit *l = arg;
+
+	l->n--;
+	limit_check(l);
+	if (l->on_close)
+		l->on_close(conn);
+}
+
+/* evhttp has made the connection around a's bufferevent: watch it. */
+static void
+limit_adopt(evutil_socket_t fd, short what, void *arg)
+{
+	struct adopt *a = arg;
+	bufferevent_event_cb ecb;
+	void *conn = NULL;
+
+	(void)fd;
+	(void)what;
+	bufferevent_getcb(a->bev, NULL, NULL, &ecb, &conn);
+	if (ecb && conn)
+		evhttp_connection_set_closecb(conn, limit_closed, a->l);
+	else {
+		/* Already closed (our reference kept the memory). */
+		a->l->n--;
+		limit_check(a->l);
+	}
+	bufferevent_decref(a->bev);
+	free(a);
+}
+
+static struct bufferevent *
+limit_bev(struct event_base *base, void *arg)
+{
+	static const struct timeval now = { 0, 0 };
+	struct api_limit *l = arg;
+	struct bufferevent *bev;
+	struct adopt *a;
+
+	bev = l->inner ? l->inner(base, l->inner_arg) :
+	    bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL || (a = calloc(1, sizeof(*a))) == NULL)
+		return bev;	/* served, uncounted */
+	a->l = l;
+	a->bev = bev;
+	bufferevent_incref(bev);
+	if (event_base_once(base, -1, EV_TIMEOUT, limit_adopt, a, &now) < 0) {
+		bufferevent_decref(bev);
+		free(a);
+		return bev;
+	}
+	l->n++;
+	limit_check(l);
+	return bev;
+}
+
+/* The listener is full: accept, say so (in plain HTTP), close. */
+static void
+limit_refuse(evutil_socket_t lfd, short what, void *arg)
+{
+	struct api_limit *l = arg;
+	char msg[512], body[256];
+	int fd, n;
+
+	(void)what;
+	if ((fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) < 0)
+		return;
+	if (l->inner == NULL) {
+		n = snprintf(body, sizeof(body), "{\"error\":{\"code\":\""
+		    "too_many_connections\",\"message\":\"vmgrd has %d "
+		    "connections open on this socket, its limit; try again "
+		    "when some have closed\"}}\n", l->n);
+		n = snprintf(msg, sizeof(msg), "HTTP/1.1 503 Service "
+		    "Unavailable\r\nContent-Type: application/json\r\n"
+		    "Content-Length: %d\r\nConnection: close\r\n\r\n%s", n,
+		    body);
+		/* Best effort: the socket is new, its buffer empty. */
+		ssize_t w = write(fd, msg, (size_t)n);
+		(void)w;
+	}
+	close(fd);
+}
+
+struct api_limit *
+api_limit_new(struct evhttp *http, struct evhttp_bound_socket *bound,
+    int max, api_bev_fn inner, void *inner_arg,
+    void (*on_close)(struct evhttp_connection *))
+{
+	struct api_limit *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	l->lev = evhttp_bound_socket_get_listener(bound);
+	l->max = max;
+	l->inner = inner;
+	l->inner_arg = inner_arg;
+	l->on_close = on_close;
+	l->refuse = event_new(evconnlistener_get_base(l->lev),
+	    evconnlistener_get_fd(l->lev), EV_READ | EV_PERSIST, limit_refuse,
+	    l);
+	if (l->refuse == NULL) {
+		free(l);
+		return NULL;
+	}
+	evhttp_set_bevcb(http, limit_bev, l);
+	return l;
+}
+
+int
+api_limit_count(const struct api_limit *l)
+{
+	return l ? l->n : 0;
+}
+
+/* After the server is freed (its connections' closes count here). */
+void
+api_limit_free(struct api_limit *l)
+{
+	if (l == NULL)
+		return;
+	event_free(l->refuse);
+	free(l);
+}
