@@ -288,7 +288,8 @@ api_http_new(struct event_base *base,
 struct api_limit {
 	struct evconnlistener	*lev;
 	struct event		*refuse;
-	int			 n, max, full;
+	struct event		*linger[64];	/* refused, being drained */
+	int			 n, max, full, lingering;
 	api_bev_fn		 inner;		/* makes a TLS bev, or NULL */
 	void			*inner_arg;
 	void			(*on_close)(struct evhttp_connection *);
@@ -376,10 +377,36 @@ limit_bev(struct event_base *base, void *arg)
 	return bev;
 }
 
+/*
+ * A refused client's socket lingers (at most a second, and at most 64 of
+ * them) while its request is read and dropped: closing at once would make
+ * its write of the request fail before it reads why it was refused.
+ */
+#define LINGER_MAX	64
+
+static void
+linger_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct api_limit *l = arg;
+	char buf[4096];
+
+	if ((what & EV_READ) && read(fd, buf, sizeof(buf)) > 0)
+		return;		/* more of the request: still lingering */
+	close(fd);
+	l->lingering--;
+	for (int i = 0; i < LINGER_MAX; i++)
+		if (l->linger[i] && event_get_fd(l->linger[i]) == fd) {
+			event_free(l->linger[i]);
+			l->linger[i] = NULL;
+			break;
+		}
+}
+
 /* The listener is full: accept, say so (in plain HTTP), close. */
 static void
 limit_refuse(evutil_socket_t lfd, short what, void *arg)
 {
+	static const struct timeval second = { 1, 0 };
 	struct api_limit *l = arg;
 	char msg[512], body[256];
 	int fd, n;
@@ -399,6 +426,19 @@ limit_refuse(evutil_socket_t lfd, short what, void *arg)
 		/* Best effort: the socket is new, its buffer empty. */
 		ssize_t w = write(fd, msg, (size_t)n);
 		(void)w;
+		shutdown(fd, SHUT_WR);
+		for (int i = 0; i < LINGER_MAX && l->lingering < LINGER_MAX;
+		    i++) {
+			if (l->linger[i])
+				continue;
+			l->linger[i] = event_new(evconnlistener_get_base(l->lev),
+			    fd, EV_READ | EV_PERSIST, linger_done, l);
+			if (l->linger[i] == NULL)
+				break;
+			event_add(l->linger[i], &second);
+			l->lingering++;
+			return;
+		}
 	}
 	close(fd);
 }
@@ -440,6 +480,11 @@ api_limit_free(struct api_limit *l)
 {
 	if (l == NULL)
 		return;
+	for (int i = 0; i < LINGER_MAX; i++)
+		if (l->linger[i]) {
+			close(event_get_fd(l->linger[i]));
+			event_free(l->linger[i]);
+		}
 	event_free(l->refuse);
 	free(l);
 }

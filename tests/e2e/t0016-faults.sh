@@ -86,6 +86,8 @@ hold=$!
 wait_until 10 test -s "$STATE/hold.out"
 sleep 1
 is "$(head -1 "$STATE/hold.out")" 100 "100 connections made to a vmgrd with --max-connections 20"
+# The refused ones linger a second while their requests are drained.
+wait_until 5 sh -c "[ \$(ls /proc/$_daemon_pid/fd | wc -l) -le $((before + 21)) ]"
 held=$(( $(fds) - before ))
 ok "$([ "$held" -le 21 ]; echo $?)" "vmgrd holds at most 20 of them open ($held more descriptors)"
 like "$(api GET /v1/vms)" '^503 .*too_many_connections.*20 connections open' \
