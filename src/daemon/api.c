@@ -208,6 +208,24 @@ dispatch_vm(struct evhttp_request *req, struct api_request *ar)
 	}
 }
 
+/* Whether the request makes something new in the state dir. */
+static int
+needs_space(const struct api_request *ar)
+{
+	const char *a = ar->route.arg[1];
+
+	switch (ar->route.id) {
+	case R_VM_CREATE: case R_VM_PATCH: case R_SCHED_PUT: case R_NET_CREATE:
+	case R_VOL_CREATE: case R_VOL_RESIZE: case R_SNAP_CREATE:
+	case R_SNAP_REVERT: case R_BK_CREATE: case R_BK_RESTORE:
+		return 1;
+	case R_VM_ACTION:
+		return strcmp(a, "start") == 0 || strcmp(a, "save") == 0;
+	default:
+		return 0;
+	}
+}
+
 void
 api_dispatch(struct evhttp_request *req, void *arg)
 {
@@ -216,6 +234,14 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	(void)arg;
 	if (api_request_begin(req, &ar) < 0)
 		return;
+	/* Never into the reserve that records what QEMU does (db.c). */
+	if (needs_space(&ar) && db_reserve_ensure() < 0) {
+		api_reply_error(req, 507, "no_space", "the state dir is full: "
+		    "vmgrd cannot keep its %s reserve for recording state "
+		    "changes; free some space", "2 MiB");
+		api_request_end(&ar);
+		return;
+	}
 	switch (ar.route.id) {
 	case R_METRICS:
 		monitor_metrics(req);

@@ -64,6 +64,7 @@ struct vm {
 	int			 forced;	/* shutdown timed out */
 	int			 stop_requested;
 	int			 creating;	/* disks being made */
+	int			 db_stale;	/* state not yet in the database */
 	int			 ndisks_left;
 	char			 create_error[256];
 	struct waiterq		 waiters;
@@ -167,8 +168,12 @@ void	 db_close(sqlite3 *);
 int	 db_vm_insert(sqlite3 *, struct vm *, const char *spec_json,
 	    struct event_row *);
 int	 db_vm_delete(sqlite3 *, const struct vm *, struct event_row *);
+/* fact: it has happened (QEMU did it), so the reserve may record it. */
 int	 db_transition(sqlite3 *, const struct vm *, enum vm_state from,
-	    struct event_row *);
+	    struct event_row *, int fact);
+int	 db_vm_save_state(sqlite3 *, const struct vm *);
+int	 db_reserve_init(const char *state_dir);
+int	 db_reserve_ensure(void);
 typedef int (*db_vm_cb)(int64_t id, const char *name, const char *spec,
 	    const char *state, const char *reason, int64_t state_since,
 	    int64_t created_at, int64_t started_at, pid_t pid, void *arg);
@@ -278,6 +283,7 @@ void	 api_pend_reply_error(struct pending *, int status, const char *code,
 
 /* vm.c */
 struct vm *vm_find(const char *name);
+void	 vm_db_sync(void);
 json_t	*vm_json(const struct vm *);
 /* req may be NULL (a restore whose client left): replies are dropped. */
 void	 vm_api_create(struct evhttp_request *, json_t *body);

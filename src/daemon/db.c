@@ -7,8 +7,10 @@
  */
 #include "daemon.h"
 
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../lib/log.h"
 #include "../lib/util.h"
@@ -276,8 +278,8 @@ fail:
 	return -1;
 }
 
-int
-db_vm_delete(sqlite3 *db, const struct vm *vm, struct event_row *ev)
+static int
+vm_delete_once(sqlite3 *db, const struct vm *vm, struct event_row *ev)
 {
 	sqlite3_stmt *st;
 
@@ -298,8 +300,8 @@ fail:
 	return -1;
 }
 
-int
-db_transition(sqlite3 *db, const struct vm *vm, enum vm_state from,
+static int
+transition_once(sqlite3 *db, const struct vm *vm, enum vm_state from,
     struct event_row *ev)
 {
 	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?,"
@@ -333,6 +335,105 @@ fail:
 	log_warnx("%s: %s", __func__, last_msg);
 	exec(db, "ROLLBACK");
 	return -1;
+}
+
+/*
+ * The reserve: a file of RESERVE_BYTES in the state dir, freed when the
+ * filesystem is full and a change that has already happened (a QEMU that
+ * paused, stopped or exited; a VM being deleted) must be recorded, so the
+ * database never disagrees with what QEMU does.  Work that needs space
+ * first makes sure the reserve is there (db_reserve_ensure), so it is
+ * never the reserve that such work eats.
+ */
+#define RESERVE_BYTES	(2 << 20)
+static char reserve_path[PATH_MAX];
+
+int
+db_reserve_ensure(void)
+{
+	char tmp[PATH_MAX + 8];
+	int fd, rc;
+
+	if (reserve_path[0] == '\0' || access(reserve_path, F_OK) == 0)
+		return 0;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", reserve_path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return -1;
+	rc = posix_fallocate(fd, 0, RESERVE_BYTES);
+	if (rc == 0 && fsync(fd) == 0 && close(fd) == 0 &&
+	    rename(tmp, reserve_path) == 0) {
+		log_info("the state dir's %d MiB reserve is in place",
+		    RESERVE_BYTES >> 20);
+		return 0;
+	}
+	if (rc == 0)
+		close(fd);	/* harmless if fsync or close failed */
+	unlink(tmp);
+	return -1;
+}
+
+int
+db_reserve_init(const char *state_dir)
+{
+	snprintf(reserve_path, sizeof(reserve_path), "%s/.reserve",
+	    state_dir);
+	if (db_reserve_ensure() < 0)
+		log_warnx("cannot make %s (%d MiB): the state dir is full",
+		    reserve_path, RESERVE_BYTES >> 20);
+	return 0;
+}
+
+/* 1 if the reserve was there and is free now. */
+static int
+reserve_release(void)
+{
+	if (reserve_path[0] == '\0' || unlink(reserve_path) < 0)
+		return 0;
+	log_warnx("the state dir is full: its reserve is freed to record a "
+	    "change that has happened; work that needs space is refused "
+	    "until it can be made again");
+	return 1;
+}
+
+int
+db_transition(sqlite3 *db, const struct vm *vm, enum vm_state from,
+    struct event_row *ev, int fact)
+{
+	int rc = transition_once(db, vm, from, ev);
+
+	if (rc < 0 && fact && db_full(db) && reserve_release())
+		rc = transition_once(db, vm, from, ev);
+	return rc;
+}
+
+/* The VM's state as vmgrd knows it, whatever the row says. */
+int
+db_vm_save_state(sqlite3 *db, const struct vm *vm)
+{
+	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?,"
+	    " state_since = ?, started_at = ?, pid = ? WHERE id = ?";
+	sqlite3_stmt *st;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+		return -1;
+	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vm->state_since);
+	sqlite3_bind_int64(st, 4, vm->started_at);
+	sqlite3_bind_int(st, 5, (int)vm->pid);
+	sqlite3_bind_int64(st, 6, vm->id);
+	return step_done(db, st);
+}
+
+int
+db_vm_delete(sqlite3 *db, const struct vm *vm, struct event_row *ev)
+{
+	int rc = vm_delete_once(db, vm, ev);
+
+	/* A delete frees space: it may always use the reserve. */
+	if (rc < 0 && db_full(db) && reserve_release())
+		rc = vm_delete_once(db, vm, ev);
+	return rc;
 }
 
 int

@@ -458,6 +458,7 @@ main(int argc, char *argv[])
 		fatalx("cannot load volumes: %s", db_errmsg(d.db));
 	if (backup_load_all() < 0)
 		fatalx("cannot load the backup catalog: %s", db_errmsg(d.db));
+	db_reserve_init(d.state_dir);
 	raise_fd_limit();
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
 	if (api_listen(path) < 0)

@@ -280,6 +280,7 @@ tick(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
 	sample_host();
+	vm_db_sync();
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
 		if (vm->pid > 0)
 			sample_vm(vm, now);

@@ -223,17 +223,43 @@ transition(struct vm *vm, enum vm_event ev, const char *actor,
 		.reason = vm->reason,
 		.actor = actor,
 	};
-	if (db_transition(vmgrd->db, vm, from, &row) < 0) {
-		vm->state = from;
-		vm->state_since = oldsince;
-		memcpy(vm->reason, oldreason, sizeof(oldreason));
-		return -1;
+	/* Only a start is a wish; every other event has happened. */
+	if (db_transition(vmgrd->db, vm, from, &row, ev != EV_START) < 0) {
+		if (ev == EV_START) {
+			vm->state = from;
+			vm->state_since = oldsince;
+			memcpy(vm->reason, oldreason, sizeof(oldreason));
+			return -1;
+		}
+		/*
+		 * It has happened, even with the reserve gone: vmgrd's view
+		 * follows QEMU and the row is written when the database can
+		 * take it (vm_db_sync); a restart meanwhile asks QEMU.
+		 */
+		vm->db_stale = 1;
+		log_warnx("%s: %s -> %s not recorded yet: %s", vm->spec.name,
+		    vm_state_name(from), vm_state_name(to),
+		    db_errmsg(vmgrd->db));
 	}
 	log_info("%s: %s -> %s (%s%s%s)", vm->spec.name, vm_state_name(from),
 	    vm_state_name(to), vm_event_name(ev), vm->reason[0] ? ": " : "",
 	    vm->reason);
 	events_publish(&row);
 	return 0;
+}
+
+/* Write the state of VMs whose transition the database could not take. */
+void
+vm_db_sync(void)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		if (vm->db_stale && db_vm_save_state(vmgrd->db, vm) == 0) {
+			vm->db_stale = 0;
+			log_info("%s: %s is recorded now", vm->spec.name,
+			    vm_state_name(vm->state));
+		}
 }
 
 static void

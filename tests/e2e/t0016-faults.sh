@@ -3,7 +3,8 @@
 # its own VM's requests, with a clear error, while the API and the other
 # VMs go on; a state dir on a full filesystem fails every operation that
 # must write (create, start, save, snapshot, backup, ...) with 507 while
-# vmgrd keeps serving, and works again once there is room; hundreds of
+# vmgrd keeps serving, records what QEMU does meanwhile (pause, stop) from
+# a reserve, and works again once there is room; hundreds of
 # idle connections, a client that sends one byte a second, and oversized
 # headers do not stop others from being served; past --max-connections
 # more clients are refused at once with 503 and vmgrd's descriptors stay
@@ -139,12 +140,24 @@ if [ "$(id -u)" = 0 ]; then
 	is "$(vmgr snapshot list z --json | jq length) $(vmgr backup list --json | jq length)" "0 0" \
 	    "no snapshot and no backup were recorded"
 	check "z's disk is still sound" qemu-img check -q "$STATE/volumes/z-disk0.qcow2"
+	# What QEMU does is recorded even now, from a reserve vmgrd keeps.
+	check "pause w on the full state dir" vmgr pause w
+	is "$(state_of w)" paused "w is recorded paused"
+	check "resume w" vmgr resume w
+	check "stop w" vmgr stop w
+	is "$(state_of w)" created "w is recorded stopped"
+	check "and no QEMU of w runs" sh -c "! pgrep -f '[q]emu-system.*$STATE/vm/$(vmgr info w --json | jq .id)/'"
+	out=$(api POST /v1/vms '{"name":"y2","image":"tiny"}')
+	like "$out" '^507 .*no_space.*reserve' "with the reserve in use, work that needs space is refused: 507"
 	rm -f "$STATE/fill"
+	kill_daemon
+	start_daemon
+	is "$(state_of w) $(state_of x) $(state_of z)" "created created created" \
+	    "after a restart every state is as recorded, and true"
 	check "with room again, a volume can be made" vmgr volume create v --size 64M
 	check "and a VM with a disk" vmgr create y --image tiny --disk new:1G
 	check "and a snapshot of z" vmgr snapshot create z s1
 	check "and x starts" vmgr start x
-	check "and w saves" vmgr save w
 	check "stop x, delete w" sh -c "'$VMGR_BIN' --state-dir '$STATE' stop x && '$VMGR_BIN' --state-dir '$STATE' delete w"
 	kill_daemon
 	STATE=$OUTER
