@@ -58,7 +58,11 @@ cmd_host(int argc, char **argv)
 	    json_string_value(json_object_get(sc, "policy")),
 	    N(sc, "quantum_s"), json_array_size(json_object_get(sc, "queue")));
 #undef N
-	printf("vmgrd:        %s\n", S("vmgrd_version"));
+	printf("vmgrd:        %s, %lld of %lld API connections open\n",
+	    S("vmgrd_version"), (long long)json_integer_value(json_object_get(
+	    json_object_get(h, "api"), "connections")), (long long)
+	    json_integer_value(json_object_get(json_object_get(h, "api"),
+	    "max_connections")));
 	printf("vms:          %lld", I("vms_total"));
 	counts = json_object_get(h, "vms");
 	const char *sep = " (";
