@@ -237,8 +237,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	/* Never into the reserve that records what QEMU does (db.c). */
 	if (needs_space(&ar) && db_reserve_ensure() < 0) {
 		api_reply_error(req, 507, "no_space", "the state dir is full: "
-		    "vmgrd cannot keep its %s reserve for recording state "
-		    "changes; free some space", "2 MiB");
+		    "vmgrd cannot keep its %d MiB reserve for recording state "
+		    "changes; free some space", DB_RESERVE_MIB);
 		api_request_end(&ar);
 		return;
 	}

@@ -172,6 +172,7 @@ int	 db_vm_delete(sqlite3 *, const struct vm *, struct event_row *);
 int	 db_transition(sqlite3 *, const struct vm *, enum vm_state from,
 	    struct event_row *, int fact);
 int	 db_vm_save_state(sqlite3 *, const struct vm *);
+#define DB_RESERVE_MIB	2	/* kept free to record state changes */
 int	 db_reserve_init(const char *state_dir);
 int	 db_reserve_ensure(void);
 typedef int (*db_vm_cb)(int64_t id, const char *name, const char *spec,

@@ -345,7 +345,7 @@ fail:
  * first makes sure the reserve is there (db_reserve_ensure), so it is
  * never the reserve that such work eats.
  */
-#define RESERVE_BYTES	(2 << 20)
+#define RESERVE_BYTES	(DB_RESERVE_MIB << 20)
 static char reserve_path[PATH_MAX];
 
 int

@@ -56,6 +56,7 @@ struct net {
 	char		 ifname[16];	/* bridge: the Linux bridge */
 	pid_t		 dnsmasq;
 	struct proc_watch *dnsmasq_watch;
+	struct event	*hup;		/* a SIGHUP waiting for it to be ready */
 };
 TAILQ_HEAD(netq, net);
 static struct netq nets = TAILQ_HEAD_INITIALIZER(nets);
@@ -254,9 +255,49 @@ ipv4(unsigned a, char *buf, size_t len)
 	return buf;
 }
 
+/* Whether dnsmasq has written its pid file: its signal handlers are set. */
+static int
+dnsmasq_ready(const struct net *n)
+{
+	char pidfile[PATH_MAX], *s;
+	int ready;
+
+	net_file(n, "dnsmasq.pid", pidfile, sizeof(pidfile));
+	if ((s = read_file(pidfile, 64, NULL)) == NULL)
+		return 0;
+	ready = atoi(s) == (int)n->dnsmasq;
+	free(s);
+	return ready;
+}
+
+/*
+ * Tell dnsmasq to reread its hosts file.  A SIGHUP that came before it
+ * has set its handlers would end it (it did, on a loaded host, when a VM
+ * was made right after its network): until then, try again every 100 ms.
+ */
+static void
+dnsmasq_hup(evutil_socket_t fd, short what, void *arg)
+{
+	static const struct timeval tick = { 0, 100000 };
+	struct net *n = arg;
+
+	(void)fd;
+	(void)what;
+	if (n->dnsmasq <= 0)
+		return;
+	if (dnsmasq_ready(n)) {
+		kill(n->dnsmasq, SIGHUP);
+		return;
+	}
+	if (n->hup == NULL && (n->hup = evtimer_new(vmgrd->base, dnsmasq_hup,
+	    n)) == NULL)
+		return;
+	evtimer_add(n->hup, &tick);
+}
+
 /* MAC,IP of every NIC on the network, for dnsmasq's dhcp-hostsfile. */
 static void
-write_hosts(const struct net *n)
+write_hosts(struct net *n)
 {
 	char path[PATH_MAX], line[64];
 	struct evbuffer *b = evbuffer_new();
@@ -276,7 +317,7 @@ write_hosts(const struct net *n)
 		log_warn("%s: %s", __func__, path);
 	evbuffer_free(b);
 	if (n->dnsmasq > 0)
-		kill(n->dnsmasq, SIGHUP);	/* it rereads the hosts file */
+		dnsmasq_hup(-1, 0, n);	/* it rereads the hosts file */
 }
 
 /* A NIC joined or left a network: its DHCP server must know. */
@@ -298,6 +339,10 @@ dnsmasq_stop(struct net *n)
 
 	proc_watch_free(n->dnsmasq_watch);
 	n->dnsmasq_watch = NULL;
+	if (n->hup) {
+		event_free(n->hup);
+		n->hup = NULL;
+	}
 	net_file(n, "dnsmasq.pid", pidfile, sizeof(pidfile));
 	snprintf(arg, sizeof(arg), "--pid-file=%s", pidfile);
 	if (n->dnsmasq <= 0 && (s = read_file(pidfile, 64, NULL)) != NULL) {

@@ -23,6 +23,7 @@ dpid=$(vmgr network show br0 --json | jq .dhcp_pid)
 check "its dnsmasq runs" kill -0 "$dpid"
 check "create a on br0" vmgr create a --image tiny --nic br0
 check "create b on br0" vmgr create b --image tiny --nic br0
+check "its dnsmasq outlived the SIGHUPs of new hosts (made at once)" sh -c "sleep 1; kill -0 $dpid && ! grep -q 'dnsmasq.*killed' '$STATE/vmgrd.out'"
 check "start a" vmgr start a
 check "start b" vmgr start b
 check "a tap per NIC joined the bridge" sh -c "ip netns exec $ns ip -br link show master br0 | grep -c '^vt' | grep -qx 2"
