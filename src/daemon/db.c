@@ -300,6 +300,18 @@ fail:
 	return -1;
 }
 
+/* Parameters 1 to 6 of an UPDATE of a VM's state row. */
+static void
+bind_state(sqlite3_stmt *st, const struct vm *vm)
+{
+	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, vm->state_since);
+	sqlite3_bind_int64(st, 4, vm->started_at);
+	sqlite3_bind_int(st, 5, (int)vm->pid);
+	sqlite3_bind_int64(st, 6, vm->id);
+}
+
 static int
 transition_once(sqlite3 *db, const struct vm *vm, enum vm_state from,
     struct event_row *ev)
@@ -313,12 +325,7 @@ transition_once(sqlite3 *db, const struct vm *vm, enum vm_state from,
 		return -1;
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		goto fail;
-	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, vm->state_since);
-	sqlite3_bind_int64(st, 4, vm->started_at);
-	sqlite3_bind_int(st, 5, (int)vm->pid);
-	sqlite3_bind_int64(st, 6, vm->id);
+	bind_state(st, vm);
 	sqlite3_bind_text(st, 7, vm_state_name(from), -1, SQLITE_STATIC);
 	if (step_done(db, st) < 0)
 		goto fail;
@@ -416,12 +423,7 @@ db_vm_save_state(sqlite3 *db, const struct vm *vm)
 
 	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
 		return -1;
-	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, vm->state_since);
-	sqlite3_bind_int64(st, 4, vm->started_at);
-	sqlite3_bind_int(st, 5, (int)vm->pid);
-	sqlite3_bind_int64(st, 6, vm->id);
+	bind_state(st, vm);
 	return step_done(db, st);
 }
 

@@ -113,6 +113,7 @@ if [ "$(id -u)" = 0 ]; then
 	check "create x (no disks) while there is room" vmgr create x --image tiny
 	check "and z with a disk" vmgr create z --image tiny --disk new:1G
 	check "and w, started" sh -c "'$VMGR_BIN' --state-dir '$STATE' create w --image tiny && '$VMGR_BIN' --state-dir '$STATE' start w"
+	check "and u, started" sh -c "'$VMGR_BIN' --state-dir '$STATE' create u --image tiny && '$VMGR_BIN' --state-dir '$STATE' start u"
 	dd if=/dev/zero of="$STATE/fill" bs=1M 2>/dev/null
 	out=$(api POST /v1/vms/x/start)
 	like "$out" '^507 .*no_space' "start x: 507"
@@ -135,7 +136,7 @@ if [ "$(id -u)" = 0 ]; then
 	out=$(api POST '/v1/backups?wait=1' '{"vm":"z"}')
 	like "$out" '^507 .*no_space' "a backup of z into the state dir: 507"
 	check "vmgrd keeps serving: list" vmgr list
-	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" "x z w" "nothing half-made: only x, z and w exist"
+	is "$(vmgr list --json | jq -r 'map(.name) | join(" ")')" "x z w u" "nothing half-made: only x, z, w and u exist"
 	is "$(ls "$STATE/volumes")" z-disk0.qcow2 "no partial volume is left"
 	is "$(vmgr snapshot list z --json | jq length) $(vmgr backup list --json | jq length)" "0 0" \
 	    "no snapshot and no backup were recorded"
@@ -149,11 +150,19 @@ if [ "$(id -u)" = 0 ]; then
 	check "and no QEMU of w runs" sh -c "! pgrep -f '[q]emu-system.*$STATE/vm/$(vmgr info w --json | jq .id)/'"
 	out=$(api POST /v1/vms '{"name":"y2","image":"tiny"}')
 	like "$out" '^507 .*no_space.*reserve' "with the reserve in use, work that needs space is refused: 507"
-	rm -f "$STATE/fill"
+	# Full again, the reserve spent: vmgrd follows QEMU, writes the row later.
+	dd if=/dev/zero of="$STATE/fill2" bs=1M 2>/dev/null
+	check "pause u with no reserve left" vmgr pause u
+	is "$(state_of u)" paused "u is paused, as its QEMU is"
+	rm -f "$STATE/fill" "$STATE/fill2"
+	check "with room, its row is written within seconds" wait_until 10 grep -q 'u: paused is recorded now' "$STATE/vmgrd.out"
 	kill_daemon
 	start_daemon
-	is "$(state_of w) $(state_of x) $(state_of z)" "created created created" \
+	is "$(state_of w) $(state_of x) $(state_of z) $(state_of u)" "created created created paused" \
 	    "after a restart every state is as recorded, and true"
+	is "$(vmgr info u --json | jq -r .state_reason)" "paused by user" \
+	    "u's pause came from the database, not from asking QEMU again"
+	check "stop u" vmgr stop u
 	check "with room again, a volume can be made" vmgr volume create v --size 64M
 	check "and a VM with a disk" vmgr create y --image tiny --disk new:1G
 	check "and a snapshot of z" vmgr snapshot create z s1
