@@ -90,6 +90,9 @@ int	cmd_volume(int, char **);
 int	cmd_snapshot(int, char **);
 int	cmd_backup(int, char **);
 
+/* Print a reply (--json: as is; else with show) and free it.  0. */
+int	cli_print(json_t *resp, void (*show)(json_t *));
+
 /* GET path and print it (--json: as is; else with show).  Exit code. */
 int	cli_show(const char *path, void (*show)(json_t *));
 

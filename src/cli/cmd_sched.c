@@ -246,10 +246,5 @@ cmd_scheduler(int argc, char **argv)
 	json_decref(body);
 	if (resp == NULL)
 		return rc;
-	if (cli.json)
-		print_json(resp);
-	else
-		print_scheduler(resp);
-	json_decref(resp);
-	return 0;
+	return cli_print(resp, print_scheduler);
 }

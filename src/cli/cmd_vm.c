@@ -474,12 +474,7 @@ cmd_action(int argc, char **argv)
 	json_decref(body);
 	if (resp == NULL)
 		return rc;
-	if (cli.json)
-		print_json(resp);
-	else
-		print_state(resp);
-	json_decref(resp);
-	return 0;
+	return cli_print(resp, print_state);
 }
 
 int

@@ -79,12 +79,7 @@ send(const char *method, const char *path, json_t *body)
 	json_decref(body);
 	if (resp == NULL)
 		return rc;
-	if (cli.json)
-		print_json(resp);
-	else
-		show(resp);
-	json_decref(resp);
-	return 0;
+	return cli_print(resp, show);
 }
 
 int

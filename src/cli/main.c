@@ -283,6 +283,17 @@ fmt_mib(long long mib, char *buf, size_t len)
 }
 
 int
+cli_print(json_t *resp, void (*show)(json_t *))
+{
+	if (cli.json)
+		print_json(resp);
+	else
+		show(resp);
+	json_decref(resp);
+	return 0;
+}
+
+int
 cli_show(const char *path, void (*show)(json_t *))
 {
 	json_t *resp;
@@ -290,12 +301,7 @@ cli_show(const char *path, void (*show)(json_t *))
 
 	if ((resp = api_get(path, &rc)) == NULL)
 		return rc;
-	if (cli.json)
-		print_json(resp);
-	else
-		show(resp);
-	json_decref(resp);
-	return 0;
+	return cli_print(resp, show);
 }
 
 int
