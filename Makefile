@@ -72,7 +72,10 @@ $(BUILD)/vmgr: $(CLI_OBJ)
 
 $(BUILD)/tests/%: tests/unit/%.c $(T_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $(abspath $<) $(T_OBJ) $(LDFLAGS) $(T_LIBS) -lm
+	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ $(abspath $<) $(T_OBJ) \
+	    $(filter $(OBJ)/daemon/%.o,$^) $(LDFLAGS) $(T_LIBS) -lm
+# A unit test of a daemon file links that file too.
+$(BUILD)/tests/test_db: $(OBJ)/daemon/db.o
 
 # guest/build.sh skips every step whose output is up to date (~20 ms).
 guest:

@@ -8,6 +8,7 @@
 #include "daemon.h"
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -83,29 +84,67 @@ static const char *const migrations[] = {
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /*
- * The error of the last failed write, kept before ROLLBACK replaces it:
- * callers map SQLITE_FULL to 507 and show the message.
+ * The error of the operation in progress.  Every public function begins
+ * with op_begin(), and the first failure an operation meets is kept
+ * (before a ROLLBACK replaces SQLite's own), so db_full() and db_errmsg()
+ * describe the call that has just failed, never an earlier one: one full
+ * disk must not make every later failure read as "no space".
  */
-static int last_code;
-static char last_msg[256];
+static struct {
+	int	code;		/* SQLITE_OK while nothing failed */
+	char	msg[256];
+} op_err;
 
 static void
-remember(sqlite3 *db)
+op_begin(void)
 {
-	last_code = sqlite3_errcode(db);
-	snprintf(last_msg, sizeof(last_msg), "%s", sqlite3_errmsg(db));
+	op_err.code = SQLITE_OK;
+	op_err.msg[0] = '\0';
+}
+
+/* Keep the first failure of this operation; always -1. */
+static int
+op_fail(sqlite3 *db)
+{
+	if (op_err.code == SQLITE_OK) {
+		op_err.code = sqlite3_errcode(db);
+		if (op_err.code == SQLITE_OK)
+			op_err.code = SQLITE_ERROR;
+		snprintf(op_err.msg, sizeof(op_err.msg), "%s",
+		    sqlite3_errmsg(db));
+	}
+	return -1;
+}
+
+/* A failure of vmgrd's own making (a row not in the state expected). */
+static int
+op_failx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+op_failx(const char *fmt, ...)
+{
+	va_list ap;
+
+	if (op_err.code == SQLITE_OK) {
+		op_err.code = SQLITE_ERROR;
+		va_start(ap, fmt);
+		vsnprintf(op_err.msg, sizeof(op_err.msg), fmt, ap);
+		va_end(ap);
+	}
+	return -1;
 }
 
 const char *
 db_errmsg(sqlite3 *db)
 {
-	return last_msg[0] ? last_msg : sqlite3_errmsg(db);
+	return op_err.msg[0] ? op_err.msg : sqlite3_errmsg(db);
 }
 
 int
 db_full(sqlite3 *db)
 {
-	return last_code == SQLITE_FULL || sqlite3_errcode(db) == SQLITE_FULL;
+	(void)db;
+	return op_err.code == SQLITE_FULL;
 }
 
 static int
@@ -114,9 +153,21 @@ exec(sqlite3 *db, const char *sql)
 	char *msg = NULL;
 
 	if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+		op_fail(db);
 		log_warnx("%s: %s", __func__, msg ? msg : "?");
 		sqlite3_free(msg);
 		return -1;
+	}
+	return 0;
+}
+
+/* Prepare sql into *st; -1 (the error kept) when SQLite refuses it. */
+static int
+prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+{
+	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
+		*st = NULL;
+		return op_fail(db);
 	}
 	return 0;
 }
@@ -218,7 +269,7 @@ insert_event(sqlite3 *db, struct event_row *ev)
 	sqlite3_stmt *st;
 	int rc;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prepare(db, sql, &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, ev->time);
 	sqlite3_bind_text(st, 2, ev->vm, -1, SQLITE_STATIC);
@@ -240,9 +291,8 @@ insert_event(sqlite3 *db, struct event_row *ev)
 static int
 step_done(sqlite3 *db, sqlite3_stmt *st)
 {
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : op_fail(db);
 
-	(void)db;
 	sqlite3_finalize(st);
 	return rc;
 }
@@ -255,9 +305,10 @@ db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
 	    "state_reason, state_since, created_at) VALUES (?,?,?,?,?,?)";
 	sqlite3_stmt *st;
 
+	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prepare(db, sql, &st) < 0)
 		goto fail;
 	sqlite3_bind_text(st, 1, vm->spec.name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
@@ -272,8 +323,8 @@ db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
 		goto fail;
 	return 0;
 fail:
-	remember(db);
-	log_warnx("%s: %s", __func__, last_msg);
+	op_fail(db);
+	log_warnx("%s: %s", __func__, op_err.msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -283,10 +334,10 @@ vm_delete_once(sqlite3 *db, const struct vm *vm, struct event_row *ev)
 {
 	sqlite3_stmt *st;
 
+	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (sqlite3_prepare_v2(db, "DELETE FROM vms WHERE id = ?", -1, &st,
-	    NULL) != SQLITE_OK)
+	if (prepare(db, "DELETE FROM vms WHERE id = ?", &st) < 0)
 		goto fail;
 	sqlite3_bind_int64(st, 1, vm->id);
 	if (step_done(db, st) < 0 || insert_event(db, ev) < 0 ||
@@ -294,8 +345,8 @@ vm_delete_once(sqlite3 *db, const struct vm *vm, struct event_row *ev)
 		goto fail;
 	return 0;
 fail:
-	remember(db);
-	log_warnx("%s: %s", __func__, last_msg);
+	op_fail(db);
+	log_warnx("%s: %s", __func__, op_err.msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -321,25 +372,26 @@ transition_once(sqlite3 *db, const struct vm *vm, enum vm_state from,
 	    "state = ?";
 	sqlite3_stmt *st;
 
+	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	if (prepare(db, sql, &st) < 0)
 		goto fail;
 	bind_state(st, vm);
 	sqlite3_bind_text(st, 7, vm_state_name(from), -1, SQLITE_STATIC);
 	if (step_done(db, st) < 0)
 		goto fail;
 	if (sqlite3_changes(db) != 1) {
-		log_warnx("%s: %s is not %s in the database", __func__,
-		    vm->spec.name, vm_state_name(from));
+		op_failx("%s is not %s in the database", vm->spec.name,
+		    vm_state_name(from));
 		goto fail;
 	}
 	if (insert_event(db, ev) < 0 || exec(db, "COMMIT") < 0)
 		goto fail;
 	return 0;
 fail:
-	remember(db);
-	log_warnx("%s: %s", __func__, last_msg);
+	op_fail(db);
+	log_warnx("%s: %s", __func__, op_err.msg);
 	exec(db, "ROLLBACK");
 	return -1;
 }
@@ -421,7 +473,8 @@ db_vm_save_state(sqlite3 *db, const struct vm *vm)
 	    " state_since = ?, started_at = ?, pid = ? WHERE id = ?";
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, sql, &st) < 0)
 		return -1;
 	bind_state(st, vm);
 	return step_done(db, st);
@@ -446,7 +499,8 @@ db_vm_foreach(sqlite3 *db, db_vm_cb cb, void *arg)
 	sqlite3_stmt *st;
 	int rc = 0, step;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, sql, &st) < 0)
 		return -1;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = cb(sqlite3_column_int64(st, 0),
@@ -476,7 +530,8 @@ db_events(sqlite3 *db, int64_t since, const char *vm, int limit,
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, sql, &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, since);
 	if (vm)
@@ -505,8 +560,8 @@ db_vm_update_spec(sqlite3 *db, const struct vm *vm, const char *spec_json)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "UPDATE vms SET spec = ? WHERE id = ?", -1,
-	    &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "UPDATE vms SET spec = ? WHERE id = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, spec_json, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, vm->id);
@@ -519,8 +574,8 @@ db_setting_get(sqlite3 *db, const char *key, char *buf, size_t len)
 	sqlite3_stmt *st;
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(db, "SELECT value FROM settings WHERE key = ?",
-	    -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "SELECT value FROM settings WHERE key = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
@@ -537,9 +592,9 @@ db_setting_set(sqlite3 *db, const char *key, const char *value)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "INSERT INTO settings(key, value) VALUES "
-	    "(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", -1,
-	    &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "INSERT INTO settings(key, value) VALUES "
+	    "(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
@@ -552,8 +607,8 @@ db_last_seq(sqlite3 *db)
 	sqlite3_stmt *st;
 	int64_t seq = 0;
 
-	if (sqlite3_prepare_v2(db, "SELECT MAX(seq) FROM events", -1, &st,
-	    NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "SELECT MAX(seq) FROM events", &st) < 0)
 		return 0;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		seq = sqlite3_column_int64(st, 0);
@@ -567,17 +622,16 @@ db_net_insert(sqlite3 *db, const char *name, const char *type,
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "INSERT INTO networks(name, type, subnet, "
-	    "created_at) VALUES (?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "INSERT INTO networks(name, type, subnet, "
+	    "created_at) VALUES (?,?,?,?)", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 3, subnet, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 4, created_at);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
 }
@@ -587,8 +641,8 @@ db_net_delete(sqlite3 *db, int64_t id)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "DELETE FROM networks WHERE id = ?", -1, &st,
-	    NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "DELETE FROM networks WHERE id = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
 	return step_done(db, st);
@@ -600,8 +654,9 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(db, "SELECT id, name, type, subnet, created_at "
-	    "FROM networks ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "SELECT id, name, type, subnet, created_at "
+	    "FROM networks ORDER BY id", &st) < 0)
 		return -1;
 	while (sqlite3_step(st) == SQLITE_ROW && rc == 0)
 		rc = cb(sqlite3_column_int64(st, 0),
@@ -619,8 +674,9 @@ db_rollup_add(sqlite3 *db, const char *vm, int64_t t_ms, double cpu_pct,
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rollups VALUES "
-	    "(?,?,?,?,?,?,?)", -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "INSERT OR REPLACE INTO rollups VALUES "
+	    "(?,?,?,?,?,?,?)", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, t_ms);
@@ -639,8 +695,8 @@ db_rollup_prune(sqlite3 *db, int64_t before_ms)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "DELETE FROM rollups WHERE time < ?", -1,
-	    &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "DELETE FROM rollups WHERE time < ?", &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, before_ms);
 	return step_done(db, st);
@@ -652,9 +708,10 @@ db_rollups(sqlite3 *db, const char *vm, int64_t since_ms, db_rollup_cb cb,
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "SELECT time, cpu_percent, cpu_seconds, "
+	op_begin();
+	if (prepare(db, "SELECT time, cpu_percent, cpu_seconds, "
 	    "rss_bytes, disk_read_bytes, disk_write_bytes FROM rollups WHERE "
-	    "vm = ? AND time > ? ORDER BY time", -1, &st, NULL) != SQLITE_OK)
+	    "vm = ? AND time > ? ORDER BY time", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, since_ms);
@@ -676,17 +733,16 @@ db_volume_insert(sqlite3 *db, const char *name, const char *owner,
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO volumes VALUES "
-	    "(?,?,?)", -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "INSERT OR REPLACE INTO volumes VALUES "
+	    "(?,?,?)", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
 	if (owner)
 		sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, created_at);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -695,14 +751,12 @@ db_volume_delete(sqlite3 *db, const char *name)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "DELETE FROM volumes WHERE name = ?", -1,
-	    &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "DELETE FROM volumes WHERE name = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -712,8 +766,9 @@ db_volume_foreach(sqlite3 *db, db_volume_cb cb, void *arg)
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(db, "SELECT name, owner, created_at FROM "
-	    "volumes ORDER BY name", -1, &st, NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "SELECT name, owner, created_at FROM "
+	    "volumes ORDER BY name", &st) < 0)
 		return -1;
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
 		rc = cb((const char *)sqlite3_column_text(st, 0),
@@ -728,9 +783,9 @@ db_backup_insert(sqlite3 *db, const struct backup_row *b, int64_t *id)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "INSERT INTO backups(vm, kind, parent, dir, "
-	    "state, created_at) VALUES (?,?,?,?,?,?)", -1, &st, NULL) !=
-	    SQLITE_OK)
+	op_begin();
+	if (prepare(db, "INSERT INTO backups(vm, kind, parent, dir, "
+	    "state, created_at) VALUES (?,?,?,?,?,?)", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, b->vm, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 2, b->kind, -1, SQLITE_STATIC);
@@ -739,10 +794,8 @@ db_backup_insert(sqlite3 *db, const struct backup_row *b, int64_t *id)
 	sqlite3_bind_text(st, 4, b->dir, -1, SQLITE_STATIC);
 	sqlite3_bind_text(st, 5, b->state, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 6, b->created_at);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
 }
@@ -752,10 +805,10 @@ db_backup_update(sqlite3 *db, const struct backup_row *b)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "UPDATE backups SET kind = ?, parent = ?, "
+	op_begin();
+	if (prepare(db, "UPDATE backups SET kind = ?, parent = ?, "
 	    "dir = ?, state = ?, finished_at = ?, size_bytes = ?, "
-	    "verified_at = ?, verify_ok = ? WHERE id = ?", -1, &st, NULL) !=
-	    SQLITE_OK)
+	    "verified_at = ?, verify_ok = ? WHERE id = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_text(st, 1, b->kind, -1, SQLITE_STATIC);
 	if (b->parent)
@@ -767,10 +820,8 @@ db_backup_update(sqlite3 *db, const struct backup_row *b)
 	sqlite3_bind_int64(st, 7, b->verified_at);
 	sqlite3_bind_int(st, 8, b->verify_ok);
 	sqlite3_bind_int64(st, 9, b->id);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -779,14 +830,12 @@ db_backup_delete(sqlite3 *db, int64_t id)
 {
 	sqlite3_stmt *st;
 
-	if (sqlite3_prepare_v2(db, "DELETE FROM backups WHERE id = ?", -1, &st,
-	    NULL) != SQLITE_OK)
+	op_begin();
+	if (prepare(db, "DELETE FROM backups WHERE id = ?", &st) < 0)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
-	if (step_done(db, st) < 0) {
-		remember(db);
+	if (step_done(db, st) < 0)
 		return -1;
-	}
 	return 0;
 }
 
@@ -796,9 +845,10 @@ db_backup_foreach(sqlite3 *db, db_backup_cb cb, void *arg)
 	sqlite3_stmt *st;
 	int rc = 0;
 
-	if (sqlite3_prepare_v2(db, "SELECT id, vm, kind, parent, dir, state, "
+	op_begin();
+	if (prepare(db, "SELECT id, vm, kind, parent, dir, state, "
 	    "created_at, finished_at, size_bytes, verified_at, verify_ok FROM "
-	    "backups ORDER BY id", -1, &st, NULL) != SQLITE_OK)
+	    "backups ORDER BY id", &st) < 0)
 		return -1;
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
 		struct backup_row b = {
