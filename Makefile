@@ -33,7 +33,7 @@ T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 
 OBJ       = $(BUILD)/obj
 CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
-            src/core/qcow2.c src/core/route.c
+            src/core/qcow2.c src/core/route.c src/core/fdb.c
 LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)

@@ -316,10 +316,26 @@ cmd_create(int argc, char **argv)
 			    "size_gib", (json_int_t)(n / 1024)));
 			break;
 		}
-		case 'N':
-			json_array_append_new(nics, json_pack("{s:s}",
-			    "network", optarg));
+		case 'N': {
+			/* --nic NETWORK[,mac-filter=on|off] */
+			char net[80], *opt;
+			json_t *nic;
+			snprintf(net, sizeof(net), "%s", optarg);
+			if ((opt = strchr(net, ',')) != NULL)
+				*opt++ = '\0';
+			nic = json_pack("{s:s}", "network", net);
+			json_array_append_new(nics, nic);
+			if (opt == NULL)
+				break;
+			if (strcmp(opt, "mac-filter=off") == 0)
+				json_object_set_new(nic, "mac_filter", json_false());
+			else if (strcmp(opt, "mac-filter=on") != 0) {
+				rc = usage_error("create", "--nic takes NETWORK or "
+				    "NETWORK,mac-filter=on|off, not \"%s\"", optarg);
+				goto out;
+			}
 			break;
+		}
 		case 'a':
 			json_object_set_new(spec, "autostart", json_true());
 			break;

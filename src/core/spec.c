@@ -376,7 +376,7 @@ static int
 parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 {
 	static const char *const keys[] = { "network", "mac", "ip",
-	    "forwards", NULL };
+	    "forwards", "mac_filter", NULL };
 	size_t i;
 	json_t *n;
 
@@ -419,6 +419,9 @@ parse_nics(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 			    mac);
 		snprintf(nic->network, sizeof(nic->network), "%s", net);
 		snprintf(nic->mac, sizeof(nic->mac), "%s", mac);
+		nic->mac_filter = true;
+		if (get_bool(n, "mac_filter", where, &nic->mac_filter, err) < 0)
+			return -1;
 		json_t *fw = json_object_get(n, "forwards");
 		if (fw && strcmp(net, "nat") != 0)
 			return fail(err, "invalid_value", "%s: forwards need the "
@@ -647,6 +650,8 @@ spec_to_json(const struct vm_spec *spec)
 		if (spec->nics[i].ip[0])
 			json_object_set_new(nic, "ip",
 			    json_string(spec->nics[i].ip));
+		if (!spec->nics[i].mac_filter)
+			json_object_set_new(nic, "mac_filter", json_false());
 		if (spec->nics[i].nforwards) {
 			json_t *fws = json_array();
 			for (int k = 0; k < spec->nics[i].nforwards; k++) {

@@ -40,6 +40,7 @@ struct spec_nic {
 	char	network[SPEC_NAME_MAX + 1];	/* "nat", or a network's name */
 	char	mac[18];		/* "" until the daemon assigns one */
 	char	ip[16];			/* on a vmgr network; "" = assign */
+	bool	mac_filter;		/* isolated networks: only its MAC may send */
 	int	nforwards;
 	struct spec_forward forwards[SPEC_MAX_FORWARDS];
 };

@@ -90,6 +90,8 @@ struct vm {
 	uint64_t		 nic_tx_bytes[SPEC_MAX_NICS];
 	uint64_t		 nic_rx_packets[SPEC_MAX_NICS];
 	uint64_t		 nic_tx_packets[SPEC_MAX_NICS];
+	uint64_t		 nic_spoofed[SPEC_MAX_NICS];	/* dropped */
+	uid_t			 qemu_uid;	/* who its QEMU runs as */
 
 	/* Save and restore */
 	int			 restoring;	/* start from saved */
@@ -328,13 +330,19 @@ void	 nic_sock_path(const struct vm *, int nic, char *buf, size_t len);
 int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
 void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
+void	 net_ports_changed(void);
 void	 net_hosts_changed(void);
 void	 nic_tap_name(const struct vm *, int nic, char *buf, size_t len);
 int	 net_taps_up(const struct vm *, char taps[][16], char *err,
 	    size_t errlen);
 void	 net_taps_down(const struct vm *);
 int	 net_nic_is_tap(const struct vm *, int nic);
-void	 net_nic_counters(const struct vm *, int nic, uint64_t c[4]);
+/* rx bytes, tx bytes, rx frames, tx frames, spoofed frames dropped
+ * (NIC_UNCOUNTED where the backend does not say). */
+#define NIC_NCOUNTERS	5
+#define NIC_UNCOUNTED	UINT64_MAX
+void	 net_nic_counters(const struct vm *, int nic,
+	    uint64_t c[NIC_NCOUNTERS]);
 void	 net_api_list(struct evhttp_request *);
 void	 net_api_get(struct evhttp_request *, const char *name);
 void	 net_api_create(struct evhttp_request *, json_t *body);

@@ -351,15 +351,19 @@ sample_json(const struct vm *vm, const struct sample *s, int detail)
 		 */
 		json_t *nics = json_array();
 		for (int i = 0; i < vm->spec.nnics; i++) {
-			uint64_t c[4];
+			uint64_t c[NIC_NCOUNTERS];
 			if (strcmp(vm->spec.nics[i].network, "nat") == 0)
 				continue;
 			net_nic_counters(vm, i, c);
-			json_array_append_new(nics, json_pack("{s:i, s:s, s:I, "
-			    "s:I, s:I, s:I}", "nic", i, "network",
-			    vm->spec.nics[i].network, "rx_bytes", (json_int_t)c[0],
-			    "tx_bytes", (json_int_t)c[1], "rx_packets",
-			    (json_int_t)c[2], "tx_packets", (json_int_t)c[3]));
+			json_t *nic = json_pack("{s:i, s:s, s:I, s:I, s:I, s:I}",
+			    "nic", i, "network", vm->spec.nics[i].network,
+			    "rx_bytes", (json_int_t)c[0], "tx_bytes",
+			    (json_int_t)c[1], "rx_packets", (json_int_t)c[2],
+			    "tx_packets", (json_int_t)c[3]);
+			if (c[4] != NIC_UNCOUNTED)
+				json_object_set_new(nic, "spoofed_frames",
+				    json_integer((json_int_t)c[4]));
+			json_array_append_new(nics, nic);
 		}
 		if (json_array_size(nics))
 			json_object_set_new(o, "nics", nics);
@@ -590,16 +594,20 @@ monitor_metrics(struct evhttp_request *req)
 		  "NIC.", 2 },
 		{ "vmgr_vm_nic_transmit_packets_total", "Frames the NIC sent.",
 		  3 },
+		{ "vmgr_vm_nic_spoofed_frames_total", "Frames the switch "
+		  "dropped because their source was not the NIC's MAC.", 4 },
 	};
-	for (size_t k = 0; k < 4; k++) {
+	for (size_t k = 0; k < sizeof(nm) / sizeof(nm[0]); k++) {
 		int any = 0;
 		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
 			for (int i = 0; i < vm->spec.nnics; i++) {
 				if (vm->pid <= 0 || strcmp(vm->spec.nics[i].network,
 				    "nat") == 0)
 					continue;
-				uint64_t c[4];
+				uint64_t c[NIC_NCOUNTERS];
 				net_nic_counters(vm, i, c);
+				if (c[nm[k].which] == NIC_UNCOUNTED)
+					continue;
 				if (!any++)
 					help(b, nm[k].name, "counter", nm[k].help);
 				evbuffer_add_printf(b, "%s{vm=\"%s\",nic=\"%d\","

@@ -20,7 +20,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,17 +30,26 @@
 #include <event2/buffer.h>
 #include <signal.h>
 
+#include "../core/fdb.h"
 #include "../lib/log.h"
 #include "../lib/util.h"
 #include "../qemu/proc.h"
 
 #define FRAME_MAX	65536
-#define LEARN_MAX	256
 
-struct learned {
-	unsigned char	mac[6];
+/*
+ * A NIC of a running VM on an isolated network, as the switch sees it.
+ * The ports of a network are rebuilt from the VMs when one starts or
+ * stops (net_ports_changed, net_forget_vm), never kept past their VM.
+ */
+struct port {
+	int64_t		 key;		/* VM id * SPEC_MAX_NICS + NIC */
 	struct vm	*vm;
-	int		nic;
+	int		 nic;
+	uint8_t		 mac[6];
+	int		 mac_filter;	/* drop frames from other sources */
+	char		 path[160];	/* its QEMU's socket: where frames come from */
+	int		 pfd;		/* O_PATH of that socket, or -1 */
 };
 
 struct net {
@@ -51,8 +62,10 @@ struct net {
 	int64_t		 created_at;
 	int		 fd;
 	struct event	*ev;
-	struct learned	 learned[LEARN_MAX];
-	int		 nlearned;
+	struct port	*ports;
+	int		 nports;
+	int		 ports_stale;
+	struct fdb	 fdb;		/* MACs learned from unfiltered ports */
 	char		 ifname[16];	/* bridge: the Linux bridge */
 	pid_t		 dnsmasq;
 	struct proc_watch *dnsmasq_watch;
@@ -92,67 +105,190 @@ net_id(const char *name)
 	return n ? n->id : -1;
 }
 
-/* The VM and NIC whose QEMU sent from this address, or NULL. */
-static struct vm *
-port_of(const struct net *n, const char *path, int *nic)
+static int64_t
+port_key(const struct vm *vm, int nic)
 {
-	struct vm *vm;
-	char p[PATH_MAX];
+	return vm->id * SPEC_MAX_NICS + nic;
+}
 
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-		if (vm->pid <= 0)
-			continue;
-		for (int i = 0; i < vm->spec.nnics; i++) {
+static void
+port_close(struct port *p)
+{
+	if (p->pfd >= 0)
+		close(p->pfd);
+	p->pfd = -1;
+}
+
+static void
+mac_parse(const char *s, uint8_t mac[6])
+{
+	unsigned v[6] = { 0 };
+
+	sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4],
+	    &v[5]);
+	for (int i = 0; i < 6; i++)
+		mac[i] = (uint8_t)v[i];
+}
+
+/* The ports of n are the NICs of its running VMs; keep what still is. */
+static void
+ports_rebuild(struct net *n)
+{
+	struct port *old = n->ports, *p;
+	int nold = n->nports, cap = 0;
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; vm->pid > 0 && i < vm->spec.nnics; i++)
+			cap += strcmp(vm->spec.nics[i].network, n->name) == 0;
+	n->ports = cap ? calloc((size_t)cap, sizeof(*n->ports)) : NULL;
+	n->nports = 0;
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; n->ports && vm->pid > 0 && i < vm->spec.nnics;
+		    i++) {
 			if (strcmp(vm->spec.nics[i].network, n->name) != 0)
 				continue;
-			nic_sock_path(vm, i, p, sizeof(p));
-			if (strcmp(p, path) == 0) {
-				*nic = i;
-				return vm;
-			}
+			p = &n->ports[n->nports++];
+			p->key = port_key(vm, i);
+			p->vm = vm;
+			p->nic = i;
+			p->pfd = -1;
+			mac_parse(vm->spec.nics[i].mac, p->mac);
+			p->mac_filter = vm->spec.nics[i].mac_filter;
+			nic_sock_path(vm, i, p->path, sizeof(p->path));
+			for (int k = 0; k < nold; k++)
+				if (old[k].key == p->key && old[k].pfd >= 0) {
+					p->pfd = old[k].pfd;
+					old[k].pfd = -1;
+				}
 		}
-	}
+	for (int k = 0; k < nold; k++)
+		port_close(&old[k]);
+	free(old);
+	n->ports_stale = 0;
+}
+
+/* A VM's QEMU came or went: the switch learns its ports again. */
+void
+net_ports_changed(void)
+{
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		n->ports_stale = 1;
+}
+
+static struct port *
+port_by_path(struct net *n, const char *path)
+{
+	for (int i = 0; i < n->nports; i++)
+		if (strcmp(n->ports[i].path, path) == 0)
+			return &n->ports[i];
 	return NULL;
 }
 
-static void
-send_to(struct net *n, struct vm *vm, int nic, const unsigned char *f,
-    size_t len)
+static struct port *
+port_by_key(struct net *n, int64_t key)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char path[PATH_MAX];
+	for (int i = 0; key >= 0 && i < n->nports; i++)
+		if (n->ports[i].key == key)
+			return &n->ports[i];
+	return NULL;
+}
 
-	nic_sock_path(vm, nic, path, sizeof(path));
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return;
-	strcpy(sun.sun_path, path);
-	if (sendto(n->fd, f, len, MSG_DONTWAIT, (struct sockaddr *)&sun,
-	    sizeof(sun)) == (ssize_t)len) {
-		vm->nic_rx_bytes[nic] += len;
-		vm->nic_rx_packets[nic]++;
+/* The port whose own MAC (from its spec) mac is. */
+static struct port *
+port_by_mac(struct net *n, const uint8_t mac[6])
+{
+	for (int i = 0; i < n->nports; i++)
+		if (memcmp(n->ports[i].mac, mac, 6) == 0)
+			return &n->ports[i];
+	return NULL;
+}
+
+/*
+ * The NIC's socket is its QEMU's, in a directory that QEMU's user may
+ * write: vmgrd sends through an O_PATH descriptor of the socket itself,
+ * opened without following links and checked to be a socket of that
+ * user, so a link planted there can never aim vmgrd's frames at another
+ * socket of the host.
+ */
+static int
+port_open(struct port *p)
+{
+	struct stat st;
+
+	if (p->pfd >= 0)
+		return 0;
+	if ((p->pfd = open(p->path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(p->pfd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+	    st.st_uid != p->vm->qemu_uid) {
+		log_warnx("%s: NIC %d: %s is not its QEMU's socket; frames to "
+		    "it are dropped", p->vm->spec.name, p->nic, p->path);
+		port_close(p);
+		return -1;
 	}
-	/* A full receiver drops the frame, as a switch would. */
+	return 0;
 }
 
 static void
-learn(struct net *n, const unsigned char *mac, struct vm *vm, int nic)
+send_to(struct net *n, struct port *p, const unsigned char *f, size_t len)
 {
-	int i;
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 
-	if (mac[0] & 1)
-		return;		/* never learn a group address */
-	for (i = 0; i < n->nlearned; i++)
-		if (memcmp(n->learned[i].mac, mac, 6) == 0)
-			break;
-	if (i == n->nlearned) {
-		if (n->nlearned == LEARN_MAX)
-			i = 0;	/* full: forget the oldest */
-		else
-			n->nlearned++;
+	if (port_open(p) < 0)
+		return;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "/proc/self/fd/%d",
+	    p->pfd);
+	if (sendto(n->fd, f, len, MSG_DONTWAIT, (struct sockaddr *)&sun,
+	    sizeof(sun)) == (ssize_t)len) {
+		p->vm->nic_rx_bytes[p->nic] += len;
+		p->vm->nic_rx_packets[p->nic]++;
+	} else if (errno == ECONNREFUSED || errno == ENOENT)
+		port_close(p);	/* its QEMU went; open anew next time */
+	/* A full receiver drops the frame, as a switch would. */
+}
+
+/*
+ * One frame from port `from`.  A NIC with its MAC filter on (the default)
+ * may only send from its own MAC, like a switch port with port security;
+ * frames to a NIC's own MAC go to it alone; other unicast frames go to
+ * where that address was learned (from NICs whose filter is off), and
+ * broadcasts and unknown destinations are flooded: to every other port
+ * for a group address, to the unfiltered ports for an unknown unicast
+ * (a filtered NIC owns no address but its own).
+ */
+static void
+switch_one(struct net *n, struct port *from, const unsigned char *f,
+    size_t len)
+{
+	struct port *to;
+
+	from->vm->nic_tx_bytes[from->nic] += len;
+	from->vm->nic_tx_packets[from->nic]++;
+	if (from->mac_filter && memcmp(f + 6, from->mac, 6) != 0) {
+		from->vm->nic_spoofed[from->nic]++;
+		return;
 	}
-	memcpy(n->learned[i].mac, mac, 6);
-	n->learned[i].vm = vm;
-	n->learned[i].nic = nic;
+	/* An unfiltered port may not take a filtered port's address. */
+	if (!from->mac_filter && ((to = port_by_mac(n, f + 6)) == NULL ||
+	    to == from))
+		fdb_learn(&n->fdb, f + 6, from->key);
+	if (!(f[0] & 1)) {
+		if ((to = port_by_mac(n, f)) == NULL)
+			to = port_by_key(n, fdb_lookup(&n->fdb, f));
+		if (to) {
+			if (to != from)
+				send_to(n, to, f, len);
+			return;
+		}
+	}
+	for (int i = 0; i < n->nports; i++) {
+		to = &n->ports[i];
+		if (to != from && (f[0] & 1 || !to->mac_filter))
+			send_to(n, to, f, len);
+	}
 }
 
 static void
@@ -162,62 +298,44 @@ switch_frame(evutil_socket_t fd, short what, void *arg)
 	struct net *n = arg;
 	struct sockaddr_un src;
 	socklen_t slen = sizeof(src);
-	struct vm *from, *vm;
-	int from_nic;
+	struct port *from;
 
 	(void)what;
+	if (n->ports_stale)
+		ports_rebuild(n);
 	for (int burst = 0; burst < 64; burst++) {
 		ssize_t len = recvfrom(fd, f, sizeof(f), MSG_DONTWAIT,
 		    (struct sockaddr *)&src, &slen);
 		if (len < 0)
 			return;
-		if (len < 14 || slen <= sizeof(sa_family_t))
-			continue;
-		src.sun_path[sizeof(src.sun_path) - 1] = '\0';
-		/* Only the NICs of running VMs on this network may send. */
-		if ((from = port_of(n, src.sun_path, &from_nic)) == NULL)
-			continue;
-		from->nic_tx_bytes[from_nic] += (uint64_t)len;
-		from->nic_tx_packets[from_nic]++;
-		learn(n, f + 6, from, from_nic);
-		if (!(f[0] & 1)) {
-			int known = 0;
-			for (int i = 0; i < n->nlearned; i++)
-				if (memcmp(n->learned[i].mac, f, 6) == 0 &&
-				    n->learned[i].vm->pid > 0) {
-					if (n->learned[i].vm != from)
-						send_to(n, n->learned[i].vm,
-						    n->learned[i].nic, f,
-						    (size_t)len);
-					known = 1;
-					break;
-				}
-			if (known)
-				continue;
-		}
-		TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-			if (vm->pid <= 0)
-				continue;
-			for (int i = 0; i < vm->spec.nnics; i++)
-				if ((vm != from || i != from_nic) &&
-				    strcmp(vm->spec.nics[i].network, n->name) ==
-				    0)
-					send_to(n, vm, i, f, (size_t)len);
+		if (len >= 14 && slen > sizeof(sa_family_t)) {
+			src.sun_path[sizeof(src.sun_path) - 1] = '\0';
+			/* Only the NICs of running VMs on this network may send. */
+			if ((from = port_by_path(n, src.sun_path)) != NULL)
+				switch_one(n, from, f, (size_t)len);
 		}
 		slen = sizeof(src);
 	}
 }
 
-/* A VM is gone: it may not be the target of a learned address. */
+/* A VM's QEMU is gone, or the VM is: no port or learned address is left. */
 void
 net_forget_vm(const struct vm *vm)
 {
+	int64_t lo = port_key(vm, 0), hi = port_key(vm, SPEC_MAX_NICS - 1);
 	struct net *n;
 
-	TAILQ_FOREACH(n, &nets, entry)
-		for (int i = 0; i < n->nlearned; i++)
-			if (n->learned[i].vm == vm)
-				n->learned[i] = n->learned[--n->nlearned];
+	TAILQ_FOREACH(n, &nets, entry) {
+		fdb_forget(&n->fdb, lo, hi);
+		for (int i = 0; i < n->nports; ) {
+			if (n->ports[i].vm == vm) {
+				port_close(&n->ports[i]);
+				n->ports[i] = n->ports[--n->nports];
+			} else
+				i++;
+		}
+		n->ports_stale = 1;
+	}
 }
 
 static int
@@ -571,6 +689,12 @@ net_close(struct net *n)
 {
 	char path[PATH_MAX];
 
+	for (int i = 0; i < n->nports; i++)
+		port_close(&n->ports[i]);
+	free(n->ports);
+	n->ports = NULL;
+	n->nports = 0;
+
 	if (is_bridge(n)) {
 		bridge_down(n);
 		static const char *const ext[] = { "hosts", "leases",
@@ -919,7 +1043,7 @@ net_api_delete(struct evhttp_request *req, const char *name)
  * their tx is the guest's rx.
  */
 void
-net_nic_counters(const struct vm *vm, int i, uint64_t c[4])
+net_nic_counters(const struct vm *vm, int i, uint64_t c[NIC_NCOUNTERS])
 {
 	static const char *const f[4] = { "tx_bytes", "rx_bytes", "tx_packets",
 	    "rx_packets" };
@@ -930,8 +1054,10 @@ net_nic_counters(const struct vm *vm, int i, uint64_t c[4])
 		c[1] = vm->nic_tx_bytes[i];
 		c[2] = vm->nic_rx_packets[i];
 		c[3] = vm->nic_tx_packets[i];
+		c[4] = vm->nic_spoofed[i];
 		return;
 	}
+	c[4] = NIC_UNCOUNTED;	/* the kernel's bridge switches taps */
 	nic_tap_name(vm, i, tap, sizeof(tap));
 	for (int k = 0; k < 4; k++) {
 		snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s",

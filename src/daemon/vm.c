@@ -1019,6 +1019,9 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 	memset(vm->nic_tx_bytes, 0, sizeof(vm->nic_tx_bytes));
 	memset(vm->nic_rx_packets, 0, sizeof(vm->nic_rx_packets));
 	memset(vm->nic_tx_packets, 0, sizeof(vm->nic_tx_packets));
+	memset(vm->nic_spoofed, 0, sizeof(vm->nic_spoofed));
+	vm->qemu_uid = as_user ? cred.uid : geteuid();
+	net_ports_changed();
 	if ((vm->watch = proc_watch_new(vmgrd->base, pid, qemu_exited, vm)) ==
 	    NULL) {
 		/* Unwatched, its exit would go unnoticed: give up now. */
@@ -2079,6 +2082,9 @@ adopt(struct vm *vm)
 		    (int)vm->pid);
 		return;
 	}
+	if (proc_uid(vm->pid, &vm->qemu_uid) < 0)
+		vm->qemu_uid = (uid_t)priv_uid(vm);
+	net_ports_changed();
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
 	if ((fd = qmp_sock_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
 	    fd, &vm_qmp_handlers, vm)) == NULL) {

@@ -370,6 +370,25 @@ proc_cmdline_has(pid_t pid, const char *const *args)
 	return ok;
 }
 
+int
+proc_uid(pid_t pid, uid_t *uid)
+{
+	char path[64], *buf, *line;
+	unsigned long real, eff;
+	int rc = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((buf = read_file(path, 1 << 16, NULL)) == NULL)
+		return -1;
+	if ((line = strstr(buf, "\nUid:")) != NULL &&
+	    sscanf(line + 5, "%lu %lu", &real, &eff) == 2) {
+		*uid = (uid_t)eff;
+		rc = 0;
+	}
+	free(buf);
+	return rc;
+}
+
 char *
 proc_status_str(int status, char *buf, size_t len)
 {

@@ -67,6 +67,9 @@ int	proc_run_sync(char *const argv[], const char *input, char *out,
 /* 1 when /proc/PID/cmdline contains every one of the NULL-ended args. */
 int	proc_cmdline_has(pid_t pid, const char *const *args);
 
+/* The effective uid pid runs as; 0, or -1 when it cannot be read. */
+int	proc_uid(pid_t pid, uid_t *uid);
+
 /* Describe a wait status: "exited with status 1", "killed by signal 9". */
 char	*proc_status_str(int status, char *buf, size_t len);
 

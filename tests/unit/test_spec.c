@@ -204,6 +204,19 @@ test_design_example_details(void **unused)
 	/* No size: an existing volume, attached. */
 	assert_string_equal(spec.disks[2].volume, "attached");
 	assert_int_equal(spec.disks[2].size_gib, 0);
+	/* A NIC's MAC filter is on unless turned off, and round-trips. */
+	assert_true(spec.nics[0].mac_filter);
+	spec_clear(&spec);
+	assert_int_equal(parse("{'name':'a','image':'tiny','nics':[{'network':"
+	    "'lan0','mac_filter':false},{'network':'lan0'}]}", &spec, &err), 0);
+	assert_false(spec.nics[0].mac_filter);
+	assert_true(spec.nics[1].mac_filter);
+	json_t *j = spec_to_json(&spec);
+	assert_true(json_is_false(json_object_get(json_array_get(
+	    json_object_get(j, "nics"), 0), "mac_filter")));
+	assert_null(json_object_get(json_array_get(json_object_get(j, "nics"),
+	    1), "mac_filter"));
+	json_decref(j);
 	spec_clear(&spec);
 }
 
@@ -302,6 +315,8 @@ static const struct bad {
 	  NULL },
 	{ A "'nics':[{},{},{},{},{},{},{},{},{}]}", 422, "out_of_range",
 	  "nics" },
+	{ A "'nics':[{'network':'lan0','mac_filter':'off'}]}", 422,
+	  "invalid_value", "nics[0].mac_filter" },
 	/* Resources and schedule. */
 	{ A "'resources':{'policy':'bogus'}}", 422, "invalid_value",
 	  "policy" },
