@@ -78,37 +78,61 @@ qmp(int fd, const char *cmd)
 	}
 }
 
-/* Spawn QEMU on a pre-listening QMP socket; wait for its greeting. */
-static pid_t
-spawn(char **qargv, const char *path, int *fdp)
+static int
+listen_at(const char *path)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	char line[8192];
-	int lfd, fd;
+	int lfd;
 
 	unlink(path);
 	strcpy(sun.sun_path, path);
 	lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (bind(lfd, (struct sockaddr *)&sun, sizeof(sun)) < 0 ||
 	    listen(lfd, 1) < 0) {
-		perror("floor: QMP socket");
+		perror(path);
 		exit(1);
 	}
+	return lfd;
+}
+
+/*
+ * Spawn QEMU on a pre-listening QMP socket, with the descriptors vmgrd
+ * gives it (argv.h), as vmgrd does; wait for its greeting.
+ */
+static pid_t
+spawn(char **qargv, const char *path, const char *vmdir, int *fdp)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char line[8192], cpath[1200];
+	int lfd, cfd, logfd, fd;
+
+	lfd = listen_at(path);
+	snprintf(cpath, sizeof(cpath), "%s/console.sock", vmdir);
+	cfd = listen_at(cpath);
+	snprintf(cpath, sizeof(cpath), "%s/console.log", vmdir);
+	if ((logfd = open(cpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+	    0600)) < 0) {
+		perror(cpath);
+		exit(1);
+	}
+	strcpy(sun.sun_path, path);
 	pid_t pid = fork();
 	if (pid == 0) {
 		setsid();
 		int null = open("/dev/null", O_RDWR);
+		int src[4] = { lfd, null, cfd, logfd }, high[4];
 		dup2(null, 0);
 		dup2(null, 1);
-		if (lfd == 3)
-			fcntl(3, F_SETFD, 0);
-		else
-			dup2(lfd, 3);
-		/* vmgrd hands QEMU a restore file (4): /dev/null here. */
-		dup2(null, 4);
+		/* 3 QMP, 4 restore (/dev/null here), 5 console, 6 its log. */
+		for (int i = 0; i < 4; i++)
+			high[i] = fcntl(src[i], F_DUPFD, 100);
+		for (int i = 0; i < 4; i++)
+			dup2(high[i], 3 + i);
 		execvp(qargv[0], qargv);
 		_exit(127);
 	}
+	close(cfd);
+	close(logfd);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
 		perror("floor: connect");
@@ -179,7 +203,7 @@ main(int argc, char **argv)
 	for (int it = 0; it <= n; it++) {
 		double t0 = bench_now_ms();
 		int fd, st;
-		pid_t pid = spawn(qargv, path, &fd);
+		pid_t pid = spawn(qargv, path, vmdir, &fd);
 
 		qmp(fd, "qmp_capabilities");
 		ops_add(&ops, "spawn_ready", bench_now_ms() - t0);

@@ -8,6 +8,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Exit codes: 0 ok, 1 the request was refused or failed, 2 usage. */
 #define EXIT_REFUSED	1
@@ -101,6 +102,10 @@ int	cli_delete(const char *path, const char *what, const char *name);
 
 /* Human formatting of a byte count: "512B", "1.5G". */
 char	*fmt_bytes(double bytes, char *buf, size_t len);
+
+/* A size given to the CLI ("512M", "10G", "1.5G"; a plain number is MiB)
+ * in bytes, as spec_size_parse() takes it.  0, or -1. */
+int	cli_size(const char *s, uint64_t *bytes);
 
 /* "2026-11-26 06:12:33" (local time) for unix milliseconds. */
 char	*fmt_when(long long ms, char *buf, size_t len);

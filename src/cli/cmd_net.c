@@ -1,6 +1,7 @@
 /*
- * cmd_net.c - `vmgr network`: create, list, show and delete the isolated
- * networks VMs attach to with `--nic NAME`.
+ * cmd_net.c - `vmgr network`: create, list, show and delete the networks
+ * VMs attach to with `--nic NAME`: isolated ones, bridges of vmgr's own,
+ * and bridges of the host's that vmgr adopts.
  */
 #include "cli.h"
 
@@ -14,7 +15,14 @@ show(json_t *n)
 	size_t i;
 
 	printf("name:     %s\ntype:     %s\nsubnet:   %s\ncreated:  %s\n",
-	    jstr(n, "name"), jstr(n, "type"), jstr(n, "subnet"), jstr(n, "created_at"));
+	    jstr(n, "name"), jstr(n, "type"), *jstr(n, "subnet") ? jstr(n,
+	    "subnet") : "(its network's)", jstr(n, "created_at"));
+	if (*jstr(n, "bridge"))
+		printf("bridge:   %s%s\n", jstr(n, "bridge"), json_is_true(
+		    json_object_get(n, "adopted")) ? " (adopted: used as it is, "
+		    "never deleted)" : "");
+	if (strcmp(jstr(n, "state"), "down") == 0)
+		printf("state:    down: %s\n", jstr(n, "error"));
 	json_array_foreach(json_object_get(n, "members"), i, m)
 		printf("member:   %s nic %lld  %s  %s%s\n", jstr(m, "vm"),
 		    (long long)json_integer_value(json_object_get(m, "nic")),
@@ -37,13 +45,15 @@ cmd_network(int argc, char **argv)
 		if (cli.json)
 			print_json(resp);
 		else {
-			printf("%-16s %-9s %-18s %s\n", "NAME", "TYPE", "SUBNET",
-			    "VMS");
+			printf("%-16s %-9s %-18s %-15s %-4s %s\n", "NAME", "TYPE",
+			    "SUBNET", "BRIDGE", "VMS", "STATE");
 			json_array_foreach(resp, i, n)
-				printf("%-16s %-9s %-18s %zu\n", jstr(n, "name"),
-				    jstr(n, "type"), jstr(n, "subnet"),
-				    json_array_size(json_object_get(n,
-				    "members")));
+				printf("%-16s %-9s %-18s %-15s %-4zu %s\n",
+				    jstr(n, "name"), jstr(n, "type"), *jstr(n,
+				    "subnet") ? jstr(n, "subnet") : "-", *jstr(n,
+				    "bridge") ? jstr(n, "bridge") : "-",
+				    json_array_size(json_object_get(n, "members")),
+				    jstr(n, "state"));
 		}
 		json_decref(resp);
 		return 0;
@@ -64,6 +74,15 @@ cmd_network(int argc, char **argv)
 			json_object_set_new(body, argv[a] + 2,
 			    json_string(argv[a + 1]));
 			a++;
+		} else if ((strcmp(argv[a], "--bridge-name") == 0 ||
+		    strcmp(argv[a], "--adopt-bridge") == 0) && a + 1 < argc) {
+			/* Either implies a bridge network. */
+			json_object_set_new(body, argv[a][2] == 'b' ? "bridge" :
+			    "adopt", json_string(argv[a + 1]));
+			if (!json_object_get(body, "type"))
+				json_object_set_new(body, "type",
+				    json_string("bridge"));
+			a++;
 		} else {
 			json_decref(body);
 			return usage_error("network", "unknown argument \"%s\"",
@@ -77,8 +96,10 @@ cmd_network(int argc, char **argv)
 	if (cli.json)
 		print_json(resp);
 	else
-		printf("created network %s (%s, %s)\n", jstr(resp, "name"),
-		    jstr(resp, "type"), jstr(resp, "subnet"));
+		printf("created network %s (%s, %s%s%s)\n", jstr(resp, "name"),
+		    jstr(resp, "type"), *jstr(resp, "subnet") ? jstr(resp,
+		    "subnet") : "adopted", *jstr(resp, "bridge") ? ", bridge " :
+		    "", jstr(resp, "bridge"));
 	json_decref(resp);
 	return 0;
 }

@@ -104,11 +104,15 @@ cmd_info(int argc, char **argv)
 			printf("cmdline:      %s\n", jstr(v, "cmdline"));
 	}
 	json_array_foreach(json_object_get(spec, "disks"), i, v) {
-		long long gib = (long long)json_number_value(json_object_get(v,
-		    "size_gib"));
-		if (gib > 0)
-			printf("disk %zu:       %s (made with it, %lld GiB)\n", i,
-			    jstr(v, "volume"), gib);
+		long long size = (long long)json_number_value(json_object_get(v,
+		    "size"));
+		char sz[32];
+		if (size <= 0)	/* a spec of vmgr 0.1 */
+			size = (long long)json_number_value(json_object_get(v,
+			    "size_gib")) << 30;
+		if (size > 0)
+			printf("disk %zu:       %s (made with it, %s)\n", i,
+			    jstr(v, "volume"), fmt_bytes(size, sz, sizeof(sz)));
 		else
 			printf("disk %zu:       %s (attached)\n", i,
 			    jstr(v, "volume"));
@@ -305,15 +309,15 @@ cmd_create(int argc, char **argv)
 				    "volume", optarg));
 				break;
 			}
-			if (parse_size_mib(optarg + 4, &n) < 0 || n % 1024 ||
-			    n == 0) {
+			uint64_t bytes;
+			if (cli_size(optarg + 4, &bytes) < 0) {
 				rc = usage_error("create", "--disk takes a volume "
-				    "name, or new:SIZE in whole GiB (new:1G), not "
+				    "name, or new:SIZE (new:512M, new:10G), not "
 				    "\"%s\"", optarg);
 				goto out;
 			}
-			json_array_append_new(disks, json_pack("{s:I}",
-			    "size_gib", (json_int_t)(n / 1024)));
+			json_array_append_new(disks, json_pack("{s:I}", "size",
+			    (json_int_t)bytes));
 			break;
 		}
 		case 'N': {

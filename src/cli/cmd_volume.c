@@ -87,7 +87,6 @@ cmd_volume(int argc, char **argv)
 {
 	const char *sub = argc > 1 ? argv[1] : "list";
 	char path[256];
-	long long mib;
 	json_t *body;
 	int rc;
 
@@ -110,20 +109,21 @@ cmd_volume(int argc, char **argv)
 	if (strcmp(sub, "resize") == 0 && argc == 4) {
 		const char *size = argv[3];
 		int grow = size[0] == '+';
-		if (parse_size_mib(size + grow, &mib) < 0 || mib <= 0)
+		uint64_t bytes;
+		if (cli_size(size + grow, &bytes) < 0)
 			return usage_error("volume", "resize takes a size such as "
-			    "4G or +1G, not \"%s\"", size);
+			    "4G or +512M, not \"%s\"", size);
 		if (grow) {
 			json_t *cur = api_get(path, &rc);
 			if (cur == NULL)
 				return rc;
-			mib += (long long)(json_integer_value(json_object_get(cur,
-			    "size_bytes")) >> 20);
+			bytes += (uint64_t)json_integer_value(json_object_get(cur,
+			    "size_bytes"));
 			json_decref(cur);
 		}
 		snprintf(path, sizeof(path), "/v1/volumes/%s/resize", argv[2]);
-		return send("POST", path, json_pack("{s:I}", "size_mib",
-		    (json_int_t)mib));
+		return send("POST", path, json_pack("{s:I}", "size",
+		    (json_int_t)bytes));
 	}
 	if (strcmp(sub, "create") != 0)
 		return usage_error("volume", "unknown subcommand or arguments "
@@ -131,12 +131,14 @@ cmd_volume(int argc, char **argv)
 	body = json_pack("{s:s}", "name", argv[2]);
 	for (int a = 3; a < argc; a++) {
 		if (strcmp(argv[a], "--size") == 0 && a + 1 < argc) {
-			if (parse_size_mib(argv[++a], &mib) < 0 || mib <= 0) {
+			uint64_t bytes;
+			if (cli_size(argv[++a], &bytes) < 0) {
 				json_decref(body);
 				return usage_error("volume", "--size takes a size "
 				    "such as 2G or 512M, not \"%s\"", argv[a]);
 			}
-			json_object_set_new(body, "size_mib", json_integer(mib));
+			json_object_set_new(body, "size", json_integer(
+			    (json_int_t)bytes));
 		} else if (strcmp(argv[a], "--from") == 0 && a + 1 < argc)
 			json_object_set_new(body, "from", json_string(argv[++a]));
 		else {
@@ -145,7 +147,7 @@ cmd_volume(int argc, char **argv)
 			    argv[a]);
 		}
 	}
-	if (!json_object_get(body, "size_mib") && !json_object_get(body,
+	if (!json_object_get(body, "size") && !json_object_get(body,
 	    "from")) {
 		json_decref(body);
 		return usage_error("volume", "create needs --size or --from");

@@ -11,6 +11,7 @@
 #include <time.h>
 
 
+#include "../core/spec.h"
 #include "../lib/util.h"
 
 struct cli cli;
@@ -122,16 +123,21 @@ const struct command commands[] = {
 	  "Every running VM, busiest first, refreshed every 2 s; q quits.  Not on\n"
 	  "a terminal (or with --once) it prints one screen and exits.\n" },
 	{ "network", cmd_network,
-	  "vmgr network create NAME [--subnet CIDR] [--type isolated|bridge] | list |\n"
-	  "                     show NAME | delete NAME",
+	  "vmgr network create NAME [--subnet CIDR] [--type isolated|bridge]\n"
+	  "                     [--bridge-name IFNAME | --adopt-bridge IFNAME] |\n"
+	  "                     list | show NAME | delete NAME",
 	  "Isolated networks: an Ethernet segment for VMs only, switched by vmgrd\n"
 	  "(no root needed).  VMs join with `vmgr create VM --nic NAME`; each NIC\n"
 	  "gets the next free address of the subnet (default: the first free\n"
 	  "10.N.0.0/24), which the built-in guest configures at boot.  VMs on\n"
 	  "different networks cannot reach each other.  Overlapping subnets are\n"
 	  "refused, and so is deleting a network a VM uses.  --type bridge (root\n"
-	  "only): a Linux bridge with the subnet's first address, a tap per NIC\n"
-	  "and a DHCP server (dnsmasq) run by vmgrd.\n" },
+	  "only): a Linux bridge of vmgr's own (vmgrbrN, or --bridge-name IFNAME,\n"
+	  "which must not exist) with the subnet's first address, a tap per NIC\n"
+	  "and a DHCP server (dnsmasq) run by vmgrd; vmgr never touches an\n"
+	  "interface it did not make.  --adopt-bridge IFNAME puts the VMs' taps\n"
+	  "on a bridge the host has (its LAN): vmgr adds no address or DHCP\n"
+	  "there and never deletes it.\n" },
 	{ "volume", cmd_volume,
 	  "vmgr volume create NAME --size SIZE [--from BASE] | import NAME FILE |\n"
 	  "                    list | show NAME | resize NAME [+]SIZE | delete NAME",
@@ -323,6 +329,20 @@ cli_delete(const char *path, const char *what, const char *name)
 		printf("deleted %s %s\n", what, name);
 	json_decref(resp);
 	return 0;
+}
+
+int
+cli_size(const char *s, uint64_t *bytes)
+{
+	char buf[40];
+	size_t n = strspn(s, "0123456789");
+
+	/* The CLI's rule: a plain number is MiB (the API's is bytes). */
+	if (n > 0 && s[n] == '\0' && n < 20) {
+		snprintf(buf, sizeof(buf), "%sM", s);
+		s = buf;
+	}
+	return spec_size_parse(s, bytes);
 }
 
 char *

@@ -10,7 +10,15 @@
 #define QCOW2_MAGIC		0x514649fbu	/* "QFI\xfb" */
 #define EXT_END			0x00000000u
 #define EXT_BACKING_FORMAT	0xe2792acau
+#define EXT_FEATURE_TABLE	0x6803f857u
 #define EXT_BITMAPS		0x23852875u
+#define EXT_ENCRYPTION		0x0537be77u
+#define EXT_DATA_FILE		0x44415441u
+
+/* What a plain image may have: everything else is refused. */
+#define INCOMPAT_KNOWN	(QCOW2_INCOMPAT_DIRTY | QCOW2_INCOMPAT_COMPRESSION | \
+			 QCOW2_INCOMPAT_EXTL2)
+#define AUTOCLEAR_KNOWN	QCOW2_AUTOCLEAR_BITMAPS
 
 static uint16_t
 be16(const uint8_t *p)
@@ -66,6 +74,7 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h,
 	boff = be64(buf + 8);
 	blen = be32(buf + 16);
 	h->size = be64(buf + 24);
+	h->crypt_method = be32(buf + 32);
 	h->nb_snapshots = be32(buf + 60);
 	h->snapshots_offset = be64(buf + 64);
 	if (blen >= sizeof(h->backing))
@@ -80,6 +89,9 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h,
 		return 0;
 	if (len < 104)
 		return fail(err, errlen, "qcow2 v3 header cut short");
+	h->incompatible = be64(buf + 72);
+	h->compatible = be64(buf + 80);
+	h->autoclear = be64(buf + 88);
 	hlen = be32(buf + 100);
 	if (hlen < 104 || hlen > len)
 		return fail(err, errlen, "bad qcow2 header length");
@@ -104,8 +116,52 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h,
 			h->nb_bitmaps = be32(buf + off);
 			h->bitmap_dir_size = be64(buf + off + 8);
 			h->bitmap_dir_offset = be64(buf + off + 16);
-		}
+		} else if (type == EXT_DATA_FILE)
+			copy_name(h->data_file, sizeof(h->data_file), buf + off,
+			    elen);
+		else if (type == EXT_ENCRYPTION)
+			h->encryption_ext = 1;
+		else if (type != EXT_FEATURE_TABLE && h->unknown_ext == 0)
+			h->unknown_ext = type;
 		off += ((size_t)elen + 7) & ~(size_t)7;
+	}
+	return 0;
+}
+
+int
+qcow2_plain(const struct qcow2_header *h, char *err, size_t errlen)
+{
+	if (h->crypt_method != 0 || h->encryption_ext)
+		return fail(err, errlen, "the image is encrypted, and vmgr has "
+		    "no key to give QEMU; decrypt it first (qemu-img convert)");
+	if ((h->incompatible & QCOW2_INCOMPAT_DATA_FILE) || h->data_file[0] ||
+	    (h->autoclear & QCOW2_AUTOCLEAR_DATA_RAW)) {
+		snprintf(err, errlen, "the image keeps its data in another file "
+		    "(an external data file%s%.200s%s), which could be any file "
+		    "of the host; convert it into one file first (qemu-img "
+		    "convert)", h->data_file[0] ? ": \"" : "", h->data_file,
+		    h->data_file[0] ? "\"" : "");
+		return -1;
+	}
+	if (h->incompatible & QCOW2_INCOMPAT_CORRUPT)
+		return fail(err, errlen, "the image is marked corrupt; repair it "
+		    "first (qemu-img check -r all)");
+	if (h->incompatible & ~INCOMPAT_KNOWN) {
+		snprintf(err, errlen, "the image uses incompatible features vmgr "
+		    "does not know (bits %#llx)", (unsigned long long)
+		    (h->incompatible & ~INCOMPAT_KNOWN));
+		return -1;
+	}
+	if (h->autoclear & ~AUTOCLEAR_KNOWN) {
+		snprintf(err, errlen, "the image has autoclear features vmgr "
+		    "does not know (bits %#llx)", (unsigned long long)
+		    (h->autoclear & ~AUTOCLEAR_KNOWN));
+		return -1;
+	}
+	if (h->unknown_ext) {
+		snprintf(err, errlen, "the image has a header extension vmgr does "
+		    "not know (type %#010x)", (unsigned)h->unknown_ext);
+		return -1;
 	}
 	return 0;
 }

@@ -14,11 +14,27 @@
 #define QCOW2_NAME_MAX		127	/* longer names are cut */
 #define QCOW2_TABLE_MAX		(1u << 20) /* snapshot table, bitmap dir */
 
+/* Feature bits and header extensions of QEMU's docs/interop/qcow2.txt. */
+#define QCOW2_INCOMPAT_DIRTY		(1ull << 0)
+#define QCOW2_INCOMPAT_CORRUPT		(1ull << 1)
+#define QCOW2_INCOMPAT_DATA_FILE	(1ull << 2)
+#define QCOW2_INCOMPAT_COMPRESSION	(1ull << 3)
+#define QCOW2_INCOMPAT_EXTL2		(1ull << 4)
+#define QCOW2_AUTOCLEAR_BITMAPS		(1ull << 0)
+#define QCOW2_AUTOCLEAR_DATA_RAW	(1ull << 1)
+
 struct qcow2_header {
 	int		version;	/* 2 or 3 */
 	uint64_t	size;		/* virtual size in bytes */
 	char		backing[1024];	/* "" when none */
 	char		backing_format[32];
+	uint32_t	crypt_method;	/* 0: not encrypted */
+	uint64_t	incompatible;	/* QCOW2_INCOMPAT_* (v3) */
+	uint64_t	compatible;
+	uint64_t	autoclear;
+	char		data_file[256];	/* the external data file named, or "" */
+	int		encryption_ext;	/* a full disk encryption header */
+	uint32_t	unknown_ext;	/* the first extension not known, or 0 */
 	uint32_t	nb_snapshots;
 	uint64_t	snapshots_offset;
 	uint32_t	nb_bitmaps;
@@ -49,6 +65,14 @@ struct qcow2_bitmap {
  */
 int	qcow2_parse_header(const uint8_t *buf, size_t len,
 	    struct qcow2_header *, char *err, size_t errlen);
+
+/*
+ * 0 when the image asks QEMU to open nothing but itself and the backing
+ * file it names (checked by the caller): not encrypted, no external data
+ * file, no feature bit or header extension that vmgr does not know (a
+ * list of what is allowed, not of what is refused).  -1 with the reason.
+ */
+int	qcow2_plain(const struct qcow2_header *, char *err, size_t errlen);
 
 /*
  * Parse n snapshot table entries from buf (the table, read from

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static int
 fail(struct spec_error *err, const char *code, const char *fmt, ...)
@@ -201,10 +202,57 @@ parse_boot(const json_t *boot, struct vm_spec *spec, struct spec_error *err)
 	return 0;
 }
 
+int
+spec_size_parse(const char *s, uint64_t *bytes)
+{
+	static const struct { const char *suffix; int shift; } units[] = {
+		{ "", 0 }, { "b", 0 }, { "k", 10 }, { "kb", 10 }, { "kib", 10 },
+		{ "m", 20 }, { "mb", 20 }, { "mib", 20 }, { "g", 30 },
+		{ "gb", 30 }, { "gib", 30 }, { "t", 40 }, { "tb", 40 },
+		{ "tib", 40 },
+	};
+	unsigned long long whole = 0, frac = 0, fdiv = 1;
+	const char *p = s;
+
+	if (s == NULL || !isdigit((unsigned char)*p))
+		return -1;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (whole > (1ULL << 45))
+			return -1;
+		whole = whole * 10 + (unsigned)(*p - '0');
+	}
+	if (*p == '.') {
+		if (!isdigit((unsigned char)*++p))
+			return -1;
+		for (; isdigit((unsigned char)*p); p++)
+			if (fdiv < 1000000000ULL) {
+				frac = frac * 10 + (unsigned)(*p - '0');
+				fdiv *= 10;
+			}
+	}
+	for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+		if (strcasecmp(p, units[i].suffix) != 0)
+			continue;
+		if (units[i].shift == 0 && fdiv > 1)
+			return -1;	/* half a byte */
+		if (whole > SPEC_DISK_MAX_BYTES >> units[i].shift)
+			return -1;
+		uint64_t b = ((uint64_t)whole << units[i].shift) +
+		    (uint64_t)((frac << units[i].shift) / fdiv);
+		b = (b + 511) & ~(uint64_t)511;
+		if (b == 0 || b > SPEC_DISK_MAX_BYTES)
+			return -1;
+		*bytes = b;
+		return 0;
+	}
+	return -1;
+}
+
 static int
 parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 {
-	static const char *const keys[] = { "volume", "size_gib", NULL };
+	static const char *const keys[] = { "volume", "size_gib", "size",
+	    NULL };
 	size_t i;
 	json_t *d;
 
@@ -215,9 +263,11 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 		    SPEC_MAX_DISKS);
 	json_array_foreach(arr, i, d) {
 		struct spec_disk *disk = &spec->disks[i];
-		char where[32];
+		char where[32], text[32];
 		const char *vol;
-		long long size;
+		long long gib;
+		uint64_t size = 0;
+		json_t *js;
 		int rc;
 
 		snprintf(where, sizeof(where), "disks[%zu]", i);
@@ -240,11 +290,40 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 				return fail(err, "invalid_value",
 				    "volume \"%s\" is attached twice", vol);
 		if ((rc = get_int(d, "size_gib", where, 1, SPEC_DISK_MAX,
-		    &size, err)) < 0)
+		    &gib, err)) < 0)
 			return -1;
+		if (rc == 0)
+			size = (uint64_t)gib << 30;
+		/* size: bytes, or a string such as "512M" or "1.5G". */
+		if ((js = json_object_get(d, "size")) != NULL) {
+			uint64_t b;
+			if (json_is_integer(js) && json_integer_value(js) > 0)
+				snprintf(text, sizeof(text), "%lld", (long long)
+				    json_integer_value(js));
+			else if (json_is_real(js) && json_real_value(js) >= 1 &&
+			    json_real_value(js) < 1e15 &&
+			    floor(json_real_value(js)) == json_real_value(js))
+				snprintf(text, sizeof(text), "%.0f",
+				    json_real_value(js));
+			else if (json_is_string(js) && json_string_length(js) <
+			    sizeof(text))
+				snprintf(text, sizeof(text), "%s",
+				    json_string_value(js));
+			else
+				text[0] = '\0';
+			if (spec_size_parse(text, &b) < 0)
+				return fail(err, "invalid_value", "%s.size must be "
+				    "a size in bytes, or with a suffix such as 512M "
+				    "or 2G, above 0 and at most %d GiB", where,
+				    SPEC_DISK_MAX);
+			if (size && size != b)
+				return fail(err, "invalid_value", "%s: size and "
+				    "size_gib disagree", where);
+			size = b;
+		}
 		/* Without a size, the volume exists and is attached. */
 		snprintf(disk->volume, sizeof(disk->volume), "%s", vol);
-		disk->size_gib = rc == 1 ? 0 : (int)size;
+		disk->size = size;
 		spec->ndisks++;
 	}
 	return 0;
@@ -635,9 +714,14 @@ spec_to_json(const struct vm_spec *spec)
 	}
 	for (int i = 0; i < spec->ndisks; i++) {
 		json_t *d = json_pack("{s:s}", "volume", spec->disks[i].volume);
-		if (spec->disks[i].size_gib > 0)
+		uint64_t size = spec->disks[i].size;
+		/* size_gib too, for readers of vmgr 0.1's specs. */
+		if (size > 0 && size % (1u << 30) == 0)
 			json_object_set_new(d, "size_gib",
-			    json_integer(spec->disks[i].size_gib));
+			    json_integer((json_int_t)(size >> 30)));
+		if (size > 0)
+			json_object_set_new(d, "size", json_integer(
+			    (json_int_t)size));
 		json_array_append_new(disks, d);
 	}
 	json_object_set_new(o, "disks", disks);

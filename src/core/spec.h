@@ -18,12 +18,13 @@
 #define SPEC_MEM_MIN	16		/* MiB */
 #define SPEC_MEM_MAX	(4u << 20)	/* MiB: 4 TiB */
 #define SPEC_DISK_MAX	16384		/* GiB */
+#define SPEC_DISK_MAX_BYTES	((uint64_t)SPEC_DISK_MAX << 30)
 #define SPEC_CMDLINE_MAX 2048
 #define SPEC_PATH_MAX	1024
 
 struct spec_disk {
-	char	volume[SPEC_NAME_MAX + 1];
-	int	size_gib;	/* a new volume; 0 = attach an existing one */
+	char	 volume[SPEC_NAME_MAX + 1];
+	uint64_t size;		/* bytes of a new volume; 0 = attach one */
 };
 
 #define SPEC_MAX_FORWARDS 16
@@ -107,6 +108,14 @@ int	spec_forward_conflict(const struct spec_forward *a,
  * address must be the network's (no host bits).  0, or -1.
  */
 int	spec_cidr_parse(const char *s, unsigned *net, int *prefix);
+
+/*
+ * Parse a disk size as qemu-img takes it: bytes ("1048576"), or a number
+ * with a binary suffix K, M, G, T (also KiB, MB, ...; "1.5G" too), into
+ * bytes rounded up to whole 512-byte sectors.  0 < size <= 16 TiB.  0, or
+ * -1 for anything else.
+ */
+int	spec_size_parse(const char *s, uint64_t *bytes);
 
 /* 1 when s is a unicast MAC "xx:xx:xx:xx:xx:xx" (lower or upper hex). */
 int	spec_mac_valid(const char *s);

@@ -71,8 +71,9 @@ struct bjob {
 	struct backup		*b;
 	struct vm		*vm;
 	struct pending		*p;		/* ?wait=1, or NULL */
-	struct qmp		*qmp;
+	pid_t			 vm_pid;	/* live: the QEMU it began on */
 	int			 own;		/* a storage daemon of ours */
+	struct qmp		*qsd;		/* its QMP link */
 	pid_t			 qsd_pid;
 	uid_t			 qsd_uid;	/* who it runs as: 0 for root */
 	gid_t			 qsd_gid;
@@ -85,14 +86,16 @@ struct bjob {
 	uint64_t		 disk_size[SPEC_MAX_DISKS];
 	/* other vmgr bitmaps found on each disk: dropped after success */
 	char			 stale[SPEC_MAX_DISKS][4][QCOW2_NAME_MAX + 1];
+	/* The target files, opened by vmgrd once qemu-img has made them. */
+	int			 tfd[SPEC_MAX_DISKS];
+	char			 sha256[SPEC_MAX_DISKS][65];
 	int			 left;		/* replies or jobs outstanding */
 	int			 nodes;		/* targets added to QEMU */
 	int			 started;	/* the transaction went through */
 	struct event		*tick;
 	char			 error[512];
 	int			 status;	/* HTTP status of the failure */
-	char			*hashes;	/* hash_files()' output */
-	int			 step;		/* ST_* */
+	int			 step;		/* ST_*: the step in progress */
 	int64_t			 fdset[SPEC_MAX_DISKS];	/* add-fd's, or -1 */
 	struct fdslot {
 		struct bjob	*bj;
@@ -251,6 +254,25 @@ backup_json(const struct backup *b, int detail)
 
 /* ---- making a backup: QMP ----------------------------------------------- */
 
+/*
+ * The QMP link for the next command: our storage daemon's, or the VM's as
+ * it is now.  The VM's link is the VM's to free (when QEMU exits, or its
+ * monitor is reconnected), so it is looked up each time and never kept;
+ * and only while the QEMU the backup began on still runs.
+ */
+static struct qmp *
+bjob_qmp(const struct bjob *bj)
+{
+	const struct vm *vm = bj->vm;
+
+	if (bj->own)
+		return bj->qsd;
+	if (vm->pid <= 0 || vm->pid != bj->vm_pid || vm->qmp == NULL ||
+	    !qmp_is_ready(vm->qmp))
+		return NULL;
+	return vm->qmp;
+}
+
 static void
 bjob_free(struct bjob *bj)
 {
@@ -258,8 +280,11 @@ bjob_free(struct bjob *bj)
 		event_free(bj->tick);
 		bj->tick = NULL;
 	}
-	free(bj->hashes);
-	bj->hashes = NULL;
+	for (int d = 0; d < SPEC_MAX_DISKS; d++)
+		if (bj->tfd[d] >= 0) {
+			close(bj->tfd[d]);
+			bj->tfd[d] = -1;
+		}
 	if (bj->tick_pending) {
 		bj->dead = 1;	/* the reply frees it */
 		return;
@@ -304,37 +329,54 @@ static void
 bjob_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct bjob *bj = arg;
+	struct qmp *q = bjob_qmp(bj);
 
 	(void)fd;
 	(void)what;
-	if (!bj->tick_pending && bj->qmp && qmp_is_ready(bj->qmp) &&
-	    qmp_command(bj->qmp, "query-jobs", NULL, bjob_tick_reply, bj) == 0)
+	if (!bj->tick_pending && q && qmp_command(q, "query-jobs", NULL,
+	    bjob_tick_reply, bj) == 0)
 		bj->tick_pending = 1;
 }
 
 /*
- * The steps of a backup, each started by bjob_step() when the previous
- * one's replies are all in (bj->left reaches 0):
+ * The steps of a backup, each named for what it does.  bjob_step() starts
+ * the work of bj->step; when its replies and jobs are all in (bj->left
+ * reaches 0) the next step begins.  After a failure the steps up to
+ * ST_JOBS do nothing; ST_CLOSE and ST_QUIT always clean up.
  */
 enum {
-	ST_CONNECT,	/* the VM's QMP, or a storage daemon's */
-	ST_BITMAPS,	/* query-named-block-nodes: the bitmaps there */
 	ST_TARGETS,	/* qemu-img create the target files */
-	ST_FDS,		/* hand them to the VM's QEMU as descriptors */
+	ST_OPEN,	/* open them: vmgrd's descriptors from here on */
+	ST_CONNECT,	/* a storage daemon of ours, for a stopped VM */
+	ST_BITMAPS,	/* query-named-block-nodes: the bitmaps there */
+	ST_FDS,		/* hand the targets to the VM's QEMU (add-fd) */
 	ST_NODES,	/* blockdev-add them */
 	ST_JOBS,	/* the transaction, then the jobs run */
 	ST_CLOSE,	/* blockdev-del the targets, sort out the bitmaps */
 	ST_QUIT,	/* stop our storage daemon, if any */
-	ST_HASH,	/* hash the files */
-	ST_DONE,
+	ST_SYNC,	/* fsync and hash the targets, off the loop */
+	ST_COMMIT,	/* the manifest, the rename, the catalog */
 };
 
 /* One more reply or job counted down; the next step when all are in. */
 static void
 bjob_settle(struct bjob *bj)
 {
-	if (--bj->left == 0)
+	if (--bj->left == 0) {
+		bj->step++;
 		bjob_step(bj);
+	}
+}
+
+/* The first error of the backup itself; the clean-up's are only logged. */
+static void
+bjob_error(struct bjob *bj, const char *error)
+{
+	if (bj->step >= ST_CLOSE)
+		log_warnx("%s: backup %lld, clean-up: %s", bj->vm->spec.name,
+		    (long long)bj->b->id, error);
+	else if (!bj->error[0])
+		snprintf(bj->error, sizeof(bj->error), "%.500s", error);
 }
 
 static void
@@ -344,20 +386,22 @@ bjob_reply(struct qmp *q, json_t *result, const char *error, void *arg)
 
 	(void)q;
 	(void)result;
-	if (error && !bj->error[0] && bj->step <= ST_JOBS)
-		snprintf(bj->error, sizeof(bj->error), "%.500s", error);
+	if (error)
+		bjob_error(bj, error);
 	bjob_settle(bj);
 }
 
-/* Send a command counted in bj->left; a command that cannot go counts down. */
+/* Send a command counted in bj->left; one that cannot go counts down. */
 static void
 bjob_cmd(struct bjob *bj, const char *cmd, json_t *args)
 {
+	struct qmp *q = bjob_qmp(bj);
+
 	bj->left++;
-	if (bj->qmp == NULL || qmp_command(bj->qmp, cmd, args, bjob_reply,
-	    bj) < 0) {
-		if (!bj->error[0] && bj->step <= ST_JOBS)
-			snprintf(bj->error, sizeof(bj->error), "QEMU is gone");
+	if (q == NULL || qmp_command(q, cmd, args, bjob_reply, bj) < 0) {
+		if (q == NULL)
+			json_decref(args);
+		bjob_error(bj, "QEMU is gone");
 		bj->left--;
 	}
 }
@@ -384,7 +428,7 @@ bjob_bitmaps(struct qmp *q, json_t *result, const char *error, void *arg)
 
 	(void)q;
 	if (error) {
-		snprintf(bj->error, sizeof(bj->error), "%.500s", error);
+		bjob_error(bj, error);
 		bjob_settle(bj);
 		return;
 	}
@@ -438,8 +482,11 @@ bjob_fd_added(struct qmp *q, json_t *result, const char *error, void *arg)
 	if (error == NULL)
 		bj->fdset[slot->d] = json_integer_value(json_object_get(result,
 		    "fdset-id"));
-	else if (!bj->error[0])
-		snprintf(bj->error, sizeof(bj->error), "add-fd: %.400s", error);
+	else {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "add-fd: %.400s", error);
+		bjob_error(bj, msg);
+	}
 	bjob_settle(bj);
 }
 
@@ -453,8 +500,7 @@ bjob_transacted(struct qmp *q, json_t *result, const char *error, void *arg)
 	(void)result;
 	if (error) {
 		bj->left -= job_unwatch(bj);
-		if (!bj->error[0])
-			snprintf(bj->error, sizeof(bj->error), "%.500s", error);
+		bjob_error(bj, error);
 	} else
 		bj->started = 1;
 	bjob_settle(bj);
@@ -481,16 +527,21 @@ target_path(const struct bjob *bj, int d, char *buf, size_t len)
 	snprintf(buf, len, "%s/disk%d.qcow2", bj->partial, d);
 }
 
+/* The targets are on disk (fsync) and hashed. */
 static void
-hashed(int status, const char *output, void *arg)
+bjob_synced(const char *why, const struct fdwork_result *res, void *arg)
 {
 	struct bjob *bj = arg;
 
-	if (status != 0 && !bj->error[0])
-		snprintf(bj->error, sizeof(bj->error), "openssl: %.480s",
-		    output);
-	else
-		bj->hashes = strdup(output);
+	for (int d = 0; d < bj->ndisks && !bj->error[0]; d++) {
+		if (why || res[d].error) {
+			snprintf(bj->error, sizeof(bj->error), "disk%d.qcow2: "
+			    "%s", d, why ? why : strerror(res[d].error));
+			if (!why && res[d].error == ENOSPC)
+				bj->status = 507;
+		} else
+			memcpy(bj->sha256[d], res[d].sha256, 65);
+	}
 	bjob_settle(bj);
 }
 
@@ -498,7 +549,7 @@ static void
 qsd_exited(pid_t pid, int status, void *arg)
 {
 	struct bjob *bj = arg;
-	char how[128];
+	char how[128], msg[200];
 
 	(void)pid;
 	proc_watch_free(bj->qsd_watch);
@@ -507,9 +558,8 @@ qsd_exited(pid_t pid, int status, void *arg)
 	if (bj->step < ST_QUIT) {
 		/* It died under us; its QMP link fails what is pending. */
 		proc_status_str(status, how, sizeof(how));
-		if (!bj->error[0])
-			snprintf(bj->error, sizeof(bj->error), "the storage "
-			    "daemon %s", how);
+		snprintf(msg, sizeof(msg), "the storage daemon %s", how);
+		bjob_error(bj, msg);
 		return;
 	}
 	bjob_settle(bj);
@@ -536,8 +586,10 @@ qsd_closed(struct qmp *q, const char *why, void *arg)
 
 	job_qmp_gone(q, why);
 	if (bj->step == ST_CONNECT) {
-		snprintf(bj->error, sizeof(bj->error), "the storage daemon did "
-		    "not answer: %.400s", why);
+		char msg[512];
+		snprintf(msg, sizeof(msg), "the storage daemon did not answer: "
+		    "%.400s", why);
+		bjob_error(bj, msg);
 		bjob_settle(bj);
 	}
 }
@@ -548,33 +600,34 @@ static const struct qmp_handlers qsd_handlers = {
 	.closed = qsd_closed,
 };
 
-/* The target files become uid's (the storage daemon's), or root's again. */
+/* The targets become uid's (the storage daemon's), or root's again. */
 static void
 lend_targets(struct bjob *bj, uid_t uid, gid_t gid)
 {
-	char path[PATH_MAX];
+	char msg[300];
 
-	for (int d = 0; d < bj->ndisks; d++) {
-		target_path(bj, d, path, sizeof(path));
-		if (chown(path, uid, gid) < 0 && !bj->error[0])
-			snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
-			    path, strerror(errno));
-	}
+	for (int d = 0; d < bj->ndisks; d++)
+		if (bj->tfd[d] >= 0 && fchown(bj->tfd[d], uid, gid) < 0) {
+			snprintf(msg, sizeof(msg), "disk%d.qcow2: %s", d,
+			    strerror(errno));
+			bjob_error(bj, msg);
+		}
 }
 
 /*
- * Start qemu-storage-daemon on the VM's disks, with its QMP on fd 3.  As
- * root it runs as the VM's own user (priv.c), like the VM's QEMU: the
- * partial directory is lent to that user and is its working directory,
- * so it writes the targets by relative names and reaches nothing else of
- * the store.
+ * Start qemu-storage-daemon on the VM's disks, with its QMP on fd 3 and
+ * the target files on fds 4 and up (it opens them as /dev/fd/N).  As root
+ * it runs as the VM's own user (priv.c), like the VM's QEMU: the target
+ * files are lent to that user, the directory they are in never is, and
+ * its log and pid file are vmgrd's, in the VM's run dir.
  */
 static int
 qsd_spawn(struct bjob *bj)
 {
-	char sock[PATH_MAX], logp[PATH_MAX], pidf[PATH_MAX + 16];
+	char sock[PATH_MAX], logp[PATH_MAX], pidf[PATH_MAX];
 	char *argv[8 + 2 * SPEC_MAX_DISKS] = { 0 };
 	char *dumps[SPEC_MAX_DISKS] = { 0 };
+	int fds[1 + SPEC_MAX_DISKS];
 	struct proc_cred cred;
 	int lfd, cfd, n = 0, rc = -1, as_user = 0;
 
@@ -582,23 +635,22 @@ qsd_spawn(struct bjob *bj)
 	    sizeof(bj->error)) < 0)
 		return -1;
 	if (as_user) {
-		if (chown(bj->partial, cred.uid, cred.gid) < 0) {
-			snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
-			    bj->partial, strerror(errno));
-			return -1;
-		}
-		cred.dir = bj->partial;
 		bj->qsd_uid = cred.uid;
 		bj->qsd_gid = cred.gid;
+		lend_targets(bj, cred.uid, cred.gid);
+		if (bj->error[0])
+			return -1;
 	}
 	snprintf(sock, sizeof(sock), "%s/qsd.sock", bj->vm->dir);
 	snprintf(logp, sizeof(logp), "%s/qsd.log", bj->vm->dir);
-	mkdir_p(bj->vm->dir, 0700);
+	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", bj->vm->dir);
+	unlink(logp);
 	if ((lfd = qmp_sock_listen(sock)) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "%.300s: %s", sock,
 		    strerror(errno));
 		return -1;
 	}
+	fds[0] = lfd;
 	argv[n++] = "qemu-storage-daemon";
 	argv[n++] = "--chardev";
 	argv[n++] = "socket,id=mon,fd=3,server=on,wait=off";
@@ -615,27 +667,27 @@ qsd_spawn(struct bjob *bj)
 		json_decref(o);
 		argv[n++] = "--blockdev";
 		argv[n++] = dumps[d];
+		fds[1 + d] = bj->tfd[d];
 	}
-	bj->qsd_pid = proc_spawn_detached(argv, logp, &lfd, 1, NULL,
-	    as_user ? &cred : NULL);
-	if (bj->qsd_pid < 0) {
+	struct proc_spawn sp = {
+		.argv = argv,
+		.logpath = logp,
+		.pidfile = pidf,
+		.fds = fds,
+		.nfds = 1 + bj->ndisks,
+		.cred = as_user ? &cred : NULL,
+	};
+	if ((bj->qsd_pid = proc_spawn_detached(&sp)) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "cannot start "
 		    "qemu-storage-daemon: %s", strerror(errno));
 		bj->qsd_pid = 0;
 		goto out;
 	}
 	bj->own = 1;
-	/* Its pid, for a vmgrd that restarts after a crash (its own
-	 * --pidfile would need a path it cannot resolve as its user). */
-	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", bj->partial);
-	char pidtext[32];
-	int pn = snprintf(pidtext, sizeof(pidtext), "%d\n", (int)bj->qsd_pid);
-	if (write_file_atomic(pidf, pidtext, (size_t)pn, 0600) < 0)
-		log_warn("%s: %s", __func__, pidf);
 	bj->qsd_watch = proc_watch_new(vmgrd->base, bj->qsd_pid, qsd_exited,
 	    bj);
 	if ((cfd = qmp_sock_connect(sock)) < 0 ||
-	    (bj->qmp = qmp_new(vmgrd->base, cfd, &qsd_handlers, bj)) == NULL) {
+	    (bj->qsd = qmp_new(vmgrd->base, cfd, &qsd_handlers, bj)) == NULL) {
 		snprintf(bj->error, sizeof(bj->error), "cannot connect to the "
 		    "storage daemon: %s", strerror(errno));
 		goto out;
@@ -677,69 +729,20 @@ bjob_finish(struct bjob *bj)
 	bjob_free(bj);
 }
 
-/*
- * Hash files with OpenSSL's SHA-256, which uses the CPU's SHA extensions
- * (coreutils' sha256sum does not: 4.5 times slower on this hardware, and
- * the hashing is a large part of a backup's time).  One child for all the
- * files; cb gets its output, which hash_of() reads.
- */
-static int
-hash_files(char *const *files, int n, proc_run_cb cb, void *arg)
-{
-	char **argv = calloc((size_t)n + 5, sizeof(*argv));
-	int rc;
-
-	if (argv == NULL)
-		return -1;
-	argv[0] = "openssl";
-	argv[1] = "dgst";
-	argv[2] = "-sha256";
-	argv[3] = "-r";
-	for (int i = 0; i < n; i++)
-		argv[4 + i] = files[i];
-	rc = proc_run(vmgrd->base, argv, cb, arg);
-	free(argv);
-	return rc;
-}
-
-/* The hash of path in hash_files()' output ("HASH *PATH"), or NULL. */
-static const char *
-hash_of(const char *out, const char *path, char *buf)
-{
-	size_t plen = strlen(path);
-
-	for (const char *l = out; l && *l; l = strchr(l, '\n') ?
-	    strchr(l, '\n') + 1 : NULL) {
-		if (strlen(l) < 66 + plen || l[64] != ' ' || (l[65] != '*' &&
-		    l[65] != ' ') ||
-		    strncmp(l + 66, path, plen) != 0 ||
-		    (l[66 + plen] != '\n' && l[66 + plen] != '\0'))
-			continue;
-		for (int i = 0; i < 64; i++)
-			if (!isxdigit((unsigned char)l[i]))
-				return NULL;
-		memcpy(buf, l, 64);
-		buf[64] = '\0';
-		return buf;
-	}
-	return NULL;
-}
-
 /* The manifest, written into the partial directory, then the rename. */
 static int
 bjob_commit(struct bjob *bj)
 {
 	struct backup *b = bj->b;
-	char path[PATH_MAX], hash[65], man[PATH_MAX + 32];
+	char man[PATH_MAX + 32];
 	json_t *m, *disks = json_array();
 	int64_t total = 0;
 	struct stat st;
 
 	for (int d = 0; d < bj->ndisks; d++) {
-		target_path(bj, d, path, sizeof(path));
-		if (stat(path, &st) < 0 || !hash_of(bj->hashes, path, hash)) {
-			snprintf(bj->error, sizeof(bj->error), "cannot hash %.300s",
-			    path);
+		if (fstat(bj->tfd[d], &st) < 0) {
+			snprintf(bj->error, sizeof(bj->error), "disk%d.qcow2: %s",
+			    d, strerror(errno));
 			json_decref(disks);
 			return -1;
 		}
@@ -750,7 +753,7 @@ bjob_commit(struct bjob *bj)
 		    "s:I, s:s}", "index", d, "volume",
 		    bj->vm->spec.disks[d].volume, "file", file, "virtual_size",
 		    (json_int_t)bj->disk_size[d], "size", (json_int_t)st.st_size,
-		    "sha256", hash));
+		    "sha256", bj->sha256[d]));
 	}
 	b->finished_at = now_unix_ms();
 	b->size_bytes = total;
@@ -768,8 +771,6 @@ bjob_commit(struct bjob *bj)
 	char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(m);
 	snprintf(man, sizeof(man), "%s/" MANIFEST, bj->partial);
-	snprintf(path, sizeof(path), "%s/qsd.pid", bj->partial);
-	unlink(path);
 	if (text == NULL || write_file_atomic(man, text, strlen(text),
 	    0600) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "cannot write %.300s: %s",
@@ -781,12 +782,14 @@ bjob_commit(struct bjob *bj)
 	}
 	free(text);
 	fault_point("backup:after-manifest");
-	/* The files are flushed (QEMU closed them): the rename commits. */
+	/* The files and the manifest are on disk: the rename commits. */
 	if (rename(bj->partial, b->dir) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "rename %.300s: %s",
 		    bj->partial, strerror(errno));
 		return -1;
 	}
+	if (fsync_dir_of(b->dir) < 0)
+		log_warn("%s: fsync the directory of %s", __func__, b->dir);
 	fault_point("backup:after-rename");
 	snprintf(b->state, sizeof(b->state), "complete");
 	if (backup_save(b) < 0) {
@@ -808,20 +811,7 @@ bjob_step(struct bjob *bj)
 
 	bj->left = 1;		/* held while this step sends its work */
 	switch (bj->step) {
-	case ST_CONNECT:
-		bj->step = ST_BITMAPS;
-		if (bj->error[0])
-			break;
-		bj->left++;
-		if (bj->qmp == NULL || qmp_command(bj->qmp,
-		    "query-named-block-nodes", json_pack("{s:b}", "flat", 1),
-		    bjob_bitmaps, bj) < 0) {
-			bj->left--;
-			snprintf(bj->error, sizeof(bj->error), "QEMU is gone");
-		}
-		break;
-	case ST_BITMAPS:
-		bj->step = ST_TARGETS;
+	case ST_TARGETS:
 		if (bj->error[0])
 			break;
 		for (int d = 0; d < bj->ndisks; d++) {
@@ -852,51 +842,79 @@ bjob_step(struct bjob *bj)
 			}
 		}
 		break;
-	case ST_TARGETS:
-		bj->step = ST_FDS;
+	case ST_OPEN:
+		/*
+		 * From here on the targets are vmgrd's descriptors: QEMU and the
+		 * storage daemon get them so, the hashes read them, and no
+		 * name is looked up again in a directory another user had.
+		 */
+		for (int d = 0; d < bj->ndisks && !bj->error[0]; d++) {
+			target_path(bj, d, path, sizeof(path));
+			if ((bj->tfd[d] = open_private(path, O_RDWR, 0)) < 0)
+				snprintf(bj->error, sizeof(bj->error), "%.300s: "
+				    "%s", path, strerror(errno));
+		}
+		break;
+	case ST_CONNECT:
 		if (bj->error[0])
 			break;
-		if (bj->own) {
-			lend_targets(bj, bj->qsd_uid, bj->qsd_gid);
+		if (!bj->own) {
+			if (bjob_qmp(bj) == NULL)
+				bjob_error(bj, "QEMU is gone");
 			break;
 		}
+		/* A stopped VM: a storage daemon of our own opens its disks. */
+		bj->left++;	/* its QMP greeting */
+		if (qsd_spawn(bj) == 0)
+			break;
+		bj->left--;
+		if (bj->qsd_pid > 0)
+			kill(bj->qsd_pid, SIGKILL);	/* its exit is waited for */
+		if (!bj->error[0])
+			bjob_error(bj, "cannot start the storage daemon");
+		break;
+	case ST_BITMAPS: {
+		struct qmp *q = bjob_qmp(bj);
+		if (bj->error[0])
+			break;
+		bj->left++;
+		if (q == NULL || qmp_command(q, "query-named-block-nodes",
+		    json_pack("{s:b}", "flat", 1), bjob_bitmaps, bj) < 0) {
+			bj->left--;
+			bjob_error(bj, "QEMU is gone");
+		}
+		break;
+	}
+	case ST_FDS:
+		if (bj->error[0] || bj->own)
+			break;
 		/*
 		 * The VM's QEMU may run as a user who cannot reach the store:
 		 * it gets the files as descriptors, through fd sets.
 		 */
 		for (int d = 0; d < bj->ndisks; d++) {
-			target_path(bj, d, path, sizeof(path));
-			int fd = open(path, O_RDWR | O_CLOEXEC);
-			if (fd < 0) {
-				snprintf(bj->error, sizeof(bj->error), "%.300s: %s",
-				    path, strerror(errno));
-				break;
-			}
+			struct qmp *fq = bjob_qmp(bj);
 			bj->left++;
 			bj->fdslot[d].bj = bj;
 			bj->fdslot[d].d = d;
-			if (qmp_command_fd(bj->qmp, "add-fd", NULL, fd,
-			    bjob_fd_added, &bj->fdslot[d]) < 0) {
+			if (fq == NULL || qmp_command_fd(fq, "add-fd", NULL,
+			    bj->tfd[d], bjob_fd_added, &bj->fdslot[d]) < 0) {
 				bj->left--;
-				snprintf(bj->error, sizeof(bj->error), "QEMU is "
-				    "gone");
+				bjob_error(bj, "QEMU is gone");
+				break;
 			}
-			close(fd);	/* QEMU has its own copy */
 		}
 		break;
-	case ST_FDS:
-		bj->step = ST_NODES;
+	case ST_NODES:
 		if (bj->error[0])
 			break;
 		for (int d = 0; d < bj->ndisks; d++) {
 			char node[48];
-			if (bj->fdset[d] >= 0)
+			if (bj->own)	/* the storage daemon's fd 4 and up */
+				snprintf(path, sizeof(path), "/dev/fd/%d", 4 + d);
+			else
 				snprintf(path, sizeof(path), "/dev/fdset/%lld",
 				    (long long)bj->fdset[d]);
-			else if (bj->qsd_uid)	/* from its working dir */
-				snprintf(path, sizeof(path), "disk%d.qcow2", d);
-			else
-				target_path(bj, d, path, sizeof(path));
 			snprintf(node, sizeof(node), "vmgr-bk%lld-t%d",
 			    (long long)bj->b->id, d);
 			/* backing null: the previous backup stays closed. */
@@ -907,10 +925,14 @@ bjob_step(struct bjob *bj)
 			bj->nodes++;
 		}
 		break;
-	case ST_NODES: {
-		bj->step = ST_JOBS;
+	case ST_JOBS: {
+		struct qmp *jq = bjob_qmp(bj);
 		if (bj->error[0])
 			break;
+		if (jq == NULL) {
+			bjob_error(bj, "QEMU is gone");
+			break;
+		}
 		json_t *actions = json_array();
 		for (int d = 0; d < bj->ndisks; d++) {
 			char node[16], target[48], id[48];
@@ -944,15 +966,15 @@ bjob_step(struct bjob *bj)
 			}
 			json_array_append_new(actions, json_pack("{s:s, s:o}",
 			    "type", "blockdev-backup", "data", data));
-			job_watch(bj->qmp, id, bjob_job_done, bj);
+			job_watch(jq, id, bjob_job_done, bj);
 			bj->left++;
 		}
 		/* The transaction's own reply counts as one more. */
 		bj->left++;
-		if (qmp_command(bj->qmp, "transaction", json_pack("{s:o}",
+		if (qmp_command(jq, "transaction", json_pack("{s:o}",
 		    "actions", actions), bjob_transacted, bj) < 0) {
 			bj->left -= 1 + job_unwatch(bj);
-			snprintf(bj->error, sizeof(bj->error), "QEMU is gone");
+			bjob_error(bj, "QEMU is gone");
 			break;
 		}
 		struct timeval tv = { 0, TICK_MS * 1000 };
@@ -960,8 +982,7 @@ bjob_step(struct bjob *bj)
 		event_add(bj->tick, &tv);
 		break;
 	}
-	case ST_JOBS:
-		bj->step = ST_CLOSE;
+	case ST_CLOSE:
 		fault_point("backup:after-jobs");
 		if (bj->tick) {
 			event_free(bj->tick);
@@ -994,45 +1015,34 @@ bjob_step(struct bjob *bj)
 				    bj->stale[d][k]));
 		}
 		break;
-	case ST_CLOSE:
-		bj->step = ST_QUIT;
+	case ST_QUIT:
 		bj->t_copied = now_mono();
 		if (bj->own && bj->qsd_pid > 0) {
 			/* quit stores the bitmaps; its exit counts down. */
 			bj->left++;
-			if (bj->qmp == NULL || qmp_command(bj->qmp, "quit", NULL,
+			if (bj->qsd == NULL || qmp_command(bj->qsd, "quit", NULL,
 			    NULL, NULL) < 0)
 				kill(bj->qsd_pid, SIGTERM);
 		}
 		break;
-	case ST_QUIT:
-		bj->step = ST_HASH;
-		if (bj->own && bj->qmp) {
-			qmp_free(bj->qmp);
-			bj->qmp = NULL;
+	case ST_SYNC:
+		if (bj->own && bj->qsd) {
+			qmp_free(bj->qsd);
+			bj->qsd = NULL;
 		}
-		if (bj->qsd_uid) {	/* its daemon is gone: all back to root */
+		if (bj->qsd_uid)	/* its daemon is gone: back to root */
 			lend_targets(bj, 0, 0);
-			if (chown(bj->partial, 0, 0) < 0 && !bj->error[0])
-				snprintf(bj->error, sizeof(bj->error), "%.300s: "
-				    "%s", bj->partial, strerror(errno));
-		}
 		if (bj->error[0])
 			break;
-		char files[SPEC_MAX_DISKS][PATH_MAX], *fp[SPEC_MAX_DISKS];
-		for (int d = 0; d < bj->ndisks; d++) {
-			target_path(bj, d, files[d], sizeof(files[d]));
-			fp[d] = files[d];
-		}
 		bj->left++;
-		if (hash_files(fp, bj->ndisks, hashed, bj) < 0) {
+		if (fdwork_start(bj->tfd, bj->ndisks, FDWORK_SYNC | FDWORK_HASH,
+		    bjob_synced, bj) < 0) {
 			bj->left--;
-			snprintf(bj->error, sizeof(bj->error), "cannot run "
-			    "openssl: %s", strerror(errno));
+			snprintf(bj->error, sizeof(bj->error), "cannot hash the "
+			    "files: %s", strerror(errno));
 		}
 		break;
-	case ST_HASH:
-		bj->step = ST_DONE;
+	case ST_COMMIT:
 		if (!bj->error[0])
 			bjob_commit(bj);
 		bjob_finish(bj);
@@ -1216,9 +1226,13 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	b->job = bj;
 	bj->b = b;
 	bj->vm = vm;
+	bj->vm_pid = live ? vm->pid : 0;
+	bj->own = !live;
 	bj->ndisks = vm->spec.ndisks;
-	for (int d = 0; d < SPEC_MAX_DISKS; d++)
+	for (int d = 0; d < SPEC_MAX_DISKS; d++) {
 		bj->fdset[d] = -1;
+		bj->tfd[d] = -1;
+	}
 	bj->speed = (uint64_t)bwlimit << 20;
 	snprintf(bj->partial, sizeof(bj->partial), "%s.partial", b->dir);
 	snprintf(bj->new_bitmap, sizeof(bj->new_bitmap), "vmgr-%lld",
@@ -1247,22 +1261,9 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 		bj->p = api_pend(req);
 	else
 		api_reply_json(req, 202, backup_json(b, 0));
-	bj->step = ST_CONNECT;
+	bj->step = ST_TARGETS;
 	bj->t_start = now_mono();
-	if (live && !bj->error[0]) {
-		bj->qmp = vm->qmp;
-		bjob_step(bj);
-		return;
-	}
-	/* A stopped VM: a storage daemon of our own opens its disks. */
-	bj->left = 1;		/* its QMP greeting */
-	if (!bj->error[0] && qsd_spawn(bj) == 0)
-		return;
-	if (bj->qsd_pid > 0)
-		kill(bj->qsd_pid, SIGKILL);	/* its exit is waited for */
-	if (!bj->error[0])
-		bjob_fail(bj, 500, "cannot start the storage daemon");
-	bjob_settle(bj);
+	bjob_step(bj);
 }
 
 /* ---- verify ------------------------------------------------------------------ */
@@ -1273,6 +1274,7 @@ struct vfile {
 	int		 disk;
 	char		 path[PATH_MAX];
 	char		 sha256[65];
+	int		 slot;		/* its result in the hashing, or -1 */
 	int		 ok;
 	char		 error[256];
 };
@@ -1292,6 +1294,7 @@ struct vjob {
 	char		 as[SPEC_NAME_MAX + 1];
 	int		 in_place;
 	char		 volumes[SPEC_MAX_DISKS][SPEC_NAME_MAX + 1];
+	int		 reserved;	/* the new volumes' names are ours */
 	int		 marked;	/* we set the VM's storage_op */
 	int		 left;
 };
@@ -1368,6 +1371,8 @@ vjob_free(struct vjob *vj)
 
 	if (vj->marked && (vm = vm_find(vj->as)) != NULL)
 		vm->storage_op[0] = '\0';
+	for (int d = 0; vj->reserved && d < vj->ndisks; d++)
+		volume_unreserve(vj->volumes[d]);
 	if (vj->b)
 		vj->b->busy = 0;
 	free(vj->files);
@@ -1456,32 +1461,53 @@ verify_next_check(struct vjob *vj)
 		verify_done(vj);
 		return;
 	}
-	char *argv[] = { vmgrd->qemu_img, "check", "-q", "-f", "qcow2",
-	    vj->files[vj->next].path, NULL };
+	/*
+	 * Its QEMU or storage daemon wrote the file: it must be plain before
+	 * root's qemu-img opens it, and then it is opened alone.
+	 */
+	struct vfile *f = &vj->files[vj->next];
+	const char *chain[] = { f->path, NULL };
+	char err[400], *json;
+	if (img_check(f->path, "", err, sizeof(err)) < 0) {
+		f->ok = 0;
+		snprintf(f->error, sizeof(f->error), "%.250s", err);
+		vj->next++;
+		verify_next_check(vj);
+		return;
+	}
+	if ((json = img_json("qcow2", chain)) == NULL) {
+		snprintf(vj->error, sizeof(vj->error), "out of memory");
+		verify_done(vj);
+		return;
+	}
+	char *argv[] = { vmgrd->qemu_img, "check", "-q", json, NULL };
 	if (proc_run(vmgrd->base, argv, checked, vj) < 0) {
 		snprintf(vj->error, sizeof(vj->error), "cannot run qemu-img");
 		verify_done(vj);
 	}
+	free(json);
 }
 
 static void
-verify_hashed(int status, const char *output, void *arg)
+verify_hashed(const char *why, const struct fdwork_result *res, void *arg)
 {
 	struct vjob *vj = arg;
-	char hash[65];
 
-	(void)status;
 	for (int i = 0; i < vj->nfiles; i++) {
 		struct vfile *f = &vj->files[i];
-		if (access(f->path, R_OK) < 0)
-			snprintf(f->error, sizeof(f->error), "%s",
-			    strerror(errno));
-		else if (hash_of(output, f->path, hash) == NULL)
-			snprintf(f->error, sizeof(f->error), "cannot be read");
-		else if (strcmp(hash, f->sha256) != 0)
+		const struct fdwork_result *r = f->slot >= 0 ? &res[f->slot] :
+		    NULL;
+		if (r == NULL)
+			continue;	/* it could not be opened: said so */
+		if (why)
+			snprintf(f->error, sizeof(f->error), "%s", why);
+		else if (r->error)
+			snprintf(f->error, sizeof(f->error), "cannot be read: %s",
+			    strerror(r->error));
+		else if (strcmp(r->sha256, f->sha256) != 0)
 			snprintf(f->error, sizeof(f->error), "checksum mismatch "
-			    "(sha256 %.16s..., the manifest says %.16s...)", hash,
-			    f->sha256);
+			    "(sha256 %.16s..., the manifest says %.16s...)",
+			    r->sha256, f->sha256);
 		else
 			f->ok = 1;
 	}
@@ -1489,19 +1515,35 @@ verify_hashed(int status, const char *output, void *arg)
 	verify_next_check(vj);
 }
 
-/* Hash every file of the chain in one go, then check each. */
+/*
+ * Hash every file of the chain in one go (off the loop), then check each.
+ * Each is opened here, never through a link, and must be a plain file.
+ */
 static void
 verify_begin(struct vjob *vj)
 {
-	char **fp = calloc((size_t)vj->nfiles + 1, sizeof(*fp));
+	int *fds = calloc((size_t)vj->nfiles + 1, sizeof(*fds)), n = 0;
 
-	for (int i = 0; fp && i < vj->nfiles; i++)
-		fp[i] = vj->files[i].path;
-	if (fp == NULL || hash_files(fp, vj->nfiles, verify_hashed, vj) < 0) {
-		snprintf(vj->error, sizeof(vj->error), "cannot run openssl");
+	for (int i = 0; fds && i < vj->nfiles; i++) {
+		struct vfile *f = &vj->files[i];
+		if ((fds[n] = open_private(f->path, O_RDONLY, 0)) < 0) {
+			f->slot = -1;
+			snprintf(f->error, sizeof(f->error), "%s", errno ==
+			    EPERM || errno == ELOOP ? "not a plain file (a "
+			    "link?); refused" : strerror(errno));
+			continue;
+		}
+		f->slot = n++;
+	}
+	if (fds == NULL || fdwork_start(fds, n, FDWORK_HASH, verify_hashed,
+	    vj) < 0) {
+		snprintf(vj->error, sizeof(vj->error), "cannot hash the files: "
+		    "%s", strerror(errno));
 		verify_done(vj);
 	}
-	free(fp);
+	for (int i = 0; fds && i < n; i++)
+		close(fds[i]);
+	free(fds);
 }
 
 static struct vjob *
@@ -1581,12 +1623,16 @@ restore_commit(struct vjob *vj)
 				    db_errmsg(vmgrd->db));
 				return;
 			}
+	/* Each file is on disk already (volume_make): the renames commit. */
 	for (int d = 0; d < vj->ndisks; d++) {
 		volume_path(vj->volumes[d], path, sizeof(path));
 		snprintf(partial, sizeof(partial), "%s.partial", path);
 		if (rename(partial, path) < 0)
 			log_warn("%s: rename %s", __func__, partial);
 	}
+	if (vj->ndisks > 0 && fsync_dir_of(path) < 0)
+		log_warn("%s: fsync the directory of %s", __func__, path);
+	vj->reserved = 0;
 	if (vj->in_place) {
 		vm = vm_find(vj->as);
 		log_info("%s: disks restored from backup %lld", vj->as,
@@ -1644,6 +1690,37 @@ restore_disk_made(const char *error, int no_space, void *arg)
 		restore_commit(vj);
 }
 
+/*
+ * The json: name of disk d as the backup chain holds it: the newest file
+ * backed by the older ones down to the full backup, each checked to be
+ * plain first (a VM's QEMU wrote them), so that qemu-img reads those files
+ * and no other.  NULL with vj->error.
+ */
+static char *
+restore_source(struct vjob *vj, int d)
+{
+	const char **chain = calloc((size_t)vj->nfiles + 1, sizeof(*chain));
+	char err[400], *json = NULL;
+	int n = 0;
+
+	for (int i = 0; chain && i < vj->nfiles; i++)
+		if (vj->files[i].disk == d)
+			chain[n++] = vj->files[i].path;
+	for (int k = 0; chain && k < n; k++)
+		if (img_check(chain[k], k == n - 1 ? NULL : "", err,
+		    sizeof(err)) < 0) {
+			snprintf(vj->error, sizeof(vj->error), "%.500s", err);
+			free(chain);
+			return NULL;
+		}
+	if (chain == NULL || n == 0 || (json = img_json("qcow2", chain)) ==
+	    NULL)
+		snprintf(vj->error, sizeof(vj->error), "disk %d: no file in the "
+		    "chain", d);
+	free(chain);
+	return json;
+}
+
 static void
 restore_begin(struct vjob *vj)
 {
@@ -1665,15 +1742,18 @@ restore_begin(struct vjob *vj)
 		vj->marked = 1;
 	}
 	vj->left = 1;
-	for (int d = 0; d < vj->ndisks; d++) {
+	for (int d = 0; d < vj->ndisks && !vj->error[0]; d++) {
+		char *src = restore_source(vj, d);
+		if (src == NULL)
+			break;
 		vj->left++;
-		if (volume_make(vj->volumes[d], vj->files[d].path,
-		    VOLUME_CONVERT | VOLUME_KEEP_PARTIAL, 0, restore_disk_made,
-		    vj) < 0) {
+		if (volume_make_convert(vj->volumes[d], src, NULL, 0,
+		    VOLUME_KEEP_PARTIAL, restore_disk_made, vj) < 0) {
 			vj->left--;
 			snprintf(vj->error, sizeof(vj->error), "cannot run "
 			    "qemu-img");
 		}
+		free(src);
 	}
 	if (--vj->left == 0)
 		restore_commit(vj);
@@ -1751,6 +1831,18 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 			return;
 		}
 	}
+	/* Their names are taken from now on: no create can claim them. */
+	for (int d = 0; !vm && d < vj->ndisks; d++)
+		if (volume_reserve(vj->volumes[d], as) < 0) {
+			for (int k = 0; k < d; k++)
+				volume_unreserve(vj->volumes[k]);
+			api_pend_reply_error(vj->p, 409, "volume_exists", "the "
+			    "volume %s, which the restored VM would get, already "
+			    "exists", vj->volumes[d]);
+			vjob_free(vj);
+			return;
+		}
+	vj->reserved = !vm;
 	/* The files of b itself are the first ndisks: restore from those. */
 	verify_begin(vj);
 }
@@ -1836,7 +1928,6 @@ struct pjob {
 	int		 cur;		/* the merge in progress */
 	int		 ndisks, left;
 	char		 error[512];
-	char		*hashes;
 	json_t		*kept;
 };
 
@@ -1860,8 +1951,12 @@ merge_roll_forward(const char *dir, int at_start)
 		else
 			unlink(from);		/* it was not: forget it */
 	}
-	if (access(next, F_OK) == 0 && rename(next, man) == 0 && at_start)
-		log_info("%s: finished an interrupted prune", dir);
+	if (access(next, F_OK) == 0 && rename(next, man) == 0) {
+		if (fsync_dir_of(man) < 0)
+			log_warn("%s: fsync the directory of %s", __func__, man);
+		if (at_start)
+			log_info("%s: finished an interrupted prune", dir);
+	}
 }
 
 static void
@@ -1902,40 +1997,47 @@ prune_finish(struct pjob *pj)
 	json_decref(pj->kept);
 	free(pj->del);
 	free(pj->merge);
-	free(pj->hashes);
 	free(pj);
 }
 
-/* The merged files are hashed: write the new manifest, then commit. */
+/*
+ * The merged files are on disk and hashed: write the new manifest, then
+ * commit by the renames, then make the renames durable.
+ */
 static void
-merge_hashed(int status, const char *output, void *arg)
+merge_hashed(const char *why, const struct fdwork_result *res, void *arg)
 {
 	struct pjob *pj = arg;
 	struct backup *b = backup_find(pj->merge[pj->cur]);
-	char err[256], path[PATH_MAX + 64], next[PATH_MAX + 32], hash[65];
+	char err[256], path[PATH_MAX + 64], next[PATH_MAX + 32];
 	json_t *m, *d;
 	size_t i;
 	int64_t total = 0;
 	struct stat st;
 
-	if (b == NULL || status != 0 || (m = manifest_read(b, err,
-	    sizeof(err))) == NULL) {
+	if (b == NULL || why || (m = manifest_read(b, err, sizeof(err))) ==
+	    NULL) {
 		snprintf(pj->error, sizeof(pj->error), "merging backup %lld: "
-		    "%.400s", (long long)pj->merge[pj->cur], status ? output :
+		    "%.400s", (long long)pj->merge[pj->cur], why ? why :
 		    "its manifest is unreadable");
+		if (b)
+			merge_roll_forward(b->dir, 0);
 		prune_finish(pj);
 		return;
 	}
 	json_array_foreach(json_object_get(m, "disks"), i, d) {
 		snprintf(path, sizeof(path), "%s/disk%zu.qcow2.merge", b->dir, i);
-		if (stat(path, &st) < 0 || !hash_of(output, path, hash)) {
-			snprintf(pj->error, sizeof(pj->error), "cannot hash %.300s",
-			    path);
+		if ((int)i >= pj->ndisks || res[i].error || stat(path, &st) < 0) {
+			snprintf(pj->error, sizeof(pj->error), "cannot hash "
+			    "%.300s: %s", path, (int)i < pj->ndisks &&
+			    res[i].error ? strerror(res[i].error) :
+			    strerror(errno));
 			json_decref(m);
+			merge_roll_forward(b->dir, 0);
 			prune_finish(pj);
 			return;
 		}
-		json_object_set_new(d, "sha256", json_string(hash));
+		json_object_set_new(d, "sha256", json_string(res[i].sha256));
 		json_object_set_new(d, "size", json_integer(st.st_size));
 		total += st.st_size;
 	}
@@ -1973,6 +2075,7 @@ static void
 merge_converted(int status, const char *output, void *arg)
 {
 	struct pjob *pj = arg;
+	int fds[SPEC_MAX_DISKS], n = 0;
 
 	if (status != 0 && !pj->error[0]) {
 		snprintf(pj->error, sizeof(pj->error), "qemu-img convert: "
@@ -1982,26 +2085,78 @@ merge_converted(int status, const char *output, void *arg)
 	if (--pj->left > 0)
 		return;
 	struct backup *b = backup_find(pj->merge[pj->cur]);
-	if (pj->error[0] || b == NULL) {
+	if (pj->error[0] || b == NULL || pj->ndisks > SPEC_MAX_DISKS) {
 		if (b)
 			merge_roll_forward(b->dir, 0);
+		if (!pj->error[0])
+			snprintf(pj->error, sizeof(pj->error), "backup %lld is "
+			    "gone", (long long)pj->merge[pj->cur]);
 		prune_finish(pj);
 		return;
 	}
-	char *fp[SPEC_MAX_DISKS];
-	char (*files)[PATH_MAX + 64] = calloc(SPEC_MAX_DISKS, sizeof(*files));
-	for (int d = 0; files && d < pj->ndisks && d < SPEC_MAX_DISKS; d++) {
-		snprintf(files[d], sizeof(files[d]), "%s/disk%d.qcow2.merge",
-		    b->dir, d);
-		fp[d] = files[d];
+	/* Made by root, in a directory of root's: opened without a link. */
+	for (; n < pj->ndisks; n++) {
+		char path[PATH_MAX + 64];
+		snprintf(path, sizeof(path), "%s/disk%d.qcow2.merge", b->dir, n);
+		if ((fds[n] = open_private(path, O_RDONLY, 0)) < 0) {
+			snprintf(pj->error, sizeof(pj->error), "%.300s: %s", path,
+			    strerror(errno));
+			break;
+		}
 	}
-	if (files == NULL || pj->ndisks > SPEC_MAX_DISKS ||
-	    hash_files(fp, pj->ndisks, merge_hashed, pj) < 0) {
-		snprintf(pj->error, sizeof(pj->error), "cannot run openssl");
+	if (!pj->error[0] && fdwork_start(fds, n, FDWORK_SYNC | FDWORK_HASH,
+	    merge_hashed, pj) < 0)
+		snprintf(pj->error, sizeof(pj->error), "cannot hash the merged "
+		    "files: %s", strerror(errno));
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	if (pj->error[0]) {
 		merge_roll_forward(b->dir, 0);
 		prune_finish(pj);
 	}
+}
+
+/*
+ * The json: name of b's disk d backed by its parents' down to a full
+ * backup, each file checked to be plain: qemu-img reads those and no
+ * other.  NULL with pj->error.
+ */
+static char *
+prune_source(struct pjob *pj, struct backup *b, int d)
+{
+	char **files = NULL, why[400], *json = NULL;
+	int n = 0, cap = 0;
+
+	for (struct backup *c = b; c; c = c->parent ? backup_find(c->parent) :
+	    NULL) {
+		if (n + 2 > cap) {
+			char **nf = realloc(files, (size_t)(cap = cap * 2 + 8) *
+			    sizeof(*files));
+			if (nf == NULL || cap > 200000)
+				goto out;
+			files = nf;
+		}
+		if (asprintf(&files[n], "%s/disk%d.qcow2", c->dir, d) < 0)
+			goto out;
+		files[++n] = NULL;
+		if (c->parent == 0)
+			break;
+	}
+	for (int k = 0; k < n; k++)
+		if (img_check(files[k], k == n - 1 ? NULL : "", why,
+		    sizeof(why)) < 0) {
+			snprintf(pj->error, sizeof(pj->error), "%.500s", why);
+			goto out;
+		}
+	json = n ? img_json("qcow2", (const char *const *)files) : NULL;
+out:
+	if (json == NULL && !pj->error[0])
+		snprintf(pj->error, sizeof(pj->error), "backup %lld: cannot name "
+		    "its chain", (long long)b->id);
+	for (int k = 0; k < n; k++)
+		free(files[k]);
 	free(files);
+	return json;
 }
 
 static void
@@ -2025,18 +2180,20 @@ prune_next(struct pjob *pj)
 	pj->ndisks = (int)json_array_size(json_object_get(m, "disks"));
 	json_decref(m);
 	pj->left = 1;
-	for (int d = 0; d < pj->ndisks; d++) {
-		char src[PATH_MAX + 32], dst[PATH_MAX + 64];
-		snprintf(src, sizeof(src), "%s/disk%d.qcow2", b->dir, d);
-		snprintf(dst, sizeof(dst), "%s.merge", src);
-		char *argv[] = { vmgrd->qemu_img, "convert", "-q", "-f", "qcow2",
-		    "-O", "qcow2", src, dst, NULL };
+	for (int d = 0; d < pj->ndisks && !pj->error[0]; d++) {
+		char *src = prune_source(pj, b, d), dst[PATH_MAX + 64];
+		if (src == NULL)
+			break;
+		snprintf(dst, sizeof(dst), "%s/disk%d.qcow2.merge", b->dir, d);
+		char *argv[] = { vmgrd->qemu_img, "convert", "-q", "-O", "qcow2",
+		    src, dst, NULL };
 		pj->left++;
 		if (proc_run(vmgrd->base, argv, merge_converted, pj) < 0) {
 			pj->left--;
 			snprintf(pj->error, sizeof(pj->error), "cannot run "
 			    "qemu-img");
 		}
+		free(src);
 	}
 	merge_converted(0, "", pj);	/* drops the hold */
 }
@@ -2115,32 +2272,35 @@ backup_prune(struct evhttp_request *req, json_t *body)
 
 /* ---- start-up and the API ------------------------------------------------------ */
 
-/* A storage daemon left by a vmgrd that died mid-backup holds the disks. */
+/*
+ * A storage daemon left by a vmgrd that died mid-backup holds the disks.
+ * Its pid file is in the VM's run dir (in a backup's partial directory
+ * before vmgr 0.2).
+ */
 static void
-kill_stale_qsd(const char *partial)
+kill_stale_qsd(const char *pidf)
 {
-	char pidf[PATH_MAX + 32], buf[32];
 	const char *want[] = { "qemu-storage-daemon", NULL };
-	FILE *f;
+	char *s;
 	long pid;
 
-	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", partial);
-	if ((f = fopen(pidf, "r")) == NULL)
+	if ((s = read_file_private(pidf, 32, NULL)) == NULL)
 		return;
-	if (fgets(buf, sizeof(buf), f) && (pid = strtol(buf, NULL, 10)) > 1 &&
-	    proc_cmdline_has((pid_t)pid, want)) {
+	if ((pid = strtol(s, NULL, 10)) > 1 && proc_cmdline_has((pid_t)pid,
+	    want)) {
 		log_info("killing the storage daemon %ld of an unfinished "
 		    "backup", pid);
 		kill((pid_t)pid, SIGKILL);
 	}
-	fclose(f);
+	free(s);
+	unlink(pidf);
 }
 
 static int
 load_backup(const struct backup_row *r, void *arg)
 {
 	struct backup *b = calloc(1, sizeof(*b));
-	char partial[PATH_MAX + 16], err[256];
+	char partial[PATH_MAX + 32], err[256];
 
 	(void)arg;
 	if (b == NULL)
@@ -2159,7 +2319,12 @@ load_backup(const struct backup_row *r, void *arg)
 	TAILQ_INSERT_TAIL(&backups, b, entry);
 	if (strcmp(b->state, "complete") != 0) {
 		/* Cut short by a crash: nothing of it stays. */
-		snprintf(partial, sizeof(partial), "%s.partial", b->dir);
+		struct vm *vm = vm_find_any(b->vm);
+		if (vm) {
+			snprintf(partial, sizeof(partial), "%s/qsd.pid", vm->dir);
+			kill_stale_qsd(partial);
+		}
+		snprintf(partial, sizeof(partial), "%s.partial/qsd.pid", b->dir);
 		if (b->dir[0])
 			kill_stale_qsd(partial);
 		log_warnx("backup %lld of %s was cut short; removing it",

@@ -92,6 +92,7 @@ struct vm {
 	uint64_t		 nic_tx_packets[SPEC_MAX_NICS];
 	uint64_t		 nic_spoofed[SPEC_MAX_NICS];	/* dropped */
 	uid_t			 qemu_uid;	/* who its QEMU runs as */
+	int			 legacy_layout;	/* a QEMU of vmgr 0.1's run dir */
 
 	/* Save and restore */
 	int			 restoring;	/* start from saved */
@@ -187,11 +188,19 @@ int	 db_events(sqlite3 *, int64_t since, const char *vm, int limit,
 const char *db_errmsg(sqlite3 *);
 int	 db_full(sqlite3 *);
 int64_t	 db_last_seq(sqlite3 *);
-typedef int (*db_net_cb)(int64_t id, const char *name, const char *type,
-	    const char *subnet, int64_t created_at, void *arg);
+struct net_row {
+	int64_t		 id;
+	const char	*name;
+	const char	*type;		/* "isolated", "bridge" */
+	const char	*subnet;	/* "" for an adopted bridge */
+	int64_t		 created_at;
+	const char	*ifname;	/* a bridge's interface, or NULL */
+	int		 adopted;	/* the user's bridge: never deleted */
+};
+typedef int (*db_net_cb)(const struct net_row *, void *arg);
 int	 db_net_foreach(sqlite3 *, db_net_cb, void *);
-int	 db_net_insert(sqlite3 *, const char *name, const char *type,
-	    const char *subnet, int64_t created_at, int64_t *id);
+int	 db_net_insert(sqlite3 *, const struct net_row *, int64_t *id);
+int	 db_net_set_ifname(sqlite3 *, int64_t id, const char *ifname);
 int	 db_net_delete(sqlite3 *, int64_t id);
 int	 db_rollup_add(sqlite3 *, const char *vm, int64_t t_ms, double cpu_pct,
 	    double cpu_s, int64_t rss, int64_t rd, int64_t wr, int has_disk);
@@ -253,6 +262,11 @@ int	 api_body_keys(struct evhttp_request *, json_t *body,
 	    const char *const *allowed);
 int	 api_body_int(struct evhttp_request *, json_t *body, const char *key,
 	    long long lo, long long hi, long long *out);
+/*
+ * A size in the body: "size" (bytes, or "512M", "2G") or "size_mib"; 0 in
+ * *bytes when neither is there.  -1 after replying 422.
+ */
+int	 api_body_size(struct evhttp_request *, json_t *body, uint64_t *bytes);
 int	 api_query_int(struct evhttp_request *, struct evkeyvalq *,
 	    const char *key, long long lo, long long hi, long long *out);
 /*
@@ -332,6 +346,8 @@ void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
 void	 net_ports_changed(void);
 void	 net_hosts_changed(void);
+/* 0 when every network vm's NICs are on is up; else -1 with err. */
+int	 net_vm_ready(const struct vm *, char *err, size_t errlen);
 void	 nic_tap_name(const struct vm *, int nic, char *buf, size_t len);
 int	 net_taps_up(const struct vm *, char taps[][16], char *err,
 	    size_t errlen);
@@ -368,24 +384,69 @@ int	 volume_load_all(void);
 int	 volume_exists(const char *name);
 const char *volume_user(const char *name);
 int	 volume_clones(const char *name, char *first, size_t len);
+/*
+ * A name for a volume about to be made: volume_exists() says it is taken
+ * from now on, so two creates cannot both claim it.  0, or -1 (EEXIST when
+ * it is taken).  volume_register() makes it real; volume_unreserve() gives
+ * up the name alone (never a file or a row), volume_forget() all of it.
+ */
+int	 volume_reserve(const char *name, const char *owner);
+void	 volume_unreserve(const char *name);
 int	 volume_register(const char *name, const char *owner);
 void	 volume_forget(const char *name);
 int	 volume_owned_by(const char *name, const char *vm);
+/*
+ * Make volume name's file with qemu-img, on the loop: empty, a linked clone
+ * of the volume base, or converted from src (a json: image name, see
+ * img_json(); fds are passed on to qemu-img as 3 and up).  cb runs once the
+ * file is whole and on disk under its name (error NULL), or has been
+ * removed; with VOLUME_KEEP_PARTIAL it is left, synced, as
+ * NAME.qcow2.partial for the caller to rename.  The caller registers it.
+ * 0, or -1 when qemu-img cannot run (cb is not called).
+ */
 typedef void (*volume_made_cb)(const char *error, int no_space, void *arg);
-#define VOLUME_CONVERT		0x1
 #define VOLUME_KEEP_PARTIAL	0x2
-int	 volume_make(const char *name, const char *src, int flags,
-	    long long size_mib, volume_made_cb, void *arg);
+int	 volume_make_empty(const char *name, uint64_t bytes, volume_made_cb,
+	    void *arg);
+int	 volume_make_clone(const char *name, const char *base,
+	    uint64_t bytes, volume_made_cb, void *arg);
+int	 volume_make_convert(const char *name, const char *src,
+	    const int *fds, int nfds, int flags, volume_made_cb, void *arg);
+/*
+ * Before root's qemu-img works on a volume a VM may have written: plain
+ * (img_check), and a backing file only if it is another volume.
+ */
+int	 volume_check(const char *name, char *err, size_t errlen);
+/* The json: name of a volume alone (backing null), for qemu-img. */
+char	*volume_json_name(const char *name);
 void	 volume_api_list(struct evhttp_request *);
 void	 volume_api_get(struct evhttp_request *, const char *name);
 void	 volume_api_create(struct evhttp_request *, json_t *body);
 void	 volume_api_resize(struct evhttp_request *, const char *name,
 	    json_t *body);
 void	 volume_api_delete(struct evhttp_request *, const char *name);
+
+/* img.c */
+/* The header of the qcow2 file path, and its snapshots and bitmaps. */
 int	 qcow2_read_info(const char *path, struct qcow2_header *,
 	    struct qcow2_snapshot *, int maxsnaps, int *nsnaps,
 	    struct qcow2_bitmap *, int maxbitmaps, int *nbitmaps,
 	    char *err, size_t errlen);
+/*
+ * 0 when the qcow2 file path is plain (qcow2_plain) and its backing file
+ * is exactly backing (NULL: none; "": any, for a caller that names the
+ * whole chain to qemu-img itself); else -1 with err.  Only for a file no
+ * other user can write until qemu-img has opened it.
+ */
+int	 img_check(const char *path, const char *backing, char *err,
+	    size_t errlen);
+/*
+ * A "json:{...}" image name for qemu-img: chain[0] (of driver "qcow2" or
+ * "raw") backed by chain[1], and so on (all qcow2), the last with backing
+ * null: qemu-img opens these files and no other.  NULL-ended chain; the
+ * caller frees the result; NULL when out of memory.
+ */
+char	*img_json(const char *driver, const char *const *chain);
 
 /* snapshot.c */
 void	 snapshot_api(struct evhttp_request *, const struct api_request *,
@@ -404,10 +465,36 @@ int	 priv_init(void);
 void	 priv_net_socket(const char *path);
 int	 priv_prepare_vm(const struct vm *, struct proc_cred *, int *use,
 	    char *err, size_t errlen);
+/* vm/ID (root's) and vm/ID/qemu (its QEMU's), made or put right. */
+int	 priv_run_dir(const struct vm *, char *err, size_t errlen);
 unsigned priv_uid(const struct vm *);
+
+/* fdwork.c */
+#define FDWORK_SYNC	0x1	/* fsync each file */
+#define FDWORK_HASH	0x2	/* hash each file (SHA-256) */
+struct fdwork_result {
+	int	 error;		/* 0, or the errno this file met */
+	char	 sha256[65];	/* hex, with FDWORK_HASH */
+};
+/*
+ * why is NULL when the worker ran to its end (each result then has its own
+ * error), else says why it did not (and every result is EIO); res[] has
+ * one entry per descriptor, borrowed during the call.
+ */
+typedef void (*fdwork_cb)(const char *why, const struct fdwork_result *res,
+	    void *arg);
+/*
+ * Work on fds off the loop (a child of vmgrd's); cb runs once, on the loop,
+ * when it is done.  The caller may close fds as soon as this returns.  0,
+ * or -1 with errno (cb is not called).
+ */
+int	 fdwork_start(const int *fds, int n, int flags, fdwork_cb, void *);
+/* fsync the directory path is in: the rename that put it there commits. */
+int	 fsync_dir_of(const char *path);
 
 /* fault.c */
 void	 fault_point(const char *name);
+int	 fault_fail(const char *name);
 
 /* host.c */
 int	 host_probe(char *err, size_t errlen);

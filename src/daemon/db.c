@@ -80,6 +80,15 @@ static const char *const migrations[] = {
 	"  size_bytes INTEGER NOT NULL DEFAULT 0,"
 	"  verified_at INTEGER NOT NULL DEFAULT 0,"
 	"  verify_ok INTEGER NOT NULL DEFAULT -1);",
+	/*
+	 * 6: a bridge network's Linux interface, by name: one of vmgr's own
+	 * making (vmgrbrN), or one the user adopted (never deleted by vmgr).
+	 * Bridges of vmgr 0.1 were named after their network.
+	 */
+	"ALTER TABLE networks ADD COLUMN ifname TEXT;"
+	"ALTER TABLE networks ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;"
+	"UPDATE networks SET ifname = CASE WHEN length(name) < 16 THEN name "
+	"  ELSE 'vbr' || id END WHERE type = 'bridge';",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -617,23 +626,38 @@ db_last_seq(sqlite3 *db)
 }
 
 int
-db_net_insert(sqlite3 *db, const char *name, const char *type,
-    const char *subnet, int64_t created_at, int64_t *id)
+db_net_insert(sqlite3 *db, const struct net_row *r, int64_t *id)
 {
 	sqlite3_stmt *st;
 
 	op_begin();
 	if (prepare(db, "INSERT INTO networks(name, type, subnet, "
-	    "created_at) VALUES (?,?,?,?)", &st) < 0)
+	    "created_at, ifname, adopted) VALUES (?,?,?,?,?,?)", &st) < 0)
 		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, subnet, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, created_at);
+	sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, r->type, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, r->subnet, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, r->created_at);
+	if (r->ifname && r->ifname[0])
+		sqlite3_bind_text(st, 5, r->ifname, -1, SQLITE_STATIC);
+	sqlite3_bind_int(st, 6, r->adopted);
 	if (step_done(db, st) < 0)
 		return -1;
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
+}
+
+int
+db_net_set_ifname(sqlite3 *db, int64_t id, const char *ifname)
+{
+	sqlite3_stmt *st;
+
+	op_begin();
+	if (prepare(db, "UPDATE networks SET ifname = ? WHERE id = ?", &st) < 0)
+		return -1;
+	sqlite3_bind_text(st, 1, ifname, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, id);
+	return step_done(db, st);
 }
 
 int
@@ -655,15 +679,21 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 	int rc = 0;
 
 	op_begin();
-	if (prepare(db, "SELECT id, name, type, subnet, created_at "
-	    "FROM networks ORDER BY id", &st) < 0)
+	if (prepare(db, "SELECT id, name, type, subnet, created_at, ifname, "
+	    "adopted FROM networks ORDER BY id", &st) < 0)
 		return -1;
-	while (sqlite3_step(st) == SQLITE_ROW && rc == 0)
-		rc = cb(sqlite3_column_int64(st, 0),
-		    (const char *)sqlite3_column_text(st, 1),
-		    (const char *)sqlite3_column_text(st, 2),
-		    (const char *)sqlite3_column_text(st, 3),
-		    sqlite3_column_int64(st, 4), arg);
+	while (sqlite3_step(st) == SQLITE_ROW && rc == 0) {
+		struct net_row r = {
+			.id = sqlite3_column_int64(st, 0),
+			.name = (const char *)sqlite3_column_text(st, 1),
+			.type = (const char *)sqlite3_column_text(st, 2),
+			.subnet = (const char *)sqlite3_column_text(st, 3),
+			.created_at = sqlite3_column_int64(st, 4),
+			.ifname = (const char *)sqlite3_column_text(st, 5),
+			.adopted = sqlite3_column_int(st, 6),
+		};
+		rc = cb(&r, arg);
+	}
 	sqlite3_finalize(st);
 	return rc;
 }

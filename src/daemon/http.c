@@ -116,6 +116,48 @@ api_body_int(struct evhttp_request *req, json_t *body, const char *key,
 }
 
 int
+api_body_size(struct evhttp_request *req, json_t *body, uint64_t *bytes)
+{
+	json_t *mib = body ? json_object_get(body, "size_mib") : NULL;
+	json_t *v = body ? json_object_get(body, "size") : NULL;
+	long long m = 0;
+	char text[32] = "";
+
+	*bytes = 0;
+	if (api_body_int(req, body, "size_mib", 1, (long long)SPEC_DISK_MAX *
+	    1024, &m) < 0)
+		return -1;
+	if (mib)
+		*bytes = (uint64_t)m << 20;
+	if (v == NULL)
+		return 0;
+	if (json_is_integer(v) && json_integer_value(v) > 0)
+		snprintf(text, sizeof(text), "%lld", (long long)
+		    json_integer_value(v));
+	else if (json_is_real(v) && json_real_value(v) >= 1 &&
+	    json_real_value(v) < 1e15 && json_real_value(v) ==
+	    (double)(long long)json_real_value(v))
+		snprintf(text, sizeof(text), "%lld", (long long)
+		    json_real_value(v));
+	else if (json_is_string(v) && json_string_length(v) < sizeof(text))
+		snprintf(text, sizeof(text), "%s", json_string_value(v));
+	uint64_t b;
+	if (spec_size_parse(text, &b) < 0) {
+		api_reply_error(req, 422, "invalid_value", "size must be bytes, "
+		    "or a size with a suffix such as 512M or 2G, above 0 and at "
+		    "most %d GiB", SPEC_DISK_MAX);
+		return -1;
+	}
+	if (mib && b != *bytes) {
+		api_reply_error(req, 422, "invalid_value", "size and size_mib "
+		    "disagree");
+		return -1;
+	}
+	*bytes = b;
+	return 0;
+}
+
+int
 api_body_keys(struct evhttp_request *req, json_t *body,
     const char *const *allowed)
 {

@@ -67,6 +67,8 @@ struct net {
 	int		 ports_stale;
 	struct fdb	 fdb;		/* MACs learned from unfiltered ports */
 	char		 ifname[16];	/* bridge: the Linux bridge */
+	int		 adopted;	/* the user's bridge, used as it is */
+	char		 down[256];	/* why it could not be set up, or "" */
 	pid_t		 dnsmasq;
 	struct proc_watch *dnsmasq_watch;
 	struct event	*hup;		/* a SIGHUP waiting for it to be ready */
@@ -80,10 +82,12 @@ net_sock_path(int64_t id, char *buf, size_t len)
 	snprintf(buf, len, "%s/net/%lld.sock", vmgrd->state_dir, (long long)id);
 }
 
+/* A NIC's own socket, bound by its QEMU in the one directory it owns. */
 void
 nic_sock_path(const struct vm *vm, int nic, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/net%d.sock", vm->dir, nic);
+	snprintf(buf, len, "%s/%snet%d.sock", vm->dir, vm->legacy_layout ? "" :
+	    "qemu/", nic);
 }
 
 static struct net *
@@ -445,8 +449,22 @@ net_hosts_changed(void)
 	struct net *n;
 
 	TAILQ_FOREACH(n, &nets, entry)
-		if (is_bridge(n))
+		if (is_bridge(n) && !n->adopted && !n->down[0])
 			write_hosts(n);
+}
+
+int
+net_vm_ready(const struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct net *n = net_find(vm->spec.nics[i].network);
+		if (n && n->down[0]) {
+			snprintf(err, errlen, "network %s is down: %.200s",
+			    n->name, n->down);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static void
@@ -534,8 +552,8 @@ dnsmasq_start(struct net *n, char *err, size_t errlen)
 	    "--user=root", "--log-facility=-", "--bind-interfaces",
 	    "--except-interface=lo", "--port=0", "--dhcp-authoritative", a_if,
 	    a_listen, a_range, a_hosts, a_leases, a_pid, NULL };
-	if ((n->dnsmasq = proc_spawn_detached(argv, logf, NULL, 0, NULL,
-	    NULL)) < 0) {
+	struct proc_spawn sp = { .argv = argv, .logpath = logf };
+	if ((n->dnsmasq = proc_spawn_detached(&sp)) < 0) {
 		snprintf(err, errlen, "cannot run dnsmasq: %s", strerror(errno));
 		n->dnsmasq = 0;
 		return -1;
@@ -546,22 +564,92 @@ dnsmasq_start(struct net *n, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * vmgr touches only interfaces it made, and knows them by the alias it
+ * gives them ("vmgr STATE_DIR network ID", "... vm ID nic N"); a bridge the
+ * user adopted is used as it is and never changed or deleted.
+ */
+static void
+if_alias(char *buf, size_t len, const char *what, int64_t id, int nic)
+{
+	if (nic < 0)
+		snprintf(buf, len, "vmgr %s %s %lld", vmgrd->state_dir, what,
+		    (long long)id);
+	else
+		snprintf(buf, len, "vmgr %s %s %lld nic %d", vmgrd->state_dir,
+		    what, (long long)id, nic);
+}
+
+/* Whether /sys/class/net/IFNAME/SUB is there ("" for the interface). */
+static int
+if_has(const char *ifname, const char *sub)
+{
+	char path[80];
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/%s", ifname, sub);
+	return access(path, F_OK) == 0;
+}
+
+static int
+if_exists(const char *ifname)
+{
+	return if_has(ifname, "");
+}
+
+/* 1 when ifname carries alias: vmgr (this state dir's) made it. */
+static int
+if_ours(const char *ifname, const char *alias)
+{
+	char path[80], *s;
+	int ours;
+
+	snprintf(path, sizeof(path), "/sys/class/net/%s/ifalias", ifname);
+	if ((s = read_file(path, 512, NULL)) == NULL)
+		return 0;
+	s[strcspn(s, "\n")] = '\0';
+	ours = strcmp(s, alias) == 0;
+	free(s);
+	return ours;
+}
+
+static int
+if_is_bridge(const char *ifname)
+{
+	return if_has(ifname, "bridge");
+}
+
 /* The bridge with the gateway address, and its DHCP server. */
 static int
 bridge_up(struct net *n, char *err, size_t errlen)
 {
-	char gw[40], ip[16];
+	char gw[40], ip[16], alias[256];
 
+	if (n->adopted) {
+		/* The user's bridge: its addresses and DHCP are its network's. */
+		if (!if_exists(n->ifname) || !if_is_bridge(n->ifname)) {
+			snprintf(err, errlen, "the adopted bridge %s is not there "
+			    "(or is no bridge)", n->ifname);
+			return -1;
+		}
+		return 0;
+	}
+	if_alias(alias, sizeof(alias), "network", n->id, -1);
 	snprintf(gw, sizeof(gw), "%s/%d", ipv4(n->addr + 1, ip, sizeof(ip)),
 	    n->prefix);
-	char *show[] = { "ip", "link", "show", n->ifname, NULL };
 	char *add[] = { "ip", "link", "add", n->ifname, "type", "bridge", NULL };
+	char *name[] = { "ip", "link", "set", "dev", n->ifname, "alias", alias,
+	    NULL };
 	char *addr[] = { "ip", "addr", "replace", gw, "dev", n->ifname, NULL };
 	char *up[] = { "ip", "link", "set", n->ifname, "up", NULL };
-	char out[256];
 
-	if (proc_run_sync(show, NULL, out, sizeof(out)) != 0 &&
-	    run_ip(err, errlen, add) < 0)
+	if (if_exists(n->ifname)) {
+		if (!if_ours(n->ifname, alias)) {
+			snprintf(err, errlen, "the host has an interface %s that "
+			    "vmgr did not make; it is left alone", n->ifname);
+			return -1;
+		}
+	} else if (run_ip(err, errlen, add) < 0 || run_ip(err, errlen,
+	    name) < 0)
 		return -1;
 	if (run_ip(err, errlen, addr) < 0 || run_ip(err, errlen, up) < 0)
 		return -1;
@@ -572,19 +660,42 @@ bridge_up(struct net *n, char *err, size_t errlen)
 static void
 bridge_down(struct net *n)
 {
-	char err[256];
+	char err[256], alias[256];
 	char *del[] = { "ip", "link", "del", n->ifname, NULL };
 
 	dnsmasq_stop(n);
+	if_alias(alias, sizeof(alias), "network", n->id, -1);
+	if (n->adopted || !if_ours(n->ifname, alias))
+		return;		/* not ours to delete */
 	if (run_ip(err, sizeof(err), del) < 0)
 		log_warnx("%s: %s", __func__, err);
 }
 
-/* The tap of a VM's NIC on a bridge network: "vt<vmid>n<nic>". */
+/*
+ * The tap of a VM's NIC on a bridge network: "vmgrt<vmid>n<nic>"; "" when
+ * that does not fit an interface name (a VM id past 99999999).
+ */
 void
 nic_tap_name(const struct vm *vm, int nic, char *buf, size_t len)
 {
-	snprintf(buf, len, "vt%lldn%d", (long long)vm->id, nic);
+	int w = snprintf(buf, len, "vmgrt%lldn%d", (long long)vm->id, nic);
+
+	if (w < 0 || (size_t)w >= len || w > 15)
+		buf[0] = '\0';
+}
+
+/* Delete vm's tap for nic if it is there and ours. */
+static void
+tap_del(const struct vm *vm, int nic)
+{
+	char tap[16], alias[256], out[256];
+
+	nic_tap_name(vm, nic, tap, sizeof(tap));
+	if_alias(alias, sizeof(alias), "vm", vm->id, nic);
+	if (!if_exists(tap) || !if_ours(tap, alias))
+		return;
+	char *del[] = { "ip", "link", "del", tap, NULL };
+	proc_run_sync(del, NULL, out, sizeof(out));
 }
 
 /*
@@ -596,22 +707,34 @@ net_taps_up(const struct vm *vm, char taps[][16], char *err, size_t errlen)
 {
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		struct net *n = net_find(vm->spec.nics[i].network);
+		char alias[256], uid[16];
 		taps[i][0] = '\0';
 		if (n == NULL || !is_bridge(n))
 			continue;
 		nic_tap_name(vm, i, taps[i], 16);
-		char *del[] = { "ip", "link", "del", taps[i], NULL };
+		if (!taps[i][0]) {
+			snprintf(err, errlen, "VM id %lld is too large for a tap "
+			    "name", (long long)vm->id);
+			return -1;
+		}
+		if_alias(alias, sizeof(alias), "vm", vm->id, i);
+		tap_del(vm, i);		/* a stale one of ours */
+		if (if_exists(taps[i])) {
+			snprintf(err, errlen, "the host has an interface %s that "
+			    "vmgr did not make; it is left alone", taps[i]);
+			taps[i][0] = '\0';
+			return -1;
+		}
 		/* Owned by the VM's QEMU user, who may then open it. */
-		char uid[16];
 		snprintf(uid, sizeof(uid), "%u", priv_uid(vm));
 		char *add[] = { "ip", "tuntap", "add", "dev", taps[i], "mode",
 		    "tap", "user", uid, "group", uid, NULL };
+		char *name[] = { "ip", "link", "set", "dev", taps[i], "alias",
+		    alias, NULL };
 		char *join[] = { "ip", "link", "set", taps[i], "master",
 		    n->ifname, "up", NULL };
-		char out[256];
-		proc_run_sync(del, NULL, out, sizeof(out));	/* a stale one */
 		if (run_ip(err, errlen, add) < 0 || run_ip(err, errlen,
-		    join) < 0)
+		    name) < 0 || run_ip(err, errlen, join) < 0)
 			return -1;
 	}
 	return 0;
@@ -620,15 +743,10 @@ net_taps_up(const struct vm *vm, char taps[][16], char *err, size_t errlen)
 void
 net_taps_down(const struct vm *vm)
 {
-	char tap[16], out[256];
-
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		struct net *n = net_find(vm->spec.nics[i].network);
-		if (n == NULL || !is_bridge(n))
-			continue;
-		nic_tap_name(vm, i, tap, sizeof(tap));
-		char *del[] = { "ip", "link", "del", tap, NULL };
-		proc_run_sync(del, NULL, out, sizeof(out));
+		if (n != NULL && is_bridge(n))
+			tap_del(vm, i);
 	}
 }
 
@@ -642,7 +760,7 @@ net_nic_is_tap(const struct vm *vm, int i)
 }
 
 static int
-net_open(struct net *n)
+net_open(struct net *n, char *err, size_t errlen)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	char dir[PATH_MAX];
@@ -650,27 +768,19 @@ net_open(struct net *n)
 
 	snprintf(dir, sizeof(dir), "%s/net", vmgrd->state_dir);
 	mkdir_p(dir, 0700);
-	if (is_bridge(n)) {
-		char err[256];
-		if (strlen(n->name) < sizeof(n->ifname))
-			memcpy(n->ifname, n->name, strlen(n->name) + 1);
-		else
-			snprintf(n->ifname, sizeof(n->ifname), "vbr%lld",
-			    (long long)n->id);
-		if (bridge_up(n, err, sizeof(err)) < 0) {
-			log_warnx("%s: %s: %s", __func__, n->name, err);
-			return -1;
-		}
-		return 0;
-	}
+	if (is_bridge(n))
+		return bridge_up(n, err, errlen);
 	net_sock_path(n->id, dir, sizeof(dir));
-	if (strlen(dir) >= sizeof(sun.sun_path))
+	if (strlen(dir) >= sizeof(sun.sun_path)) {
+		snprintf(err, errlen, "%.200s: path too long", dir);
 		return -1;
+	}
 	strcpy(sun.sun_path, dir);
 	unlink(sun.sun_path);
 	if ((n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
 	    0)) < 0 || bind(n->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		log_warn("%s: %s", __func__, sun.sun_path);
+		snprintf(err, errlen, "%.108s: %s", sun.sun_path,
+		    strerror(errno));
 		if (n->fd >= 0)
 			close(n->fd);
 		n->fd = -1;
@@ -696,7 +806,8 @@ net_close(struct net *n)
 	n->nports = 0;
 
 	if (is_bridge(n)) {
-		bridge_down(n);
+		if (!n->down[0])
+			bridge_down(n);
 		static const char *const ext[] = { "hosts", "leases",
 		    "dnsmasq.log" };
 		for (size_t i = 0; i < 3; i++) {
@@ -753,15 +864,21 @@ net_json(const struct net *n)
 				    vm->spec.name, "nic", i, "mac",
 				    vm->spec.nics[i].mac, "ip",
 				    vm->spec.nics[i].ip, "running", vm->pid > 0));
-	o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:o}", "id",
+	o = json_pack("{s:I, s:s, s:s, s:o, s:s, s:o, s:s}", "id",
 	    (json_int_t)n->id, "name", n->name, "type", n->type, "subnet",
-	    cidr_str(n->addr, n->prefix, cidr, sizeof(cidr)), "created_at",
-	    fmt_time_ms(n->created_at, when, sizeof(when)), "members", members);
+	    n->adopted ? json_null() : json_string(cidr_str(n->addr, n->prefix,
+	    cidr, sizeof(cidr))), "created_at", fmt_time_ms(n->created_at, when,
+	    sizeof(when)), "members", members, "state", n->down[0] ? "down" :
+	    "up");
+	if (n->down[0])
+		json_object_set_new(o, "error", json_string(n->down));
 	if (is_bridge(n)) {
 		char gw[16];
 		json_object_set_new(o, "bridge", json_string(n->ifname));
-		json_object_set_new(o, "gateway", json_string(ipv4(n->addr + 1,
-		    gw, sizeof(gw))));
+		json_object_set_new(o, "adopted", json_boolean(n->adopted));
+		if (!n->adopted)
+			json_object_set_new(o, "gateway", json_string(ipv4(
+			    n->addr + 1, gw, sizeof(gw))));
 		if (n->dnsmasq > 0)
 			json_object_set_new(o, "dhcp_pid",
 			    json_integer(n->dnsmasq));
@@ -787,6 +904,16 @@ net_assign_ips(struct vm_spec *spec, char *err, size_t errlen)
 			snprintf(err, errlen, "nics[%d]: no network \"%s\" (see "
 			    "`vmgr network list`)", i, nic->network);
 			return -1;
+		}
+		/* An adopted bridge's network gives its own addresses. */
+		if (n->adopted) {
+			if (nic->ip[0]) {
+				snprintf(err, errlen, "nics[%d]: network %s is an "
+				    "adopted bridge: its addresses are its "
+				    "network's, not vmgr's", i, n->name);
+				return -1;
+			}
+			continue;
 		}
 		unsigned mask = ~0u << (32 - n->prefix);
 		unsigned last = n->addr | ~mask;
@@ -844,34 +971,43 @@ net_cmdline(const struct vm_spec *spec, char *buf, size_t len)
 	}
 }
 
-static int
+/* Set n up and list it; one that cannot be set up is listed as down. */
+static void
 load_one(struct net *n)
 {
-	if (net_open(n) < 0)
-		return -1;
+	char err[256];
+
+	if (net_open(n, err, sizeof(err)) < 0) {
+		snprintf(n->down, sizeof(n->down), "%s", err);
+		log_warnx("network %s is down: %s", n->name, err);
+	}
 	TAILQ_INSERT_TAIL(&nets, n, entry);
-	return 0;
 }
 
 static int
-load_cb(int64_t id, const char *name, const char *type, const char *subnet,
-    int64_t created_at, void *arg)
+load_cb(const struct net_row *r, void *arg)
 {
 	struct net *n = calloc(1, sizeof(*n));
 
 	(void)arg;
 	if (n == NULL)
 		return -1;
-	n->id = id;
+	n->id = r->id;
 	n->fd = -1;
-	snprintf(n->name, sizeof(n->name), "%s", name);
-	snprintf(n->type, sizeof(n->type), "%s", type);
-	n->created_at = created_at;
-	if (spec_cidr_parse(subnet, &n->addr, &n->prefix) < 0 ||
-	    load_one(n) < 0) {
-		log_warnx("%s: network %s cannot be set up", __func__, name);
+	snprintf(n->name, sizeof(n->name), "%s", r->name);
+	snprintf(n->type, sizeof(n->type), "%s", r->type);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", r->ifname ? r->ifname :
+	    "");
+	n->adopted = r->adopted;
+	n->created_at = r->created_at;
+	if (!n->adopted && spec_cidr_parse(r->subnet, &n->addr, &n->prefix) <
+	    0) {
+		log_warnx("%s: network %s has an unreadable subnet; skipped",
+		    __func__, r->name);
 		free(n);
+		return 0;
 	}
+	load_one(n);
 	return 0;
 }
 
@@ -904,17 +1040,61 @@ net_api_get(struct evhttp_request *req, const char *name)
 		api_reply_json(req, 200, net_json(n));
 }
 
+/* A Linux interface name vmgr may be given: 1 to 15 of [A-Za-z0-9_.-]. */
+static int
+ifname_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 15 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789_.-") == n;
+}
+
+/* A vmgr network that uses the interface ifname, or NULL. */
+static struct net *
+net_by_ifname(const char *ifname)
+{
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		if (is_bridge(n) && strcmp(n->ifname, ifname) == 0)
+			return n;
+	return NULL;
+}
+
+/* The bridge name of a new network: vmgrbrN, from N = its id up. */
+static void
+pick_ifname(struct net *n)
+{
+	char alias[256];
+
+	if_alias(alias, sizeof(alias), "network", n->id, -1);
+	for (int64_t k = n->id; k < n->id + 1000; k++) {
+		snprintf(n->ifname, sizeof(n->ifname), "vmgrbr%lld",
+		    (long long)k);
+		if ((!if_exists(n->ifname) || if_ours(n->ifname, alias)) &&
+		    net_by_ifname(n->ifname) == NULL)
+			return;
+	}
+}
+
 void
 net_api_create(struct evhttp_request *req, json_t *body)
 {
 	const char *key, *name, *type = "isolated", *subnet = NULL;
-	char auto_subnet[32], cidr[32];
+	char auto_subnet[32], cidr[32] = "", err[256];
+	json_t *v, *jbridge = json_object_get(body, "bridge");
+	json_t *jadopt = json_object_get(body, "adopt");
+	const char *bridge = json_string_value(jbridge);
+	const char *adopt = json_string_value(jadopt);
 	struct net *n, *o;
-	json_t *v;
 
 	json_object_foreach(body, key, v)
 		if (strcmp(key, "name") && strcmp(key, "type") &&
-		    strcmp(key, "subnet")) {
+		    strcmp(key, "subnet") && strcmp(key, "bridge") &&
+		    strcmp(key, "adopt")) {
 			api_reply_error(req, 422, "unknown_field",
 			    "unknown field \"%s\"", key);
 			return;
@@ -936,6 +1116,23 @@ net_api_create(struct evhttp_request *req, json_t *body)
 		    "or bridge");
 		return;
 	}
+	if ((jbridge || jadopt) && strcmp(type, "bridge") != 0) {
+		api_reply_error(req, 422, "invalid_value", "bridge and adopt are "
+		    "for bridge networks");
+		return;
+	}
+	if ((jbridge && !ifname_valid(bridge)) || (jadopt &&
+	    !ifname_valid(adopt)) || (jbridge && jadopt)) {
+		api_reply_error(req, 422, "invalid_value", "give bridge (a new "
+		    "interface's name) or adopt (an existing bridge's), 1 to 15 "
+		    "of A-Z a-z 0-9 _ . -");
+		return;
+	}
+	if (jadopt && json_object_get(body, "subnet")) {
+		api_reply_error(req, 422, "invalid_value", "an adopted bridge's "
+		    "addresses are its network's: give no subnet");
+		return;
+	}
 	if (strcmp(type, "bridge") == 0 && geteuid() != 0) {
 		api_reply_error(req, 403, "needs_root", "bridge networks need "
 		    "vmgrd to run as root (a bridge, taps, a DHCP server); "
@@ -947,12 +1144,33 @@ net_api_create(struct evhttp_request *req, json_t *body)
 		    "already exists", name);
 		return;
 	}
+	/* vmgr never takes an interface over unless told to adopt it. */
+	if (bridge && (if_exists(bridge) || net_by_ifname(bridge))) {
+		api_reply_error(req, 409, "interface_exists", "the host already "
+		    "has an interface %s; vmgr makes bridges of its own, or uses "
+		    "an existing one as it is with --adopt-bridge %s", bridge,
+		    bridge);
+		return;
+	}
+	if (adopt) {
+		if (!if_exists(adopt) || !if_is_bridge(adopt)) {
+			api_reply_error(req, 422, "not_a_bridge", "%s is not a "
+			    "bridge of this host", adopt);
+			return;
+		}
+		if ((o = net_by_ifname(adopt)) != NULL) {
+			api_reply_error(req, 409, "interface_in_use", "%s is the "
+			    "bridge of network %s already", adopt, o->name);
+			return;
+		}
+	}
 	if ((n = calloc(1, sizeof(*n))) == NULL) {
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		return;
 	}
 	n->fd = -1;
-	if (subnet == NULL) {
+	n->adopted = adopt != NULL;
+	if (subnet == NULL && !adopt) {
 		/* The first free 10.N.0.0/24, N from 10 up. */
 		for (int k = 10; k < 256 && subnet == NULL; k++) {
 			snprintf(auto_subnet, sizeof(auto_subnet), "10.%d.0.0/24",
@@ -961,13 +1179,13 @@ net_api_create(struct evhttp_request *req, json_t *body)
 			int p, clash = 0;
 			spec_cidr_parse(auto_subnet, &a, &p);
 			TAILQ_FOREACH(o, &nets, entry)
-				clash |= o->addr == a;
+				clash |= !o->adopted && o->addr == a;
 			if (!clash)
 				subnet = auto_subnet;
 		}
 	}
-	if (subnet == NULL || spec_cidr_parse(subnet, &n->addr, &n->prefix) <
-	    0) {
+	if (!adopt && (subnet == NULL || spec_cidr_parse(subnet, &n->addr,
+	    &n->prefix) < 0)) {
 		free(n);
 		api_reply_error(req, 422, "invalid_value", "subnet must be an "
 		    "IPv4 network such as 10.10.0.0/24 (prefix 8 to 30, no host "
@@ -975,6 +1193,8 @@ net_api_create(struct evhttp_request *req, json_t *body)
 		return;
 	}
 	TAILQ_FOREACH(o, &nets, entry) {
+		if (adopt || o->adopted)
+			continue;
 		int p = o->prefix < n->prefix ? o->prefix : n->prefix;
 		unsigned mask = ~0u << (32 - p);
 		if ((o->addr & mask) == (n->addr & mask)) {
@@ -987,24 +1207,43 @@ net_api_create(struct evhttp_request *req, json_t *body)
 	}
 	snprintf(n->name, sizeof(n->name), "%s", name);
 	snprintf(n->type, sizeof(n->type), "%s", type);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", adopt ? adopt : bridge ?
+	    bridge : "");
 	n->created_at = now_unix_ms();
-	if (db_net_insert(vmgrd->db, n->name, n->type, cidr_str(n->addr,
-	    n->prefix, cidr, sizeof(cidr)), n->created_at, &n->id) < 0) {
+	if (!adopt)
+		cidr_str(n->addr, n->prefix, cidr, sizeof(cidr));
+	struct net_row row = { .name = n->name, .type = n->type, .subnet = cidr,
+	    .created_at = n->created_at, .ifname = n->ifname, .adopted =
+	    n->adopted };
+	if (db_net_insert(vmgrd->db, &row, &n->id) < 0) {
 		free(n);
 		api_reply_error(req, db_full(vmgrd->db) ? 507 : 500, "database",
 		    "%s", db_errmsg(vmgrd->db));
 		return;
 	}
-	if (load_one(n) < 0) {
+	if (is_bridge(n) && !n->ifname[0]) {
+		pick_ifname(n);
+		if (db_net_set_ifname(vmgrd->db, n->id, n->ifname) < 0) {
+			db_net_delete(vmgrd->db, n->id);
+			free(n);
+			api_reply_error(req, db_full(vmgrd->db) ? 507 : 500,
+			    "database", "%s", db_errmsg(vmgrd->db));
+			return;
+		}
+	}
+	if (net_open(n, err, sizeof(err)) < 0) {
 		db_net_delete(vmgrd->db, n->id);
 		if (is_bridge(n))
 			bridge_down(n);
 		free(n);
 		api_reply_error(req, 500, "network_setup", "cannot set up network "
-		    "%s (see vmgrd's log)", name);
+		    "%s: %s", name, err);
 		return;
 	}
-	log_info("network %s created (%s, %s)", n->name, n->type, cidr);
+	TAILQ_INSERT_TAIL(&nets, n, entry);
+	log_info("network %s created (%s, %s%s%s)", n->name, n->type,
+	    adopt ? "adopting " : cidr, is_bridge(n) && !adopt ? ", bridge " :
+	    "", is_bridge(n) ? n->ifname : "");
 	api_reply_json(req, 201, net_json(n));
 }
 

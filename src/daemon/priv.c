@@ -6,20 +6,26 @@
  * group of /dev/kvm.  What a QEMU may touch:
  *
  *   STATE            0711 root        (traverse only)
- *   STATE/vm         0710 root:BASE   STATE/vm/ID  0700 its uid
+ *   STATE/vm         0710 root:BASE   STATE/vm/ID       0710 root:its gid
+ *                                     STATE/vm/ID/qemu  0700 its uid
  *   STATE/volumes    0710 root:BASE   its volumes  0600 its uid
  *                                     a base of linked clones 0640 root:BASE
  *   STATE/net        0710 root:BASE   the networks' sockets 0660 root:BASE
  *
+ * The run dir STATE/vm/ID is root's: its QMP and console sockets, logs,
+ * pid file and saved state are made by vmgrd and handed to QEMU as
+ * descriptors, so no link a QEMU plants can make root open another file.
+ * QEMU writes only its NICs' sockets, in its own STATE/vm/ID/qemu.
  * Everything else in the state dir (the database, logs, backups, other
- * VMs' disks and run dirs) stays root's.  Disks of a live backup are
- * handed to QEMU as descriptors (add-fd), never by path.  A QEMU can send
- * to any network's socket, but vmgrd's switch drops frames from any
- * address that is not one of that network's NICs.
+ * VMs' disks and run dirs) stays root's.  Disks of a backup are handed
+ * over as descriptors too, never by path.  A QEMU can send to any
+ * network's socket, but vmgrd's switch drops frames from any address
+ * that is not one of that network's NICs.
  */
 #include "daemon.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -107,8 +113,55 @@ share_backing(const char *volume, int depth)
 }
 
 /*
- * Before a VM's QEMU starts: its run dir and volumes become its own, and
- * *cred says who it runs as.  0 with cred left unset when QEMU runs as
+ * The directory path, made if missing, as uid:gid with mode; a link or a
+ * file in its place is removed first, so it is always a directory of its
+ * own and never another one that a link points to.
+ */
+static int
+own_dir(const char *path, uid_t uid, gid_t gid, mode_t mode)
+{
+	struct stat st;
+	int fd;
+
+	if (lstat(path, &st) == 0 && !S_ISDIR(st.st_mode) && unlink(path) < 0)
+		return -1;
+	if (mkdir(path, mode) < 0 && errno != EEXIST)
+		return -1;
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0)
+		return -1;
+	if (fchown(fd, uid, gid) < 0 || fchmod(fd, mode) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+priv_run_dir(const struct vm *vm, char *err, size_t errlen)
+{
+	char qdir[PATH_MAX];
+	uid_t uid = priv_enabled() ? (uid_t)(base + (unsigned)vm->id) :
+	    geteuid();
+	gid_t gid = priv_enabled() ? (gid_t)uid : getegid();
+
+	snprintf(qdir, sizeof(qdir), "%s/qemu", vm->dir);
+	if (own_dir(vm->dir, geteuid(), gid, priv_enabled() ? 0710 : 0700) < 0) {
+		snprintf(err, errlen, "%.300s: %s", vm->dir, strerror(errno));
+		return -1;
+	}
+	if (own_dir(qdir, uid, gid, 0700) < 0) {
+		snprintf(err, errlen, "%.300s: %s", qdir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Before a VM's QEMU starts: its run dir is ready and its volumes become
+ * its own, and *cred says who it runs as.  0 with cred left unset when QEMU runs as
  * vmgrd's user; -1 with err set.
  */
 int
@@ -120,13 +173,11 @@ priv_prepare_vm(const struct vm *vm, struct proc_cred *cred, int *use,
 	uid_t uid;
 
 	*use = 0;
+	if (priv_run_dir(vm, err, errlen) < 0)
+		return -1;
 	if (!priv_enabled())
 		return 0;
 	uid = (uid_t)(base + (unsigned)vm->id);
-	if (set_mode(vm->dir, uid, uid, 0700) < 0) {
-		snprintf(err, errlen, "%.300s: %s", vm->dir, strerror(errno));
-		return -1;
-	}
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
 		if (set_mode(path, uid, uid, 0600) < 0) {

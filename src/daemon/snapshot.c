@@ -339,24 +339,25 @@ static void
 snap_offline_next(struct snapop *op)
 {
 	struct vm *vm = op->vm;
-	char path[PATH_MAX];
 	int undo = op->error[0] != '\0';
 
 	if (op->disk >= vm->spec.ndisks || op->disk < 0) {
 		snap_finish(op);
 		return;
 	}
-	volume_path(vm->spec.disks[op->disk].volume, path, sizeof(path));
+	/* Opened alone (backing null): checked plain by snap_start(). */
+	char *json = volume_json_name(vm->spec.disks[op->disk].volume);
 	const char *flag = undo ? "-d" : op->kind == SNAP_CREATE ? "-c" :
 	    op->kind == SNAP_DELETE ? "-d" : "-a";
 	char *argv[] = { vmgrd->qemu_img, "snapshot", "-q", (char *)flag,
-	    op->tag, path, NULL };
-	if (proc_run(vmgrd->base, argv, undo ? snap_offline_undone :
-	    snap_offline_step, op) < 0) {
+	    op->tag, json, NULL };
+	if (json == NULL || proc_run(vmgrd->base, argv, undo ?
+	    snap_offline_undone : snap_offline_step, op) < 0) {
 		snprintf(op->error, sizeof(op->error), "cannot run qemu-img: %s",
 		    strerror(errno));
 		snap_finish(op);
 	}
+	free(json);
 }
 
 /*
@@ -439,20 +440,20 @@ offline_bitmap_removed(int status, const char *output, void *arg)
 static void
 offline_bitmaps_next(struct snapop *op)
 {
-	char path[PATH_MAX];
-
 	if (op->nextbm >= op->nbm) {
 		snap_offline_next(op);
 		return;
 	}
-	volume_path(op->vm->spec.disks[op->bm_disk[op->nextbm]].volume, path,
-	    sizeof(path));
-	char *argv[] = { vmgrd->qemu_img, "bitmap", "-q", "--remove", path,
+	char *json = volume_json_name(
+	    op->vm->spec.disks[op->bm_disk[op->nextbm]].volume);
+	char *argv[] = { vmgrd->qemu_img, "bitmap", "-q", "--remove", json,
 	    op->bm_name[op->nextbm], NULL };
-	if (proc_run(vmgrd->base, argv, offline_bitmap_removed, op) < 0) {
+	if (json == NULL || proc_run(vmgrd->base, argv, offline_bitmap_removed,
+	    op) < 0) {
 		snprintf(op->error, sizeof(op->error), "cannot run qemu-img");
 		snap_finish(op);
 	}
+	free(json);
 }
 
 static void
@@ -522,6 +523,13 @@ snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
 		api_reply_error(req, 500, "bad_volume", "%s", err);
 		return;
 	}
+	/* With no QEMU, root's qemu-img works on files the VM wrote. */
+	for (int d = 0; !live && d < vm->spec.ndisks; d++)
+		if (volume_check(vm->spec.disks[d].volume, err, sizeof(err)) < 0) {
+			api_reply_error(req, 422, "unsafe_image", "%s: %s",
+			    vm->spec.name, err);
+			return;
+		}
 	if (kind == SNAP_CREATE && si.found) {
 		api_reply_error(req, 409, "snapshot_exists", "%s already has a "
 		    "snapshot named %s", vm->spec.name, tag);

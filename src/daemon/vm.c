@@ -351,7 +351,7 @@ qemu_log_tail(const struct vm *vm, char *buf, size_t len)
 
 	snprintf(buf, len, "no message from QEMU");
 	vm_path(vm, "qemu.log", path, sizeof(path));
-	if ((log = read_file(path, 1 << 20, NULL)) == NULL)
+	if ((log = read_file_private(path, 1 << 20, NULL)) == NULL)
 		return;
 	end = log + strlen(log);
 	while (end > log && (end[-1] == '\n' || end[-1] == ' '))
@@ -508,18 +508,16 @@ mac_in_use(const char *mac, const struct vm *self, int skip)
 	return 0;
 }
 
-/* Undo the volumes a create made (their files; they have no rows yet). */
+/*
+ * Undo the volumes a create was making: they are its own (it reserved
+ * their names), whatever of them is there (a file, a row) goes.
+ */
 static void
 remove_new_disks(struct vm *vm)
 {
-	char path[PATH_MAX];
-
-	for (int i = 0; i < vm->spec.ndisks; i++) {
-		if (vm->spec.disks[i].size_gib == 0)
-			continue;
-		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
-		unlink(path);
-	}
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size > 0)
+			volume_forget(vm->spec.disks[i].volume);
 }
 
 /* All disks are made: make the VM real, or undo everything. */
@@ -558,7 +556,7 @@ create_finish(struct vm *vm)
 	 * owned by no VM, which the next start removes.
 	 */
 	for (int i = 0; i < vm->spec.ndisks; i++)
-		if (vm->spec.disks[i].size_gib > 0 && volume_register(
+		if (vm->spec.disks[i].size > 0 && volume_register(
 		    vm->spec.disks[i].volume, vm->spec.name) < 0)
 			goto dberr;
 	fault_point("create:after-volumes");
@@ -567,8 +565,9 @@ create_finish(struct vm *vm)
 		goto dberr;
 	fault_point("create:after-insert");
 	vm_set_dir(vm);
-	if (mkdir_p(vm->dir, 0700) < 0)
-		log_warn("%s: mkdir %s", __func__, vm->dir);
+	char derr[256];
+	if (priv_run_dir(vm, derr, sizeof(derr)) < 0)
+		log_warnx("%s: %s", __func__, derr);
 	free(spec_json);
 	vm->creating = 0;
 	vm->busy = OP_NONE;
@@ -580,9 +579,6 @@ create_finish(struct vm *vm)
 dberr:
 	if (req)
 		reply_db_error(req);
-	for (int i = 0; i < vm->spec.ndisks; i++)
-		if (vm->spec.disks[i].size_gib > 0)
-			volume_forget(vm->spec.disks[i].volume);
 	remove_new_disks(vm);
 drop:
 	free(spec_json);
@@ -644,7 +640,7 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		const char *vol = vm->spec.disks[i].volume, *user;
 		char first[80];
-		if (vm->spec.disks[i].size_gib > 0) {
+		if (vm->spec.disks[i].size > 0) {
 			if (volume_exists(vol)) {
 				api_reply_error(req, 409, "volume_exists", "volume "
 				    "\"%s\" already exists; attach it with "
@@ -655,7 +651,7 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		}
 		if (!volume_exists(vol)) {
 			api_reply_error(req, 422, "no_such_volume", "no volume "
-			    "named \"%s\" to attach; give size_gib to make "
+			    "named \"%s\" to attach; give it a size to make "
 			    "one", vol);
 			goto fail;
 		}
@@ -700,6 +696,19 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 		api_reply_error(req, 422, "unknown_network", "%s", msg);
 		goto fail;
 	}
+	/* Its new volumes' names are taken from now on (the check is above). */
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		if (vm->spec.disks[i].size == 0)
+			continue;
+		if (volume_reserve(vm->spec.disks[i].volume, vm->spec.name) < 0) {
+			for (int k = 0; k < i; k++)
+				if (vm->spec.disks[k].size > 0)
+					volume_unreserve(vm->spec.disks[k].volume);
+			api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
+			    "already exists", vm->spec.disks[i].volume);
+			goto fail;
+		}
+	}
 	vm->state = VM_CREATED;
 	vm->created_at = vm->state_since = now_unix_ms();
 	vm->creating = 1;
@@ -714,13 +723,12 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	int ndisks = vm->spec.ndisks;
 	vm->ndisks_left = ndisks + 1;	/* one more, dropped below */
 	for (int i = 0; i < ndisks; i++) {
-		if (vm->spec.disks[i].size_gib == 0) {
+		if (vm->spec.disks[i].size == 0) {
 			vm->ndisks_left--;
 			continue;
 		}
-		if (volume_make(vm->spec.disks[i].volume, NULL, 0,
-		    (long long)vm->spec.disks[i].size_gib * 1024, disk_made,
-		    vm) < 0) {
+		if (volume_make_empty(vm->spec.disks[i].volume,
+		    vm->spec.disks[i].size, disk_made, vm) < 0) {
 			snprintf(vm->create_error, sizeof(vm->create_error),
 			    "cannot run qemu-img: %s", strerror(errno));
 			vm->ndisks_left--;
@@ -861,25 +869,36 @@ rotate(const struct vm *vm, const char *name)
 /*
  * Spawn QEMU for vm, paused (-S), with its QMP socket already listening,
  * and connect to it at once: no polling for readiness.  The guest is let go
- * with "cont" when QMP is up (qmp_ready).
+ * with "cont" when QMP is up (qmp_ready).  Everything QEMU is given in its
+ * run dir (sockets, logs, saved state) is made there by vmgrd and passed as
+ * a descriptor; whatever fails releases all of it on one path.
  */
 static int
 spawn_qemu(struct vm *vm, char *err, size_t errlen)
 {
 	char kernel[PATH_MAX], initrd[PATH_MAX], *cmdline = NULL;
-	char sock[PATH_MAX], logpath[PATH_MAX];
+	char sock[PATH_MAX], csock[PATH_MAX], logpath[PATH_MAX];
+	char pidpath[PATH_MAX], path[PATH_MAX];
 	char disks[SPEC_MAX_DISKS][PATH_MAX];
 	const char *diskp[SPEC_MAX_DISKS];
 	char **argv = NULL, cgroups[2][PATH_MAX];
-	int lfd = -1, cfd = -1, restfd = -1;
+	char netsock[SPEC_MAX_NICS][PATH_MAX], taps[SPEC_MAX_NICS][16];
+	const char *nets[SPEC_MAX_NICS] = { NULL };
+	const char *tapp[SPEC_MAX_NICS] = { NULL };
+	int tapfd[SPEC_MAX_NICS], qtapfd[SPEC_MAX_NICS];
+	int fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS], nfds;
+	int lfd = -1, cfd = -1, restfd = -1, confd = -1, logfd = -1;
+	int taps_up = 0, as_user = 0, rc = -1;
+	struct proc_cred cred;
 	pid_t pid;
 
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		tapfd[i] = qtapfd[i] = -1;
 	if (resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
 		return -1;
-	if (forwards_free(vm, err, errlen) < 0) {
-		free(cmdline);
-		return -1;
-	}
+	if (forwards_free(vm, err, errlen) < 0 ||
+	    net_vm_ready(vm, err, errlen) < 0)
+		goto fail;
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		volume_path(vm->spec.disks[i].volume, disks[i],
 		    sizeof(disks[i]));
@@ -890,27 +909,33 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		}
 		diskp[i] = disks[i];
 	}
-	if (mkdir_p(vm->dir, 0700) < 0) {
-		snprintf(err, errlen, "mkdir %s: %s", vm->dir, strerror(errno));
+	/* Its run dir and its volumes, ready for the user it runs as. */
+	if (priv_prepare_vm(vm, &cred, &as_user, err, errlen) < 0)
 		goto fail;
-	}
 	rotate(vm, "console.log");
 	rotate(vm, "qemu.log");
-	vm_path(vm, "console.sock", sock, sizeof(sock));
-	unlink(sock);
-	vm_path(vm, "qemu.pid", sock, sizeof(sock));
-	unlink(sock);
+	vm_path(vm, "qemu.pid", pidpath, sizeof(pidpath));
+	unlink(pidpath);
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
-	if ((lfd = qmp_sock_listen(sock)) < 0) {
-		snprintf(err, errlen, "QMP socket %.300s: %s", sock,
+	vm_path(vm, "console.sock", csock, sizeof(csock));
+	if ((lfd = qmp_sock_listen(sock)) < 0 ||
+	    (confd = qmp_sock_listen(csock)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", lfd < 0 ? sock : csock,
 		    strerror(errno));
 		goto fail;
 	}
-	char state[PATH_MAX];
-	vm_path(vm, "state.sav", state, sizeof(state));
-	if ((restfd = open(vm->restoring ? state : "/dev/null", O_RDONLY |
-	    O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "%.200s: %s", state, strerror(errno));
+	vm_path(vm, "console.log", path, sizeof(path));
+	if ((logfd = open_private(path, O_WRONLY | O_CREAT | O_APPEND,
+	    0600)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
+		goto fail;
+	}
+	vm_path(vm, "state.sav", path, sizeof(path));
+	if ((restfd = vm->restoring ? open_private(path, O_RDONLY, 0) :
+	    open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", path, errno == EPERM ||
+		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
+		    strerror(errno));
 		goto fail;
 	}
 	if (cgroup_prepare(vm, cgroups) < 0) {
@@ -918,13 +943,10 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	/* NICs on vmgr networks: the switch's socket, and the guest's IPs. */
-	char netsock[SPEC_MAX_NICS][PATH_MAX];
-	const char *nets[SPEC_MAX_NICS] = { NULL };
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		int64_t id = net_id(vm->spec.nics[i].network);
-		char p[PATH_MAX];
-		nic_sock_path(vm, i, p, sizeof(p));
-		unlink(p);
+		nic_sock_path(vm, i, path, sizeof(path));
+		unlink(path);
 		if (strcmp(vm->spec.nics[i].network, "nat") == 0 ||
 		    net_nic_is_tap(vm, i))
 			continue;
@@ -933,23 +955,26 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 			    vm->spec.nics[i].network);
 			goto fail;
 		}
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(err, errlen, "%.300s: path too long for a "
+			    "socket", path);
+			goto fail;
+		}
 		net_sock_path(id, netsock[i], sizeof(netsock[i]));
 		nets[i] = netsock[i];
 	}
-	char taps[SPEC_MAX_NICS][16];
-	const char *tapp[SPEC_MAX_NICS] = { NULL };
-	if (net_taps_up(vm, taps, err, errlen) < 0) {
-		net_taps_down(vm);
+	fds[0] = lfd;
+	fds[1] = restfd;
+	fds[2] = confd;
+	fds[3] = logfd;
+	nfds = QEMU_FIRST_TAP_FD - 3;
+	taps_up = 1;
+	if (net_taps_up(vm, taps, err, errlen) < 0)
 		goto fail;
-	}
 	/*
 	 * vmgrd opens each tap and hands it over: QEMU, running as its own
 	 * user, needs no access to /dev/net/tun.
 	 */
-	int tapfd[SPEC_MAX_NICS], qtapfd[SPEC_MAX_NICS], fds[2 + SPEC_MAX_NICS];
-	int nfds = 2;
-	for (int i = 0; i < SPEC_MAX_NICS; i++)
-		tapfd[i] = qtapfd[i] = -1;
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		if (!taps[i][0])
 			continue;
@@ -957,14 +982,14 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		if ((tapfd[i] = tap_open(taps[i])) < 0) {
 			snprintf(err, errlen, "tap %s: %s", taps[i],
 			    strerror(errno));
-			for (int k = 0; k < i; k++)
-				if (tapfd[k] >= 0)
-					close(tapfd[k]);
-			net_taps_down(vm);
 			goto fail;
 		}
 		qtapfd[i] = 3 + nfds;
 		fds[nfds++] = tapfd[i];
+	}
+	if (fault_fail("start:after-taps")) {
+		snprintf(err, errlen, "injected failure (VMGR_FAIL_AT)");
+		goto fail;
 	}
 	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
 	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
@@ -992,25 +1017,25 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		goto fail;
 	}
 	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
-	fds[0] = lfd;
-	fds[1] = restfd;
 	char *cgv[3] = { NULL, NULL, NULL };
 	for (int i = 0, k = 0; i < 2; i++)
 		if (cgroups[i][0])
 			cgv[k++] = cgroups[i];
-	struct proc_cred cred;
-	int as_user;
-	if (priv_prepare_vm(vm, &cred, &as_user, err, errlen) < 0)
-		goto fail;
-	pid = proc_spawn_detached(argv, logpath, fds, nfds, cgv, as_user ?
-	    &cred : NULL);
-	for (int i = 2; i < nfds; i++)
-		close(fds[i]);		/* QEMU has them now */
-	if (pid < 0) {
+	struct proc_spawn sp = {
+		.argv = argv,
+		.logpath = logpath,
+		.pidfile = pidpath,
+		.fds = fds,
+		.nfds = nfds,
+		.cgroups = cgv,
+		.cred = as_user ? &cred : NULL,
+	};
+	if ((pid = proc_spawn_detached(&sp)) < 0) {
 		snprintf(err, errlen, "fork: %s", strerror(errno));
 		goto fail;
 	}
 	vm->pid = pid;
+	vm->legacy_layout = 0;
 	fault_point("start:after-spawn");
 	vm->started_at = now_unix_ms();
 	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
@@ -1029,6 +1054,7 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		vm->pid = 0;
+		net_forget_vm(vm);
 		goto fail;
 	}
 	/* The backlog holds our connection until QEMU accepts it. */
@@ -1037,23 +1063,30 @@ spawn_qemu(struct vm *vm, char *err, size_t errlen)
 		log_warn("%s: %s: QMP connect", __func__, vm->spec.name);
 		kill(pid, SIGKILL);
 	}
-	close(lfd);
-	close(restfd);
-	strv_free(argv);
-	free(cmdline);
+	taps_up = 0;	/* QEMU holds them now: they go when it does */
 	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
 	    vmgrd->accel, vm->restoring ? ", restoring" : "");
 	/* A QEMU that never gets ready is ended: the start fails. */
 	arm(vm, START_TIMEOUT_S, kill_now);
-	return 0;
+	rc = 0;
 fail:
+	/* QEMU has its own copies of every descriptor it was given. */
 	if (lfd >= 0)
 		close(lfd);
+	if (confd >= 0)
+		close(confd);
+	if (logfd >= 0)
+		close(logfd);
 	if (restfd >= 0)
 		close(restfd);
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		if (tapfd[i] >= 0)
+			close(tapfd[i]);
+	if (taps_up)
+		net_taps_down(vm);
 	strv_free(argv);
 	free(cmdline);
-	return -1;
+	return rc;
 }
 
 /* Signal the VM's QEMU, if it has one: never kill(0, ...). */
@@ -1651,7 +1684,7 @@ vm_by_id(int64_t id)
 }
 
 static void
-save_synced(int status, const char *output, void *arg)
+save_synced(const char *why, const struct fdwork_result *res, void *arg)
 {
 	struct save_ticket *t = arg;
 	struct vm *vm = vm_by_id(t->id);
@@ -1662,12 +1695,18 @@ save_synced(int status, const char *output, void *arg)
 	if (vm == NULL || vm->save_gen != gen || vm->busy != OP_SAVE ||
 	    vm->pid <= 0)
 		return;
-	vm_path(vm, "state.new", from, sizeof(from));
-	vm_path(vm, "state.sav", to, sizeof(to));
-	if (status != 0 || rename(from, to) < 0) {
-		save_failed(vm, status ? output : strerror(errno));
+	if (why || res[0].error) {
+		save_failed(vm, why ? why : strerror(res[0].error));
 		return;
 	}
+	vm_path(vm, "state.new", from, sizeof(from));
+	vm_path(vm, "state.sav", to, sizeof(to));
+	if (rename(from, to) < 0) {
+		save_failed(vm, strerror(errno));
+		return;
+	}
+	if (fsync_dir_of(to) < 0)
+		log_warn("%s: fsync the directory of %s", __func__, to);
 	/* The state is on disk: QEMU can go, and qemu_exited() records it. */
 	fault_point("save:after-state");
 	vm->save_ok = 1;
@@ -1703,20 +1742,26 @@ migration_event(struct vm *vm, const char *status)
 	if (vm->busy != OP_SAVE)
 		return;
 	if (strcmp(status, "completed") == 0) {
-		/* Make it durable before QEMU goes: sync(1) on the file. */
-		vm_path(vm, "state.new", path, sizeof(path));
-		char *argv[] = { "sync", path, NULL };
+		/* Make it durable before QEMU goes, off the loop. */
 		struct save_ticket *t = malloc(sizeof(*t));
+		int fd;
+		vm_path(vm, "state.new", path, sizeof(path));
 		if (t == NULL) {
 			save_failed(vm, "out of memory");
 			return;
 		}
+		if ((fd = open_private(path, O_RDONLY, 0)) < 0) {
+			free(t);
+			save_failed(vm, strerror(errno));
+			return;
+		}
 		t->id = vm->id;
 		t->gen = vm->save_gen;
-		if (proc_run(vmgrd->base, argv, save_synced, t) < 0) {
+		if (fdwork_start(&fd, 1, FDWORK_SYNC, save_synced, t) < 0) {
 			free(t);
-			save_failed(vm, "cannot run sync");
+			save_failed(vm, "cannot sync the state file");
 		}
+		close(fd);
 	} else if (strcmp(status, "failed") == 0 ||
 	    strcmp(status, "cancelled") == 0)
 		qmp_command(vm->qmp, "query-migrate", NULL, migration_failed,
@@ -1762,9 +1807,11 @@ save_stopped(struct qmp *q, json_t *result, const char *error, void *arg)
 		save_failed(vm, error);
 		return;
 	}
+	/* A file of its own, made now: never one a name pointed to. */
 	vm_path(vm, "state.new", path, sizeof(path));
-	if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0600)) < 0) {
+	unlink(path);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+	    O_CLOEXEC, 0600)) < 0) {
 		save_failed(vm, strerror(errno));
 		return;
 	}
@@ -2023,7 +2070,15 @@ vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
 
 	vm_path(vm, "console.log", path, sizeof(path));
 	/* The log can grow large; serve its last CONSOLE_MAX bytes at most. */
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open_private(path, O_RDONLY, 0);
+	if (fd < 0 && errno != ENOENT) {
+		api_reply_error(req, 500, "console_log", "%s's console log "
+		    "%s: %s", vm->spec.name, path, errno == EPERM ||
+		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
+		    strerror(errno));
+		evbuffer_free(buf);
+		return;
+	}
 	log = NULL;
 	if (fd >= 0) {
 		off_t size = lseek(fd, 0, SEEK_END);
@@ -2058,17 +2113,37 @@ vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
 
 /* ---- start-up: load and re-adopt ------------------------------------ */
 
+/*
+ * Whether pid is this VM's QEMU: its command line has the VM's -name and
+ * the -add-fd that names its run dir; a QEMU started by vmgr 0.1 has its
+ * -pidfile in the run dir instead (*legacy), with its NIC sockets there.
+ */
+static int
+is_its_qemu(const struct vm *vm, pid_t pid, int *legacy)
+{
+	char name[128], marker[PATH_MAX + 64], pidfile[PATH_MAX];
+	const char *args[] = { name, marker, NULL };
+
+	if (pid <= 0)
+		return 0;
+	snprintf(name, sizeof(name), QEMU_NAME_FMT, vm->spec.name);
+	*legacy = 0;
+	if (qemu_marker(vm->dir, marker, sizeof(marker)) == 0 &&
+	    proc_cmdline_has(pid, args))
+		return 1;
+	vm_path(vm, "qemu.pid", pidfile, sizeof(pidfile));
+	args[1] = pidfile;
+	return (*legacy = proc_cmdline_has(pid, args));
+}
+
 static void
 adopt(struct vm *vm)
 {
-	char pidfile[PATH_MAX], name[128], sock[PATH_MAX];
-	const char *args[] = { name, pidfile, NULL };
-	int fd;
+	char sock[PATH_MAX];
+	int fd, legacy;
 
-	vm_path(vm, "qemu.pid", pidfile, sizeof(pidfile));
-	snprintf(name, sizeof(name), QEMU_NAME_FMT, vm->spec.name);
 	if (vm->pid <= 0 || kill(vm->pid, 0) < 0 ||
-	    !proc_cmdline_has(vm->pid, args)) {
+	    !is_its_qemu(vm, vm->pid, &legacy)) {
 		int pid = vm->pid;
 		vm->pid = 0;
 		remove_runtime_files(vm);
@@ -2084,6 +2159,7 @@ adopt(struct vm *vm)
 	}
 	if (proc_uid(vm->pid, &vm->qemu_uid) < 0)
 		vm->qemu_uid = (uid_t)priv_uid(vm);
+	vm->legacy_layout = legacy;
 	net_ports_changed();
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
 	if ((fd = qmp_sock_connect(sock)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
@@ -2103,14 +2179,13 @@ adopt(struct vm *vm)
 static void
 abandon_start(struct vm *vm)
 {
-	char pidfile[PATH_MAX], name[128], *s;
-	const char *args[] = { name, pidfile, NULL };
+	char pidfile[PATH_MAX], *s;
+	int legacy;
 
 	vm_path(vm, "qemu.pid", pidfile, sizeof(pidfile));
-	snprintf(name, sizeof(name), QEMU_NAME_FMT, vm->spec.name);
-	if ((s = read_file(pidfile, 64, NULL)) != NULL) {
+	if ((s = read_file_private(pidfile, 64, NULL)) != NULL) {
 		pid_t pid = (pid_t)atoi(s);
-		if (pid > 0 && proc_cmdline_has(pid, args))
+		if (is_its_qemu(vm, pid, &legacy))
 			kill(pid, SIGKILL);
 		free(s);
 	}
@@ -2170,6 +2245,11 @@ vm_load_all(void)
 	if (db_vm_foreach(vmgrd->db, load_one, NULL) < 0)
 		return -1;
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		char err[256];
+		/* A run dir of vmgr 0.1 was its QEMU's: it becomes root's. */
+		if (access(vm->dir, F_OK) == 0 && priv_run_dir(vm, err,
+		    sizeof(err)) < 0)
+			log_warnx("%s: %s", vm->spec.name, err);
 		if (vm->state == VM_QUEUED)
 			abandon_start(vm);
 		else if (vm_state_has_qemu(vm->state))

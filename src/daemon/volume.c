@@ -23,7 +23,6 @@
 #include "../qemu/proc.h"
 #include "../qemu/qmp.h"
 
-#define VOLUME_MAX_MIB	((long long)SPEC_DISK_MAX * 1024)
 
 struct volume {
 	TAILQ_ENTRY(volume)	 entry;
@@ -31,6 +30,7 @@ struct volume {
 	char			 owner[SPEC_NAME_MAX + 1];	/* "" = none */
 	int64_t			 created_at;
 	int			 busy;		/* resize in flight */
+	int			 reserved;	/* being made: a name, no file yet */
 };
 TAILQ_HEAD(volq, volume);
 
@@ -42,8 +42,9 @@ volume_path(const char *name, char *buf, size_t len)
 	snprintf(buf, len, "%s/volumes/%s.qcow2", vmgrd->state_dir, name);
 }
 
+/* Any volume of that name: made, or reserved for one being made. */
 static struct volume *
-volume_find(const char *name)
+volume_any(const char *name)
 {
 	struct volume *v;
 
@@ -53,7 +54,19 @@ volume_find(const char *name)
 	return NULL;
 }
 
-/* Known, or its file (whole or partial) is there: the name is taken. */
+/* A volume that is whole and recorded. */
+static struct volume *
+volume_find(const char *name)
+{
+	struct volume *v = volume_any(name);
+
+	return v && !v->reserved ? v : NULL;
+}
+
+/*
+ * Known (made, or reserved by a create that is making it), or its file
+ * (whole or partial) is there: the name is taken.
+ */
 int
 volume_exists(const char *name)
 {
@@ -61,7 +74,7 @@ volume_exists(const char *name)
 
 	volume_path(name, path, sizeof(path));
 	snprintf(partial, sizeof(partial), "%s.partial", path);
-	return volume_find(name) != NULL || access(path, F_OK) == 0 ||
+	return volume_any(name) != NULL || access(path, F_OK) == 0 ||
 	    access(partial, F_OK) == 0;
 }
 
@@ -84,66 +97,6 @@ volume_owned_by(const char *name, const char *vm)
 	struct volume *v = volume_find(name);
 
 	return v != NULL && strcmp(v->owner, vm) == 0;
-}
-
-int
-qcow2_read_info(const char *path, struct qcow2_header *h,
-    struct qcow2_snapshot *snaps, int maxsnaps, int *nsnaps,
-    struct qcow2_bitmap *bitmaps, int maxbitmaps, int *nbitmaps,
-    char *err, size_t errlen)
-{
-	static uint8_t buf[65536];
-	uint8_t *table = NULL;
-	ssize_t n;
-	int fd, rc = -1;
-
-	if (nsnaps)
-		*nsnaps = 0;
-	if (nbitmaps)
-		*nbitmaps = 0;
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -1;
-	}
-	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		goto out;
-	}
-	if (qcow2_parse_header(buf, (size_t)n, h, err, errlen) < 0)
-		goto out;
-	/* Each table is read whole, up to a bound no sane image reaches. */
-	if (snaps && h->nb_snapshots > 0) {
-		size_t len = QCOW2_TABLE_MAX;
-		if ((table = malloc(len)) == NULL ||
-		    (n = pread(fd, table, len, (off_t)h->snapshots_offset)) < 0 ||
-		    (*nsnaps = qcow2_parse_snapshots(table, (size_t)n,
-		    h->nb_snapshots, snaps, maxsnaps)) < 0) {
-			snprintf(err, errlen, "%s: unreadable snapshot table",
-			    path);
-			*nsnaps = 0;
-			goto out;
-		}
-		free(table);
-		table = NULL;
-	}
-	if (bitmaps && h->nb_bitmaps > 0) {
-		size_t len = h->bitmap_dir_size < QCOW2_TABLE_MAX ?
-		    (size_t)h->bitmap_dir_size : QCOW2_TABLE_MAX;
-		if ((table = malloc(len ? len : 1)) == NULL ||
-		    (n = pread(fd, table, len, (off_t)h->bitmap_dir_offset)) < 0 ||
-		    (*nbitmaps = qcow2_parse_bitmaps(table, (size_t)n,
-		    h->nb_bitmaps, bitmaps, maxbitmaps)) < 0) {
-			snprintf(err, errlen, "%s: unreadable bitmap directory",
-			    path);
-			*nbitmaps = 0;
-			goto out;
-		}
-	}
-	rc = 0;
-out:
-	free(table);
-	close(fd);
-	return rc;
 }
 
 /* The volume name a backing file names, when it is one of ours. */
@@ -199,19 +152,48 @@ int
 volume_register(const char *name, const char *owner)
 {
 	int64_t now = now_unix_ms();
+	struct volume *v;
 
 	if (db_volume_insert(vmgrd->db, name, owner, now) < 0)
 		return -1;
-	if (volume_find(name) == NULL && remember(name, owner, now) == NULL)
+	if ((v = volume_any(name)) != NULL) {
+		v->reserved = 0;	/* what was being made is made */
+		v->created_at = now;
+		snprintf(v->owner, sizeof(v->owner), "%s", owner ? owner : "");
+	} else if (remember(name, owner, now) == NULL)
 		return -1;
 	return 0;
+}
+
+int
+volume_reserve(const char *name, const char *owner)
+{
+	struct volume *v;
+
+	if (volume_exists(name))
+		return errno = EEXIST, -1;
+	if ((v = remember(name, owner, now_unix_ms())) == NULL)
+		return -1;
+	v->reserved = 1;
+	return 0;
+}
+
+void
+volume_unreserve(const char *name)
+{
+	struct volume *v = volume_any(name);
+
+	if (v && v->reserved) {
+		TAILQ_REMOVE(&volumes, v, entry);
+		free(v);
+	}
 }
 
 /* Remove a volume: its row first, then its file. */
 void
 volume_forget(const char *name)
 {
-	struct volume *v = volume_find(name);
+	struct volume *v = volume_any(name);
 	char path[PATH_MAX];
 
 	if (db_volume_delete(vmgrd->db, name) < 0)
@@ -274,7 +256,8 @@ volume_load_all(void)
 		size_t n = strlen(de->d_name);
 		char name[SPEC_NAME_MAX + 16];
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-		if (n > 8 && strcmp(de->d_name + n - 8, ".partial") == 0) {
+		if ((n > 8 && strcmp(de->d_name + n - 8, ".partial") == 0) ||
+		    (n > 7 && strcmp(de->d_name + n - 7, ".import") == 0)) {
 			log_info("removing the partial volume %s", path);
 			unlink(path);
 			continue;
@@ -291,7 +274,7 @@ volume_load_all(void)
 		int owned = 0;
 		for (int i = 0; vm && i < vm->spec.ndisks; i++)
 			owned |= strcmp(vm->spec.disks[i].volume, name) == 0 &&
-			    vm->spec.disks[i].size_gib > 0;
+			    vm->spec.disks[i].size > 0;
 		log_info("adopting the volume %s", name);
 		volume_register(name, owned ? user : NULL);
 	}
@@ -309,25 +292,29 @@ struct making {
 };
 
 static void
-made(int status, const char *output, void *arg)
+partial_path(const char *name, char *buf, size_t len)
+{
+	char path[PATH_MAX];
+
+	volume_path(name, path, sizeof(path));
+	snprintf(buf, len, "%s.partial", path);
+}
+
+/* The new file is on disk: it gets its name, and the rename is durable. */
+static void
+made_synced(const char *why, const struct fdwork_result *res, void *arg)
 {
 	struct making *m = arg;
 	char path[PATH_MAX], partial[PATH_MAX + 16], msg[512];
+	int e = why ? EIO : res[0].error;
 
 	volume_path(m->name, path, sizeof(path));
-	snprintf(partial, sizeof(partial), "%s.partial", path);
-	if (status != 0) {
-		snprintf(msg, sizeof(msg), "%.400s", *output ? output :
-		    "qemu-img failed");
-		msg[strcspn(msg, "\n")] = '\0';
+	partial_path(m->name, partial, sizeof(partial));
+	if (e) {
+		snprintf(msg, sizeof(msg), "fsync %.300s: %s", partial, why ? why :
+		    strerror(e));
 		unlink(partial);
-		m->cb(msg, strstr(output, "No space") != NULL ||
-		    strstr(output, "Disk quota") != NULL, m->arg);
-	} else if (chmod(partial, 0600) < 0) {	/* qemu-img made it 0644 */
-		snprintf(msg, sizeof(msg), "chmod %.300s: %s", partial,
-		    strerror(errno));
-		unlink(partial);
-		m->cb(msg, 0, m->arg);
+		m->cb(msg, e == ENOSPC || e == EDQUOT, m->arg);
 	} else if (m->flags & VOLUME_KEEP_PARTIAL) {
 		m->cb(NULL, 0, m->arg);
 	} else if (rename(partial, path) < 0) {
@@ -336,31 +323,53 @@ made(int status, const char *output, void *arg)
 		unlink(partial);
 		m->cb(msg, 0, m->arg);
 	} else {
+		if (fsync_dir_of(path) < 0)
+			log_warn("%s: fsync the directory of %s", __func__, path);
 		fault_point("volume:after-file");
 		m->cb(NULL, 0, m->arg);
 	}
 	free(m);
 }
 
-/*
- * Make the volume name's file with qemu-img, on the loop: empty of
- * size_mib when src is NULL; a linked clone of the volume src (size_mib 0
- * keeps the base's size) without VOLUME_CONVERT; a standalone copy of the
- * file src (qcow2 or raw, a backing chain flattened) with it.  cb runs once
- * the file is whole under its name (error NULL) or has been removed; with
- * VOLUME_KEEP_PARTIAL it is left as NAME.qcow2.partial for the caller to
- * rename.  The caller registers it.  0, or -1 when qemu-img cannot run.
- */
-int
-volume_make(const char *name, const char *src, int flags,
-    long long size_mib, volume_made_cb cb, void *arg)
+static void
+made(int status, const char *output, void *arg)
 {
-	int convert = flags & VOLUME_CONVERT;
-	char path[PATH_MAX + 16], size[32], backing[SPEC_NAME_MAX + 8];
-	char fmt[8] = "raw", err[256];
-	struct qcow2_header h;
+	struct making *m = arg;
+	char partial[PATH_MAX + 16], msg[512];
+	int fd = -1;
+
+	partial_path(m->name, partial, sizeof(partial));
+	if (status != 0) {
+		snprintf(msg, sizeof(msg), "%.400s", *output ? output :
+		    "qemu-img failed");
+		msg[strcspn(msg, "\n")] = '\0';
+		unlink(partial);
+		m->cb(msg, strstr(output, "No space") != NULL ||
+		    strstr(output, "Disk quota") != NULL, m->arg);
+		free(m);
+		return;
+	}
+	/* qemu-img made it 0644; then it must reach the disk before its name. */
+	if (chmod(partial, 0600) < 0 || (fd = open_private(partial, O_RDONLY,
+	    0)) < 0 || fdwork_start(&fd, 1, FDWORK_SYNC, made_synced, m) < 0) {
+		snprintf(msg, sizeof(msg), "%.300s: %s", partial,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		unlink(partial);
+		m->cb(msg, 0, m->arg);
+		free(m);
+		return;
+	}
+	close(fd);
+}
+
+/* Run qemu-img (argv, with fds passed on as 3 and up) to make name. */
+static int
+make_run(const char *name, char **argv, const int *fds, int nfds, int flags,
+    volume_made_cb cb, void *arg)
+{
 	struct making *m;
-	int rc;
 
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return -1;
@@ -368,32 +377,94 @@ volume_make(const char *name, const char *src, int flags,
 	m->flags = flags;
 	m->cb = cb;
 	m->arg = arg;
-	volume_path(name, path, sizeof(path) - 16);
-	strcat(path, ".partial");
-	snprintf(size, sizeof(size), "%lldM", size_mib);
-	if (src == NULL) {
-		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
-		    path, size, NULL };
-		rc = proc_run(vmgrd->base, argv, made, m);
-	} else if (!convert) {
-		/* Relative, so the pool can move with its state dir. */
-		snprintf(backing, sizeof(backing), "%s.qcow2", src);
-		char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
-		    "-b", backing, "-F", "qcow2", path, size_mib ? size : NULL,
-		    NULL };
-		rc = proc_run(vmgrd->base, argv, made, m);
-	} else {
-		/* Name the format: never let a raw file be probed as qcow2. */
-		if (qcow2_read_info(src, &h, NULL, 0, NULL, NULL, 0, NULL, err,
-		    sizeof(err)) == 0)
-			strcpy(fmt, "qcow2");
-		char *argv[] = { vmgrd->qemu_img, "convert", "-q", "-f", fmt,
-		    "-O", "qcow2", (char *)src, path, NULL };
-		rc = proc_run(vmgrd->base, argv, made, m);
-	}
-	if (rc < 0)
+	if (proc_run_fds(vmgrd->base, argv, fds, nfds, made, m) < 0) {
 		free(m);
-	return rc;
+		return -1;
+	}
+	return 0;
+}
+
+int
+volume_make_empty(const char *name, uint64_t bytes, volume_made_cb cb,
+    void *arg)
+{
+	char partial[PATH_MAX + 16], size[32];
+
+	partial_path(name, partial, sizeof(partial));
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)bytes);
+	char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2",
+	    partial, size, NULL };
+	return make_run(name, argv, NULL, 0, 0, cb, arg);
+}
+
+/*
+ * A linked clone of base, its backing file named relative to the pool
+ * (so the pool can move with its state dir).  -u: qemu-img never opens
+ * the base, whose contents a VM may have written; the size is the base's
+ * unless a larger one is asked for.
+ */
+int
+volume_make_clone(const char *name, const char *base, uint64_t bytes,
+    volume_made_cb cb, void *arg)
+{
+	char partial[PATH_MAX + 16], size[32], backing[SPEC_NAME_MAX + 8];
+	char path[PATH_MAX], err[256];
+	struct qcow2_header h;
+
+	volume_path(base, path, sizeof(path));
+	if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+	    sizeof(err)) < 0)
+		return errno = EINVAL, -1;
+	partial_path(name, partial, sizeof(partial));
+	snprintf(size, sizeof(size), "%llu", (unsigned long long)(bytes ?
+	    bytes : h.size));
+	snprintf(backing, sizeof(backing), "%s.qcow2", base);
+	char *argv[] = { vmgrd->qemu_img, "create", "-q", "-f", "qcow2", "-u",
+	    "-b", backing, "-F", "qcow2", partial, size, NULL };
+	return make_run(name, argv, NULL, 0, 0, cb, arg);
+}
+
+int
+volume_make_convert(const char *name, const char *src, const int *fds,
+    int nfds, int flags, volume_made_cb cb, void *arg)
+{
+	char partial[PATH_MAX + 16];
+
+	partial_path(name, partial, sizeof(partial));
+	char *argv[] = { vmgrd->qemu_img, "convert", "-q", "-O", "qcow2",
+	    (char *)src, partial, NULL };
+	return make_run(name, argv, fds, nfds, flags, cb, arg);
+}
+
+int
+volume_check(const char *name, char *err, size_t errlen)
+{
+	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], why[256];
+	struct qcow2_header h;
+
+	volume_path(name, path, sizeof(path));
+	if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, why,
+	    sizeof(why)) < 0) {
+		snprintf(err, errlen, "%s", why);
+		return -1;
+	}
+	/* A clone's backing file is another volume, by its plain name. */
+	if (h.backing[0] && backing_volume(&h, base, sizeof(base)) < 0) {
+		snprintf(err, errlen, "volume %s has the backing file \"%.200s\", "
+		    "which is not a volume of the pool", name, h.backing);
+		return -1;
+	}
+	return img_check(path, h.backing[0] ? h.backing : NULL, err, errlen);
+}
+
+char *
+volume_json_name(const char *name)
+{
+	char path[PATH_MAX];
+	const char *chain[] = { path, NULL };
+
+	volume_path(name, path, sizeof(path));
+	return img_json("qcow2", chain);
 }
 
 /* ---- API ---------------------------------------------------------------- */
@@ -506,12 +577,14 @@ create_done(const char *error, int no_space, void *arg)
 	struct vol_req *c = arg;
 	struct volume *v;
 
-	if (error)
+	if (error) {
+		volume_unreserve(c->name);
 		api_pend_reply_error(c->p, no_space ? 507 : 422, no_space ?
 		    "no_space" : "qemu_img", "cannot make volume %s: %s",
 		    c->name, error);
-	else if (volume_register(c->name, NULL) < 0) {
+	} else if (volume_register(c->name, NULL) < 0) {
 		char path[PATH_MAX];
+		volume_unreserve(c->name);
 		volume_path(c->name, path, sizeof(path));
 		unlink(path);
 		api_pend_reply_error(c->p, db_full(vmgrd->db) ? 507 : 500,
@@ -525,24 +598,191 @@ create_done(const char *error, int no_space, void *arg)
 	free(c);
 }
 
+/*
+ * An import: the source is opened once, by vmgrd.  A raw image is
+ * converted straight from that descriptor (raw names no other file).  A
+ * qcow2 image is first copied, byte for byte, into a file only root can
+ * write (NAME.qcow2.import); that copy's header is checked, and qemu-img
+ * converts the copy alone: a source changed after the check cannot slip
+ * a backing or data file past it.
+ */
+struct import {
+	struct vol_req	*c;
+	int		 fd;		/* the source */
+	char		 copy[PATH_MAX + 16];	/* "" for a raw source */
+};
+
+static void
+import_free(struct import *im)
+{
+	if (im->fd >= 0)
+		close(im->fd);
+	if (im->copy[0])
+		unlink(im->copy);
+	free(im);
+}
+
+static void
+import_done(const char *error, int no_space, void *arg)
+{
+	struct import *im = arg;
+
+	create_done(error, no_space, im->c);
+	im->c = NULL;
+	import_free(im);
+}
+
+/* The copy is whole: check it, then convert it and only it. */
+static void
+import_copied(int status, const char *output, void *arg)
+{
+	struct import *im = arg;
+	const char *chain[] = { im->copy, NULL };
+	char err[512], *src;
+
+	if (status != 0) {
+		snprintf(err, sizeof(err), "copy: %.400s", output);
+		err[strcspn(err, "\n")] = '\0';
+		import_done(err, strstr(output, "No space") != NULL, im);
+		return;
+	}
+	if (img_check(im->copy, NULL, err, sizeof(err)) < 0) {
+		volume_unreserve(im->c->name);
+		api_pend_reply_error(im->c->p, 422, "unsafe_image", "cannot "
+		    "import %s: %s", im->c->name, err);
+		free(im->c);
+		im->c = NULL;
+		import_free(im);
+		return;
+	}
+	if ((src = img_json("qcow2", chain)) == NULL ||
+	    volume_make_convert(im->c->name, src, NULL, 0, 0, import_done,
+	    im) < 0)
+		import_done("cannot run qemu-img", 0, im);
+	free(src);
+}
+
+/* Check the source's header, from the descriptor that will be read. */
+static int
+import_check(struct evhttp_request *req, const char *path, int fd,
+    int *qcow2)
+{
+	static uint8_t buf[65536];
+	struct qcow2_header h;
+	char err[400];
+	ssize_t n;
+
+	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0) {
+		api_reply_error(req, 422, "missing_file", "%s: %s", path,
+		    strerror(errno));
+		return -1;
+	}
+	/* The format is ours to name: a raw file is never probed as qcow2. */
+	*qcow2 = n >= 4 && memcmp(buf, "QFI\xfb", 4) == 0;
+	if (!*qcow2)
+		return 0;
+	if (qcow2_parse_header(buf, (size_t)n, &h, err, sizeof(err)) < 0) {
+		api_reply_error(req, 422, "bad_image", "%s: %s", path, err);
+		return -1;
+	}
+	/* A backing file could name any file on the host: refuse. */
+	if (h.backing[0]) {
+		api_reply_error(req, 422, "has_backing_file", "%s has the backing "
+		    "file %s; flatten it first (qemu-img convert)", path,
+		    h.backing);
+		return -1;
+	}
+	if (qcow2_plain(&h, err, sizeof(err)) < 0) {
+		api_reply_error(req, 422, "unsafe_image", "cannot import %s: %s",
+		    path, err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+volume_import(struct evhttp_request *req, const char *name, const char *src)
+{
+	struct import *im;
+	struct stat st;
+	int fd, qcow2;
+
+	if (src[0] != '/') {
+		api_reply_error(req, 422, "invalid_value", "import needs an "
+		    "absolute path");
+		return;
+	}
+	if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
+		api_reply_error(req, 422, "missing_file", "%s: %s", src,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		api_reply_error(req, 422, "missing_file", "%s: not a regular file",
+		    src);
+		close(fd);
+		return;
+	}
+	if (import_check(req, src, fd, &qcow2) < 0) {
+		close(fd);
+		return;
+	}
+	if ((im = calloc(1, sizeof(*im))) == NULL) {
+		close(fd);
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	im->fd = fd;
+	if (volume_reserve(name, NULL) < 0) {
+		api_reply_error(req, 409, "volume_exists", "volume \"%s\" already "
+		    "exists", name);
+		import_free(im);
+		return;
+	}
+	if ((im->c = vol_req_new(req, name)) == NULL) {
+		volume_unreserve(name);
+		import_free(im);
+		return;
+	}
+	int rc;
+	if (qcow2) {
+		char path[PATH_MAX];
+		volume_path(name, path, sizeof(path));
+		snprintf(im->copy, sizeof(im->copy), "%s.import", path);
+		char *argv[] = { "cp", "--reflink=auto", "/dev/fd/3", im->copy,
+		    NULL };
+		rc = proc_run_fds(vmgrd->base, argv, &im->fd, 1, import_copied,
+		    im);
+	} else {
+		const char *chain[] = { "/dev/fd/3", NULL };
+		char *json = img_json("raw", chain);
+		rc = json ? volume_make_convert(name, json, &im->fd, 1, 0,
+		    import_done, im) : -1;
+		free(json);
+	}
+	if (rc < 0)
+		import_done("cannot run qemu-img or cp", 0, im);
+}
+
 void
 volume_api_create(struct evhttp_request *req, json_t *body)
 {
-	static const char *const keys[] = { "name", "size_mib", "from",
+	static const char *const keys[] = { "name", "size_mib", "size", "from",
 	    "import", NULL };
 	const char *name = json_string_value(json_object_get(body, "name"));
 	json_t *jfrom = json_object_get(body, "from");
 	json_t *jimport = json_object_get(body, "import");
 	const char *from = json_string_value(jfrom);
 	const char *import = json_string_value(jimport);
-	long long size = 0;
+	uint64_t size = 0;
 	char path[PATH_MAX], err[256];
 	struct qcow2_header h;
-	struct stat st;
 	struct vol_req *c;
 
 	if (api_body_keys(req, body, keys) < 0 ||
-	    api_body_int(req, body, "size_mib", 1, VOLUME_MAX_MIB, &size) < 0)
+	    api_body_size(req, body, &size) < 0)
 		return;
 	if (name == NULL) {
 		api_reply_error(req, 422, "missing_field", "name is required");
@@ -560,14 +800,18 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 	}
 	if ((from != NULL) + (import != NULL) > 1 || (import && size) ||
 	    (!from && !import && !size)) {
-		api_reply_error(req, 422, "invalid_value", "give size_mib for "
-		    "an empty volume, from (and optionally a larger size_mib) "
-		    "for a linked clone, or import");
+		api_reply_error(req, 422, "invalid_value", "give a size for an "
+		    "empty volume, from (and optionally a larger size) for a "
+		    "linked clone, or import");
 		return;
 	}
 	if (volume_exists(name)) {
 		api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
 		    "already exists", name);
+		return;
+	}
+	if (import) {
+		volume_import(req, name, import);
 		return;
 	}
 	if (from) {
@@ -591,42 +835,26 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 			api_reply_error(req, 422, "bad_volume", "%s", err);
 			return;
 		}
-		if (size && (unsigned long long)size << 20 < h.size) {
+		if (size && size < h.size) {
 			api_reply_error(req, 422, "too_small", "a clone cannot "
-			    "be smaller than its base (%llu MiB)",
-			    (unsigned long long)(h.size >> 20));
+			    "be smaller than its base (%llu bytes)",
+			    (unsigned long long)h.size);
 			return;
 		}
 	}
-	if (import) {
-		if (import[0] != '/') {
-			api_reply_error(req, 422, "invalid_value", "import needs "
-			    "an absolute path");
-			return;
-		}
-		if (stat(import, &st) < 0) {
-			api_reply_error(req, 422, "missing_file", "%s: %s",
-			    import, strerror(errno));
-			return;
-		}
-		if (!S_ISREG(st.st_mode)) {
-			api_reply_error(req, 422, "missing_file", "%s: not a "
-			    "regular file", import);
-			return;
-		}
-		/* A backing file could name any file on the host: refuse. */
-		if (qcow2_read_info(import, &h, NULL, 0, NULL, NULL, 0, NULL,
-		    err, sizeof(err)) == 0 && h.backing[0]) {
-			api_reply_error(req, 422, "has_backing_file", "%s has the "
-			    "backing file %s; flatten it first (qemu-img convert)",
-			    import, h.backing);
-			return;
-		}
-	}
-	if ((c = vol_req_new(req, name)) == NULL)
+	/* The name is taken now: a second create of it is refused (409). */
+	if (volume_reserve(name, NULL) < 0) {
+		api_reply_error(req, 409, "volume_exists", "volume \"%s\" already "
+		    "exists", name);
 		return;
-	if (volume_make(name, from ? from : import, import ? VOLUME_CONVERT : 0,
-	    size, create_done, c) < 0) {
+	}
+	if ((c = vol_req_new(req, name)) == NULL) {
+		volume_unreserve(name);
+		return;
+	}
+	if ((from ? volume_make_clone(name, from, size, create_done, c) :
+	    volume_make_empty(name, size, create_done, c)) < 0) {
+		volume_unreserve(name);
 		api_pend_reply_error(c->p, 500, "qemu_img", "cannot run "
 		    "qemu-img: %s", strerror(errno));
 		free(c);
@@ -676,22 +904,22 @@ resized_live(struct qmp *q, json_t *result, const char *error, void *arg)
 void
 volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 {
-	static const char *const keys[] = { "size_mib", NULL };
+	static const char *const keys[] = { "size_mib", "size", NULL };
 	struct volume *v = find_or_404(req, name);
 	char path[PATH_MAX], err[256], first[80];
 	struct qcow2_header h;
 	struct vol_req *c;
 	struct vm *vm;
-	long long size = 0;
+	uint64_t size = 0;
 	const char *user;
 	int disk = -1;
 
 	if (v == NULL || api_body_keys(req, body, keys) < 0 ||
-	    api_body_int(req, body, "size_mib", 1, VOLUME_MAX_MIB, &size) < 0)
+	    api_body_size(req, body, &size) < 0)
 		return;
 	if (size == 0) {
-		api_reply_error(req, 422, "missing_field", "size_mib is "
-		    "required");
+		api_reply_error(req, 422, "missing_field", "size (or size_mib) "
+		    "is required");
 		return;
 	}
 	volume_path(name, path, sizeof(path));
@@ -700,10 +928,10 @@ volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 		api_reply_error(req, 500, "bad_volume", "%s", err);
 		return;
 	}
-	if ((unsigned long long)size << 20 < h.size) {
-		api_reply_error(req, 422, "shrink_refused", "%s is %llu MiB; "
+	if (size < h.size) {
+		api_reply_error(req, 422, "shrink_refused", "%s is %llu bytes; "
 		    "shrinking would cut off the guest's data, so vmgr only "
-		    "grows volumes", name, (unsigned long long)(h.size >> 20));
+		    "grows volumes", name, (unsigned long long)h.size);
 		return;
 	}
 	if (volume_clones(name, first, sizeof(first)) > 0) {
@@ -732,24 +960,35 @@ volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 			return;
 		}
 	}
+	int live = vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED);
+	/* A VM may have written it: plain, and then qemu-img opens it alone. */
+	if (!live && volume_check(name, err, sizeof(err)) < 0) {
+		api_reply_error(req, 422, "unsafe_image", "cannot resize %s: %s",
+		    name, err);
+		return;
+	}
 	if ((c = vol_req_new(req, name)) == NULL)
 		return;
 	v->busy = 1;
-	if (vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED)) {
+	if (live) {
 		/* In use: QEMU grows it, and the guest sees the new size. */
 		char node[16];
 		snprintf(node, sizeof(node), "disk%d", disk);
 		qmp_command(vm->qmp, "block_resize", json_pack("{s:s, s:I}",
-		    "node-name", node, "size", (json_int_t)size << 20),
+		    "node-name", node, "size", (json_int_t)size),
 		    resized_live, c);
 		return;
 	}
-	char sz[32];
-	snprintf(sz, sizeof(sz), "%lldM", size);
-	char *argv[] = { vmgrd->qemu_img, "resize", "-q", "-f", "qcow2", path,
-	    sz, NULL };
+	char sz[32], *json;
+	if ((json = volume_json_name(name)) == NULL) {
+		resize_finish(c, "out of memory");
+		return;
+	}
+	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
+	char *argv[] = { vmgrd->qemu_img, "resize", "-q", json, sz, NULL };
 	if (proc_run(vmgrd->base, argv, resized_offline, c) < 0)
 		resize_finish(c, strerror(errno));
+	free(json);
 }
 
 void

@@ -149,49 +149,79 @@ mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
-int
-rm_rf(const char *path)
+/* rm -r below the open directory dfd: every step by descriptor. */
+static int
+rm_at(int dfd, const char *name)
 {
 	struct stat st;
-	DIR *d;
 	struct dirent *de;
-	int rc = 0;
+	DIR *d;
+	int fd, rc = 0;
 
-	if (lstat(path, &st) < 0)
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
 		return errno == ENOENT ? 0 : -1;
 	if (!S_ISDIR(st.st_mode))
-		return unlink(path);
-	if ((d = opendir(path)) == NULL)
+		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+	/* A directory swapped for a link meanwhile is not followed. */
+	if ((fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) < 0)
+		return unlinkat(dfd, name, 0) < 0 && errno != ENOENT ? -1 : 0;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
 		return -1;
+	}
 	while ((de = readdir(d)) != NULL) {
-		char sub[PATH_MAX];
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
 			continue;
-		if (snprintf(sub, sizeof(sub), "%s/%s", path, de->d_name) >=
-		    (int)sizeof(sub)) {
-			rc = -1;
-			continue;
-		}
-		if (rm_rf(sub) < 0)
+		if (rm_at(dirfd(d), de->d_name) < 0)
 			rc = -1;
 	}
 	closedir(d);
-	if (rmdir(path) < 0)
+	if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
 		rc = -1;
 	return rc;
 }
 
-char *
-read_file(const char *path, size_t max, size_t *lenp)
+int
+rm_rf(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char dir[PATH_MAX], base[PATH_MAX];
+	int dfd, rc;
+
+	if (snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return errno = ENAMETOOLONG, -1;
+	snprintf(base, sizeof(base), "%s", path);
+	if ((dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? 0 : -1;
+	rc = rm_at(dfd, basename(base));
+	close(dfd);
+	return rc;
+}
+
+int
+open_private(const char *path, int flags, mode_t mode)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = open(path, flags | O_NOFOLLOW | O_CLOEXEC, mode)) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1) {
+		close(fd);
+		return errno = EPERM, -1;
+	}
+	return fd;
+}
+
+/* Read all of fd (at most max bytes) into a NUL-terminated buffer. */
+static char *
+read_fd(int fd, size_t max, size_t *lenp)
+{
 	size_t len = 0, cap = 4096;
 	char *buf;
 
-	if (fd < 0)
-		return NULL;
 	if ((buf = malloc(cap)) == NULL)
-		goto fail;
+		return NULL;
 	for (;;) {
 		if (len + 1 >= cap) {
 			if (len > max) {
@@ -218,14 +248,40 @@ read_file(const char *path, size_t max, size_t *lenp)
 		goto fail;
 	}
 	buf[len] = '\0';
-	close(fd);
 	if (lenp)
 		*lenp = len;
 	return buf;
 fail:
 	free(buf);
-	close(fd);
 	return NULL;
+}
+
+/* read_fd() of a descriptor just opened (or -1: NULL), then closed. */
+static char *
+read_opened(int fd, size_t max, size_t *lenp)
+{
+	char *buf;
+	int e;
+
+	if (fd < 0)
+		return NULL;
+	buf = read_fd(fd, max, lenp);
+	e = errno;
+	close(fd);
+	errno = e;
+	return buf;
+}
+
+char *
+read_file(const char *path, size_t max, size_t *lenp)
+{
+	return read_opened(open(path, O_RDONLY | O_CLOEXEC), max, lenp);
+}
+
+char *
+read_file_private(const char *path, size_t max, size_t *lenp)
+{
+	return read_opened(open_private(path, O_RDONLY, 0), max, lenp);
 }
 
 int

@@ -27,11 +27,25 @@ int	default_state_dir(char *buf, size_t len);
 /* mkdir -p with the given mode for each new component. */
 int	mkdir_p(const char *path, mode_t mode);
 
-/* rm -r of a directory tree; a missing path is not an error. */
+/*
+ * rm -r of a directory tree; a missing path is not an error.  It goes by
+ * descriptors and never follows a link, even one swapped in meanwhile.
+ */
 int	rm_rf(const char *path);
 
 /* Read a whole file into a NUL-terminated malloc'd buffer (max bytes). */
 char	*read_file(const char *path, size_t max, size_t *lenp);
+
+/*
+ * open(2) for a file in a place another user may once have written: never
+ * through a link in the last component, and only a regular file with no
+ * other name (a hard link to someone else's file is refused: EPERM).
+ * O_NOFOLLOW and O_CLOEXEC are added to flags.
+ */
+int	open_private(const char *path, int flags, mode_t mode);
+
+/* read_file() through open_private(). */
+char	*read_file_private(const char *path, size_t max, size_t *lenp);
 
 /* Write data to path atomically: temp file, fsync, rename, fsync dir. */
 int	write_file_atomic(const char *path, const void *data, size_t len,

@@ -69,11 +69,22 @@ escape_commas(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+int
+qemu_marker(const char *vmdir, char *buf, size_t len)
+{
+	char e[4096];
+
+	if (escape_commas(vmdir, e, sizeof(e)) == NULL)
+		return -1;
+	return (size_t)snprintf(buf, len, "fd=%d,set=1,opaque=%s/console.log",
+	    QEMU_CONSOLE_LOG_FD, e) < len ? 0 : -1;
+}
+
 char **
 qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 {
 	struct strv sv = { 0 };
-	char e1[4096], e2[4096];
+	char e1[4096], e2[4096], marker[4200];
 
 	push(&sv, "%s", c->binary);
 	push(&sv, "-name");
@@ -104,8 +115,6 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	    "resourcecontrol=deny");
 	push(&sv, "-msg");
 	push(&sv, "timestamp=on");
-	push(&sv, "-pidfile");
-	push(&sv, "%s/qemu.pid", c->vmdir);
 	push(&sv, "-chardev");
 	push(&sv, "socket,id=mon,fd=%d,server=on,wait=off", QEMU_QMP_FD);
 	push(&sv, "-mon");
@@ -113,13 +122,17 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	/*
 	 * The serial console is a listening socket that `vmgr console`
 	 * connects to; QEMU itself appends everything the guest prints to
-	 * console.log, connected or not, and across vmgrd restarts.
+	 * console.log, connected or not, and across vmgrd restarts.  Both are
+	 * vmgrd's, handed over as descriptors.
 	 */
-	if (escape_commas(c->vmdir, e1, sizeof(e1)) == NULL)
+	if (escape_commas(c->vmdir, e1, sizeof(e1)) == NULL ||
+	    qemu_marker(c->vmdir, marker, sizeof(marker)) < 0)
 		sv.failed = 1;
+	push(&sv, "-add-fd");
+	push(&sv, "%s", marker);
 	push(&sv, "-chardev");
-	push(&sv, "socket,id=ser0,path=%s/console.sock,server=on,wait=off,"
-	    "logfile=%s/console.log,logappend=on", e1, e1);
+	push(&sv, "socket,id=ser0,fd=%d,server=on,wait=off,"
+	    "logfile=/dev/fdset/1,logappend=on", QEMU_CONSOLE_FD);
 	push(&sv, "-serial");
 	push(&sv, "chardev:ser0");
 	push(&sv, "-device");
@@ -167,8 +180,8 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
 				sv.failed = 1;
 			push(&sv, "dgram,id=net%d,local.type=unix,local.path="
-			    "%s/net%d.sock,remote.type=unix,remote.path=%s", i,
-			    e1, i, e3);
+			    "%s/qemu/net%d.sock,remote.type=unix,remote.path=%s",
+			    i, e1, i, e3);
 		} else
 			push(&sv, "user,id=net%d%s", i, fwd);
 		push(&sv, "-device");

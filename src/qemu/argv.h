@@ -10,12 +10,19 @@
 #include "../core/spec.h"
 
 /*
- * Descriptors QEMU inherits: its QMP listening socket, and the saved state
- * a restore reads (migrate-incoming "fd:4"; /dev/null when not restoring).
- * A save's file is handed over later, with getfd.
+ * Descriptors QEMU inherits, all opened or bound by vmgrd in the VM's run
+ * directory, which QEMU's user cannot write: its QMP listening socket, the
+ * saved state a restore reads (migrate-incoming "fd:4"; /dev/null when not
+ * restoring), the serial console's listening socket and the console log it
+ * appends to (as fd set 1), then the taps of bridge NICs.  A save's file is
+ * handed over later, with getfd.  QEMU itself writes only its NICs'
+ * sockets, in VMDIR/qemu/, the one directory of its own.
  */
-#define QEMU_QMP_FD	3
-#define QEMU_RESTORE_FD	4
+#define QEMU_QMP_FD		3
+#define QEMU_RESTORE_FD		4
+#define QEMU_CONSOLE_FD		5
+#define QEMU_CONSOLE_LOG_FD	6
+#define QEMU_FIRST_TAP_FD	7
 
 struct qemu_conf {
 	const char	*binary;	/* "qemu-system-x86_64" or a path */
@@ -29,7 +36,7 @@ struct qemu_conf {
 	int		 incoming;	/* -incoming defer: a restore follows */
 	/*
 	 * Per NIC: NULL for user-mode NAT, else the vmgr network's switch
-	 * socket (the NIC becomes -netdev dgram from VMDIR/netN.sock).
+	 * socket (the NIC becomes -netdev dgram from VMDIR/qemu/netN.sock).
 	 */
 	const char	*const *nets;
 	/* Per NIC: a tap device on a bridge network (-netdev tap), or NULL. */
@@ -44,5 +51,12 @@ void	  strv_free(char **);
 
 /* The argument of -name for a VM: "guest=NAME,debug-threads=on". */
 #define QEMU_NAME_FMT	"guest=%s,debug-threads=on"
+
+/*
+ * The argument of the -add-fd that names the VM's console log: it has the
+ * run directory in it, so vmgrd knows its QEMUs by it (with the -name) in
+ * /proc/PID/cmdline.  -1 when it does not fit.
+ */
+int	  qemu_marker(const char *vmdir, char *buf, size_t len);
 
 #endif

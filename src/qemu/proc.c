@@ -41,15 +41,32 @@ pidfd_open_(pid_t pid)
 	return (int)syscall(SYS_pidfd_open, pid, 0);
 }
 
-/* In the child, before exec: only async-signal-safe calls. */
+/* Write n as decimal digits and a newline: async-signal-safe. */
 static void
-child_setup(const char *logpath, const int *fds, int nfds,
-    char *const *cgroups, const struct proc_cred *cred)
+write_pid(int fd, pid_t n)
+{
+	char buf[24];
+	int i = (int)sizeof(buf);
+
+	buf[--i] = '\n';
+	do
+		buf[--i] = (char)('0' + n % 10);
+	while ((n /= 10) > 0);
+	if (write(fd, buf + i, sizeof(buf) - (size_t)i) < 0)
+		dprintf(2, "vmgrd: pid file: %s\n", strerror(errno));
+}
+
+/*
+ * In the child, before exec: only async-signal-safe calls.  Files are
+ * opened as root, before the privileges go, and never through a link.
+ */
+static void
+child_setup(const struct proc_spawn *sp)
 {
 	int fd, high[16];
 
 	setsid();
-	for (char *const *cg = cgroups; cg && *cg; cg++) {
+	for (char *const *cg = sp->cgroups; cg && *cg; cg++) {
 		if ((fd = open(*cg, O_WRONLY)) >= 0) {
 			if (write(fd, "0", 1) < 0)
 				dprintf(2, "vmgrd: %s: %s\n", *cg,
@@ -69,29 +86,33 @@ child_setup(const char *logpath, const int *fds, int nfds,
 		if (fd != 0)
 			close(fd);
 	}
-	if (logpath && (fd = open(logpath, O_WRONLY | O_CREAT | O_APPEND,
-	    0600)) >= 0) {
+	/* A log it cannot have (a link in its place): no log, not vmgrd's. */
+	if ((fd = sp->logpath ? open(sp->logpath, O_WRONLY | O_CREAT |
+	    O_APPEND | O_NOFOLLOW, 0600) : -1) < 0)
+		fd = open("/dev/null", O_WRONLY);
+	if (fd >= 0) {
 		dup2(fd, 1);
 		dup2(fd, 2);
 		if (fd > 2)
 			close(fd);
 	}
-	/* Out of the way first, so no source is overwritten by a target. */
-	for (int i = 0; i < nfds && i < 16; i++)
-		high[i] = fcntl(fds[i], F_DUPFD, 100);
-	for (int i = 0; i < nfds && i < 16; i++)
-		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
-	syscall(SYS_close_range, (unsigned)(3 + nfds), ~0U, 0U);
 	/*
-	 * A directory entered now stays reachable by relative paths after
-	 * the privileges go, however closed the path to it is.
+	 * The pid is on disk before exec: a vmgrd that dies right after the
+	 * fork still finds (and ends) what it started.
 	 */
-	if (cred && cred->dir && chdir(cred->dir) < 0) {
-		dprintf(2, "vmgrd: cannot enter %s: %s\n", cred->dir,
-		    strerror(errno));
-		_exit(126);
+	if (sp->pidfile && (fd = open(sp->pidfile, O_WRONLY | O_CREAT |
+	    O_TRUNC | O_NOFOLLOW, 0600)) >= 0) {
+		write_pid(fd, getpid());
+		close(fd);
 	}
+	/* Out of the way first, so no source is overwritten by a target. */
+	for (int i = 0; i < sp->nfds && i < 16; i++)
+		high[i] = fcntl(sp->fds[i], F_DUPFD, 100);
+	for (int i = 0; i < sp->nfds && i < 16; i++)
+		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
+	syscall(SYS_close_range, (unsigned)(3 + sp->nfds), ~0U, 0U);
 	/* Last, when all that needs root is done: become the VM's user. */
+	const struct proc_cred *cred = sp->cred;
 	if (cred && (setgroups((size_t)cred->ngroups, cred->groups) < 0 ||
 	    setresgid(cred->gid, cred->gid, cred->gid) < 0 ||
 	    setresuid(cred->uid, cred->uid, cred->uid) < 0)) {
@@ -102,17 +123,16 @@ child_setup(const char *logpath, const int *fds, int nfds,
 }
 
 pid_t
-proc_spawn_detached(char *const argv[], const char *logpath, const int *fds,
-    int nfds, char *const *cgroups, const struct proc_cred *cred)
+proc_spawn_detached(const struct proc_spawn *sp)
 {
 	pid_t pid = fork();
 
 	if (pid < 0)
 		return -1;
 	if (pid == 0) {
-		child_setup(logpath, fds, nfds, cgroups, cred);
-		execvp(argv[0], argv);
-		dprintf(2, "vmgrd: cannot run %s: %s\n", argv[0],
+		child_setup(sp);
+		execvp(sp->argv[0], sp->argv);
+		dprintf(2, "vmgrd: cannot run %s: %s\n", sp->argv[0],
 		    strerror(errno));
 		_exit(127);
 	}
@@ -237,6 +257,13 @@ int
 proc_run(struct event_base *base, char *const argv[], proc_run_cb cb,
     void *arg)
 {
+	return proc_run_fds(base, argv, NULL, 0, cb, arg);
+}
+
+int
+proc_run_fds(struct event_base *base, char *const argv[], const int *fds,
+    int nfds, proc_run_cb cb, void *arg)
+{
 	struct proc_run *r;
 	int p[2];
 	pid_t pid;
@@ -258,10 +285,15 @@ proc_run(struct event_base *base, char *const argv[], proc_run_cb cb,
 			_exit(127);
 		dup2(p[1], 1);
 		dup2(p[1], 2);
-		int devnull = open("/dev/null", O_RDONLY);
+		int devnull = open("/dev/null", O_RDONLY), high[8];
 		if (devnull >= 0)
 			dup2(devnull, 0);
-		syscall(SYS_close_range, 3U, ~0U, 0U);
+		/* fds[i] becomes 3 + i; everything else is closed. */
+		for (int i = 0; i < nfds && i < 8; i++)
+			high[i] = fcntl(fds[i], F_DUPFD, 100);
+		for (int i = 0; i < nfds && i < 8; i++)
+			dup2(high[i], 3 + i);
+		syscall(SYS_close_range, (unsigned)(3 + nfds), ~0U, 0U);
 		execvp(argv[0], argv);
 		dprintf(2, "cannot run %s: %s\n", argv[0], strerror(errno));
 		_exit(127);

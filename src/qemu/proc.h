@@ -18,25 +18,35 @@ struct proc_watch;
  */
 typedef void	(*proc_exit_cb)(pid_t pid, int status, void *arg);
 
-/*
- * Spawn argv in its own session, so it survives vmgrd.  stdin is /dev/null,
- * stdout and stderr append to logpath; fds[i] becomes descriptor 3 + i and
- * every other descriptor is closed.  Before exec the child moves itself
- * into each cgroup whose cgroup.procs path is in the NULL-ended cgroups
- * (or NULL), so QEMU never runs outside them.  Returns the pid or -1.
- */
 /* Who the child becomes before exec (after joining its cgroups). */
 struct proc_cred {
 	uid_t		 uid;
 	gid_t		 gid;
 	gid_t		 groups[4];	/* supplementary */
 	int		 ngroups;
-	const char	*dir;	/* its working directory, entered as root */
 };
 
-pid_t	proc_spawn_detached(char *const argv[], const char *logpath,
-	    const int *fds, int nfds, char *const *cgroups,
-	    const struct proc_cred *cred);
+/* What proc_spawn_detached() starts, and how. */
+struct proc_spawn {
+	char *const	*argv;
+	const char	*logpath;	/* stdout and stderr append here, or NULL */
+	const char	*pidfile;	/* the child writes its pid here, or NULL */
+	const int	*fds;		/* fds[i] becomes descriptor 3 + i */
+	int		 nfds;
+	char *const	*cgroups;	/* cgroup.procs files to join, NULL-ended */
+	const struct proc_cred *cred;	/* or NULL: stay vmgrd's user */
+};
+
+/*
+ * Spawn sp->argv in its own session, so it survives vmgrd.  stdin is
+ * /dev/null, stdout and stderr append to logpath; the child writes its pid
+ * to pidfile before exec, so a vmgrd killed right after the fork can still
+ * find it; every descriptor but fds is closed.  Before exec the child moves
+ * itself into each cgroup (so QEMU never runs outside them) and then
+ * becomes cred.  logpath and pidfile are opened by root and never through a
+ * link.  Returns the pid or -1.
+ */
+pid_t	proc_spawn_detached(const struct proc_spawn *);
 
 /*
  * Watch pid on base; cb runs once when it exits, and the watch is then
@@ -56,6 +66,10 @@ typedef void	(*proc_run_cb)(int status, const char *output, void *arg);
  * be started.
  */
 int	proc_run(struct event_base *, char *const argv[], proc_run_cb, void *);
+
+/* The same, with fds[i] (at most 8) passed on as descriptor 3 + i. */
+int	proc_run_fds(struct event_base *, char *const argv[], const int *fds,
+	    int nfds, proc_run_cb, void *);
 
 /*
  * Run argv, feed it input (or nothing), wait for it and keep its output;

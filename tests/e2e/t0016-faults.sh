@@ -40,7 +40,8 @@ if [ "$(id -u)" = 0 ]; then
 	idb=$(vmgr info b --json | jq .id)
 	is "$ub" $((0x40000000 + idb)) "b's QEMU runs as uid 0x40000000 + its id, not root"
 	is "$(awk '/^CapEff/ {print $2}' /proc/"$pb"/status)" 0000000000000000 "with no capabilities"
-	is "$(stat -c '%u %a' "$STATE/vm/$idb")" "$ub 700" "its run dir is its own, 0700"
+	is "$(stat -c '%u %g %a' "$STATE/vm/$idb")" "0 $ub 710" "its run dir is root's, and only it may pass through (0710)"
+	is "$(stat -c '%u %a' "$STATE/vm/$idb/qemu")" "$ub 700" "the one directory it writes, for its NICs' sockets, is its own"
 	is "$(stat -c '%a' "$STATE")" 711 "the state dir can be passed through, not read"
 	check "b's QEMU user cannot read the database" sh -c "! setpriv --reuid=$ub --regid=$ub --clear-groups cat '$STATE/vmgr.db' >/dev/null 2>&1"
 	check "nor another VM's run dir" sh -c "! setpriv --reuid=$ub --regid=$ub --clear-groups ls '$STATE/vm/$(vmgr info a --json | jq .id)' >/dev/null 2>&1"

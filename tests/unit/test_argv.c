@@ -148,13 +148,22 @@ test_tcg(void **unused)
 	assert_opt(argv, "-chardev", "socket,id=mon,fd=3,server=on,wait=off");
 	assert_opt(argv, "-mon", "chardev=mon,mode=control");
 
-	/* Inside an option string the comma is doubled ... */
-	assert_opt(argv, "-chardev", "socket,id=ser0,path=" VMDIR_E
-	    "/console.sock,server=on,wait=off,logfile=" VMDIR_E
-	    "/console.log,logappend=on");
+	/*
+	 * The console is vmgrd's listening socket and log, by descriptor;
+	 * inside an option string the comma is doubled ...
+	 */
+	assert_opt(argv, "-chardev", "socket,id=ser0,fd=5,server=on,wait=off,"
+	    "logfile=/dev/fdset/1,logappend=on");
 	assert_opt(argv, "-serial", "chardev:ser0");
+	assert_string_equal(opt_value(argv, "-add-fd"), "fd=6,set=1,opaque="
+	    VMDIR_E "/console.log");
+	char marker[256];
+	assert_int_equal(qemu_marker(VMDIR, marker, sizeof(marker)), 0);
+	assert_string_equal(marker, opt_value(argv, "-add-fd"));
+	assert_int_equal(qemu_marker(VMDIR, marker, 20), -1);
+	/* QEMU writes no pid file: it could not, in a directory of root's. */
+	assert_int_equal(count(argv, "-pidfile"), 0);
 	/* ... but a plain file argument is taken as is. */
-	assert_string_equal(opt_value(argv, "-pidfile"), VMDIR "/qemu.pid");
 	assert_string_equal(opt_value(argv, "-kernel"),
 	    "/images/tiny/vmlinuz");
 	assert_string_equal(opt_value(argv, "-initrd"),

@@ -157,6 +157,105 @@ test_truncations(void **state)
 	free(img);
 }
 
+/*
+ * evil.qcow2's header, made by qemu-img 7.2 (create -o data_file=x,
+ * data_file_raw=on; amend -o data_file=/etc/passwd): an image whose data
+ * is another file of the host.  Also fuzz/corpus/fuzz_qcow2/data-file.qcow2.
+ */
+static const char evil_hex[] =
+	"514649fb0000000300000000000000000000000000000010000000000010000000000000"
+	"000000010000000000030000000000000001000000000001000000000000000000000000"
+	"000000000000000400000000000000000000000000000002000000040000007000000000"
+	"00000000444154410000000b2f6574632f70617373776400000000006803f85700000180"
+	"000064697274792062697400000000000000000000000000000000000000000000000000"
+	"0000000000000000000000000001636f7272757074206269740000000000000000000000"
+	"000000000000000000000000000000000000000000000000000265787465726e616c2064"
+	"6174612066696c6500000000000000000000000000000000000000000000000000000000"
+	"0003636f6d7072657373696f6e2074797065000000000000000000000000000000000000"
+	"0000000000000000000000000004657874656e646564204c3220656e7472696573000000"
+	"00000000000000000000000000000000000000000000000001006c617a7920726566636f"
+	"756e74730000000000000000000000000000000000000000000000000000000000000000"
+	"02006269746d617073000000000000000000000000000000000000000000000000000000"
+	"00000000000000000000000002017261772065787465726e616c20646174610000000000"
+	"0000000000000000000000000000000000000000000000000000000000000000";
+
+static uint8_t *
+unhex(const char *hex, size_t *len)
+{
+	size_t n = strlen(hex) / 2;
+	uint8_t *b = calloc(1, n < 65536 ? 65536 : n);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned v;
+		sscanf(hex + 2 * i, "%2x", &v);
+		b[i] = (uint8_t)v;
+	}
+	*len = n;
+	return b;
+}
+
+static void
+test_plain(void **state)
+{
+	uint8_t *img = build_image(), *evil;
+	struct qcow2_header h;
+	char err[256];
+	size_t len;
+
+	(void)state;
+	/* The real image: a backing file (the caller's to judge), bitmaps. */
+	assert_int_equal(qcow2_parse_header(img, 65536, &h, err, sizeof(err)), 0);
+	assert_int_equal(qcow2_plain(&h, err, sizeof(err)), 0);
+
+	/* The crafted one: refused, naming the file it points to. */
+	evil = unhex(evil_hex, &len);
+	assert_int_equal(qcow2_parse_header(evil, len, &h, err, sizeof(err)), 0);
+	assert_true(h.incompatible & QCOW2_INCOMPAT_DATA_FILE);
+	assert_string_equal(h.data_file, "/etc/passwd");
+	assert_int_equal(qcow2_plain(&h, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "external data file: \"/etc/passwd\""));
+	/* The bit alone, or the extension alone, or the raw flag alone. */
+	evil[79] = 0;
+	assert_int_equal(qcow2_parse_header(evil, len, &h, err, sizeof(err)), 0);
+	assert_int_equal(qcow2_plain(&h, err, sizeof(err)), -1);
+	free(evil);
+
+	/* Each feature bit vmgr does not know, one at a time. */
+	for (int bit = 0; bit < 64; bit++) {
+		uint8_t *m = build_image();
+		m[79 - bit / 8] |= (uint8_t)(1u << (bit % 8));
+		assert_int_equal(qcow2_parse_header(m, 65536, &h, err,
+		    sizeof(err)), 0);
+		int known = bit == 0 || bit == 3 || bit == 4;
+		assert_int_equal(qcow2_plain(&h, err, sizeof(err)), known ? 0 : -1);
+		m[79 - bit / 8] &= (uint8_t)~(1u << (bit % 8));
+		m[95 - bit / 8] |= (uint8_t)(1u << (bit % 8));	/* autoclear */
+		assert_int_equal(qcow2_parse_header(m, 65536, &h, err,
+		    sizeof(err)), 0);
+		assert_int_equal(qcow2_plain(&h, err, sizeof(err)), bit == 0 ? 0 :
+		    -1);
+		free(m);
+	}
+	/* Encryption, the old way (crypt_method) or LUKS. */
+	img[35] = 1;
+	assert_int_equal(qcow2_parse_header(img, 65536, &h, err, sizeof(err)), 0);
+	assert_int_equal(qcow2_plain(&h, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "encrypted"));
+	img[35] = 0;
+	/* An extension of a type nobody knows, in place of the feature table. */
+	assert_int_equal(qcow2_parse_header(img, 65536, &h, err, sizeof(err)), 0);
+	for (size_t off = 104; off + 4 < 600; off++)
+		if (img[off] == 0x68 && img[off + 1] == 0x03 && img[off + 2] ==
+		    0xf8 && img[off + 3] == 0x57) {
+			img[off] = 0x12;
+			break;
+		}
+	assert_int_equal(qcow2_parse_header(img, 65536, &h, err, sizeof(err)), 0);
+	assert_int_equal(qcow2_plain(&h, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "0x1203f857"));
+	free(img);
+}
+
 int
 main(void)
 {
@@ -164,6 +263,7 @@ main(void)
 		cmocka_unit_test(test_real_image),
 		cmocka_unit_test(test_damage),
 		cmocka_unit_test(test_truncations),
+		cmocka_unit_test(test_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

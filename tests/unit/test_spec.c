@@ -185,7 +185,7 @@ test_design_example_details(void **unused)
 	(void)unused;
 	assert_int_equal(parse(design_example, &spec, &err), 0);
 	assert_string_equal(spec.disks[0].volume, "web1-root");
-	assert_int_equal(spec.disks[0].size_gib, 10);
+	assert_int_equal(spec.disks[0].size, 10ULL << 30);
 	/* "default" is the user-mode NAT, stored under its own name. */
 	assert_string_equal(spec.nics[0].network, "nat");
 	assert_string_equal(spec.nics[0].mac, "");
@@ -200,10 +200,10 @@ test_design_example_details(void **unused)
 	assert_string_equal(spec.nics[1].network, "nat");
 	assert_string_equal(spec.nics[2].network, "nat");
 	assert_string_equal(spec.disks[1].volume, "b");
-	assert_int_equal(spec.disks[1].size_gib, 16384);
+	assert_int_equal(spec.disks[1].size, 16384ULL << 30);
 	/* No size: an existing volume, attached. */
 	assert_string_equal(spec.disks[2].volume, "attached");
-	assert_int_equal(spec.disks[2].size_gib, 0);
+	assert_int_equal(spec.disks[2].size, 0);
 	/* A NIC's MAC filter is on unless turned off, and round-trips. */
 	assert_true(spec.nics[0].mac_filter);
 	spec_clear(&spec);
@@ -300,6 +300,19 @@ static const struct bad {
 	{ A "'disks':[{'volume':'v','size_gib':16385}]}", 422,
 	  "out_of_range", NULL },
 	{ A "'disks':[{'size_gib':1}]}", 422, "missing_field", "volume" },
+	{ A "'disks':[{'volume':'v','size':0}]}", 422, "invalid_value",
+	  "disks[0].size" },
+	{ A "'disks':[{'volume':'v','size':'12X'}]}", 422, "invalid_value",
+	  "disks[0].size" },
+	{ A "'disks':[{'volume':'v','size':'17T'}]}", 422, "invalid_value",
+	  "16384 GiB" },
+	{ A "'disks':[{'volume':'v','size':-5}]}", 422, "invalid_value", NULL },
+	{ A "'disks':[{'volume':'v','size':'1.5'}]}", 422, "invalid_value",
+	  NULL },
+	{ A "'disks':[{'volume':'v','size':true}]}", 422, "invalid_value",
+	  NULL },
+	{ A "'disks':[{'volume':'v','size_gib':1,'size':'2G'}]}", 422,
+	  "invalid_value", "disagree" },
 	{ A "'disks':{}}", 422, "invalid_value", "array" },
 	{ A "'disks':['v']}", 422, "invalid_value", "object" },
 	/* NICs. */
@@ -412,7 +425,7 @@ assert_same_spec(const struct vm_spec *a, const struct vm_spec *b)
 	assert_int_equal(a->ndisks, b->ndisks);
 	for (int i = 0; i < a->ndisks; i++) {
 		assert_string_equal(a->disks[i].volume, b->disks[i].volume);
-		assert_int_equal(a->disks[i].size_gib, b->disks[i].size_gib);
+		assert_int_equal(a->disks[i].size, b->disks[i].size);
 	}
 	assert_int_equal(a->nnics, b->nnics);
 	for (int i = 0; i < a->nnics; i++) {
@@ -584,6 +597,49 @@ test_forwards(void **unused)
 	assert_false(spec_forward_conflict(&f, &g));
 }
 
+static void
+test_sizes(void **unused)
+{
+	static const struct { const char *s; uint64_t bytes; } good[] = {
+		{ "1", 512 }, { "512", 512 }, { "513", 1024 },
+		{ "1048576", 1048576 }, { "64K", 65536 }, { "64KiB", 65536 },
+		{ "512M", 512ULL << 20 }, { "512m", 512ULL << 20 },
+		{ "1.5G", 3ULL << 29 }, { "2g", 2ULL << 30 }, { "2GB", 2ULL << 30 },
+		{ "16T", 16ULL << 40 }, { "0.5K", 512 },
+	};
+	static const char *const bad[] = { "", "0", "0M", "-1", "1.5", "G",
+	    "1G1", "1 G", "1X", "16.1T", "17T", "99999999999999999999",
+	    "1..5G", ".5G", NULL };
+	uint64_t b;
+
+	(void)unused;
+	for (size_t i = 0; i < NELEM(good); i++) {
+		if (spec_size_parse(good[i].s, &b) < 0)
+			fail_msg("\"%s\" refused", good[i].s);
+		assert_int_equal(b, good[i].bytes);
+	}
+	for (size_t i = 0; bad[i]; i++)
+		if (spec_size_parse(bad[i], &b) == 0)
+			fail_msg("\"%s\" accepted as %llu", bad[i],
+			    (unsigned long long)b);
+	/* A disk of 512M: size in bytes out, no size_gib; 2G has both. */
+	struct vm_spec spec;
+	struct spec_error err;
+	assert_int_equal(parse("{'name':'a','image':'tiny','disks':["
+	    "{'volume':'x','size':'512M'},{'volume':'y','size':2147483648}]}",
+	    &spec, &err), 0);
+	assert_int_equal(spec.disks[0].size, 512ULL << 20);
+	json_t *j = spec_to_json(&spec), *d0, *d1;
+	d0 = json_array_get(json_object_get(j, "disks"), 0);
+	d1 = json_array_get(json_object_get(j, "disks"), 1);
+	assert_int_equal(json_integer_value(json_object_get(d0, "size")),
+	    512LL << 20);
+	assert_null(json_object_get(d0, "size_gib"));
+	assert_int_equal(json_integer_value(json_object_get(d1, "size_gib")), 2);
+	json_decref(j);
+	spec_clear(&spec);
+}
+
 int
 main(void)
 {
@@ -598,6 +654,7 @@ main(void)
 		cmocka_unit_test(test_to_json_shape),
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_mac_valid),
+		cmocka_unit_test(test_sizes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
