@@ -549,7 +549,7 @@ static void
 qsd_exited(pid_t pid, int status, void *arg)
 {
 	struct bjob *bj = arg;
-	char how[128], msg[200];
+	char how[128], msg[512];
 
 	(void)pid;
 	proc_watch_free(bj->qsd_watch);
@@ -557,8 +557,17 @@ qsd_exited(pid_t pid, int status, void *arg)
 	bj->qsd_pid = 0;
 	if (bj->step < ST_QUIT) {
 		/* It died under us; its QMP link fails what is pending. */
+		char path[PATH_MAX], tail[256];
 		proc_status_str(status, how, sizeof(how));
-		snprintf(msg, sizeof(msg), "the storage daemon %s", how);
+		snprintf(path, sizeof(path), "%s/qsd.log", bj->vm->dir);
+		if (last_line(path, tail, sizeof(tail)) < 0)
+			tail[0] = '\0';
+		snprintf(msg, sizeof(msg), "the storage daemon %s%s%.300s", how,
+		    tail[0] ? ": " : "", tail);
+		/* Its own words say better why it did not answer. */
+		if (strncmp(bj->error, "the storage daemon did not answer", 33)
+		    == 0)
+			bj->error[0] = '\0';
 		bjob_error(bj, msg);
 		return;
 	}

@@ -377,6 +377,8 @@ void	 job_watch(struct qmp *, const char *id, job_done_cb, void *arg);
 void	 job_event(struct qmp *, const char *name, json_t *data);
 void	 job_qmp_gone(struct qmp *, const char *why);
 int	 job_unwatch(void *arg);
+/* Dismiss every vmgr job QEMU holds concluded that nobody watches. */
+void	 job_dismiss_stale(struct qmp *);
 
 /* volume.c */
 void	 volume_path(const char *name, char *buf, size_t len);

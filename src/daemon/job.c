@@ -137,3 +137,41 @@ job_unwatch(void *arg)
 	}
 	return n;
 }
+
+static int
+watched(const struct qmp *q, const char *id)
+{
+	struct job *j;
+
+	TAILQ_FOREACH(j, &jobs, entry)
+		if (j->qmp == q && strcmp(j->id, id) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+stale_listed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	size_t i;
+	json_t *v;
+
+	(void)arg;
+	if (error)
+		return;
+	json_array_foreach(result, i, v) {
+		const char *id = json_string_value(json_object_get(v, "id"));
+		const char *st = json_string_value(json_object_get(v, "status"));
+		if (id == NULL || st == NULL || strncmp(id, "vmgr-", 5) != 0 ||
+		    strcmp(st, "concluded") != 0 || watched(q, id))
+			continue;
+		log_info("dismissing the job %s, left concluded", id);
+		qmp_command(q, "job-dismiss", json_pack("{s:s}", "id", id), NULL,
+		    NULL);
+	}
+}
+
+void
+job_dismiss_stale(struct qmp *q)
+{
+	qmp_command(q, "query-jobs", NULL, stale_listed, NULL);
+}

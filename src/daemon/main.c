@@ -20,6 +20,7 @@
 
 #include "../lib/log.h"
 #include "../lib/util.h"
+#include "../qemu/qmp.h"
 
 #ifndef VMGR_DATADIR
 #define VMGR_DATADIR "/usr/local/share/vmgr"
@@ -36,7 +37,7 @@ usage(FILE *out)
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
 "             [--sample-interval SECONDS] [--socket-group GROUP]\n"
-"             [--max-connections N]\n"
+"             [--max-connections N] [--qmp-timeout SECONDS]\n"
 "             [--listen tcp:HOST:PORT --token-file FILE\n"
 "              [--tls-cert FILE --tls-key FILE]] [--verbose]\n"
 "\n"
@@ -68,6 +69,9 @@ usage(FILE *out)
 "  --token-file FILE      the token (16 to 512 characters); the file must not\n"
 "                         be readable by other users\n"
 "  --tls-cert FILE, --tls-key FILE   HTTPS on the TCP listener (PEM)\n"
+"  --qmp-timeout S        how long QEMU may leave a QMP command unanswered\n"
+"                         before its monitor link is dropped and retried\n"
+"                         (default 10; snapshots with memory may take longer)\n"
 "  --qemu-uid-base N      as root, run each VM's QEMU as uid N + the VM's id\n"
 "                         (default 0x40000000; 0 keeps QEMU as root)\n"
 "  --verbose, -v          log QMP events too\n"
@@ -245,6 +249,7 @@ main(int argc, char *argv[])
 		{ "max-connections", required_argument, NULL, 'N' },
 		{ "listen", required_argument, NULL, 'L' },
 		{ "qemu-uid-base", required_argument, NULL, 'U' },
+		{ "qmp-timeout", required_argument, NULL, 'O' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
@@ -365,6 +370,15 @@ main(int argc, char *argv[])
 			priv_set_base((unsigned)b);
 			break;
 		}
+		case 'O':
+			if (parse_duration_s(optarg, &v) < 0 || v < 1 ||
+			    v > 600) {
+				fprintf(stderr, "vmgrd: --qmp-timeout: 1 to 600 "
+				    "seconds\n");
+				return 2;
+			}
+			qmp_set_default_timeout((double)v);
+			break;
 		case 'T': token_file = optarg; break;
 		case 'c': tls_cert = optarg; break;
 		case 'k': tls_key = optarg; break;

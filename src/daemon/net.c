@@ -50,6 +50,7 @@ struct port {
 	int		 mac_filter;	/* drop frames from other sources */
 	char		 path[160];	/* its QEMU's socket: where frames come from */
 	int		 pfd;		/* O_PATH of that socket, or -1 */
+	int		 refused;	/* it is not its QEMU's: said once */
 };
 
 struct net {
@@ -161,8 +162,9 @@ ports_rebuild(struct net *n)
 			p->mac_filter = vm->spec.nics[i].mac_filter;
 			nic_sock_path(vm, i, p->path, sizeof(p->path));
 			for (int k = 0; k < nold; k++)
-				if (old[k].key == p->key && old[k].pfd >= 0) {
+				if (old[k].key == p->key && old[k].vm == vm) {
 					p->pfd = old[k].pfd;
+					p->refused = old[k].refused;
 					old[k].pfd = -1;
 				}
 		}
@@ -224,6 +226,8 @@ port_open(struct port *p)
 
 	if (p->pfd >= 0)
 		return 0;
+	if (p->refused)
+		return -1;	/* until its QEMU starts again */
 	if ((p->pfd = open(p->path, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return -1;
 	if (fstat(p->pfd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
@@ -231,6 +235,7 @@ port_open(struct port *p)
 		log_warnx("%s: NIC %d: %s is not its QEMU's socket; frames to "
 		    "it are dropped", p->vm->spec.name, p->nic, p->path);
 		port_close(p);
+		p->refused = 1;
 		return -1;
 	}
 	return 0;

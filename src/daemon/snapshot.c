@@ -20,6 +20,11 @@
 #include "../qemu/qmp.h"
 
 #define SNAP_MAX	256
+/*
+ * QEMU 7.2 runs snapshot-save and snapshot-load in its main loop: QMP is
+ * silent until they end.  Meanwhile a silence this long is no hang.
+ */
+#define SNAP_PATIENCE_S	3600
 
 enum snap_kind { SNAP_CREATE, SNAP_DELETE, SNAP_REVERT };
 
@@ -146,6 +151,7 @@ snap_finish(struct snapop *op)
 	char err[256];
 
 	vm->storage_op[0] = '\0';
+	qmp_set_patience(vm->qmp, 0);
 	if (op->error[0]) {
 		log_warnx("%s: %s %s failed: %s", vm->spec.name,
 		    kind_name(op->kind), op->tag, op->error);
@@ -211,7 +217,13 @@ snap_job_done(const char *error, void *arg)
 	struct snapop *op = arg;
 	struct vm *vm = op->vm;
 
-	if (error)
+	if (error && strncmp(error, "QEMU went away", 14) == 0 &&
+	    op->kind != SNAP_DELETE)
+		snprintf(op->error, sizeof(op->error), "%.300s; whether the "
+		    "%s was done shows in `vmgr snapshot list %s`", error,
+		    op->kind == SNAP_CREATE ? "snapshot" : "revert",
+		    vm->spec.name);
+	else if (error)
 		snprintf(op->error, sizeof(op->error), "%.500s", error);
 	if (op->kind == SNAP_REVERT && vm->qmp && qmp_is_ready(vm->qmp) &&
 	    qmp_command(vm->qmp, "query-status", NULL, snap_status, op) == 0)
@@ -282,13 +294,23 @@ snap_live(struct snapop *op, const struct snapinfo *si)
 		snprintf(node, sizeof(node), "disk%d", si->vmstate_disk);
 		json_object_set_new(args, "vmstate", json_string(node));
 	}
+	/*
+	 * A job of that name left concluded (vmgrd died, or the link went,
+	 * before it was dismissed) would refuse the new one: dismiss it first
+	 * (an error just says there is none).  QMP runs them in order.
+	 */
+	qmp_command(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", id), NULL,
+	    NULL);
+	qmp_set_patience(vm->qmp, SNAP_PATIENCE_S);
 	job_watch(vm->qmp, id, snap_job_done, op);
 	if (qmp_command(vm->qmp, cmd, args, snap_job_sent, op) < 0) {
 		job_unwatch(op);
 		snprintf(op->error, sizeof(op->error), "cannot send %s to QEMU",
 		    cmd);
 		snap_finish(op);
+		return;
 	}
+	fault_point("snapshot:after-send");
 }
 
 /* ---- with no QEMU: qemu-img on each file --------------------------------- */

@@ -347,23 +347,11 @@ vm_conn_closed(struct evhttp_connection *conn)
 static void
 qemu_log_tail(const struct vm *vm, char *buf, size_t len)
 {
-	char path[PATH_MAX], *log, *end, *line;
+	char path[PATH_MAX];
 
-	snprintf(buf, len, "no message from QEMU");
 	vm_path(vm, "qemu.log", path, sizeof(path));
-	if ((log = read_file_private(path, 1 << 20, NULL)) == NULL)
-		return;
-	end = log + strlen(log);
-	while (end > log && (end[-1] == '\n' || end[-1] == ' '))
-		*--end = '\0';
-	line = strrchr(log, '\n');
-	line = line ? line + 1 : log;
-	/* Drop QEMU's "-msg timestamp=on" prefix. */
-	if (line[0] >= '0' && line[0] <= '9' && strchr(line, ' '))
-		line = strchr(line, ' ') + 1;
-	if (*line)
-		snprintf(buf, len, "%s", line);
-	free(log);
+	if (last_line(path, buf, len) < 0)
+		snprintf(buf, len, "no message from QEMU");
 }
 
 /* Resolve kernel, initrd and command line from the image or the spec. */
@@ -1425,6 +1413,8 @@ qmp_ready(struct qmp *q, void *arg)
 {
 	struct vm *vm = arg;
 
+	/* Jobs a vmgrd or a link that went left behind, done but kept. */
+	job_dismiss_stale(q);
 	/* MIGRATION events tell when a save or a restore is done. */
 	qmp_command(q, "migrate-set-capabilities", json_pack("{s:[{s:s, s:b}]}",
 	    "capabilities", "capability", "events", "state", 1), NULL, NULL);

@@ -285,6 +285,27 @@ read_file_private(const char *path, size_t max, size_t *lenp)
 }
 
 int
+last_line(const char *path, char *buf, size_t len)
+{
+	char *text, *end, *line;
+
+	if ((text = read_file_private(path, 1 << 20, NULL)) == NULL)
+		return -1;
+	end = text + strlen(text);
+	while (end > text && (end[-1] == '\n' || end[-1] == ' ' ||
+	    end[-1] == '\r'))
+		*--end = '\0';
+	line = strrchr(text, '\n');
+	line = line ? line + 1 : text;
+	/* Drop QEMU's "-msg timestamp=on" prefix. */
+	if (line[0] >= '0' && line[0] <= '9' && strchr(line, ' '))
+		line = strchr(line, ' ') + 1;
+	snprintf(buf, len, "%s", line);
+	free(text);
+	return *buf ? 0 : -1;
+}
+
+int
 write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX];

@@ -47,6 +47,12 @@ int	open_private(const char *path, int flags, mode_t mode);
 /* read_file() through open_private(). */
 char	*read_file_private(const char *path, size_t max, size_t *lenp);
 
+/*
+ * The last line of the log file path that is not empty (read as with
+ * read_file_private), without QEMU's timestamp; -1 when there is none.
+ */
+int	last_line(const char *path, char *buf, size_t len);
+
 /* Write data to path atomically: temp file, fsync, rename, fsync dir. */
 int	write_file_atomic(const char *path, const void *data, size_t len,
 	    mode_t mode);

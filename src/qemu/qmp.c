@@ -41,6 +41,7 @@ struct qmp {
 	struct qmp_pending	*head, *tail;
 	unsigned long		 next_id;
 	double			 timeout;
+	double			 patience;	/* a longer wait, while QEMU is busy */
 	int			 in_callback;
 	int			 dead;		/* freed inside a callback */
 };
@@ -318,12 +319,22 @@ timer_fire(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (q->head && now_mono() - q->head->sent > q->timeout) {
+	double limit = q->patience > q->timeout ? q->patience : q->timeout;
+
+	if (q->head && now_mono() - q->head->sent > limit) {
 		char why[128];
 		snprintf(why, sizeof(why), "QEMU did not answer within %.0f s "
-		    "(hung or stopped?)", q->timeout);
+		    "(hung or stopped?)", limit);
 		qmp_close(q, why);
 	}
+}
+
+static double default_timeout = 10;
+
+void
+qmp_set_default_timeout(double seconds)
+{
+	default_timeout = seconds;
 }
 
 static struct qmp *
@@ -335,7 +346,7 @@ qmp_alloc(const struct qmp_handlers *h, void *arg)
 		return NULL;
 	q->h = *h;
 	q->arg = arg;
-	q->timeout = 10;
+	q->timeout = default_timeout;
 	return q;
 }
 
@@ -382,6 +393,13 @@ void
 qmp_set_timeout(struct qmp *q, double seconds)
 {
 	q->timeout = seconds;
+}
+
+void
+qmp_set_patience(struct qmp *q, double seconds)
+{
+	if (q)
+		q->patience = seconds;
 }
 
 int

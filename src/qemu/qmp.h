@@ -66,6 +66,14 @@ int		 qmp_command_fd(struct qmp *, const char *cmd, json_t *args,
 
 /* Seconds a command may wait for its reply (default 10). */
 void		 qmp_set_timeout(struct qmp *, double seconds);
+/* The default for connections made from now on. */
+void		 qmp_set_default_timeout(double seconds);
+/*
+ * While QEMU runs work known to hold its main loop (snapshot-save and
+ * -load run there, and QMP waits), commands may wait this long instead;
+ * silence then is no hang.  0 ends it.  NULL is harmless.
+ */
+void		 qmp_set_patience(struct qmp *, double seconds);
 
 /* 1 once capabilities are negotiated and until the connection closes. */
 int		 qmp_is_ready(const struct qmp *);
