@@ -6,7 +6,7 @@ set -eu
 PKGS="gcc make pkg-config libevent-dev libjansson-dev libsqlite3-dev
 libcmocka-dev qemu-system-x86 qemu-utils
 busybox-static xz-utils perl curl jq sqlite3 prometheus openssl
-iproute2 dnsmasq-base clang libclang-rt-dev valgrind libssl-dev"
+iproute2 dnsmasq-base clang libclang-rt-dev valgrind libssl-dev strace"
 
 if [ "${1:-}" = "--list" ]; then
 	echo $PKGS

@@ -497,6 +497,7 @@ int	 fsync_dir_of(const char *path);
 /* fault.c */
 void	 fault_point(const char *name);
 int	 fault_fail(const char *name);
+void	 fault_stall(const char *name, pid_t pid);
 
 /* host.c */
 int	 host_probe(char *err, size_t errlen);

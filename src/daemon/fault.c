@@ -7,11 +7,15 @@
  * nothing was lost or left half-made.  With VMGR_FAIL_AT=NAME, the
  * point NAME fails instead (fault_fail() returns 1), as a step that met an
  * error would: the tests check that such a failure releases everything it
- * had taken.  The points are listed in docs/ARCHITECTURE.md.
+ * had taken.  With VMGR_STALL_AT=NAME, vmgrd stops the process it names
+ * at that point (SIGSTOP) and lets it go on VMGR_STALL_S seconds later (3
+ * by default): a QEMU as busy as one whose main loop a job holds.  The
+ * points are listed in docs/ARCHITECTURE.md.
  */
 #include "daemon.h"
 
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,4 +47,33 @@ fault_fail(const char *name)
 		return 0;
 	log_warnx("failure point %s reached: failing it (VMGR_FAIL_AT)", name);
 	return 1;
+}
+
+static void
+stall_over(evutil_socket_t fd, short what, void *arg)
+{
+	pid_t pid = (pid_t)(intptr_t)arg;
+
+	(void)fd;
+	(void)what;
+	log_warnx("stall point: letting pid %d go on", (int)pid);
+	kill(pid, SIGCONT);
+}
+
+void
+fault_stall(const char *name, pid_t pid)
+{
+	const char *env = getenv("VMGR_STALL_S");
+	double s = env ? atof(env) : 3;
+	struct timeval tv;
+
+	if (pid <= 0 || !named("VMGR_STALL_AT", name) || !(s > 0 && s < 600))
+		return;
+	tv.tv_sec = (time_t)s;
+	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	log_warnx("stall point %s reached: stopping pid %d for %gs "
+	    "(VMGR_STALL_AT)", name, (int)pid, s);
+	kill(pid, SIGSTOP);
+	event_base_once(vmgrd->base, -1, EV_TIMEOUT, stall_over,
+	    (void *)(intptr_t)pid, &tv);
 }

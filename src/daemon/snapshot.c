@@ -238,8 +238,11 @@ snap_job_sent(struct qmp *q, json_t *result, const char *error, void *arg)
 
 	(void)q;
 	(void)result;
-	if (error == NULL)
-		return;		/* job_watch reports the outcome */
+	if (error == NULL) {
+		/* QEMU has the job; job_watch reports its outcome. */
+		fault_point("snapshot:job-started");
+		return;
+	}
 	/* QEMU refused the command: the job never existed. */
 	job_unwatch(op);
 	snprintf(op->error, sizeof(op->error), "%.500s", error);
@@ -311,6 +314,7 @@ snap_live(struct snapop *op, const struct snapinfo *si)
 		return;
 	}
 	fault_point("snapshot:after-send");
+	fault_stall("snapshot:after-send", vm->pid);
 }
 
 /* ---- with no QEMU: qemu-img on each file --------------------------------- */

@@ -63,7 +63,7 @@ write_pid(int fd, pid_t n)
 static void
 child_setup(const struct proc_spawn *sp)
 {
-	int fd, high[16];
+	int fd, high[32];
 
 	setsid();
 	for (char *const *cg = sp->cgroups; cg && *cg; cg++) {
@@ -106,9 +106,11 @@ child_setup(const struct proc_spawn *sp)
 		close(fd);
 	}
 	/* Out of the way first, so no source is overwritten by a target. */
-	for (int i = 0; i < sp->nfds && i < 16; i++)
+	if (sp->nfds > 32)
+		_exit(125);
+	for (int i = 0; i < sp->nfds; i++)
 		high[i] = fcntl(sp->fds[i], F_DUPFD, 100);
-	for (int i = 0; i < sp->nfds && i < 16; i++)
+	for (int i = 0; i < sp->nfds; i++)
 		dup2(high[i], 3 + i);	/* dup2 clears FD_CLOEXEC */
 	syscall(SYS_close_range, (unsigned)(3 + sp->nfds), ~0U, 0U);
 	/* Last, when all that needs root is done: become the VM's user. */

@@ -31,7 +31,7 @@ struct proc_spawn {
 	char *const	*argv;
 	const char	*logpath;	/* stdout and stderr append here, or NULL */
 	const char	*pidfile;	/* the child writes its pid here, or NULL */
-	const int	*fds;		/* fds[i] becomes descriptor 3 + i */
+	const int	*fds;		/* fds[i] becomes descriptor 3 + i (32 at most) */
 	int		 nfds;
 	char *const	*cgroups;	/* cgroup.procs files to join, NULL-ended */
 	const struct proc_cred *cred;	/* or NULL: stay vmgrd's user */
