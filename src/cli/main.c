@@ -146,7 +146,10 @@ const struct command commands[] = {
 	  "BASE (a larger --size grows it).  A base with clones is read-only: it\n"
 	  "cannot be attached, resized or deleted until its clones are gone, and\n"
 	  "a volume a VM uses cannot become a base.  import copies a raw or\n"
-	  "qcow2 FILE into the pool (an image with a backing file is refused).\n"
+	  "qcow2 FILE into the pool; an image whose header would make qemu-img\n"
+	  "open another file (a backing or external data file, encryption, a\n"
+	  "feature vmgr does not know) is refused.  SIZE is as qemu-img takes\n"
+	  "it (512M, 10G, 1.5G; a plain number is MiB).\n"
 	  "resize only grows (+SIZE adds to the current size); a running VM's\n"
 	  "volume is grown live and the guest sees the new size.  delete refuses\n"
 	  "a volume a VM attaches.  Attach volumes with `vmgr create --disk`.\n" },

@@ -165,6 +165,9 @@ vm_json(const struct vm *vm)
 		    "pause", "resume", "shutdown", "stop", "save" };
 		json_object_set_new(o, "operation", json_string(ops[vm->busy]));
 	}
+	if (vm->storage_op[0])
+		json_object_set_new(o, "storage_operation",
+		    json_string(vm->storage_op));
 	json_object_set_new(o, "runtime", rt);
 	sched_vm_json(vm, o);
 	return o;
