@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -46,6 +47,38 @@ struct fdwork {
 	fdwork_cb		 cb;
 	void			*arg;
 };
+
+/*
+ * In the child, first: close every descriptor but fds and wfd.  It must
+ * not hold vmgrd's lock, listening sockets or QEMU's monitors, should it
+ * outlive vmgrd for a moment.
+ */
+static void
+child_close_others(const int *fds, int n, int wfd)
+{
+	int *keep = malloc(((size_t)n + 1) * sizeof(*keep)), k = 0;
+	unsigned from = 3;
+
+	if (keep == NULL)
+		_exit(1);
+	for (int i = 0; i < n; i++)
+		keep[k++] = fds[i];
+	keep[k++] = wfd;
+	for (int i = 1; i < k; i++)		/* insertion sort: few files */
+		for (int j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (int i = 0; i < k; i++) {
+		if ((unsigned)keep[i] > from)
+			syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0U);
+		if ((unsigned)keep[i] + 1 > from)
+			from = (unsigned)keep[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0U);
+	free(keep);
+}
 
 /* In the child: do the work on each descriptor, write its record. */
 static void
@@ -197,6 +230,7 @@ fdwork_start(const int *fds, int n, int flags, fdwork_cb cb, void *arg)
 		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
 			_exit(1);
 		close(p[0]);
+		child_close_others(fds, n, p[1]);
 		child_work(fds, n, flags, p[1]);
 	}
 	close(p[1]);

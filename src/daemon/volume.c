@@ -31,6 +31,7 @@ struct volume {
 	int64_t			 created_at;
 	int			 busy;		/* resize in flight */
 	int			 reserved;	/* being made: a name, no file yet */
+	char			 from[SPEC_NAME_MAX + 1];	/* a clone being made: its base */
 };
 TAILQ_HEAD(volq, volume);
 
@@ -122,12 +123,17 @@ volume_clones(const char *name, char *first, size_t len)
 	int n = 0;
 
 	TAILQ_FOREACH(v, &volumes, entry) {
-		volume_path(v->name, path, sizeof(path));
-		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
-		    sizeof(err)) < 0 || backing_volume(&h, base,
-		    sizeof(base)) < 0 || strcmp(base, name) != 0)
-			continue;
-		if (n++ == 0 && first)
+		int clone;
+		/* A clone still being made counts: its base must stay. */
+		if (v->reserved)
+			clone = strcmp(v->from, name) == 0;
+		else {
+			volume_path(v->name, path, sizeof(path));
+			clone = qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0,
+			    NULL, err, sizeof(err)) == 0 && backing_volume(&h,
+			    base, sizeof(base)) == 0 && strcmp(base, name) == 0;
+		}
+		if (clone && n++ == 0 && first)
 			snprintf(first, len, "%s", v->name);
 	}
 	return n;
@@ -515,6 +521,13 @@ volume_api_list(struct evhttp_request *req)
 
 	/* Each header once for the clone counts, not once per pair. */
 	TAILQ_FOREACH(v, &volumes, entry) {
+		if (v->reserved) {	/* a clone being made counts */
+			if (v->from[0])
+				json_object_set_new(bases, v->from, json_integer(
+				    json_integer_value(json_object_get(bases,
+				    v->from)) + 1));
+			continue;
+		}
 		volume_path(v->name, path, sizeof(path));
 		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
 		    sizeof(err)) == 0 && backing_volume(&h, base,
@@ -522,9 +535,11 @@ volume_api_list(struct evhttp_request *req)
 			json_object_set_new(bases, base, json_integer(
 			    json_integer_value(json_object_get(bases, base)) + 1));
 	}
+	/* One being made is not listed until it is whole. */
 	TAILQ_FOREACH(v, &volumes, entry)
-		json_array_append_new(arr, volume_json(v, (int)
-		    json_integer_value(json_object_get(bases, v->name))));
+		if (!v->reserved)
+			json_array_append_new(arr, volume_json(v, (int)
+			    json_integer_value(json_object_get(bases, v->name))));
 	json_decref(bases);
 	api_reply_json(req, 200, arr);
 }
@@ -848,6 +863,9 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 		    "exists", name);
 		return;
 	}
+	if (from)
+		snprintf(volume_any(name)->from, sizeof(volume_any(name)->from),
+		    "%s", from);
 	if ((c = vol_req_new(req, name)) == NULL) {
 		volume_unreserve(name);
 		return;

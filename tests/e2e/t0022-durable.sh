@@ -11,6 +11,8 @@ if ! command -v strace >/dev/null || ! strace -f -o /dev/null true 2>/dev/null; 
 	_done=1; _n=0; trap - EXIT; rm -rf "$STATE"; exit 0
 fi
 log=$STATE/strace.log
+# LeakSanitizer cannot run under ptrace; an ASan build checks the rest.
+export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 VMGRD_WRAP="strace -f -qq -y -e trace=fsync,fdatasync,rename,renameat,renameat2 -o $log" start_daemon
 vpid=$(pgrep -f "^$VMGRD_BIN --state-dir $STATE " | head -1)
 
