@@ -19,12 +19,17 @@ _done=0
 done_testing() { _done=1; }
 diag() { echo "# $*"; }
 
+# A failure is also told on stderr, which prove shows without -v: a CI
+# log then says what failed and why.
+fail_diag() { echo "# $*"; echo "# $(basename "$0"): $*" >&2; }
+
 ok() {	# ok COND_EXIT_STATUS DESCRIPTION
 	_n=$((_n + 1))
 	if [ "$1" -eq 0 ]; then
 		echo "ok $_n - $2"
 	else
 		echo "not ok $_n - $2"
+		echo "$(basename "$0"): not ok $_n - $2" >&2
 		_failed=$((_failed + 1))
 	fi
 }
@@ -40,8 +45,8 @@ is() {	# is GOT EXPECTED DESCRIPTION
 		ok 0 "$3"
 	else
 		ok 1 "$3"
-		diag "got:      '$1'"
-		diag "expected: '$2'"
+		fail_diag "got:      '$1'"
+		fail_diag "expected: '$2'"
 	fi
 }
 
@@ -50,8 +55,8 @@ like() {	# like GOT REGEX DESCRIPTION
 		ok 0 "$3"
 	else
 		ok 1 "$3"
-		diag "got:      '$(printf '%s' "$1" | head -c 600)'"
-		diag "expected to match: '$2'"
+		fail_diag "got:      '$(printf '%s' "$1" | head -c 600)'"
+		fail_diag "expected to match: '$2'"
 	fi
 }
 
@@ -136,7 +141,10 @@ invariants() {	# invariants WHEN
 	    "$1: no partial backup is left"
 	_nv=0
 	for id in $(vmgr backup list --json | jq '.[].id'); do
-		vmgr backup verify "$id" >/dev/null 2>&1 || _nv=$((_nv + 1))
+		_out=$(vmgr backup verify "$id" 2>&1) || {
+			_nv=$((_nv + 1))
+			fail_diag "$1: backup $id: $(printf '%s' "$_out" | head -5 | tr '\n' ' ')"
+		}
 	done
 	is "$_nv" 0 "$1: every backup in the catalog verifies"
 }
@@ -160,7 +168,8 @@ cleanup() {
 	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then
 		diag "state dir: $STATE (vmgrd log: $STATE/vmgrd.out)"
 		[ "$_failed" -gt 0 ] && [ -f "$STATE/vmgrd.out" ] &&
-		    tail -20 "$STATE/vmgrd.out" | sed 's/^/# /'
+		    tail -20 "$STATE/vmgrd.out" | sed "s|^|# $(basename "$0"): vmgrd: |" |
+		    tee /dev/stderr
 	else
 		rm -rf "$STATE"
 	fi

@@ -57,7 +57,7 @@ while [ $k -lt "$OPS" ]; do
 		has_state w paused && vmgr resume w >/dev/null 2>&1
 		_before=$_failed
 		invariants "after kill $kills (operation $k)"
-		[ "$_failed" = "$_before" ] || diag "the kill at operation $k broke something (seed $SEED)"
+		[ "$_failed" = "$_before" ] || fail_diag "the kill at operation $k broke something (seed $SEED; VMGR_KILL_SEED=$SEED replays it)"
 	else
 		op "$k"
 	fi
