@@ -22,87 +22,6 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 
-/*
- * A request answered when some disk work ends.  If its client goes away
- * first, the pending stays (the work goes on) and its reply is dropped.
- */
-struct pending {
-	TAILQ_ENTRY(pending)	 entry;
-	struct evhttp_request	*req;
-	struct evhttp_connection *conn;
-};
-static TAILQ_HEAD(, pending) pendings = TAILQ_HEAD_INITIALIZER(pendings);
-
-struct pending *
-api_pend(struct evhttp_request *req)
-{
-	struct pending *p = calloc(1, sizeof(*p));
-
-	if (p == NULL)
-		return NULL;
-	p->req = req;
-	p->conn = evhttp_request_get_connection(req);
-	TAILQ_INSERT_TAIL(&pendings, p, entry);
-	return p;
-}
-
-/* The request, or NULL if its client left; the pending is freed. */
-struct evhttp_request *
-api_pend_take(struct pending *p)
-{
-	struct evhttp_request *req;
-
-	if (p == NULL)
-		return NULL;
-	req = p->req;
-	TAILQ_REMOVE(&pendings, p, entry);
-	free(p);
-	return req;
-}
-
-void
-api_pend_reply_json(struct pending *p, int status, json_t *j)
-{
-	if (p == NULL) {
-		json_decref(j);
-		return;
-	}
-	TAILQ_REMOVE(&pendings, p, entry);
-	if (p->req)
-		api_reply_json(p->req, status, j);
-	else
-		json_decref(j);
-	free(p);
-}
-
-void
-api_pend_reply_error(struct pending *p, int status, const char *code,
-    const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	api_pend_reply_json(p, status, api_error_json(code, fmt, ap));
-	va_end(ap);
-}
-
-/* A client went away: whatever waits to answer it learns so. */
-void
-api_conn_closed(struct evhttp_connection *conn)
-{
-	struct pending *p;
-
-	TAILQ_FOREACH(p, &pendings, entry)
-		if (p->conn == conn && p->req) {
-			if (evhttp_request_get_connection(p->req) == NULL)
-				evhttp_request_free(p->req);
-			p->req = NULL;
-		}
-	vm_conn_closed(conn);
-	events_conn_closed(conn);
-}
-
-
 static int
 add_event(const struct event_row *ev, void *arg)
 {
@@ -244,7 +163,7 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	}
 	switch (ar.route.id) {
 	case R_METRICS:
-		monitor_metrics(req);
+		status_metrics(req);
 		break;
 	case R_STATS:
 		api_reply_json(req, 200, vm_list_json(vm_stats_json));
@@ -310,14 +229,6 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	api_request_end(&ar);
 }
 
-static struct api_limit *limit;
-
-/* Connections open on the unix socket. */
-int
-api_connections(void)
-{
-	return api_limit_count(limit);
-}
 
 int
 api_listen(const char *sockpath)
@@ -362,7 +273,7 @@ api_listen(const char *sockpath)
 	struct evhttp_bound_socket *bound;
 	vmgrd->http = api_http_new(vmgrd->base, api_dispatch);
 	if (vmgrd->http == NULL || (bound = evhttp_accept_socket_with_handle(
-	    vmgrd->http, fd)) == NULL || (limit = api_limit_new(vmgrd->http,
+	    vmgrd->http, fd)) == NULL || (vmgrd->api_limit = api_limit_new(vmgrd->http,
 	    bound, vmgrd->max_conns, NULL, NULL, api_conn_closed)) == NULL) {
 		log_warnx("%s: cannot serve on %s", __func__, sockpath);
 		close(fd);

@@ -70,7 +70,7 @@ static struct backupq backups = TAILQ_HEAD_INITIALIZER(backups);
 struct bjob {
 	struct backup		*b;
 	struct vm		*vm;
-	struct pending		*p;		/* ?wait=1, or NULL */
+	struct parked		*p;		/* ?wait=1, or NULL */
 	pid_t			 vm_pid;	/* live: the QEMU it began on */
 	int			 own;		/* a storage daemon of ours */
 	struct qmp		*qsd;		/* its QMP link */
@@ -725,7 +725,7 @@ bjob_finish(struct bjob *bj)
 			log_warnx("%s: %s", __func__, db_errmsg(vmgrd->db));
 		snprintf(b->state, sizeof(b->state), "failed");
 		snprintf(b->error, sizeof(b->error), "%s", bj->error);
-		api_pend_reply_error(bj->p, bj->status ? bj->status : 500,
+		api_answer_error(bj->p, bj->status ? bj->status : 500,
 		    bj->status == 507 ? "no_space" : bj->status == 409 ?
 		    "incremental_impossible" : "backup_failed", "backup of %s "
 		    "failed: %s", vm->spec.name, bj->error);
@@ -733,7 +733,7 @@ bjob_finish(struct bjob *bj)
 		log_info("%s: backup %lld complete (%s, %lld bytes)",
 		    vm->spec.name, (long long)b->id, b->kind,
 		    (long long)b->size_bytes);
-		api_pend_reply_json(bj->p, 201, backup_json(b, 1));
+		api_answer(bj->p, 201, backup_json(b, 1));
 	}
 	bjob_free(bj);
 }
@@ -1267,7 +1267,7 @@ backup_create(struct evhttp_request *req, json_t *body, int wait)
 	log_info("%s: %s backup %lld begins into %s", name, b->kind,
 	    (long long)b->id, b->dir);
 	if (wait)
-		bj->p = api_pend(req);
+		bj->p = api_park(req, 0);
 	else
 		api_reply_json(req, 202, backup_json(b, 0));
 	bj->step = ST_TARGETS;
@@ -1291,7 +1291,7 @@ struct vfile {
 /* Work over a backup and the chain it stands on: verify or restore. */
 struct vjob {
 	struct backup	*b;
-	struct pending	*p;
+	struct parked	*p;
 	int		 restore;	/* verify first, then restore */
 	int		 check;		/* run qemu-img check too */
 	int		 nfiles, next;
@@ -1421,7 +1421,7 @@ verify_done(struct vjob *vj)
 			for (int i = 0; i < vj->nfiles && !bad; i++)
 				if (!vj->files[i].ok)
 					bad = &vj->files[i];
-			api_pend_reply_error(vj->p, 422, "backup_damaged",
+			api_answer_error(vj->p, 422, "backup_damaged",
 			    "backup %lld cannot be restored: %s%s%s; nothing "
 			    "was restored", (long long)b->id, bad ? bad->path :
 			    vj->error, bad ? ": " : "", bad ? bad->error : "");
@@ -1440,7 +1440,7 @@ verify_done(struct vjob *vj)
 	json_t *o = verify_json(vj, ok);
 	if (vj->error[0])
 		json_object_set_new(o, "error", json_string(vj->error));
-	api_pend_reply_json(vj->p, 200, o);
+	api_answer(vj->p, 200, o);
 	vjob_free(vj);
 }
 
@@ -1581,7 +1581,7 @@ vjob_new(struct evhttp_request *req, struct backup *b)
 		vjob_free(vj);
 		return NULL;
 	}
-	if ((vj->p = api_pend(req)) == NULL) {
+	if ((vj->p = api_park(req, 0)) == NULL) {
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		vj->b = NULL;
 		vjob_free(vj);
@@ -1605,7 +1605,7 @@ restore_fail(struct vjob *vj, int status, const char *code, const char *msg)
 		strcat(path, ".partial");
 		unlink(path);
 	}
-	api_pend_reply_error(vj->p, status, code, "restore of backup %lld "
+	api_answer_error(vj->p, status, code, "restore of backup %lld "
 	    "failed: %s; nothing was changed", (long long)vj->b->id, msg);
 	vjob_free(vj);
 }
@@ -1646,7 +1646,7 @@ restore_commit(struct vjob *vj)
 		vm = vm_find(vj->as);
 		log_info("%s: disks restored from backup %lld", vj->as,
 		    (long long)vj->b->id);
-		api_pend_reply_json(vj->p, 200, vm ? vm_json(vm) :
+		api_answer(vj->p, 200, vm ? vm_json(vm) :
 		    json_object());
 		vjob_free(vj);
 		return;
@@ -1669,17 +1669,17 @@ restore_commit(struct vjob *vj)
 	if (vm_find_any(vj->as)) {
 		for (int d = 0; d < vj->ndisks; d++)
 			volume_forget(vj->volumes[d]);
-		api_pend_reply_error(vj->p, 409, "exists", "a VM named %s was "
+		api_answer_error(vj->p, 409, "exists", "a VM named %s was "
 		    "made meanwhile; nothing was restored", vj->as);
 		vjob_free(vj);
 		return;
 	}
-	struct pending *p = vj->p;
+	struct parked *p = vj->p;
 	vj->p = NULL;
 	log_info("%s: restoring backup %lld as a new VM", vj->as,
 	    (long long)vj->b->id);
 	/* vm_api_create answers the client itself (201 with the VM). */
-	vm_api_create(api_pend_take(p), spec);
+	vm_api_create(api_unpark(p), spec);
 	json_decref(spec);
 	if (vm_find_any(vj->as) == NULL)	/* refused: undo the volumes */
 		for (int d = 0; d < vj->ndisks; d++)
@@ -1805,7 +1805,7 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 	snprintf(vj->as, sizeof(vj->as), "%s", as);
 	vj->in_place = vm != NULL;
 	if (vm && vm->spec.ndisks != vj->ndisks) {
-		api_pend_reply_error(vj->p, 409, "disks_differ", "%s has %d "
+		api_answer_error(vj->p, 409, "disks_differ", "%s has %d "
 		    "disks and backup %lld has %d; restore it under another "
 		    "name with --as", as, vm->spec.ndisks, (long long)b->id,
 		    vj->ndisks);
@@ -1832,7 +1832,7 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 		memcpy(vj->volumes[d], name, SPEC_NAME_MAX);
 		vj->volumes[d][SPEC_NAME_MAX] = '\0';
 		if (!vm && volume_exists(vj->volumes[d])) {
-			api_pend_reply_error(vj->p, 409, "volume_exists", "the "
+			api_answer_error(vj->p, 409, "volume_exists", "the "
 			    "volume %s, which the restored VM would get, already "
 			    "exists", vj->volumes[d]);
 			vj->volumes[d][0] = '\0';
@@ -1845,7 +1845,7 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 		if (volume_reserve(vj->volumes[d], as) < 0) {
 			for (int k = 0; k < d; k++)
 				volume_unreserve(vj->volumes[k]);
-			api_pend_reply_error(vj->p, 409, "volume_exists", "the "
+			api_answer_error(vj->p, 409, "volume_exists", "the "
 			    "volume %s, which the restored VM would get, already "
 			    "exists", vj->volumes[d]);
 			vjob_free(vj);
@@ -1930,7 +1930,7 @@ backup_delete(struct evhttp_request *req, struct backup *b)
  * renames is rolled forward at start (merge_roll_forward).
  */
 struct pjob {
-	struct pending	*p;
+	struct parked	*p;
 	char		 vm[SPEC_NAME_MAX + 1];
 	int64_t		*del, *merge;
 	int		 ndel, nmerge;
@@ -1996,11 +1996,11 @@ prune_finish(struct pjob *pj)
 	if (pj->error[0]) {
 		json_decref(deleted);
 		json_decref(merged);
-		api_pend_reply_error(pj->p, strstr(pj->error, "No space") ? 507 :
+		api_answer_error(pj->p, strstr(pj->error, "No space") ? 507 :
 		    500, "prune_failed", "prune of %s stopped: %s; every backup "
 		    "still restores", pj->vm, pj->error);
 	} else
-		api_pend_reply_json(pj->p, 200, json_pack("{s:s, s:O, s:o, s:o}",
+		api_answer(pj->p, 200, json_pack("{s:s, s:O, s:o, s:o}",
 		    "vm", pj->vm, "kept", pj->kept, "deleted", deleted,
 		    "merged", merged));
 	json_decref(pj->kept);
@@ -2248,7 +2248,7 @@ backup_prune(struct evhttp_request *req, json_t *body)
 	if ((pj = calloc(1, sizeof(*pj))) == NULL ||
 	    (pj->del = calloc((size_t)n + 1, sizeof(int64_t))) == NULL ||
 	    (pj->merge = calloc((size_t)n + 1, sizeof(int64_t))) == NULL ||
-	    (pj->p = api_pend(req)) == NULL) {
+	    (pj->p = api_park(req, 0)) == NULL) {
 		if (pj) {
 			free(pj->del);
 			free(pj->merge);

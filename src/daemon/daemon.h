@@ -31,17 +31,30 @@ struct qmp;
 struct proc_watch;
 struct mon;
 
-/* An asynchronous request a waiter is parked on. */
+/* What a VM's lifecycle is busy with; a parked request waits for one. */
 enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
 	OP_STOP, OP_SAVE };
 
-struct waiter {
-	TAILQ_ENTRY(waiter)	 entry;
+/*
+ * A request answered when some work ends (http.c).  Its owner may keep it
+ * on a list of its own (owner); tag says what it waits for.  If its client
+ * goes away first, req becomes NULL and the answer is dropped.
+ */
+struct parked {
+	TAILQ_ENTRY(parked)	 all;		/* http.c's */
+	TAILQ_ENTRY(parked)	 owner;		/* its owner's, if any */
 	struct evhttp_request	*req;
 	struct evhttp_connection *conn;
-	enum vm_op		 op;
+	int			 tag;
 };
-TAILQ_HEAD(waiterq, waiter);
+TAILQ_HEAD(parkedq, parked);
+
+/* What work returns when it fails: the HTTP reply it makes. */
+struct api_err {
+	int	 status;
+	char	 code[32];
+	char	 msg[512];
+};
 
 struct vm {
 	TAILQ_ENTRY(vm)		 entry;
@@ -67,7 +80,7 @@ struct vm {
 	int			 db_stale;	/* state not yet in the database */
 	int			 ndisks_left;
 	char			 create_error[256];
-	struct waiterq		 waiters;
+	struct parkedq		 waiters;	/* parked on its lifecycle */
 
 	/* Scheduling and allocation (sched.c) */
 	int64_t			 queue_seq;	/* arrival in the queue */
@@ -136,6 +149,7 @@ struct vmgrd {
 	int			 shutdown_timeout_s;
 	int			 socket_group;	/* --socket-group given */
 	int			 max_conns;	/* per API socket */
+	struct api_limit	*api_limit;	/* the unix socket's */
 	gid_t			 socket_gid;
 	int64_t			 started_at;
 	struct alloc_host	 cap;
@@ -150,6 +164,19 @@ struct vmgrd {
 };
 
 extern struct vmgrd *vmgrd;
+
+/* registry.c */
+struct vm *vm_find_any(const char *name);
+/* A VM whose create has finished: the ones the API may see. */
+struct vm *vm_find(const char *name);
+struct vm *vm_by_id(int64_t id);
+/* vm->dir from its id: STATE/vm/ID. */
+void	 vm_set_dir(struct vm *);
+/* A file of the VM's run dir. */
+void	 vm_path(const struct vm *, const char *file, char *buf, size_t len);
+void	 volume_path(const char *name, char *buf, size_t len);
+void	 net_sock_path(int64_t id, char *buf, size_t len);
+void	 nic_sock_path(const struct vm *, int nic, char *buf, size_t len);
 
 struct event_row {
 	int64_t		 seq;
@@ -255,6 +282,27 @@ struct evhttp *api_http_new(struct event_base *,
 int	 api_request_begin(struct evhttp_request *, struct api_request *);
 void	 api_request_end(struct api_request *);
 json_t	*api_error_json(const char *code, const char *fmt, va_list);
+/* Fill *e; always -1, for `return api_err(e, 409, "busy", ...)`. */
+int	 api_err(struct api_err *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void	 api_reply_err(struct evhttp_request *, const struct api_err *);
+/*
+ * Park req until some work ends (NULL when out of memory); tag is the
+ * owner's.  Exactly one of api_answer*, api_unpark or api_drop ends it:
+ * answering frees it (a NULL parked is harmless, its answer dropped);
+ * api_unpark gives the request back (NULL if its client left); api_drop
+ * forgets it unanswered.
+ */
+struct parked *api_park(struct evhttp_request *, int tag);
+void	 api_answer(struct parked *, int status, json_t *);
+void	 api_answer_error(struct parked *, int status, const char *code,
+	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void	 api_answer_err(struct parked *, const struct api_err *);
+struct evhttp_request *api_unpark(struct parked *);
+void	 api_drop(struct parked *);
+/* A client's connection closed: parked requests, then each hook. */
+void	 api_conn_closed(struct evhttp_connection *);
+void	 api_on_close(void (*)(struct evhttp_connection *));
 void	 api_reply_json(struct evhttp_request *, int status, json_t *);
 void	 api_reply_error(struct evhttp_request *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
@@ -288,18 +336,20 @@ void	 remote_close(void);
 
 /* api.c */
 int	 api_listen(const char *sockpath);
-int	 api_connections(void);
 void	 api_dispatch(struct evhttp_request *, void *);
-void	 api_conn_closed(struct evhttp_connection *);
-struct pending;
-struct pending *api_pend(struct evhttp_request *);
-struct evhttp_request *api_pend_take(struct pending *);
-void	 api_pend_reply_json(struct pending *, int status, json_t *);
-void	 api_pend_reply_error(struct pending *, int status, const char *code,
-	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* vm.c */
-struct vm *vm_find(const char *name);
+/*
+ * What vm.c tells the layers above, set by them at start (the scheduler):
+ * changed() after anything that changes what runs or waits; json() adds
+ * to a VM's object (its place in the queue, its allocation).  Either may
+ * be NULL.
+ */
+struct vm_hooks {
+	void	(*changed)(void);
+	void	(*json)(const struct vm *, json_t *);
+};
+void	 vm_set_hooks(const struct vm_hooks *);
 void	 vm_db_sync(void);
 json_t	*vm_json(const struct vm *);
 /* req may be NULL (a restore whose client left): replies are dropped. */
@@ -309,7 +359,6 @@ void	 vm_api_action(struct evhttp_request *, struct vm *, const char *action,
 	    json_t *body);
 void	 vm_api_console(struct evhttp_request *, struct vm *, long tail);
 int	 vm_load_all(void);
-void	 vm_conn_closed(struct evhttp_connection *);
 void	 vm_shutdown_daemon(void);
 
 int	 vm_admit(struct vm *);
@@ -319,7 +368,6 @@ void	 vm_api_patch(struct evhttp_request *, struct vm *, json_t *body);
 void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
 int	 qmp_sock_listen(const char *path);
 int	 qmp_sock_connect(const char *path);
-struct vm *vm_find_any(const char *name);
 
 /* sched.c */
 void	 sched_init(void);
@@ -330,17 +378,28 @@ void	 sched_vm_json(const struct vm *, json_t *);
 json_t	*sched_host_json(void);
 
 /* monitor.c */
-void	 monitor_init(double interval_s);
+/* Sample every interval_s; on_tick (or NULL) runs after each round. */
+void	 monitor_init(double interval_s, void (*on_tick)(void));
 void	 monitor_vm_free(struct vm *);
 json_t	*monitor_vm_json(const struct vm *, long history_s);
 json_t	*monitor_host_json(void);
-void	 monitor_metrics(struct evhttp_request *);
+/* What the last sample of vm says; -1 when it has none. */
+struct monitor_last {
+	double		 cpu_s;
+	uint64_t	 rss;
+	unsigned	 balloon_mib;	/* 0: unknown */
+};
+int	 monitor_last(const struct vm *, struct monitor_last *);
+json_t	*monitor_disks(const struct vm *);	/* borrowed, or NULL */
+double	 monitor_host_cpu_pct(void);
+
+/* status.c */
+json_t	*host_json(void);
+void	 status_metrics(struct evhttp_request *);
 
 /* net.c */
 int	 net_load_all(void);
 int64_t	 net_id(const char *name);
-void	 net_sock_path(int64_t id, char *buf, size_t len);
-void	 nic_sock_path(const struct vm *, int nic, char *buf, size_t len);
 int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
 void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
@@ -381,7 +440,6 @@ int	 job_unwatch(void *arg);
 void	 job_dismiss_stale(struct qmp *);
 
 /* volume.c */
-void	 volume_path(const char *name, char *buf, size_t len);
 int	 volume_load_all(void);
 int	 volume_exists(const char *name);
 const char *volume_user(const char *name);
@@ -502,6 +560,6 @@ void	 fault_stall(const char *name, pid_t pid);
 /* host.c */
 int	 host_probe(char *err, size_t errlen);
 void	 host_capacity(void);
-json_t	*host_json(void);
+long long host_meminfo_kib(const char *key);
 
 #endif

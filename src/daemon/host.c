@@ -1,7 +1,7 @@
 /*
  * host.c - facts about the host, probed once at start-up: the accelerator
  * (KVM when /dev/kvm really creates a VM, else TCG), QEMU's version, the
- * cgroup layout; and the live numbers of GET /v1/host.
+ * cgroup layout, the capacity VMs may have.  GET /v1/host is status.c's.
  */
 #include "daemon.h"
 
@@ -133,8 +133,8 @@ host_probe(char *err, size_t errlen)
 	return 0;
 }
 
-static long long
-meminfo_kib(const char *key)
+long long
+host_meminfo_kib(const char *key)
 {
 	char *buf = read_file("/proc/meminfo", 1 << 16, NULL), *p;
 	long long v = -1;
@@ -154,57 +154,10 @@ host_capacity(void)
 	if (vmgrd->cap.cpus <= 0)
 		vmgrd->cap.cpus = (double)sysconf(_SC_NPROCESSORS_ONLN);
 	if (vmgrd->cap.memory_mib <= 0)
-		vmgrd->cap.memory_mib = (double)(meminfo_kib("MemTotal:") / 1024);
+		vmgrd->cap.memory_mib = (double)(host_meminfo_kib("MemTotal:") / 1024);
 	if (vmgrd->cap.cpu_ratio <= 0)
 		vmgrd->cap.cpu_ratio = 4.0;
 	if (vmgrd->cap.memory_ratio <= 0)
 		vmgrd->cap.memory_ratio = 1.0;
 }
 
-json_t *
-host_json(void)
-{
-	struct utsname un;
-	struct vm *vm;
-	json_t *counts = json_object();
-	long long total = meminfo_kib("MemTotal:");
-	long long avail = meminfo_kib("MemAvailable:");
-	int nvms = 0;
-
-	for (int s = 0; s < VM_NSTATES; s++)
-		if (s != VM_DELETED)
-			json_object_set_new(counts, vm_state_name(s),
-			    json_integer(0));
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-		json_t *c = json_object_get(counts, vm_state_name(vm->state));
-		json_integer_set(c, json_integer_value(c) + 1);
-		nvms++;
-	}
-	uname(&un);
-	json_t *h = json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s,"
-	    " s:s, s:s, s:i, s:o}",
-	    "hostname", un.nodename,
-	    "kernel", un.release,
-	    "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
-	    "memory_mib", (json_int_t)(total / 1024),
-	    "memory_available_mib", (json_int_t)(avail / 1024),
-	    "accel", vmgrd->accel,
-	    "accel_reason", vmgrd->accel_reason,
-	    "qemu_version", vmgrd->qemu_version,
-	    "qemu_binary", vmgrd->qemu_binary,
-	    "cgroup_mode", vmgrd->cgroup_mode,
-	    "state_dir", vmgrd->state_dir,
-	    "vmgrd_version", VMGR_VERSION,
-	    "vms_total", nvms,
-	    "vms", counts);
-	json_t *sh = sched_host_json();
-	json_object_update(h, sh);
-	json_decref(sh);
-	sh = monitor_host_json();
-	json_object_update(h, sh);
-	json_decref(sh);
-	json_object_set_new(h, "scheduler", sched_json());
-	json_object_set_new(h, "api", json_pack("{s:i, s:i}", "connections",
-	    api_connections(), "max_connections", vmgrd->max_conns));
-	return h;
-}

@@ -1,9 +1,12 @@
 /*
  * http.c - the API's HTTP layer, apart from what it serves: the server's
  * limits, replies and the error format {"error": {"code", "message"}},
- * and a request made ready for its handler (routed by core/route.c, its
- * query parsed and checked, its body parsed as its endpoint wants).  No
- * daemon state is touched here, so fuzz/fuzz_api.c runs it whole.
+ * the error value work returns (struct api_err), requests parked until
+ * work ends and what happens to them when their client goes, and a
+ * request made ready for its handler (routed by core/route.c, its query
+ * parsed and checked, its body parsed as its endpoint wants).  No daemon
+ * state is touched here, so fuzz/fuzz_api.c runs it whole.  The lowest
+ * layer (scripts/layers.sh): every file above may use it.
  */
 #include "daemon.h"
 
@@ -90,6 +93,129 @@ api_reply_error(struct evhttp_request *req, int status, const char *code,
 	va_start(ap, fmt);
 	api_reply_json(req, status, api_error_json(code, fmt, ap));
 	va_end(ap);
+}
+
+int
+api_err(struct api_err *e, int status, const char *code, const char *fmt,
+    ...)
+{
+	va_list ap;
+
+	e->status = status;
+	snprintf(e->code, sizeof(e->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+void
+api_reply_err(struct evhttp_request *req, const struct api_err *e)
+{
+	api_reply_error(req, e->status ? e->status : 500, e->code[0] ? e->code :
+	    "internal", "%s", e->msg);
+}
+
+/* ---- parked requests -------------------------------------------------- */
+
+/* Every parked request, so a client's going is told to each of its own. */
+static struct parkedq parked_all = TAILQ_HEAD_INITIALIZER(parked_all);
+
+struct parked *
+api_park(struct evhttp_request *req, int tag)
+{
+	struct parked *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->req = req;
+	p->conn = req ? evhttp_request_get_connection(req) : NULL;
+	p->tag = tag;
+	TAILQ_INSERT_TAIL(&parked_all, p, all);
+	return p;
+}
+
+struct evhttp_request *
+api_unpark(struct parked *p)
+{
+	struct evhttp_request *req;
+
+	if (p == NULL)
+		return NULL;
+	req = p->req;
+	TAILQ_REMOVE(&parked_all, p, all);
+	free(p);
+	return req;
+}
+
+void
+api_answer(struct parked *p, int status, json_t *j)
+{
+	if (p == NULL) {
+		json_decref(j);
+		return;
+	}
+	api_reply_json(api_unpark(p), status, j);	/* NULL: dropped */
+}
+
+void
+api_answer_error(struct parked *p, int status, const char *code,
+    const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	api_answer(p, status, api_error_json(code, fmt, ap));
+	va_end(ap);
+}
+
+void
+api_answer_err(struct parked *p, const struct api_err *e)
+{
+	api_answer_error(p, e->status ? e->status : 500, e->code[0] ? e->code :
+	    "internal", "%s", e->msg);
+}
+
+void
+api_drop(struct parked *p)
+{
+	struct evhttp_request *req = api_unpark(p);
+
+	/* libevent leaves an unanswered request it let go of to us. */
+	if (req && evhttp_request_get_connection(req) == NULL)
+		evhttp_request_free(req);
+}
+
+/* Hooks told of a connection's close besides the parked requests. */
+static void (*close_hooks[4])(struct evhttp_connection *);
+
+void
+api_on_close(void (*hook)(struct evhttp_connection *))
+{
+	for (size_t i = 0; i < sizeof(close_hooks) / sizeof(close_hooks[0]);
+	    i++)
+		if (close_hooks[i] == NULL) {
+			close_hooks[i] = hook;
+			return;
+		}
+}
+
+/* A client went away: whatever waits to answer it learns so. */
+void
+api_conn_closed(struct evhttp_connection *conn)
+{
+	struct parked *p;
+
+	TAILQ_FOREACH(p, &parked_all, all)
+		if (p->conn == conn && p->req) {
+			if (evhttp_request_get_connection(p->req) == NULL)
+				evhttp_request_free(p->req);
+			p->req = NULL;
+		}
+	for (size_t i = 0; i < sizeof(close_hooks) / sizeof(close_hooks[0]);
+	    i++)
+		if (close_hooks[i])
+			close_hooks[i](conn);
 }
 
 /*

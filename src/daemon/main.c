@@ -26,8 +26,6 @@
 #define VMGR_DATADIR "/usr/local/share/vmgr"
 #endif
 
-struct vmgrd *vmgrd;
-
 static void
 usage(FILE *out)
 {
@@ -461,7 +459,8 @@ main(int argc, char *argv[])
 			db_setting_set(d.db, "quantum_s", q);
 	}
 	d.started_at = now_unix_ms();
-	monitor_init(sample_s);
+	/* Each round of samples also writes states the disk could not take. */
+	monitor_init(sample_s, vm_db_sync);
 	if (net_load_all() < 0)
 		fatalx("cannot load networks: %s", db_errmsg(d.db));
 	if (priv_init() < 0)
@@ -475,6 +474,7 @@ main(int argc, char *argv[])
 	db_reserve_init(d.state_dir);
 	raise_fd_limit();
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
+	api_on_close(events_conn_closed);
 	if (api_listen(path) < 0)
 		fatalx("cannot serve the API on %s", path);
 	if ((listen_spec || token_file || tls_cert || tls_key) &&

@@ -4,7 +4,7 @@
  * query-blockstats (asynchronous; a QEMU that does not answer marks its
  * samples stale and holds up nobody), the balloon from BALLOON_CHANGE.
  * Each VM keeps an hour of samples in a ring; GET /v1/vms/NAME/stats,
- * GET /v1/stats and GET /metrics (Prometheus text) read them.
+ * GET /v1/stats and GET /metrics (status.c) read them.
  */
 #include "daemon.h"
 
@@ -57,6 +57,7 @@ static struct {
 	double		 cpu_us;	/* spent in ticks */
 	int64_t		 rollup_ms;	/* 60 s; VMGR_ROLLUP_SECONDS for tests */
 	int64_t		 pruned_at;
+	void		(*on_tick)(void);
 } mon_g;
 
 #define ROLLUP_KEEP_MS	(7LL * 86400 * 1000)	/* a week */
@@ -280,7 +281,8 @@ tick(evutil_socket_t fd, short what, void *arg)
 	(void)arg;
 	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
 	sample_host();
-	vm_db_sync();
+	if (mon_g.on_tick)
+		mon_g.on_tick();
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
 		if (vm->pid > 0)
 			sample_vm(vm, now);
@@ -295,7 +297,7 @@ tick(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-monitor_init(double interval)
+monitor_init(double interval, void (*on_tick)(void))
 {
 	struct timeval tv = { (time_t)interval,
 	    (suseconds_t)((interval - (time_t)interval) * 1e6) };
@@ -303,6 +305,7 @@ monitor_init(double interval)
 	const char *r = getenv("VMGR_ROLLUP_SECONDS");
 
 	mon_g.interval = interval;
+	mon_g.on_tick = on_tick;
 	mon_g.ring_cap = (size_t)(3600 / interval) + 1;
 	mon_g.rollup_ms = r && atoi(r) > 0 ? (int64_t)atoi(r) * 1000 : 60000;
 	mon_g.timer = event_new(vmgrd->base, -1, EV_PERSIST, tick, NULL);
@@ -457,167 +460,29 @@ monitor_host_json(void)
 	return o;
 }
 
-/* ---- Prometheus ------------------------------------------------------ */
+/* ---- what status.c reads -------------------------------------------- */
 
-static void
-help(struct evbuffer *b, const char *name, const char *type, const char *text)
+int
+monitor_last(const struct vm *vm, struct monitor_last *out)
 {
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, text,
-	    name, type);
+	const struct sample *s = last_sample(vm);
+
+	if (s == NULL)
+		return -1;
+	out->cpu_s = (double)s->cpu_ns / 1e9;
+	out->rss = s->rss;
+	out->balloon_mib = s->balloon_mib;
+	return 0;
 }
 
-void
-monitor_metrics(struct evhttp_request *req)
+json_t *
+monitor_disks(const struct vm *vm)
 {
-	struct evbuffer *b = evbuffer_new();
-	struct vm *vm;
-	json_t *h = host_json();
+	return vm->mon ? vm->mon->disks : NULL;
+}
 
-#define N(o, k) json_number_value(json_object_get(o, k))
-	help(b, "vmgr_host_cpus", "gauge", "CPUs of the host.");
-	evbuffer_add_printf(b, "vmgr_host_cpus %g\n", N(h, "cpus"));
-	help(b, "vmgr_host_memory_bytes", "gauge", "Memory of the host.");
-	evbuffer_add_printf(b, "vmgr_host_memory_bytes %.0f\n",
-	    N(h, "memory_mib") * 1048576);
-	help(b, "vmgr_host_memory_available_bytes", "gauge",
-	    "Memory available on the host.");
-	evbuffer_add_printf(b, "vmgr_host_memory_available_bytes %.0f\n",
-	    N(h, "memory_available_mib") * 1048576);
-	help(b, "vmgr_host_cpu_ratio", "gauge",
-	    "Share of the host's CPU time in use, 0 to 1.");
-	evbuffer_add_printf(b, "vmgr_host_cpu_ratio %.4f\n",
-	    mon_g.host_cpu_pct / 100);
-	json_t *ms = monitor_host_json();
-	if (json_object_get(ms, "state_dir_free_bytes")) {
-		help(b, "vmgr_host_state_dir_free_bytes", "gauge",
-		    "Free space of the state dir's filesystem.");
-		evbuffer_add_printf(b, "vmgr_host_state_dir_free_bytes %.0f\n",
-		    N(ms, "state_dir_free_bytes"));
-	}
-	json_decref(ms);
-	help(b, "vmgr_scheduler_queue_length", "gauge",
-	    "VMs waiting in the scheduler's queue.");
-	evbuffer_add_printf(b, "vmgr_scheduler_queue_length %zu\n",
-	    json_array_size(json_object_get(json_object_get(h, "scheduler"),
-	    "queue")));
-	json_decref(h);
-#undef N
-
-	help(b, "vmgr_vm_state", "gauge",
-	    "1 for the state the VM is in, 0 for the others.");
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		for (int st = 0; st < VM_NSTATES; st++)
-			if (st != VM_DELETED)
-				evbuffer_add_printf(b, "vmgr_vm_state{vm=\"%s\","
-				    "state=\"%s\"} %d\n", vm->spec.name,
-				    vm_state_name(st), (int)vm->state == st);
-	help(b, "vmgr_vm_vcpus", "gauge", "vCPUs the VM is given.");
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		evbuffer_add_printf(b, "vmgr_vm_vcpus{vm=\"%s\"} %d\n",
-		    vm->spec.name, vm->spec.vcpus);
-	help(b, "vmgr_vm_memory_bytes", "gauge", "Memory the VM is given.");
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		evbuffer_add_printf(b, "vmgr_vm_memory_bytes{vm=\"%s\"} %lld\n",
-		    vm->spec.name, (long long)vm->spec.memory_mib << 20);
-
-	/* Per sample: only for VMs that have one, never a made-up zero. */
-	static const struct {
-		const char *name, *type, *help;
-	} m[] = {
-		{ "vmgr_vm_cpu_seconds_total", "counter",
-		  "CPU time QEMU used for the VM (all threads)." },
-		{ "vmgr_vm_memory_rss_bytes", "gauge",
-		  "Resident memory of the VM's QEMU." },
-		{ "vmgr_vm_balloon_actual_bytes", "gauge",
-		  "Memory the guest has after its balloon." },
-	};
-	for (size_t k = 0; k < 3; k++) {
-		int any = 0;
-		TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-			const struct sample *s = last_sample(vm);
-			if (s == NULL || vm->pid <= 0 || (k == 2 &&
-			    !s->balloon_mib))
-				continue;
-			if (!any++)
-				help(b, m[k].name, m[k].type, m[k].help);
-			if (k == 0)
-				evbuffer_add_printf(b, "%s{vm=\"%s\"} %.3f\n",
-				    m[k].name, vm->spec.name,
-				    (double)s->cpu_ns / 1e9);
-			else
-				evbuffer_add_printf(b, "%s{vm=\"%s\"} %llu\n",
-				    m[k].name, vm->spec.name, k == 1 ?
-				    (unsigned long long)s->rss :
-				    (unsigned long long)s->balloon_mib << 20);
-		}
-	}
-	static const struct {
-		const char *name, *key, *help;
-	} d[] = {
-		{ "vmgr_vm_disk_read_bytes_total", "read_bytes",
-		  "Bytes the guest read from the disk." },
-		{ "vmgr_vm_disk_write_bytes_total", "write_bytes",
-		  "Bytes the guest wrote to the disk." },
-		{ "vmgr_vm_disk_read_ops_total", "read_ops",
-		  "Read requests of the guest." },
-		{ "vmgr_vm_disk_write_ops_total", "write_ops",
-		  "Write requests of the guest." },
-	};
-	for (size_t k = 0; k < 4; k++) {
-		int any = 0;
-		TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
-			json_t *disk;
-			size_t i;
-			if (vm->pid <= 0 || vm->mon == NULL ||
-			    vm->mon->disks == NULL)
-				continue;
-			json_array_foreach(vm->mon->disks, i, disk) {
-				if (!any++)
-					help(b, d[k].name, "counter", d[k].help);
-				evbuffer_add_printf(b, "%s{vm=\"%s\",disk=\"%s\"} "
-				    "%lld\n", d[k].name, vm->spec.name,
-				    json_string_value(json_object_get(disk,
-				    "disk")), (long long)json_integer_value(
-				    json_object_get(disk, d[k].key)));
-			}
-		}
-	}
-	static const struct {
-		const char *name, *help;
-		int which;
-	} nm[] = {
-		{ "vmgr_vm_nic_receive_bytes_total", "Bytes delivered to the "
-		  "guest's NIC.", 0 },
-		{ "vmgr_vm_nic_transmit_bytes_total", "Bytes the guest's NIC "
-		  "sent.", 1 },
-		{ "vmgr_vm_nic_receive_packets_total", "Frames delivered to the "
-		  "NIC.", 2 },
-		{ "vmgr_vm_nic_transmit_packets_total", "Frames the NIC sent.",
-		  3 },
-		{ "vmgr_vm_nic_spoofed_frames_total", "Frames the switch "
-		  "dropped because their source was not the NIC's MAC.", 4 },
-	};
-	for (size_t k = 0; k < sizeof(nm) / sizeof(nm[0]); k++) {
-		int any = 0;
-		TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-			for (int i = 0; i < vm->spec.nnics; i++) {
-				if (vm->pid <= 0 || strcmp(vm->spec.nics[i].network,
-				    "nat") == 0)
-					continue;
-				uint64_t c[NIC_NCOUNTERS];
-				net_nic_counters(vm, i, c);
-				if (c[nm[k].which] == NIC_UNCOUNTED)
-					continue;
-				if (!any++)
-					help(b, nm[k].name, "counter", nm[k].help);
-				evbuffer_add_printf(b, "%s{vm=\"%s\",nic=\"%d\","
-				    "network=\"%s\"} %llu\n", nm[k].name,
-				    vm->spec.name, i, vm->spec.nics[i].network,
-				    (unsigned long long)c[nm[k].which]);
-			}
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", b);
-	evbuffer_free(b);
+double
+monitor_host_cpu_pct(void)
+{
+	return mon_g.host_cpu_pct;
 }

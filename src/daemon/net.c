@@ -77,19 +77,7 @@ struct net {
 TAILQ_HEAD(netq, net);
 static struct netq nets = TAILQ_HEAD_INITIALIZER(nets);
 
-void
-net_sock_path(int64_t id, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/net/%lld.sock", vmgrd->state_dir, (long long)id);
-}
 
-/* A NIC's own socket, bound by its QEMU in the one directory it owns. */
-void
-nic_sock_path(const struct vm *vm, int nic, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%snet%d.sock", vm->dir, vm->legacy_layout ? "" :
-	    "qemu/", nic);
-}
 
 static struct net *
 net_find(const char *name)

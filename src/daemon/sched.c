@@ -302,6 +302,12 @@ sched_init(void)
 		vmgrd->quantum_s = atof(buf);
 	if (vmgrd->quantum_s <= 0)
 		vmgrd->quantum_s = 30;
+	/* The VMs' lifecycle tells the scheduler, which is above it. */
+	static const struct vm_hooks h = {
+		.changed = sched_kick,
+		.json = sched_vm_json,
+	};
+	vm_set_hooks(&h);
 }
 
 static json_t *

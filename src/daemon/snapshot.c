@@ -39,7 +39,7 @@ struct snapinfo {
 
 struct snapop {
 	struct vm	*vm;
-	struct pending	*p;
+	struct parked	*p;
 	enum snap_kind	 kind;
 	char		 tag[SPEC_NAME_MAX + 1];
 	int		 memory;
@@ -155,12 +155,12 @@ snap_finish(struct snapop *op)
 	if (op->error[0]) {
 		log_warnx("%s: %s %s failed: %s", vm->spec.name,
 		    kind_name(op->kind), op->tag, op->error);
-		api_pend_reply_error(op->p, strstr(op->error, "No space") ?
+		api_answer_error(op->p, strstr(op->error, "No space") ?
 		    507 : 500, "snapshot_failed", "%s %s of %s failed: %s",
 		    kind_name(op->kind), op->tag, vm->spec.name, op->error);
 	} else if (op->kind == SNAP_DELETE) {
 		log_info("%s: snapshot %s deleted", vm->spec.name, op->tag);
-		api_pend_reply_json(op->p, 200, json_pack("{s:s, s:s, s:b}",
+		api_answer(op->p, 200, json_pack("{s:s, s:s, s:b}",
 		    "name", op->tag, "vm", vm->spec.name, "deleted", 1));
 	} else {
 		fault_point(op->kind == SNAP_CREATE ? "snapshot:after-take" :
@@ -174,7 +174,7 @@ snap_finish(struct snapop *op)
 		if (op->kind == SNAP_REVERT)
 			json_object_set_new(o, "backup_tracking_reset",
 			    json_boolean(op->dropped));
-		api_pend_reply_json(op->p, op->kind == SNAP_CREATE ? 201 : 200,
+		api_answer(op->p, op->kind == SNAP_CREATE ? 201 : 200,
 		    o);
 	}
 	free(op->si);
@@ -591,7 +591,7 @@ snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
 		return;
 	}
 	if ((op = calloc(1, sizeof(*op))) == NULL ||
-	    (op->p = api_pend(req)) == NULL) {
+	    (op->p = api_park(req, 0)) == NULL) {
 		free(op);
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		return;

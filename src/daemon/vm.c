@@ -58,24 +58,23 @@ static const struct qmp_handlers vm_qmp_handlers = {
 	.closed = qmp_closed,
 };
 
-struct vm *
-vm_find_any(const char *name)
-{
-	struct vm *vm;
 
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		if (strcmp(vm->spec.name, name) == 0)
-			return vm;
-	return NULL;
+
+/* What the layers above want to hear of (vm_set_hooks). */
+static struct vm_hooks hooks;
+
+void
+vm_set_hooks(const struct vm_hooks *h)
+{
+	hooks = *h;
 }
 
-/* A VM whose create has not finished is not visible yet. */
-struct vm *
-vm_find(const char *name)
+/* The picture changed (a VM came, went, started, stopped): tell above. */
+static void
+vm_changed(void)
 {
-	struct vm *vm = vm_find_any(name);
-
-	return vm && !vm->creating ? vm : NULL;
+	if (hooks.changed)
+		hooks.changed();
 }
 
 static struct vm *
@@ -92,13 +91,13 @@ vm_new(void)
 static void
 vm_free(struct vm *vm)
 {
-	struct waiter *w;
+	struct parked *w;
 
 	if (vm == NULL)
 		return;
 	while ((w = TAILQ_FIRST(&vm->waiters)) != NULL) {
-		TAILQ_REMOVE(&vm->waiters, w, entry);
-		free(w);
+		TAILQ_REMOVE(&vm->waiters, w, owner);
+		api_drop(w);
 	}
 	if (vm->qmp)
 		job_qmp_gone(vm->qmp, "VM freed");
@@ -114,18 +113,7 @@ vm_free(struct vm *vm)
 	free(vm);
 }
 
-static void
-vm_set_dir(struct vm *vm)
-{
-	snprintf(vm->dir, sizeof(vm->dir), "%s/vm/%lld", vmgrd->state_dir,
-	    (long long)vm->id);
-}
 
-static void
-vm_path(const struct vm *vm, const char *file, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", vm->dir, file);
-}
 
 json_t *
 vm_json(const struct vm *vm)
@@ -169,7 +157,8 @@ vm_json(const struct vm *vm)
 		json_object_set_new(o, "storage_operation",
 		    json_string(vm->storage_op));
 	json_object_set_new(o, "runtime", rt);
-	sched_vm_json(vm, o);
+	if (hooks.json)
+		hooks.json(vm, o);
 	return o;
 }
 
@@ -279,18 +268,15 @@ reply_db_error(struct evhttp_request *req)
 static void
 park(struct vm *vm, struct evhttp_request *req, enum vm_op op)
 {
-	struct waiter *w;
+	struct parked *w;
 
 	if (req == NULL)	/* an internal request: nobody to answer */
 		return;
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
+	if ((w = api_park(req, op)) == NULL) {
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		return;
 	}
-	w->req = req;
-	w->conn = evhttp_request_get_connection(req);
-	w->op = op;
-	TAILQ_INSERT_TAIL(&vm->waiters, w, entry);
+	TAILQ_INSERT_TAIL(&vm->waiters, w, owner);
 }
 
 /*
@@ -305,7 +291,7 @@ static void
 complete(struct vm *vm, enum vm_op op, int status, const char *code,
     const char *fmt, ...)
 {
-	struct waiter *w, *next;
+	struct parked *w, *next;
 	char msg[512] = "";
 	va_list ap;
 
@@ -315,35 +301,15 @@ complete(struct vm *vm, enum vm_op op, int status, const char *code,
 		va_end(ap);
 	}
 	for (w = TAILQ_FIRST(&vm->waiters); w; w = next) {
-		next = TAILQ_NEXT(w, entry);
-		if (w->op != op)
+		next = TAILQ_NEXT(w, owner);
+		if (w->tag != (int)op)
 			continue;
-		TAILQ_REMOVE(&vm->waiters, w, entry);
+		TAILQ_REMOVE(&vm->waiters, w, owner);
 		if (status == 200 || status == 201)
-			api_reply_json(w->req, status, vm_json(vm));
+			api_answer(w, status, vm_json(vm));
 		else
-			api_reply_error(w->req, status, code, "%s", msg);
-		free(w);
+			api_answer_error(w, status, code, "%s", msg);
 	}
-}
-
-void
-vm_conn_closed(struct evhttp_connection *conn)
-{
-	struct waiter *w, *next;
-	struct vm *vm;
-
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		for (w = TAILQ_FIRST(&vm->waiters); w; w = next) {
-			next = TAILQ_NEXT(w, entry);
-			if (w->conn != conn)
-				continue;
-			TAILQ_REMOVE(&vm->waiters, w, entry);
-			/* libevent leaves an unanswered request it let go of to us. */
-			if (evhttp_request_get_connection(w->req) == NULL)
-				evhttp_request_free(w->req);
-			free(w);
-		}
 }
 
 /* The last non-empty line of QEMU's log: why it refused to start. */
@@ -515,18 +481,14 @@ remove_new_disks(struct vm *vm)
 static void
 create_finish(struct vm *vm)
 {
-	struct waiter *w = TAILQ_FIRST(&vm->waiters);
-	struct evhttp_request *req = w ? w->req : NULL;
 	char *spec_json = NULL;
 	json_t *sj;
 
 	if (vm->create_error[0]) {
 		int full = strstr(vm->create_error, "No space") != NULL;
 		remove_new_disks(vm);
-		if (req)
-			api_reply_error(req, full ? 507 : 500, full ?
-			    "no_space" : "qemu_img", "cannot create disk: %s",
-			    vm->create_error);
+		complete(vm, OP_CREATE, full ? 507 : 500, full ? "no_space" :
+		    "qemu_img", "cannot create disk: %s", vm->create_error);
 		goto drop;
 	}
 	sj = spec_to_json(&vm->spec);
@@ -568,15 +530,15 @@ create_finish(struct vm *vm)
 	complete(vm, OP_CREATE, 201, NULL, NULL);
 	return;
 dberr:
-	if (req)
-		reply_db_error(req);
+	if (db_full(vmgrd->db))
+		complete(vm, OP_CREATE, 507, "no_space", "the state dir is full: "
+		    "%s", db_errmsg(vmgrd->db));
+	else
+		complete(vm, OP_CREATE, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
 	remove_new_disks(vm);
 drop:
 	free(spec_json);
-	while ((w = TAILQ_FIRST(&vm->waiters)) != NULL) {
-		TAILQ_REMOVE(&vm->waiters, w, entry);
-		free(w);
-	}
 	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
 	vm_free(vm);
 }
@@ -1244,7 +1206,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 			    "preemption");
 		}
 		complete(vm, OP_SAVE, 200, NULL, NULL);
-		sched_kick();
+		vm_changed();
 		return;
 	}
 	vm->preempted = 0;
@@ -1267,7 +1229,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	}
 	if (start_failed) {
 		complete(vm, OP_STOP, 200, NULL, NULL);
-		sched_kick();
+		vm_changed();
 		return;
 	}
 	if (vm->stop_requested)
@@ -1293,7 +1255,7 @@ qemu_exited(pid_t pid, int status, void *arg)
 	    vm->spec.name);
 	complete(vm, OP_SAVE, 409, "vm_stopped", "%s stopped meanwhile",
 	    vm->spec.name);
-	sched_kick();
+	vm_changed();
 }
 
 /* ---- QMP ----------------------------------------------------------- */
@@ -1322,7 +1284,7 @@ start_done(struct vm *vm)
 	if (restored)
 		drop_saved_state(vm);
 	complete(vm, OP_START, 200, NULL, NULL);
-	sched_kick();
+	vm_changed();
 }
 
 static void
@@ -1408,7 +1370,7 @@ reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
 		transition(vm, EV_RESUME, "vmgrd", "found running after vmgrd "
 		    "restart");
 	if (vm->preempted)
-		sched_kick();	/* its turn may have come meanwhile */
+		vm_changed();	/* its turn may have come meanwhile */
 }
 
 static void
@@ -1556,7 +1518,7 @@ sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
 	vm->preempted = 0;
 	vm->slice_end = 0;
 	transition(vm, EV_RESUME, "scheduler", "its turn again (rr)");
-	sched_kick();
+	vm_changed();
 }
 
 /*
@@ -1585,7 +1547,7 @@ do_start(struct evhttp_request *req, struct vm *vm)
 		return;
 	}
 	vm->queue_seq = ++vmgrd->queue_seq;
-	sched_kick();
+	vm_changed();
 	if (vm->busy == OP_START)
 		park(vm, req, OP_START);
 	else if (vm->state == VM_QUEUED)
@@ -1649,7 +1611,7 @@ save_failed(struct vm *vm, const char *why)
 	vm->busy = OP_NONE;
 	vm->save_gen++;		/* a sync still running is for nothing */
 	disarm(vm);
-	sched_kick();		/* its memory limit back to normal */
+	vm_changed();		/* its memory limit back to normal */
 	/* Don't try again at once: the disk will not have emptied. */
 	if (vm->preempted) {
 		vm->preempted = 0;
@@ -1665,16 +1627,6 @@ struct save_ticket {
 	unsigned	gen;
 };
 
-static struct vm *
-vm_by_id(int64_t id)
-{
-	struct vm *vm;
-
-	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		if (vm->id == id)
-			return vm;
-	return NULL;
-}
 
 static void
 save_synced(const char *why, const struct fdwork_result *res, void *arg)
@@ -1885,7 +1837,7 @@ preempted(struct qmp *q, json_t *result, const char *error, void *arg)
 	vm->queue_seq = ++vmgrd->queue_seq;
 	vm->slice_end = 0;
 	transition(vm, EV_PREEMPT, "scheduler", "preempted (rr): CPU");
-	sched_kick();
+	vm_changed();
 }
 
 /* The scheduler takes the CPU (pause) or the memory (save) of vm. */
@@ -1992,7 +1944,7 @@ do_stop(struct evhttp_request *req, struct vm *vm)
 		}
 		drop_saved_state(vm);
 		api_reply_json(req, 200, vm_json(vm));
-		sched_kick();
+		vm_changed();
 		return;
 	}
 	vm->stop_requested = 1;
@@ -2249,7 +2201,7 @@ vm_load_all(void)
 			adopt(vm);
 	}
 	net_hosts_changed();	/* the DHCP servers learn the VMs' MACs */
-	sched_kick();
+	vm_changed();
 	return 0;
 }
 
@@ -2349,6 +2301,6 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 	log_info("%s: resources changed: priority %d, weight %g, policy %s",
 	    vm->spec.name, spec.resources.priority, spec.resources.weight,
 	    spec.resources.policy);
-	sched_kick();	/* new order, new division, new cgroup limits */
+	vm_changed();	/* new order, new division, new cgroup limits */
 	api_reply_json(req, 200, vm_json(vm));
 }

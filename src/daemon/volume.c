@@ -37,11 +37,6 @@ TAILQ_HEAD(volq, volume);
 
 static struct volq volumes = TAILQ_HEAD_INITIALIZER(volumes);
 
-void
-volume_path(const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/volumes/%s.qcow2", vmgrd->state_dir, name);
-}
 
 /* Any volume of that name: made, or reserved for one being made. */
 static struct volume *
@@ -566,7 +561,7 @@ volume_api_get(struct evhttp_request *req, const char *name)
 
 /* A request on a volume answered when qemu-img or QEMU is done. */
 struct vol_req {
-	struct pending	*p;
+	struct parked	*p;
 	char		 name[SPEC_NAME_MAX + 1];
 };
 
@@ -577,7 +572,7 @@ vol_req_new(struct evhttp_request *req, const char *name)
 	struct vol_req *c;
 
 	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->p = api_pend(req)) == NULL) {
+	    (c->p = api_park(req, 0)) == NULL) {
 		free(c);
 		api_reply_error(req, 500, "no_memory", "out of memory");
 		return NULL;
@@ -594,7 +589,7 @@ create_done(const char *error, int no_space, void *arg)
 
 	if (error) {
 		volume_unreserve(c->name);
-		api_pend_reply_error(c->p, no_space ? 507 : 422, no_space ?
+		api_answer_error(c->p, no_space ? 507 : 422, no_space ?
 		    "no_space" : "qemu_img", "cannot make volume %s: %s",
 		    c->name, error);
 	} else if (volume_register(c->name, NULL) < 0) {
@@ -602,13 +597,13 @@ create_done(const char *error, int no_space, void *arg)
 		volume_unreserve(c->name);
 		volume_path(c->name, path, sizeof(path));
 		unlink(path);
-		api_pend_reply_error(c->p, db_full(vmgrd->db) ? 507 : 500,
+		api_answer_error(c->p, db_full(vmgrd->db) ? 507 : 500,
 		    "database", "cannot record volume %s: %s", c->name,
 		    db_errmsg(vmgrd->db));
 	} else {
 		v = volume_find(c->name);
 		log_info("volume %s: made", c->name);
-		api_pend_reply_json(c->p, 201, volume_json(v, -1));
+		api_answer(c->p, 201, volume_json(v, -1));
 	}
 	free(c);
 }
@@ -663,7 +658,7 @@ import_copied(int status, const char *output, void *arg)
 	}
 	if (img_check(im->copy, NULL, err, sizeof(err)) < 0) {
 		volume_unreserve(im->c->name);
-		api_pend_reply_error(im->c->p, 422, "unsafe_image", "cannot "
+		api_answer_error(im->c->p, 422, "unsafe_image", "cannot "
 		    "import %s: %s", im->c->name, err);
 		free(im->c);
 		im->c = NULL;
@@ -873,7 +868,7 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 	if ((from ? volume_make_clone(name, from, size, create_done, c) :
 	    volume_make_empty(name, size, create_done, c)) < 0) {
 		volume_unreserve(name);
-		api_pend_reply_error(c->p, 500, "qemu_img", "cannot run "
+		api_answer_error(c->p, 500, "qemu_img", "cannot run "
 		    "qemu-img: %s", strerror(errno));
 		free(c);
 	}
@@ -889,14 +884,14 @@ resize_finish(struct vol_req *c, const char *error)
 	if (v)
 		v->busy = 0;
 	if (error)
-		api_pend_reply_error(c->p, strstr(error, "No space") ? 507 :
+		api_answer_error(c->p, strstr(error, "No space") ? 507 :
 		    500, "resize_failed", "cannot resize %s: %s", c->name,
 		    error);
 	else if (v) {
 		log_info("volume %s: resized", c->name);
-		api_pend_reply_json(c->p, 200, volume_json(v, -1));
+		api_answer(c->p, 200, volume_json(v, -1));
 	} else
-		api_pend_reply_error(c->p, 404, "no_such_volume", "volume %s "
+		api_answer_error(c->p, 404, "no_such_volume", "volume %s "
 		    "went away", c->name);
 	free(c);
 }

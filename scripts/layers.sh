@@ -1,0 +1,72 @@
+#!/bin/sh
+# scripts/layers.sh [OBJDIR] [--tap]: vmgrd's layers, checked.  Each file of
+# src/daemon/ has a layer below (lowest first); a file may use what files of
+# lower layers define, and what files of its own layer define as long as
+# no cycle forms.  The uses are read from the objects' symbol tables (nm):
+# what a file needs (U) and which file defines it (T, D, B, R).  Prints
+# each file's layer and every use that goes up or round; exits 1 if any.
+# `make test` runs it (tests/layers.sh).
+set -u
+OBJ=${1:-build/obj/daemon}
+TAP=${2:-}
+
+# The layers, lowest first.  A file missing here is an error.
+layers='
+0 registry fault db http fdwork img job cgroup host
+1 events priv
+2 net net_switch net_bridge volume monitor
+3 vm vm_create vm_spawn vm_qemu vm_save vm_actions vm_adopt
+4 sched snapshot backup backup_job backup_verify backup_prune
+5 status
+6 api
+7 remote
+8 main
+'
+layer_of() {
+	echo "$layers" | awk -v f="$1" '{ for (i = 2; i <= NF; i++) if ($i == f) print $1 }'
+}
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+bad=0
+for o in "$OBJ"/*.o; do
+	f=$(basename "$o" .o)
+	nm "$o" | awk -v f="$f" '$2 ~ /^[TDBR]$/ { print "D", f, $3 } $1 == "U" { print "U", f, $2 }'
+done >"$tmp/syms"
+# file -> file, one line per pair.
+awk '$1 == "D" { def[$3] = $2 } $1 == "U" { use[++n] = $2 " " $3 }
+     END { for (i = 1; i <= n; i++) { split(use[i], a, " ");
+	if ((a[2] in def) && def[a[2]] != a[1]) print a[1], def[a[2]], a[2] } }' "$tmp/syms" |
+    sort -u >"$tmp/uses"
+
+out() { if [ -n "$TAP" ]; then echo "# $*"; else echo "$*"; fi; }
+for o in "$OBJ"/*.o; do
+	f=$(basename "$o" .o)
+	l=$(layer_of "$f")
+	if [ -z "$l" ]; then
+		out "$f: not in any layer (add it to scripts/layers.sh)"
+		bad=$((bad + 1))
+		continue
+	fi
+	out "layer $l: $f"
+done
+while read -r from to sym; do
+	lf=$(layer_of "$from"); lt=$(layer_of "$to")
+	[ -n "$lf" ] && [ -n "$lt" ] || continue
+	if [ "$lt" -gt "$lf" ]; then
+		out "UP: $from (layer $lf) uses $sym of $to (layer $lt)"
+		bad=$((bad + 1))
+	fi
+done <"$tmp/uses"
+# Cycles, within a layer or across: tsort names them.
+awk '{ print $2, $1 }' "$tmp/uses" | sort -u >"$tmp/pairs"
+if ! tsort "$tmp/pairs" >/dev/null 2>"$tmp/cycles" || [ -s "$tmp/cycles" ]; then
+	while read -r line; do out "CYCLE: $line"; done <"$tmp/cycles"
+	bad=$((bad + 1))
+fi
+if [ -n "$TAP" ]; then
+	[ "$bad" = 0 ] && echo "ok 1 - vmgrd's files use only their own and lower layers, with no cycle" ||
+	    echo "not ok 1 - vmgrd's layers: $bad problems (above)"
+	echo "1..1"
+fi
+[ "$bad" = 0 ]
