@@ -34,7 +34,7 @@ T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 OBJ       = $(BUILD)/obj
 CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
             src/core/qcow2.c src/core/route.c src/core/fdb.c
-LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/httpc.c
+LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/sock.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)
 CLI_SRC   = $(wildcard src/cli/*.c)
@@ -42,7 +42,7 @@ UNIT_SRC  = $(wildcard tests/unit/test_*.c)
 
 objs      = $(patsubst src/%.c,$(OBJ)/%.o,$(1))
 D_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC) $(D_SRC))
-CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c src/lib/httpc.c $(CLI_SRC))
+CLI_OBJ   = $(call objs,$(CORE_SRC) src/lib/util.c src/lib/sock.c src/lib/httpc.c $(CLI_SRC))
 T_OBJ     = $(call objs,$(CORE_SRC) $(LIB_SRC) $(QEMU_SRC))
 UNIT_BIN  = $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 
@@ -131,7 +131,7 @@ fuzz: deps
 	fuzz/run.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 # Benchmarks: build/floor (raw QEMU + QMP) and build/vmgrbench (timers).
-BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/core/alloc.c src/core/sched.c src/lib/util.c src/lib/httpc.c src/qemu/argv.c)
+BENCH_OBJ = $(call objs,src/core/spec.c src/core/state.c src/core/alloc.c src/core/sched.c src/lib/util.c src/lib/sock.c src/lib/httpc.c src/qemu/argv.c)
 $(BUILD)/floor: bench/floor.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/floor.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
 $(BUILD)/vmgrbench: bench/vmgrbench.c bench/stats.c $(BENCH_OBJ)

@@ -12,11 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "../lib/sock.h"
 #include "../lib/util.h"
 
 #define DETACH_KEY	0x1d	/* Ctrl-] */
@@ -46,28 +46,6 @@ raw_tty(void)
 	tio_saved = 1;
 	atexit(restore_tty);
 	return 0;
-}
-
-static int
-connect_console(const char *path)
-{
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
-	int fd;
-
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		errno = ENAMETOOLONG;
-		return -1;
-	}
-	strcpy(sun.sun_path, path);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		return -1;
-	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		int e = errno;
-		close(fd);
-		errno = e;
-		return -1;
-	}
-	return fd;
 }
 
 static int
@@ -220,7 +198,7 @@ cmd_console(int argc, char **argv)
 		json_decref(vm);
 		return EXIT_REFUSED;
 	}
-	if ((fd = connect_console(sockpath)) < 0) {
+	if ((fd = sock_connect(sockpath, 0)) < 0) {
 		fprintf(stderr, "vmgr: cannot connect to %s's console %s: %s\n",
 		    name, sockpath, strerror(errno));
 		json_decref(vm);

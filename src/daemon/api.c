@@ -13,13 +13,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
 #include "../lib/log.h"
+#include "../lib/sock.h"
 #include "../lib/util.h"
 
 static int
@@ -233,29 +233,17 @@ api_dispatch(struct evhttp_request *req, void *arg)
 int
 api_listen(const char *sockpath)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	int fd;
 
-	if (strlen(sockpath) >= sizeof(sun.sun_path)) {
-		log_warnx("%s: socket path too long: %s", __func__, sockpath);
+	/*
+	 * The state dir's lock is held: a socket file left here is stale.
+	 * Born 0600; the group, if one is named, is let in once it owns it.
+	 */
+	if ((fd = sock_bind(sockpath, SOCK_STREAM | SOCK_NONBLOCK, 128,
+	    0600)) < 0) {
+		log_warn("%s: %s", __func__, sockpath);
 		return -1;
 	}
-	strcpy(sun.sun_path, sockpath);
-	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0)) < 0) {
-		log_warn("%s: socket", __func__);
-		return -1;
-	}
-	/* The state dir's lock is held: a socket file left here is stale. */
-	unlink(sockpath);
-	mode_t old = umask(0177);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		umask(old);
-		log_warn("%s: bind %s", __func__, sockpath);
-		close(fd);
-		return -1;
-	}
-	umask(old);
 	if (vmgrd->socket_group) {
 		if (chown(sockpath, (uid_t)-1, vmgrd->socket_gid) < 0 ||
 		    chmod(sockpath, 0660) < 0) {
@@ -263,12 +251,6 @@ api_listen(const char *sockpath)
 			close(fd);
 			return -1;
 		}
-	} else
-		chmod(sockpath, 0600);
-	if (listen(fd, 128) < 0) {
-		log_warn("%s: listen", __func__);
-		close(fd);
-		return -1;
 	}
 	struct evhttp_bound_socket *bound;
 	vmgrd->http = api_http_new(vmgrd->base, api_dispatch);

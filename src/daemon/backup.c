@@ -32,6 +32,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "../lib/log.h"
+#include "../lib/sock.h"
 #include "../lib/util.h"
 #include "../qemu/proc.h"
 #include "../qemu/qmp.h"
@@ -654,7 +655,7 @@ qsd_spawn(struct bjob *bj)
 	snprintf(logp, sizeof(logp), "%s/qsd.log", bj->vm->dir);
 	snprintf(pidf, sizeof(pidf), "%s/qsd.pid", bj->vm->dir);
 	unlink(logp);
-	if ((lfd = qmp_sock_listen(sock)) < 0) {
+	if ((lfd = sock_bind(sock, SOCK_STREAM, 1, 0)) < 0) {
 		snprintf(bj->error, sizeof(bj->error), "%.300s: %s", sock,
 		    strerror(errno));
 		return -1;
@@ -695,7 +696,7 @@ qsd_spawn(struct bjob *bj)
 	bj->own = 1;
 	bj->qsd_watch = proc_watch_new(vmgrd->base, bj->qsd_pid, qsd_exited,
 	    bj);
-	if ((cfd = qmp_sock_connect(sock)) < 0 ||
+	if ((cfd = sock_connect(sock, SOCK_NONBLOCK)) < 0 ||
 	    (bj->qsd = qmp_new(vmgrd->base, cfd, &qsd_handlers, bj)) == NULL) {
 		snprintf(bj->error, sizeof(bj->error), "cannot connect to the "
 		    "storage daemon: %s", strerror(errno));

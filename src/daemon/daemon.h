@@ -338,7 +338,7 @@ void	 remote_close(void);
 int	 api_listen(const char *sockpath);
 void	 api_dispatch(struct evhttp_request *, void *);
 
-/* vm.c */
+/* vm*.c, the VM layer (what its files share alone is in vm_int.h) */
 /*
  * What vm.c tells the layers above, set by them at start (the scheduler):
  * changed() after anything that changes what runs or waits; json() adds
@@ -366,8 +366,6 @@ void	 vm_preempt(struct vm *, int by_memory);
 void	 vm_set_balloon(struct vm *, long long mib);
 void	 vm_api_patch(struct evhttp_request *, struct vm *, json_t *body);
 void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
-int	 qmp_sock_listen(const char *path);
-int	 qmp_sock_connect(const char *path);
 
 /* sched.c */
 void	 sched_init(void);

@@ -32,6 +32,7 @@
 
 #include "../core/fdb.h"
 #include "../lib/log.h"
+#include "../lib/sock.h"
 #include "../lib/util.h"
 #include "../qemu/proc.h"
 
@@ -755,7 +756,6 @@ net_nic_is_tap(const struct vm *vm, int i)
 static int
 net_open(struct net *n, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	char dir[PATH_MAX];
 	int buf = 1 << 20;
 
@@ -764,22 +764,11 @@ net_open(struct net *n, char *err, size_t errlen)
 	if (is_bridge(n))
 		return bridge_up(n, err, errlen);
 	net_sock_path(n->id, dir, sizeof(dir));
-	if (strlen(dir) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "%.200s: path too long", dir);
+	if ((n->fd = sock_bind(dir, SOCK_DGRAM | SOCK_NONBLOCK, 0, 0)) < 0) {
+		snprintf(err, errlen, "%.200s: %s", dir, strerror(errno));
 		return -1;
 	}
-	strcpy(sun.sun_path, dir);
-	unlink(sun.sun_path);
-	if ((n->fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK,
-	    0)) < 0 || bind(n->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
-		snprintf(err, errlen, "%.108s: %s", sun.sun_path,
-		    strerror(errno));
-		if (n->fd >= 0)
-			close(n->fd);
-		n->fd = -1;
-		return -1;
-	}
-	priv_net_socket(sun.sun_path);
+	priv_net_socket(dir);
 	setsockopt(n->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
 	n->ev = event_new(vmgrd->base, n->fd, EV_READ | EV_PERSIST,
 	    switch_frame, n);

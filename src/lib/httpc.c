@@ -13,9 +13,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "sock.h"
 #include "util.h"
 
 #define HEADERS_MAX	(64 << 10)
@@ -47,23 +47,14 @@ fail(struct httpc *c, const char *fmt, ...)
 struct httpc *
 httpc_open(const char *path, char *err, size_t errlen)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	struct httpc *c;
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		snprintf(err, errlen, "socket path too long: %s", path);
-		return NULL;
-	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	strcpy(sun.sun_path, path);
-	if ((c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    connect(c->fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+	if ((c->fd = sock_connect(path, 0)) < 0) {
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (c->fd >= 0)
-			close(c->fd);
 		free(c);
 		return NULL;
 	}

@@ -1,0 +1,307 @@
+/*
+ * vm_actions.c - what a user asks of a VM: start, pause, resume, shutdown,
+ * stop, save, and its console log; and the scheduler's admit and balloon.
+ */
+#include "vm_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/qmp.h"
+
+static void
+sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	if (vm->busy != OP_RESUME || !vm->preempted)
+		return;
+	vm->busy = OP_NONE;
+	if (result == NULL) {
+		log_warnx("%s: resume: %s", vm->spec.name, error);
+		return;
+	}
+	vm->preempted = 0;
+	vm->slice_end = 0;
+	vm_set_state(vm, EV_RESUME, "scheduler", "its turn again (rr)");
+	vm_changed();
+}
+
+/*
+ * Start: into the queue, and let the scheduler decide.  Admitted at once,
+ * the request is answered when the guest runs; queued, it is answered now
+ * (202) with the VM's place in the queue and the reason.
+ */
+static void
+do_start(struct evhttp_request *req, struct vm *vm)
+{
+	char err[256];
+
+	if (vm_refuse(req, vm, EV_START) < 0)
+		return;
+	if (vm_forwards_free(vm, err, sizeof(err)) < 0) {
+		api_reply_error(req, 409, "port_in_use", "cannot start %s: %s",
+		    vm->spec.name, err);
+		return;
+	}
+	char sav[PATH_MAX];
+	vm_path(vm, "state.sav", sav, sizeof(sav));
+	vm->restoring = vm->state == VM_SAVED || access(sav, F_OK) == 0;
+	if (vm_set_state(vm, EV_START, "api", "%s", vm->restoring ?
+	    "restore requested" : "start requested") < 0) {
+		vm_reply_db_error(req);
+		return;
+	}
+	vm->queue_seq = ++vmgrd->queue_seq;
+	vm_changed();
+	if (vm->busy == OP_START)
+		vm_park(vm, req, OP_START);
+	else if (vm->state == VM_QUEUED)
+		api_reply_json(req, 202, vm_json(vm));
+	else
+		api_reply_error(req, 422, "start_failed", "cannot start %s: %s",
+		    vm->spec.name, vm->reason);
+}
+
+/* The scheduler's word: run this queued (or preempted) VM now. */
+int
+vm_admit(struct vm *vm)
+{
+	char err[512];
+
+	if (vm->state == VM_PAUSED && vm->preempted) {
+		if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+			return -1;
+		vm->busy = OP_RESUME;
+		qmp_command(vm->qmp, "cont", NULL, sched_resumed, vm);
+		return 0;
+	}
+	vm->busy = OP_START;
+	if (vm_spawn(vm, err, sizeof(err)) < 0) {
+		vm->busy = OP_NONE;
+		/* Saved state is kept: the next start tries it again. */
+		vm_set_state(vm, EV_STOP, "vmgrd", "start failed: %s%s", err,
+		    vm->restoring ? " (the saved state is kept)" : "");
+		return -1;
+	}
+	return 0;
+}
+
+void
+vm_set_balloon(struct vm *vm, long long mib)
+{
+	if (mib <= 0 || mib == vm->balloon_mib || vm->qmp == NULL ||
+	    !qmp_is_ready(vm->qmp))
+		return;
+	vm->balloon_mib = mib;
+	qmp_command(vm->qmp, "balloon", json_pack("{s:I}", "value",
+	    (json_int_t)mib << 20), NULL, NULL);
+}
+
+static void
+paused_or_resumed(struct qmp *q, json_t *result, const char *error,
+    void *arg)
+{
+	struct vm *vm = arg;
+	enum vm_op op = vm->busy;
+	int pause = op == OP_PAUSE;
+
+	(void)q;
+	if (op != OP_PAUSE && op != OP_RESUME)
+		return;
+	vm->busy = OP_NONE;
+	if (result == NULL) {
+		vm_complete(vm, op, vm->pid ? 504 : 409, "qmp_failed", "%s %s: %s",
+		    pause ? "pause" : "resume", vm->spec.name, error);
+		return;
+	}
+	fault_point(pause ? "pause:after-stop" : "resume:after-cont");
+	if (vm_set_state(vm, pause ? EV_PAUSE : EV_RESUME, "api", "%s",
+	    pause ? "paused by user" : "resumed by user") < 0) {
+		vm_complete(vm, op, 500, "database", "%s", db_errmsg(vmgrd->db));
+		return;
+	}
+	vm_complete(vm, op, 200, NULL, NULL);
+}
+
+static void
+do_pause_resume(struct evhttp_request *req, struct vm *vm, int pause)
+{
+	if (vm_refuse(req, vm, pause ? EV_PAUSE : EV_RESUME) < 0 ||
+	    vm_need_qmp(req, vm) < 0)
+		return;
+	vm->busy = pause ? OP_PAUSE : OP_RESUME;
+	vm_park(vm, req, vm->busy);
+	qmp_command(vm->qmp, pause ? "stop" : "cont", NULL, paused_or_resumed,
+	    vm);
+}
+
+static void
+do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
+{
+	static const char *const keys[] = { "timeout_s", "wait", NULL };
+	long long timeout = vmgrd->shutdown_timeout_s;
+	json_t *wait = body ? json_object_get(body, "wait") : NULL;
+
+	if (api_body_keys(req, body, keys) < 0 ||
+	    api_body_int(req, body, "timeout_s", 0, 86400, &timeout) < 0)
+		return;
+	if (wait && !json_is_boolean(wait)) {
+		api_reply_error(req, 422, "invalid_value",
+		    "wait must be true or false");
+		return;
+	}
+	if (vm_refuse(req, vm, EV_SHUTDOWN) < 0 ||
+	    vm_need_qmp(req, vm) < 0)
+		return;
+	int was_paused = vm->state == VM_PAUSED;
+	if (vm_set_state(vm, EV_SHUTDOWN, "api", "ACPI power button, %llds to "
+	    "power off", timeout) < 0) {
+		vm_reply_db_error(req);
+		return;
+	}
+	/* A paused guest cannot see the button: let it run to act on it. */
+	if (was_paused)
+		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
+	qmp_command(vm->qmp, "system_powerdown", NULL, NULL, NULL);
+	fault_point("shutdown:after-button");
+	vm_arm(vm, (int)timeout, vm_shutdown_timeout);
+	if (wait && json_is_false(wait))
+		api_reply_json(req, 202, vm_json(vm));
+	else
+		vm_park(vm, req, OP_SHUTDOWN);
+}
+
+static void
+do_stop(struct evhttp_request *req, struct vm *vm)
+{
+	if (vm_refuse(req, vm, EV_STOP) < 0)
+		return;
+	if (vm->pid <= 0) {
+		/* queued, saved or crashed: no QEMU, only the record changes. */
+		if (vm_set_state(vm, EV_STOP, "api", "%s", vm->state ==
+		    VM_QUEUED ? "taken out of the queue" : "reset by user") < 0) {
+			vm_reply_db_error(req);
+			return;
+		}
+		vm_drop_saved_state(vm);
+		api_reply_json(req, 200, vm_json(vm));
+		vm_changed();
+		return;
+	}
+	vm->stop_requested = 1;
+	vm_park(vm, req, OP_STOP);
+	vm_force_off(vm);
+}
+
+void
+vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
+    json_t *body)
+{
+	static const char *const no_keys[] = { NULL };
+
+	if (strcmp(action, "start") && strcmp(action, "pause") &&
+	    strcmp(action, "resume") && strcmp(action, "shutdown") &&
+	    strcmp(action, "stop") && strcmp(action, "save")) {
+		api_reply_error(req, 404, "unknown_action", "no action \"%s\"; "
+		    "actions are start, pause, resume, shutdown, stop, save",
+		    action);
+		return;
+	}
+	if (strcmp(action, "shutdown") != 0 && api_body_keys(req, body,
+	    no_keys) < 0)
+		return;
+	/* Disk work ends only on its own; pausing a backup is harmless. */
+	if (vm->storage_op[0] && !(strcmp(vm->storage_op, "backup") == 0 &&
+	    (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0))) {
+		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
+		    "try again when it has finished", vm->spec.name,
+		    vm->storage_op);
+		return;
+	}
+	/* Stop always goes through; anything else waits its turn. */
+	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0) {
+		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
+		    "try again", vm->spec.name, vm->busy == OP_START ? "start" :
+		    vm->busy == OP_PAUSE ? "pause" : vm->busy == OP_RESUME ?
+		    "resume" : vm->busy == OP_SAVE ? "save" : "create");
+		return;
+	}
+	if (vm->preempted && (strcmp(action, "resume") == 0 ||
+	    strcmp(action, "pause") == 0)) {
+		api_reply_error(req, 409, "preempted", "%s is paused by the "
+		    "scheduler (rr) and resumes on its turn", vm->spec.name);
+		return;
+	}
+	if (strcmp(action, "start") == 0)
+		do_start(req, vm);
+	else if (strcmp(action, "pause") == 0)
+		do_pause_resume(req, vm, 1);
+	else if (strcmp(action, "resume") == 0)
+		do_pause_resume(req, vm, 0);
+	else if (strcmp(action, "shutdown") == 0)
+		do_shutdown(req, vm, body);
+	else if (strcmp(action, "save") == 0)
+		vm_do_save(req, vm);
+	else
+		do_stop(req, vm);
+}
+
+void
+vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
+{
+	char path[PATH_MAX], *log;
+	size_t len = 0;
+	struct evbuffer *buf = evbuffer_new();
+	const char *start;
+
+	vm_path(vm, "console.log", path, sizeof(path));
+	/* The log can grow large; serve its last CONSOLE_MAX bytes at most. */
+	int fd = open_private(path, O_RDONLY, 0);
+	if (fd < 0 && errno != ENOENT) {
+		api_reply_error(req, 500, "console_log", "%s's console log "
+		    "%s: %s", vm->spec.name, path, errno == EPERM ||
+		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
+		    strerror(errno));
+		evbuffer_free(buf);
+		return;
+	}
+	log = NULL;
+	if (fd >= 0) {
+		off_t size = lseek(fd, 0, SEEK_END);
+		off_t from = size > CONSOLE_MAX ? size - CONSOLE_MAX : 0;
+		if ((log = malloc((size_t)(size - from) + 1)) != NULL) {
+			ssize_t n = pread(fd, log, (size_t)(size - from), from);
+			len = n > 0 ? (size_t)n : 0;
+			log[len] = '\0';
+		}
+		close(fd);
+	}
+	start = log ? log : "";
+	if (tail > 0 && log) {
+		const char *p = log + len;
+		long lines = 0;
+		if (p > log && p[-1] == '\n')
+			p--;
+		while (p > log) {
+			if (p[-1] == '\n' && ++lines == tail)
+				break;
+			p--;
+		}
+		start = p;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; charset=utf-8");
+	evbuffer_add(buf, start, strlen(start));
+	evhttp_send_reply(req, 200, "OK", buf);
+	evbuffer_free(buf);
+	free(log);
+}

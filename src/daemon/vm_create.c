@@ -1,0 +1,413 @@
+/*
+ * vm_create.c - create a VM (check the spec against the host and the
+ * other VMs, make its disks off the loop, insert it), delete one, and
+ * PATCH the resources and scheduling of an existing one.
+ */
+#include "vm_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+static void
+random_mac(char *buf, size_t len)
+{
+	unsigned char r[3];
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r)) {
+		unsigned int x = (unsigned int)now_unix_ms() ^ (unsigned)getpid();
+		r[0] = x >> 16; r[1] = x >> 8; r[2] = x;
+	}
+	/* 52:54:00 is QEMU's locally administered prefix. */
+	snprintf(buf, len, "52:54:00:%02x:%02x:%02x", r[0], r[1], r[2]);
+}
+
+/* Is mac used by another VM, or by another NIC (not `skip`) of self? */
+static int
+mac_in_use(const char *mac, const struct vm *self, int skip)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		for (int i = 0; i < vm->spec.nnics; i++)
+			if (vm != self && strcasecmp(vm->spec.nics[i].mac,
+			    mac) == 0)
+				return 1;
+	for (int i = 0; i < self->spec.nnics; i++)
+		if (i != skip && strcasecmp(self->spec.nics[i].mac, mac) == 0)
+			return 1;
+	return 0;
+}
+
+/*
+ * Undo the volumes a create was making: they are its own (it reserved
+ * their names), whatever of them is there (a file, a row) goes.
+ */
+static void
+remove_new_disks(struct vm *vm)
+{
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size > 0)
+			volume_forget(vm->spec.disks[i].volume);
+}
+
+/* All disks are made: make the VM real, or undo everything. */
+static void
+create_finish(struct vm *vm)
+{
+	char *spec_json = NULL;
+	json_t *sj;
+
+	if (vm->create_error[0]) {
+		int full = strstr(vm->create_error, "No space") != NULL;
+		remove_new_disks(vm);
+		vm_complete(vm, OP_CREATE, full ? 507 : 500, full ? "no_space" :
+		    "qemu_img", "cannot create disk: %s", vm->create_error);
+		goto drop;
+	}
+	sj = spec_to_json(&vm->spec);
+	spec_json = json_dumps(sj, JSON_COMPACT);
+	json_decref(sj);
+
+	struct event_row row = {
+		.time = vm->created_at,
+		.vm = vm->spec.name,
+		.from = NULL,
+		.to = vm_state_name(VM_CREATED),
+		.event = "create",
+		.reason = vm->reason,
+		.actor = "api",
+	};
+	/*
+	 * Volume rows first: a crash before the VM's row leaves volumes
+	 * owned by no VM, which the next start removes.
+	 */
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size > 0 && volume_register(
+		    vm->spec.disks[i].volume, vm->spec.name) < 0)
+			goto dberr;
+	fault_point("create:after-volumes");
+	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
+	    &row) < 0)
+		goto dberr;
+	fault_point("create:after-insert");
+	vm_set_dir(vm);
+	char derr[256];
+	if (priv_run_dir(vm, derr, sizeof(derr)) < 0)
+		log_warnx("%s: %s", __func__, derr);
+	free(spec_json);
+	vm->creating = 0;
+	vm->busy = OP_NONE;
+	log_info("%s: created", vm->spec.name);
+	events_publish(&row);
+	net_hosts_changed();
+	vm_complete(vm, OP_CREATE, 201, NULL, NULL);
+	return;
+dberr:
+	if (db_full(vmgrd->db))
+		vm_complete(vm, OP_CREATE, 507, "no_space", "the state dir is full: "
+		    "%s", db_errmsg(vmgrd->db));
+	else
+		vm_complete(vm, OP_CREATE, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+	remove_new_disks(vm);
+drop:
+	free(spec_json);
+	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	vm_free(vm);
+}
+
+static void
+disk_made(const char *error, int no_space, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)no_space;
+	if (error && !vm->create_error[0])
+		snprintf(vm->create_error, sizeof(vm->create_error), "%s",
+		    error);
+	if (--vm->ndisks_left == 0)
+		create_finish(vm);
+}
+
+void
+vm_api_create(struct evhttp_request *req, json_t *body)
+{
+	struct spec_error err;
+	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
+	struct vm *vm = vm_new();
+
+	if (vm == NULL) {
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	if (spec_from_json(body, &vm->spec, &err) < 0) {
+		api_reply_error(req, err.status, err.code, "%s", err.message);
+		goto fail;
+	}
+	if (vm_find_any(vm->spec.name)) {
+		api_reply_error(req, 409, "exists", "a VM named \"%s\" already "
+		    "exists", vm->spec.name);
+		goto fail;
+	}
+	struct alloc_vm a;
+	vm_to_alloc(vm, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
+		api_reply_error(req, 422, "exceeds_capacity", "%s can never run "
+		    "here: it %s", vm->spec.name, msg);
+		goto fail;
+	}
+	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
+	    sizeof(msg)) < 0) {
+		api_reply_error(req, 422, vm->spec.image[0] ? "no_such_image" :
+		    "missing_file", "%s", msg);
+		goto fail;
+	}
+	free(cmdline);
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		const char *vol = vm->spec.disks[i].volume, *user;
+		char first[80];
+		if (vm->spec.disks[i].size > 0) {
+			if (volume_exists(vol)) {
+				api_reply_error(req, 409, "volume_exists", "volume "
+				    "\"%s\" already exists; attach it with "
+				    "{\"volume\": \"%s\"} (no size)", vol, vol);
+				goto fail;
+			}
+			continue;
+		}
+		if (!volume_exists(vol)) {
+			api_reply_error(req, 422, "no_such_volume", "no volume "
+			    "named \"%s\" to attach; give it a size to make "
+			    "one", vol);
+			goto fail;
+		}
+		if ((user = volume_user(vol)) != NULL) {
+			api_reply_error(req, 409, "volume_in_use", "volume %s "
+			    "is attached to VM %s", vol, user);
+			goto fail;
+		}
+		if (volume_clones(vol, first, sizeof(first)) > 0) {
+			api_reply_error(req, 409, "volume_is_base", "volume %s "
+			    "is the base of linked clones (%s) and stays "
+			    "read-only; attach a clone of it instead", vol,
+			    first);
+			goto fail;
+		}
+	}
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct spec_nic *nic = &vm->spec.nics[i];
+		if (nic->mac[0] && mac_in_use(nic->mac, vm, i)) {
+			api_reply_error(req, 409, "mac_in_use", "MAC %s is "
+			    "already used", nic->mac);
+			goto fail;
+		}
+		while (!nic->mac[0]) {
+			char mac[18];
+			random_mac(mac, sizeof(mac));
+			if (!mac_in_use(mac, vm, -1))
+				memcpy(nic->mac, mac, sizeof(mac));
+		}
+		for (int k = 0; k < nic->nforwards; k++) {
+			const struct vm *o = vm_forward_owner(&nic->forwards[k], vm);
+			if (o) {
+				api_reply_error(req, 409, "port_in_use", "host port "
+				    "%s %d is already forwarded to VM %s",
+				    nic->forwards[k].proto,
+				    nic->forwards[k].host_port, o->spec.name);
+				goto fail;
+			}
+		}
+	}
+	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0) {
+		api_reply_error(req, 422, "unknown_network", "%s", msg);
+		goto fail;
+	}
+	/* Its new volumes' names are taken from now on (the check is above). */
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		if (vm->spec.disks[i].size == 0)
+			continue;
+		if (volume_reserve(vm->spec.disks[i].volume, vm->spec.name) < 0) {
+			for (int k = 0; k < i; k++)
+				if (vm->spec.disks[k].size > 0)
+					volume_unreserve(vm->spec.disks[k].volume);
+			api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
+			    "already exists", vm->spec.disks[i].volume);
+			goto fail;
+		}
+	}
+	vm->state = VM_CREATED;
+	vm->created_at = vm->state_since = now_unix_ms();
+	vm->creating = 1;
+	vm->busy = OP_CREATE;
+	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
+	vm_park(vm, req, OP_CREATE);
+	if (vm->spec.ndisks == 0) {
+		create_finish(vm);
+		return;
+	}
+	/* qemu-img runs as child processes; the loop goes on meanwhile. */
+	int ndisks = vm->spec.ndisks;
+	vm->ndisks_left = ndisks + 1;	/* one more, dropped below */
+	for (int i = 0; i < ndisks; i++) {
+		if (vm->spec.disks[i].size == 0) {
+			vm->ndisks_left--;
+			continue;
+		}
+		if (volume_make_empty(vm->spec.disks[i].volume,
+		    vm->spec.disks[i].size, disk_made, vm) < 0) {
+			snprintf(vm->create_error, sizeof(vm->create_error),
+			    "cannot run qemu-img: %s", strerror(errno));
+			vm->ndisks_left--;
+		}
+	}
+	if (--vm->ndisks_left == 0)
+		create_finish(vm);	/* may free vm */
+	return;
+fail:
+	vm_free(vm);
+}
+
+void
+vm_api_delete(struct evhttp_request *req, struct vm *vm)
+{
+	enum vm_state next;
+	char allowed[128];
+
+	if (vm->storage_op[0]) {
+		api_reply_error(req, 409, "busy", "cannot delete %s: a %s is in "
+		    "progress", vm->spec.name, vm->storage_op);
+		return;
+	}
+	if (vm->busy != OP_NONE || vm_transition(vm->state, EV_DELETE,
+	    &next) < 0) {
+		api_reply_error(req, 409, "invalid_transition", "cannot delete "
+		    "%s: it is %s%s; stop it first (%s allows: %s)",
+		    vm->spec.name, vm_state_name(vm->state),
+		    vm->busy ? " and busy" : "", vm_state_name(vm->state),
+		    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
+		return;
+	}
+	struct event_row row = {
+		.time = now_unix_ms(),
+		.vm = vm->spec.name,
+		.from = vm_state_name(vm->state),
+		.to = vm_state_name(VM_DELETED),
+		.event = "delete",
+		.reason = "",
+		.actor = "api",
+	};
+	if (db_vm_delete(vmgrd->db, vm, &row) < 0) {
+		vm_reply_db_error(req);
+		return;
+	}
+	fault_point("delete:after-row");
+	/*
+	 * The record is gone first: a crash here leaves volumes owned by no
+	 * VM, which the next start removes.  Attached volumes stay.
+	 */
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (volume_owned_by(vm->spec.disks[i].volume, vm->spec.name))
+			volume_forget(vm->spec.disks[i].volume);
+	if (rm_rf(vm->dir) < 0)
+		log_warn("%s: rm -r %s", __func__, vm->dir);
+	log_info("%s: deleted", vm->spec.name);
+	events_publish(&row);
+	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
+	    "state", "deleted"));
+	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	net_hosts_changed();	/* its MACs leave the DHCP servers */
+	vm_free(vm);
+}
+
+void
+vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
+{
+	static const char *const res_keys[] = { "policy", "priority", "weight",
+	    "min_memory_mib", NULL };
+	static const char *const sched_keys[] = { "expected_runtime_s",
+	    "preemptible", NULL };
+	static const char *const top_keys[] = { "vcpus", "memory_mib", NULL };
+	struct vm_spec spec;
+	struct spec_error err;
+	struct alloc_vm a;
+	const char *key;
+	char msg[256], *text;
+	json_t *j, *v;
+
+	if (body == NULL || !json_is_object(body) || json_object_size(body) ==
+	    0) {
+		api_reply_error(req, 400, "missing_body", "PATCH needs a JSON "
+		    "object of fields to change");
+		return;
+	}
+	j = spec_to_json(&vm->spec);
+	json_object_foreach(body, key, v) {
+		const char *const *k;
+		json_t *dst = NULL;
+		for (k = res_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = json_object_get(j, "resources");
+		for (k = sched_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = json_object_get(j, "schedule");
+		for (k = top_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = j;
+		if (dst == NULL) {
+			json_decref(j);
+			api_reply_error(req, 422, "unknown_field", "unknown or "
+			    "unchangeable field \"%s\"", key);
+			return;
+		}
+		if (dst == j && (vm->pid > 0 || vm->busy != OP_NONE ||
+		    vm->state == VM_SAVED)) {
+			json_decref(j);
+			api_reply_error(req, 409, "vm_running", "%s of %s can "
+			    "change only while it is stopped (it is %s)", key,
+			    vm->spec.name, vm_state_name(vm->state));
+			return;
+		}
+		json_object_set(dst, key, v);
+	}
+	if (spec_from_json(j, &spec, &err) < 0) {
+		json_decref(j);
+		spec_clear(&spec);
+		api_reply_error(req, err.status, err.code, "%s", err.message);
+		return;
+	}
+	json_decref(j);
+	/* Keep the MACs and everything else the parse does not assign. */
+	memcpy(spec.nics, vm->spec.nics, sizeof(spec.nics));
+	struct vm tmp = { .spec = spec };
+	vm_to_alloc(&tmp, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
+		spec_clear(&spec);
+		api_reply_error(req, 422, "exceeds_capacity", "%s would never "
+		    "run here: it %s", vm->spec.name, msg);
+		return;
+	}
+	j = spec_to_json(&spec);
+	text = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (text == NULL || db_vm_update_spec(vmgrd->db, vm, text) < 0) {
+		free(text);
+		spec_clear(&spec);
+		vm_reply_db_error(req);
+		return;
+	}
+	free(text);
+	spec_clear(&vm->spec);
+	vm->spec = spec;
+	log_info("%s: resources changed: priority %d, weight %g, policy %s",
+	    vm->spec.name, spec.resources.priority, spec.resources.weight,
+	    spec.resources.policy);
+	vm_changed();	/* new order, new division, new cgroup limits */
+	api_reply_json(req, 200, vm_json(vm));
+}

@@ -1,0 +1,391 @@
+/*
+ * vm_spawn.c - start a VM's QEMU: resolve what it boots, open its taps,
+ * build the command line (qemu/argv.c), prepare its cgroup and
+ * credentials, spawn it and connect to its QMP socket.
+ */
+#include "vm_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include "../lib/log.h"
+#include "../lib/sock.h"
+#include "../lib/util.h"
+#include "../qemu/argv.h"
+#include "../qemu/proc.h"
+#include "../qemu/qmp.h"
+
+/* Resolve kernel, initrd and command line from the image or the spec. */
+int
+vm_resolve_boot(const struct vm_spec *spec, char *kernel, char *initrd,
+    char **cmdline, char *err, size_t errlen)
+{
+	struct stat st;
+
+	*cmdline = NULL;
+	initrd[0] = '\0';
+	if (spec->image[0]) {
+		char dir[600], path[PATH_MAX];
+		snprintf(dir, sizeof(dir), "%s/%s", vmgrd->images_dir,
+		    spec->image);
+		snprintf(kernel, PATH_MAX, "%s/vmlinuz", dir);
+		if (stat(kernel, &st) < 0) {
+			snprintf(err, errlen, "no image \"%s\" (looked for %s); "
+			    "build the built-in one with `make guest`",
+			    spec->image, kernel);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "%s/initrd.img", dir);
+		if (stat(path, &st) == 0)
+			snprintf(initrd, PATH_MAX, "%s", path);
+		snprintf(path, sizeof(path), "%s/cmdline", dir);
+		if ((*cmdline = read_file(path, SPEC_CMDLINE_MAX, NULL)))
+			(*cmdline)[strcspn(*cmdline, "\n")] = '\0';
+	} else {
+		snprintf(kernel, PATH_MAX, "%s", spec->kernel);
+		if (spec->initrd)
+			snprintf(initrd, PATH_MAX, "%s", spec->initrd);
+	}
+	if (spec->cmdline) {
+		free(*cmdline);
+		*cmdline = strdup(spec->cmdline);
+	}
+	const char *files[] = { kernel, initrd[0] ? initrd : NULL };
+	for (int i = 0; i < 2; i++) {
+		if (files[i] == NULL)
+			continue;
+		if (stat(files[i], &st) < 0 || access(files[i], R_OK) < 0) {
+			snprintf(err, errlen, "%s %s: %s", i ? "initrd" :
+			    "kernel", files[i], strerror(errno));
+			goto fail;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			snprintf(err, errlen, "%s %s is not a regular file",
+			    i ? "initrd" : "kernel", files[i]);
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	free(*cmdline);
+	*cmdline = NULL;
+	return -1;
+}
+
+/* Open the existing tap device name, as QEMU would (vnet header on). */
+static int
+tap_open(const char *name)
+{
+	struct ifreq ifr;
+	int fd;
+
+	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
+static void
+rotate(const struct vm *vm, const char *name)
+{
+	char a[PATH_MAX], b[PATH_MAX + 4];
+
+	vm_path(vm, name, a, sizeof(a));
+	snprintf(b, sizeof(b), "%s.1", a);
+	rename(a, b);
+}
+
+/*
+ * Spawn QEMU for vm, paused (-S), with its QMP socket already listening,
+ * and connect to it at once: no polling for readiness.  The guest is let go
+ * with "cont" when QMP is up (vm_qmp_ready).  Everything QEMU is given in its
+ * run dir (sockets, logs, saved state) is made there by vmgrd and passed as
+ * a descriptor; whatever fails releases all of it on one path.
+ */
+int
+vm_spawn(struct vm *vm, char *err, size_t errlen)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX], *cmdline = NULL;
+	char sock[PATH_MAX], csock[PATH_MAX], logpath[PATH_MAX];
+	char pidpath[PATH_MAX], path[PATH_MAX];
+	char disks[SPEC_MAX_DISKS][PATH_MAX];
+	const char *diskp[SPEC_MAX_DISKS];
+	char **argv = NULL, cgroups[2][PATH_MAX];
+	char netsock[SPEC_MAX_NICS][PATH_MAX], taps[SPEC_MAX_NICS][16];
+	const char *nets[SPEC_MAX_NICS] = { NULL };
+	const char *tapp[SPEC_MAX_NICS] = { NULL };
+	int tapfd[SPEC_MAX_NICS], qtapfd[SPEC_MAX_NICS];
+	int fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS], nfds;
+	int lfd = -1, cfd = -1, restfd = -1, confd = -1, logfd = -1;
+	int taps_up = 0, as_user = 0, rc = -1;
+	struct proc_cred cred;
+	pid_t pid;
+
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		tapfd[i] = qtapfd[i] = -1;
+	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
+		return -1;
+	if (vm_forwards_free(vm, err, errlen) < 0 ||
+	    net_vm_ready(vm, err, errlen) < 0)
+		goto fail;
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		volume_path(vm->spec.disks[i].volume, disks[i],
+		    sizeof(disks[i]));
+		if (access(disks[i], R_OK | W_OK) < 0) {
+			snprintf(err, errlen, "disk %s: %s", disks[i],
+			    strerror(errno));
+			goto fail;
+		}
+		diskp[i] = disks[i];
+	}
+	/* Its run dir and its volumes, ready for the user it runs as. */
+	if (priv_prepare_vm(vm, &cred, &as_user, err, errlen) < 0)
+		goto fail;
+	rotate(vm, "console.log");
+	rotate(vm, "qemu.log");
+	vm_path(vm, "qemu.pid", pidpath, sizeof(pidpath));
+	unlink(pidpath);
+	vm_path(vm, "qmp.sock", sock, sizeof(sock));
+	vm_path(vm, "console.sock", csock, sizeof(csock));
+	if ((lfd = sock_bind(sock, SOCK_STREAM, 1, 0)) < 0 ||
+	    (confd = sock_bind(csock, SOCK_STREAM, 1, 0)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", lfd < 0 ? sock : csock,
+		    strerror(errno));
+		goto fail;
+	}
+	vm_path(vm, "console.log", path, sizeof(path));
+	if ((logfd = open_private(path, O_WRONLY | O_CREAT | O_APPEND,
+	    0600)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
+		goto fail;
+	}
+	vm_path(vm, "state.sav", path, sizeof(path));
+	if ((restfd = vm->restoring ? open_private(path, O_RDONLY, 0) :
+	    open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", path, errno == EPERM ||
+		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
+		    strerror(errno));
+		goto fail;
+	}
+	if (cgroup_prepare(vm, cgroups) < 0) {
+		snprintf(err, errlen, "cannot create the VM's cgroup");
+		goto fail;
+	}
+	/* NICs on vmgr networks: the switch's socket, and the guest's IPs. */
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		int64_t id = net_id(vm->spec.nics[i].network);
+		nic_sock_path(vm, i, path, sizeof(path));
+		unlink(path);
+		if (strcmp(vm->spec.nics[i].network, "nat") == 0 ||
+		    net_nic_is_tap(vm, i))
+			continue;
+		if (id < 0) {
+			snprintf(err, errlen, "network %s does not exist",
+			    vm->spec.nics[i].network);
+			goto fail;
+		}
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+			snprintf(err, errlen, "%.300s: path too long for a "
+			    "socket", path);
+			goto fail;
+		}
+		net_sock_path(id, netsock[i], sizeof(netsock[i]));
+		nets[i] = netsock[i];
+	}
+	fds[0] = lfd;
+	fds[1] = restfd;
+	fds[2] = confd;
+	fds[3] = logfd;
+	nfds = QEMU_FIRST_TAP_FD - 3;
+	taps_up = 1;
+	if (net_taps_up(vm, taps, err, errlen) < 0)
+		goto fail;
+	/*
+	 * vmgrd opens each tap and hands it over: QEMU, running as its own
+	 * user, needs no access to /dev/net/tun.
+	 */
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		if (!taps[i][0])
+			continue;
+		tapp[i] = taps[i];
+		if ((tapfd[i] = tap_open(taps[i])) < 0) {
+			snprintf(err, errlen, "tap %s: %s", taps[i],
+			    strerror(errno));
+			goto fail;
+		}
+		qtapfd[i] = 3 + nfds;
+		fds[nfds++] = tapfd[i];
+	}
+	if (fault_fail("start:after-taps")) {
+		snprintf(err, errlen, "injected failure (VMGR_FAIL_AT)");
+		goto fail;
+	}
+	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
+	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
+	if (ipargs[0] && asprintf(&fullcmd, "%s%s", cmdline ? cmdline : "",
+	    ipargs) > 0) {
+		free(cmdline);
+		cmdline = fullcmd;
+	}
+	struct qemu_conf conf = {
+		.binary = vmgrd->qemu_binary,
+		.accel = vmgrd->accel,
+		.vmdir = vm->dir,
+		.kernel = kernel,
+		.initrd = initrd[0] ? initrd : NULL,
+		.cmdline = cmdline,
+		.disks = diskp,
+		.paused = 1,
+		.incoming = vm->restoring,
+		.nets = nets,
+		.taps = tapp,
+		.tapfds = qtapfd,
+	};
+	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
+	char *cgv[3] = { NULL, NULL, NULL };
+	for (int i = 0, k = 0; i < 2; i++)
+		if (cgroups[i][0])
+			cgv[k++] = cgroups[i];
+	struct proc_spawn sp = {
+		.argv = argv,
+		.logpath = logpath,
+		.pidfile = pidpath,
+		.fds = fds,
+		.nfds = nfds,
+		.cgroups = cgv,
+		.cred = as_user ? &cred : NULL,
+	};
+	if ((pid = proc_spawn_detached(&sp)) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto fail;
+	}
+	vm->pid = pid;
+	vm->legacy_layout = 0;
+	fault_point("start:after-spawn");
+	vm->started_at = now_unix_ms();
+	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
+	vm->start_cont_ok = vm->start_resumed = vm->restore_sent = 0;
+	memset(vm->nic_rx_bytes, 0, sizeof(vm->nic_rx_bytes));
+	memset(vm->nic_tx_bytes, 0, sizeof(vm->nic_tx_bytes));
+	memset(vm->nic_rx_packets, 0, sizeof(vm->nic_rx_packets));
+	memset(vm->nic_tx_packets, 0, sizeof(vm->nic_tx_packets));
+	memset(vm->nic_spoofed, 0, sizeof(vm->nic_spoofed));
+	vm->qemu_uid = as_user ? cred.uid : geteuid();
+	net_ports_changed();
+	if ((vm->watch = proc_watch_new(vmgrd->base, pid, vm_qemu_exited, vm)) ==
+	    NULL) {
+		/* Unwatched, its exit would go unnoticed: give up now. */
+		snprintf(err, errlen, "cannot watch QEMU: %s", strerror(errno));
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		vm->pid = 0;
+		net_forget_vm(vm);
+		goto fail;
+	}
+	/* The backlog holds our connection until QEMU accepts it. */
+	if ((cfd = sock_connect(sock, SOCK_NONBLOCK)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
+	    cfd, &vm_qmp_handlers, vm)) == NULL) {
+		log_warn("%s: %s: QMP connect", __func__, vm->spec.name);
+		kill(pid, SIGKILL);
+	}
+	taps_up = 0;	/* QEMU holds them now: they go when it does */
+	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
+	    vmgrd->accel, vm->restoring ? ", restoring" : "");
+	/* A QEMU that never gets ready is ended: the start fails. */
+	vm_arm(vm, START_TIMEOUT_S, vm_kill_now);
+	rc = 0;
+fail:
+	/* QEMU has its own copies of every descriptor it was given. */
+	if (lfd >= 0)
+		close(lfd);
+	if (confd >= 0)
+		close(confd);
+	if (logfd >= 0)
+		close(logfd);
+	if (restfd >= 0)
+		close(restfd);
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		if (tapfd[i] >= 0)
+			close(tapfd[i]);
+	if (taps_up)
+		net_taps_down(vm);
+	strv_free(argv);
+	free(cmdline);
+	return rc;
+}
+
+/* The VM (other than self) that forwards a conflicting host port. */
+const struct vm *
+vm_forward_owner(const struct spec_forward *f, const struct vm *self)
+{
+	struct vm *vm;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		if (vm == self)
+			continue;
+		for (int i = 0; i < vm->spec.nnics; i++)
+			for (int k = 0; k < vm->spec.nics[i].nforwards; k++)
+				if (spec_forward_conflict(f,
+				    &vm->spec.nics[i].forwards[k]))
+					return vm;
+	}
+	return NULL;
+}
+
+/*
+ * Can every forwarded host port be bound right now?  A port another
+ * program holds would make QEMU refuse to start; say so first.
+ */
+int
+vm_forwards_free(const struct vm *vm, char *err, size_t errlen)
+{
+	for (int i = 0; i < vm->spec.nnics; i++)
+		for (int k = 0; k < vm->spec.nics[i].nforwards; k++) {
+			const struct spec_forward *f = &vm->spec.nics[i].forwards[k];
+			struct sockaddr_in sin = { .sin_family = AF_INET,
+			    .sin_port = htons((uint16_t)f->host_port) };
+			int one = 1, fd, ok;
+			inet_pton(AF_INET, f->host_addr, &sin.sin_addr);
+			fd = socket(AF_INET, (strcmp(f->proto, "tcp") == 0 ?
+			    SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				continue;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+			    sizeof(one));
+			ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+			int e = errno;
+			close(fd);
+			if (!ok) {
+				snprintf(err, errlen, "host port %s %s:%d is not "
+				    "free: %s", f->proto, f->host_addr,
+				    f->host_port, strerror(e));
+				return -1;
+			}
+		}
+	return 0;
+}
