@@ -14,9 +14,9 @@ TAP=${2:-}
 layers='
 0 registry fault db http fdwork img job cgroup host
 1 events priv
-2 net net_switch net_bridge volume monitor
+2 net net_switch net_bridge net_api volume monitor
 3 vm vm_create vm_spawn vm_qemu vm_save vm_actions vm_adopt
-4 sched snapshot backup backup_job backup_verify backup_prune
+4 sched snapshot backup backup_qsd backup_job backup_verify backup_restore backup_prune backup_api
 5 status
 6 api
 7 remote

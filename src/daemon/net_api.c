@@ -1,0 +1,369 @@
+/*
+ * net_api.c - a network's life: open and close it, load them all at
+ * start, and the API's create, list, get and delete.
+ */
+#include "net_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+
+static int
+net_open(struct net *n, char *err, size_t errlen)
+{
+	char dir[PATH_MAX];
+
+	snprintf(dir, sizeof(dir), "%s/net", vmgrd->state_dir);
+	mkdir_p(dir, 0700);
+	return is_bridge(n) ? bridge_up(n, err, errlen) :
+	    switch_open(n, err, errlen);
+}
+
+static void
+net_close(struct net *n)
+{
+	if (is_bridge(n))
+		bridge_close(n);
+	else
+		switch_close(n);
+}
+
+/* Set n up and list it; one that cannot be set up is listed as down. */
+static void
+load_one(struct net *n)
+{
+	char err[256];
+
+	if (net_open(n, err, sizeof(err)) < 0) {
+		snprintf(n->down, sizeof(n->down), "%s", err);
+		log_warnx("network %s is down: %s", n->name, err);
+	}
+	TAILQ_INSERT_TAIL(&nets, n, entry);
+}
+
+static int
+load_cb(const struct net_row *r, void *arg)
+{
+	struct net *n = calloc(1, sizeof(*n));
+
+	(void)arg;
+	if (n == NULL)
+		return -1;
+	n->id = r->id;
+	n->fd = -1;
+	snprintf(n->name, sizeof(n->name), "%s", r->name);
+	snprintf(n->type, sizeof(n->type), "%s", r->type);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", r->ifname ? r->ifname :
+	    "");
+	n->adopted = r->adopted;
+	n->created_at = r->created_at;
+	if (!n->adopted && spec_cidr_parse(r->subnet, &n->addr, &n->prefix) <
+	    0) {
+		log_warnx("%s: network %s has an unreadable subnet; skipped",
+		    __func__, r->name);
+		free(n);
+		return 0;
+	}
+	load_one(n);
+	return 0;
+}
+
+int
+net_load_all(void)
+{
+	return db_net_foreach(vmgrd->db, load_cb, NULL);
+}
+
+void
+net_api_list(struct evhttp_request *req)
+{
+	json_t *arr = json_array();
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		json_array_append_new(arr, net_json(n));
+	api_reply_json(req, 200, arr);
+}
+
+void
+net_api_get(struct evhttp_request *req, const char *name)
+{
+	struct net *n = net_find(name);
+
+	if (n == NULL)
+		api_reply_error(req, 404, "no_such_network", "no network named "
+		    "\"%s\"", name);
+	else
+		api_reply_json(req, 200, net_json(n));
+}
+
+/* A Linux interface name vmgr may be given: 1 to 15 of [A-Za-z0-9_.-]. */
+static int
+ifname_valid(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 15 || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return 0;
+	return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "0123456789_.-") == n;
+}
+
+/* A vmgr network that uses the interface ifname, or NULL. */
+static struct net *
+net_by_ifname(const char *ifname)
+{
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		if (is_bridge(n) && strcmp(n->ifname, ifname) == 0)
+			return n;
+	return NULL;
+}
+
+/* The bridge name of a new network: vmgrbrN, from N = its id up. */
+static void
+pick_ifname(struct net *n)
+{
+	char alias[256];
+
+	if_alias(alias, sizeof(alias), "network", n->id, -1);
+	for (int64_t k = n->id; k < n->id + 1000; k++) {
+		snprintf(n->ifname, sizeof(n->ifname), "vmgrbr%lld",
+		    (long long)k);
+		if ((!if_exists(n->ifname) || if_ours(n->ifname, alias)) &&
+		    net_by_ifname(n->ifname) == NULL)
+			return;
+	}
+}
+
+void
+net_api_create(struct evhttp_request *req, json_t *body)
+{
+	const char *key, *name, *type = "isolated", *subnet = NULL;
+	char auto_subnet[32], cidr[32] = "", err[256];
+	json_t *v, *jbridge = json_object_get(body, "bridge");
+	json_t *jadopt = json_object_get(body, "adopt");
+	const char *bridge = json_string_value(jbridge);
+	const char *adopt = json_string_value(jadopt);
+	struct net *n, *o;
+
+	json_object_foreach(body, key, v)
+		if (strcmp(key, "name") && strcmp(key, "type") &&
+		    strcmp(key, "subnet") && strcmp(key, "bridge") &&
+		    strcmp(key, "adopt")) {
+			api_reply_error(req, 422, "unknown_field",
+			    "unknown field \"%s\"", key);
+			return;
+		}
+	name = json_string_value(json_object_get(body, "name"));
+	if (json_object_get(body, "type"))
+		type = json_string_value(json_object_get(body, "type"));
+	if (json_object_get(body, "subnet"))
+		subnet = json_string_value(json_object_get(body, "subnet"));
+	if (name == NULL || !spec_name_valid(name) || strcmp(name, "nat") == 0 ||
+	    strcmp(name, "default") == 0 || strcmp(name, "user") == 0) {
+		api_reply_error(req, 422, "invalid_name", "a network needs a "
+		    "valid name (a-z 0-9 _ . -; not nat, default or user)");
+		return;
+	}
+	if (type == NULL || (strcmp(type, "isolated") != 0 &&
+	    strcmp(type, "bridge") != 0)) {
+		api_reply_error(req, 422, "invalid_value", "type must be isolated "
+		    "or bridge");
+		return;
+	}
+	if ((jbridge || jadopt) && strcmp(type, "bridge") != 0) {
+		api_reply_error(req, 422, "invalid_value", "bridge and adopt are "
+		    "for bridge networks");
+		return;
+	}
+	if ((jbridge && !ifname_valid(bridge)) || (jadopt &&
+	    !ifname_valid(adopt)) || (jbridge && jadopt)) {
+		api_reply_error(req, 422, "invalid_value", "give bridge (a new "
+		    "interface's name) or adopt (an existing bridge's), 1 to 15 "
+		    "of A-Z a-z 0-9 _ . -");
+		return;
+	}
+	if (jadopt && json_object_get(body, "subnet")) {
+		api_reply_error(req, 422, "invalid_value", "an adopted bridge's "
+		    "addresses are its network's: give no subnet");
+		return;
+	}
+	if (strcmp(type, "bridge") == 0 && geteuid() != 0) {
+		api_reply_error(req, 403, "needs_root", "bridge networks need "
+		    "vmgrd to run as root (a bridge, taps, a DHCP server); "
+		    "isolated networks do not");
+		return;
+	}
+	if (net_find(name)) {
+		api_reply_error(req, 409, "exists", "a network named \"%s\" "
+		    "already exists", name);
+		return;
+	}
+	/* vmgr never takes an interface over unless told to adopt it. */
+	if (bridge && (if_exists(bridge) || net_by_ifname(bridge))) {
+		api_reply_error(req, 409, "interface_exists", "the host already "
+		    "has an interface %s; vmgr makes bridges of its own, or uses "
+		    "an existing one as it is with --adopt-bridge %s", bridge,
+		    bridge);
+		return;
+	}
+	if (adopt) {
+		if (!if_exists(adopt) || !if_is_bridge(adopt)) {
+			api_reply_error(req, 422, "not_a_bridge", "%s is not a "
+			    "bridge of this host", adopt);
+			return;
+		}
+		if ((o = net_by_ifname(adopt)) != NULL) {
+			api_reply_error(req, 409, "interface_in_use", "%s is the "
+			    "bridge of network %s already", adopt, o->name);
+			return;
+		}
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL) {
+		api_reply_error(req, 500, "no_memory", "out of memory");
+		return;
+	}
+	n->fd = -1;
+	n->adopted = adopt != NULL;
+	if (subnet == NULL && !adopt) {
+		/* The first free 10.N.0.0/24, N from 10 up. */
+		for (int k = 10; k < 256 && subnet == NULL; k++) {
+			snprintf(auto_subnet, sizeof(auto_subnet), "10.%d.0.0/24",
+			    k);
+			unsigned a;
+			int p, clash = 0;
+			spec_cidr_parse(auto_subnet, &a, &p);
+			TAILQ_FOREACH(o, &nets, entry)
+				clash |= !o->adopted && o->addr == a;
+			if (!clash)
+				subnet = auto_subnet;
+		}
+	}
+	if (!adopt && (subnet == NULL || spec_cidr_parse(subnet, &n->addr,
+	    &n->prefix) < 0)) {
+		free(n);
+		api_reply_error(req, 422, "invalid_value", "subnet must be an "
+		    "IPv4 network such as 10.10.0.0/24 (prefix 8 to 30, no host "
+		    "bits)");
+		return;
+	}
+	TAILQ_FOREACH(o, &nets, entry) {
+		if (adopt || o->adopted)
+			continue;
+		int p = o->prefix < n->prefix ? o->prefix : n->prefix;
+		unsigned mask = ~0u << (32 - p);
+		if ((o->addr & mask) == (n->addr & mask)) {
+			free(n);
+			api_reply_error(req, 409, "subnet_overlaps", "subnet %s "
+			    "overlaps %s of network %s", subnet, cidr_str(o->addr,
+			    o->prefix, cidr, sizeof(cidr)), o->name);
+			return;
+		}
+	}
+	snprintf(n->name, sizeof(n->name), "%s", name);
+	snprintf(n->type, sizeof(n->type), "%s", type);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", adopt ? adopt : bridge ?
+	    bridge : "");
+	n->created_at = now_unix_ms();
+	if (!adopt)
+		cidr_str(n->addr, n->prefix, cidr, sizeof(cidr));
+	struct net_row row = { .name = n->name, .type = n->type, .subnet = cidr,
+	    .created_at = n->created_at, .ifname = n->ifname, .adopted =
+	    n->adopted };
+	if (db_net_insert(vmgrd->db, &row, &n->id) < 0) {
+		free(n);
+		api_reply_error(req, db_full(vmgrd->db) ? 507 : 500, "database",
+		    "%s", db_errmsg(vmgrd->db));
+		return;
+	}
+	if (is_bridge(n) && !n->ifname[0]) {
+		pick_ifname(n);
+		if (db_net_set_ifname(vmgrd->db, n->id, n->ifname) < 0) {
+			db_net_delete(vmgrd->db, n->id);
+			free(n);
+			api_reply_error(req, db_full(vmgrd->db) ? 507 : 500,
+			    "database", "%s", db_errmsg(vmgrd->db));
+			return;
+		}
+	}
+	if (net_open(n, err, sizeof(err)) < 0) {
+		db_net_delete(vmgrd->db, n->id);
+		if (is_bridge(n))
+			bridge_down(n);
+		free(n);
+		api_reply_error(req, 500, "network_setup", "cannot set up network "
+		    "%s: %s", name, err);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&nets, n, entry);
+	log_info("network %s created (%s, %s%s%s)", n->name, n->type,
+	    adopt ? "adopting " : cidr, is_bridge(n) && !adopt ? ", bridge " :
+	    "", is_bridge(n) ? n->ifname : "");
+	api_reply_json(req, 201, net_json(n));
+}
+
+void
+net_api_delete(struct evhttp_request *req, const char *name)
+{
+	struct net *n = net_find(name);
+	char who[SPEC_NAME_MAX + 1];
+
+	if (n == NULL) {
+		api_reply_error(req, 404, "no_such_network", "no network named "
+		    "\"%s\"", name);
+		return;
+	}
+	if (in_use_by(n, who, sizeof(who))) {
+		api_reply_error(req, 409, "network_in_use", "network %s is used "
+		    "by VM %s; delete the VM or its NIC first", name, who);
+		return;
+	}
+	if (db_net_delete(vmgrd->db, n->id) < 0) {
+		api_reply_error(req, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+		return;
+	}
+	TAILQ_REMOVE(&nets, n, entry);
+	net_close(n);
+	log_info("network %s deleted", name);
+	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name,
+	    "state", "deleted"));
+	free(n);
+}
+
+/*
+ * A NIC's counters as the guest sees them: received bytes, sent bytes,
+ * received frames, sent frames.  Taps count from the host's side, so
+ * their tx is the guest's rx.
+ */
+void
+net_nic_counters(const struct vm *vm, int i, uint64_t c[NIC_NCOUNTERS])
+{
+	static const char *const f[4] = { "tx_bytes", "rx_bytes", "tx_packets",
+	    "rx_packets" };
+	char tap[16], path[128], *s;
+
+	if (!net_nic_is_tap(vm, i)) {
+		c[0] = vm->nic_rx_bytes[i];
+		c[1] = vm->nic_tx_bytes[i];
+		c[2] = vm->nic_rx_packets[i];
+		c[3] = vm->nic_tx_packets[i];
+		c[4] = vm->nic_spoofed[i];
+		return;
+	}
+	c[4] = NIC_UNCOUNTED;	/* the kernel's bridge switches taps */
+	nic_tap_name(vm, i, tap, sizeof(tap));
+	for (int k = 0; k < 4; k++) {
+		snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s",
+		    tap, f[k]);
+		c[k] = (s = read_file(path, 64, NULL)) ? strtoull(s, NULL, 10) :
+		    0;
+		free(s);
+	}
+}

@@ -1,0 +1,74 @@
+/*
+ * net_int.h - what the files of the networks (net*.c) share and nobody
+ * else may use.  daemon.h holds what they offer the layers above.
+ */
+#ifndef VMGR_NET_INT_H
+#define VMGR_NET_INT_H
+
+#include "daemon.h"
+#include "../core/fdb.h"
+
+/*
+ * A NIC of a running VM on an isolated network, as the switch sees it.
+ * The ports of a network are rebuilt from the VMs when one starts or
+ * stops (net_ports_changed, net_forget_vm), never kept past their VM.
+ */
+struct port {
+	int64_t		 key;		/* VM id * SPEC_MAX_NICS + NIC */
+	struct vm	*vm;
+	int		 nic;
+	uint8_t		 mac[6];
+	int		 mac_filter;	/* drop frames from other sources */
+	char		 path[160];	/* its QEMU's socket: where frames come from */
+	int		 pfd;		/* O_PATH of that socket, or -1 */
+	int		 refused;	/* it is not its QEMU's: said once */
+};
+
+struct net {
+	TAILQ_ENTRY(net) entry;
+	int64_t		 id;
+	char		 name[SPEC_NAME_MAX + 1];
+	char		 type[16];
+	unsigned	 addr;		/* network address, host order */
+	int		 prefix;
+	int64_t		 created_at;
+	int		 fd;
+	struct event	*ev;
+	struct port	*ports;
+	int		 nports;
+	int		 ports_stale;
+	struct fdb	 fdb;		/* MACs learned from unfiltered ports */
+	char		 ifname[16];	/* bridge: the Linux bridge */
+	int		 adopted;	/* the user's bridge, used as it is */
+	char		 down[256];	/* why it could not be set up, or "" */
+	pid_t		 dnsmasq;
+	struct proc_watch *dnsmasq_watch;
+	struct event	*hup;		/* a SIGHUP waiting for it to be ready */
+};
+TAILQ_HEAD(netq, net);
+
+/* net.c: the segments */
+extern struct netq nets;
+struct net	*net_find(const char *name);
+int	 is_bridge(const struct net *);
+void	 net_file(const struct net *, const char *ext, char *buf, size_t len);
+char	*ipv4(unsigned a, char *buf, size_t len);
+char	*cidr_str(unsigned addr, int prefix, char *buf, size_t len);
+int	 in_use_by(const struct net *, char *who, size_t len);
+json_t	*net_json(const struct net *);
+
+/* net_switch.c: isolated networks */
+int	 switch_open(struct net *, char *err, size_t errlen);
+void	 switch_close(struct net *);
+
+/* net_bridge.c: bridge networks */
+void	 if_alias(char *buf, size_t len, const char *what, int64_t id,
+	    int nic);
+int	 if_exists(const char *ifname);
+int	 if_ours(const char *ifname, const char *alias);
+int	 if_is_bridge(const char *ifname);
+int	 bridge_up(struct net *, char *err, size_t errlen);
+void	 bridge_down(struct net *);
+void	 bridge_close(struct net *);
+
+#endif
