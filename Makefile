@@ -96,7 +96,7 @@ e2e: all
 
 test: deps
 	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN) $(FUZZ_BIN)
-	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh
+	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/layers.sh tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny

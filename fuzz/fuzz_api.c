@@ -34,7 +34,7 @@ static socklen_t addrlen;
 
 /* Every request a handler would get must hold to what its route says. */
 static void
-check(const struct api_request *ar)
+check(const struct api_call *ar)
 {
 	struct evkeyval *kv;
 
@@ -66,13 +66,17 @@ check(const struct api_request *ar)
 static void
 handle(struct evhttp_request *req, void *arg)
 {
-	struct api_request ar;
+	struct api_call ar;
 
 	(void)arg;
-	if (api_request_begin(req, &ar) < 0)
+	if (api_request_begin(req, &ar) < 0) {
+		api_call_reply(&ar, API_FAIL);
+		api_request_end(&ar);
 		return;
+	}
 	check(&ar);
-	api_reply_json(req, 200, json_pack("{s:i}", "route", (int)ar.route.id));
+	api_ok(&ar, 200, json_pack("{s:i}", "route", (int)ar.route.id));
+	api_call_reply(&ar, API_OK);
 	api_request_end(&ar);
 }
 

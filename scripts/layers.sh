@@ -42,13 +42,10 @@ awk '$1 == "D" { def[$3] = $2 } $1 == "U" { use[++n] = $2 " " $3 }
 out() { if [ -n "$TAP" ]; then echo "# $*"; else echo "$*"; fi; }
 for o in "$OBJ"/*.o; do
 	f=$(basename "$o" .o)
-	l=$(layer_of "$f")
-	if [ -z "$l" ]; then
+	if [ -z "$(layer_of "$f")" ]; then
 		out "$f: not in any layer (add it to scripts/layers.sh)"
 		bad=$((bad + 1))
-		continue
 	fi
-	out "layer $l: $f"
 done
 while read -r from to sym; do
 	lf=$(layer_of "$from"); lt=$(layer_of "$to")
@@ -58,12 +55,39 @@ while read -r from to sym; do
 		bad=$((bad + 1))
 	fi
 done <"$tmp/uses"
-# Cycles, within a layer or across: tsort names them.
+# Cycles, within a layer or across: a depth-first walk names each one
+# by its files and the symbol of each step.
+awk '{ n[$1]++; to[$1, n[$1]] = $2; sym[$1, $2] = $3 }
+function walk(f,    i, t, k, c) {
+	state[f] = 1; path[++depth] = f
+	for (i = 1; i <= n[f]; i++) {
+		t = to[f, i]
+		if (state[t] == 1) {
+			c = ""
+			for (k = depth; path[k] != t; k--)
+				;
+			for (; k <= depth; k++)
+				c = c path[k] " -(" sym[path[k], k < depth ? path[k + 1] : t] ")-> "
+			print "CYCLE: " c t
+		} else if (state[t] == 0)
+			walk(t)
+	}
+	depth--; state[f] = 2
+}
+END { for (f in n) if (state[f] == 0) walk(f) }' "$tmp/uses" >"$tmp/cycles"
+while read -r line; do out "$line"; bad=$((bad + 1)); done <"$tmp/cycles"
+# The picture: each layer's files, those used by others first.
 awk '{ print $2, $1 }' "$tmp/uses" | sort -u >"$tmp/pairs"
-if ! tsort "$tmp/pairs" >/dev/null 2>"$tmp/cycles" || [ -s "$tmp/cycles" ]; then
-	while read -r line; do out "CYCLE: $line"; done <"$tmp/cycles"
-	bad=$((bad + 1))
-fi
+for o in "$OBJ"/*.o; do b=$(basename "$o" .o); echo "$b $b"; done >>"$tmp/pairs"
+order=$(tsort "$tmp/pairs" 2>/dev/null)
+echo "$layers" | while read -r l files; do
+	[ -n "$l" ] || continue
+	line=""
+	for f in $order; do
+		case " $files " in *" $f "*) line="$line $f";; esac
+	done
+	out "layer $l:$line"
+done
 if [ -n "$TAP" ]; then
 	[ "$bad" = 0 ] && echo "ok 1 - vmgrd's files use only their own and lower layers, with no cycle" ||
 	    echo "not ok 1 - vmgrd's layers: $bad problems (above)"

@@ -209,6 +209,203 @@ read_spec_file(const char *file)
 	return j;
 }
 
+/* What `vmgr create` gathers from its options, before the spec. */
+struct create_args {
+	json_t		*spec, *boot, *disks, *nics;
+	const char	*file;
+};
+
+/* --disk NAME attaches a volume; new:SIZE makes one. */
+static int
+add_disk(struct create_args *a, const char *arg)
+{
+	uint64_t bytes;
+
+	if (strncmp(arg, "new:", 4) != 0) {
+		json_array_append_new(a->disks, json_pack("{s:s}", "volume",
+		    arg));
+		return 0;
+	}
+	if (cli_size(arg + 4, &bytes) < 0)
+		return usage_error("create", "--disk takes a volume name, or "
+		    "new:SIZE (new:512M, new:10G), not \"%s\"", arg);
+	json_array_append_new(a->disks, json_pack("{s:I}", "size",
+	    (json_int_t)bytes));
+	return 0;
+}
+
+/* --nic NETWORK[,mac-filter=on|off] */
+static int
+add_nic(struct create_args *a, const char *arg)
+{
+	char net[80], *opt;
+	json_t *nic;
+
+	snprintf(net, sizeof(net), "%s", arg);
+	if ((opt = strchr(net, ',')) != NULL)
+		*opt++ = '\0';
+	nic = json_pack("{s:s}", "network", net);
+	json_array_append_new(a->nics, nic);
+	if (opt == NULL || strcmp(opt, "mac-filter=on") == 0)
+		return 0;
+	if (strcmp(opt, "mac-filter=off") == 0) {
+		json_object_set_new(nic, "mac_filter", json_false());
+		return 0;
+	}
+	return usage_error("create", "--nic takes NETWORK or "
+	    "NETWORK,mac-filter=on|off, not \"%s\"", arg);
+}
+
+/* --forward: on the last --nic; a NAT NIC of its own when none. */
+static int
+add_forward(struct create_args *a, const char *arg)
+{
+	struct spec_forward f;
+
+	if (spec_forward_parse(arg, &f) < 0)
+		return usage_error("create", "--forward takes "
+		    "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTPORT, not \"%s\"", arg);
+	if (json_array_size(a->nics) == 0)
+		json_array_append_new(a->nics, json_pack("{s:s}", "network",
+		    "nat"));
+	json_t *nic = json_array_get(a->nics, json_array_size(a->nics) - 1);
+	json_t *fws = json_object_get(nic, "forwards");
+	if (fws == NULL) {
+		fws = json_array();
+		json_object_set_new(nic, "forwards", fws);
+	}
+	json_array_append_new(fws, json_pack("{s:s, s:s, s:i, s:i}", "proto",
+	    f.proto, "host_addr", f.host_addr, "host_port", f.host_port,
+	    "guest_port", f.guest_port));
+	return 0;
+}
+
+/* One option of `vmgr create` (getopt's ch): 0, or the exit status. */
+static int
+create_option(struct create_args *a, int ch, const char *arg,
+    const char *given)
+{
+	long long n;
+	json_t *v;
+	char *end;
+
+	switch (ch) {
+	case 'f':
+		a->file = arg;
+		return 0;
+	case 'i':
+		json_object_set_new(a->spec, "image", json_string(arg));
+		return 0;
+	case 'k':
+	case 'r':
+		if ((v = abs_path("create", arg)) == NULL)
+			return EXIT_USAGE;
+		json_object_set_new(a->boot, ch == 'k' ? "kernel" : "initrd",
+		    v);
+		return 0;
+	case 'c':
+		json_object_set_new(a->boot, "cmdline", json_string(arg));
+		return 0;
+	case 'n':
+		errno = 0;
+		n = strtoll(arg, &end, 10);
+		if (errno || *end || end == arg)
+			return usage_error("create", "--vcpus takes a number, "
+			    "not \"%s\"", arg);
+		json_object_set_new(a->spec, "vcpus", json_integer(n));
+		return 0;
+	case 'm':
+		if (parse_size_mib(arg, &n) < 0)
+			return usage_error("create", "--memory takes a size "
+			    "such as 128M or 1G, not \"%s\"", arg);
+		json_object_set_new(a->spec, "memory_mib", json_integer(n));
+		return 0;
+	case 'M':
+		json_object_set_new(a->spec, "machine", json_string(arg));
+		return 0;
+	case 'd':
+		return add_disk(a, arg);
+	case 'N':
+		return add_nic(a, arg);
+	case 'F':
+		return add_forward(a, arg);
+	case 'a':
+		json_object_set_new(a->spec, "autostart", json_true());
+		return 0;
+	default:
+		return usage_error("create", "unknown option \"%s\"", given);
+	}
+}
+
+/*
+ * The spec to send: the file's (-f), named name if given, or the
+ * options' with name.  0, or the exit status.
+ */
+static int
+create_spec(struct create_args *a, const char *name)
+{
+	json_t *v;
+	size_t i;
+
+	if (a->file) {
+		if (json_object_size(a->spec) || json_object_size(a->boot) ||
+		    json_array_size(a->disks) || json_array_size(a->nics))
+			return usage_error("create", "-f takes the whole spec; "
+			    "give options in the file");
+		json_decref(a->spec);
+		if ((a->spec = read_spec_file(a->file)) == NULL)
+			return EXIT_USAGE;
+		if (name && json_is_object(a->spec))
+			json_object_set_new(a->spec, "name", json_string(name));
+		return 0;
+	}
+	if (name == NULL)
+		return usage_error("create", "give the new VM a name");
+	json_object_set_new(a->spec, "name", json_string(name));
+	if (json_object_size(a->boot))
+		json_object_set(a->spec, "boot", a->boot);
+	/* New disks are named after the VM: web-disk0, web-disk1. */
+	json_array_foreach(a->disks, i, v) {
+		char vol[128];
+		if (json_object_get(v, "volume"))
+			continue;
+		snprintf(vol, sizeof(vol), "%s-disk%zu", name, i);
+		json_object_set_new(v, "volume", json_string(vol));
+	}
+	if (json_array_size(a->disks))
+		json_object_set(a->spec, "disks", a->disks);
+	if (json_array_size(a->nics))
+		json_object_set(a->spec, "nics", a->nics);
+	return 0;
+}
+
+/* The resource and scheduling options, taken out of argv: -1 if bad. */
+static int
+create_resources(int *argc, char **argv, json_t *spec)
+{
+	json_t *res = json_object(), *sch = json_object();
+	int kept = 1, rc = 0;
+
+	for (int i = 1; i < *argc && rc == 0; i++) {
+		int r = resource_option("create", *argc, argv, &i, res, sch);
+		if (r < 0)
+			rc = -1;
+		else if (r == 0)
+			argv[kept++] = argv[i];
+	}
+	if (rc == 0) {
+		*argc = kept;
+		argv[kept] = NULL;
+		if (json_object_size(res))
+			json_object_set(spec, "resources", res);
+		if (json_object_size(sch))
+			json_object_set(spec, "schedule", sch);
+	}
+	json_decref(res);
+	json_decref(sch);
+	return rc;
+}
+
 int
 cmd_create(int argc, char **argv)
 {
@@ -227,153 +424,22 @@ cmd_create(int argc, char **argv)
 		{ "autostart", no_argument, NULL, 'a' },
 		{ NULL, 0, NULL, 0 },
 	};
-	json_t *spec = json_object(), *boot = json_object();
-	json_t *disks = json_array(), *nics = json_array(), *resp = NULL, *v;
-	const char *file = NULL, *name = NULL;
-	long long n;
+	struct create_args a = { json_object(), json_object(), json_array(),
+	    json_array(), NULL };
+	const char *name = NULL;
+	json_t *resp = NULL;
 	int ch, rc = EXIT_USAGE;
 
 	/* Resource and scheduling options first; getopt sees the rest. */
-	json_t *res = json_object(), *sch = json_object();
-	int kept = 1;
-	for (int i = 1; i < argc; i++) {
-		int r = resource_option("create", argc, argv, &i, res, sch);
-		if (r < 0) {
-			json_decref(res);
-			json_decref(sch);
-			rc = EXIT_USAGE;
-			goto out;
-		}
-		if (r == 0)
-			argv[kept++] = argv[i];
-	}
-	argc = kept;
-	argv[argc] = NULL;
-	if (json_object_size(res))
-		json_object_set(spec, "resources", res);
-	if (json_object_size(sch))
-		json_object_set(spec, "schedule", sch);
-	json_decref(res);
-	json_decref(sch);
+	if (create_resources(&argc, argv, a.spec) < 0)
+		goto out;
 	optind = 1;
 	opterr = 0;
-	while ((ch = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
-		switch (ch) {
-		case 'f': file = optarg; break;
-		case 'i':
-			json_object_set_new(spec, "image", json_string(optarg));
-			break;
-		case 'k':
-		case 'r':
-			if ((v = abs_path("create", optarg)) == NULL) {
-				rc = EXIT_USAGE;
-				goto out;
-			}
-			json_object_set_new(boot, ch == 'k' ? "kernel" :
-			    "initrd", v);
-			break;
-		case 'c':
-			json_object_set_new(boot, "cmdline",
-			    json_string(optarg));
-			break;
-		case 'n': {
-			char *end;
-			errno = 0;
-			n = strtoll(optarg, &end, 10);
-			if (errno || *end || end == optarg) {
-				rc = usage_error("create", "--vcpus takes a "
-				    "number, not \"%s\"", optarg);
-				goto out;
-			}
-			json_object_set_new(spec, "vcpus", json_integer(n));
-			break;
-		}
-		case 'm':
-			if (parse_size_mib(optarg, &n) < 0) {
-				rc = usage_error("create", "--memory takes a "
-				    "size such as 128M or 1G, not \"%s\"",
-				    optarg);
-				goto out;
-			}
-			json_object_set_new(spec, "memory_mib",
-			    json_integer(n));
-			break;
-		case 'M':
-			json_object_set_new(spec, "machine",
-			    json_string(optarg));
-			break;
-		case 'd': {
-			/* --disk NAME attaches a volume; new:SIZE makes one. */
-			if (strncmp(optarg, "new:", 4) != 0) {
-				json_array_append_new(disks, json_pack("{s:s}",
-				    "volume", optarg));
-				break;
-			}
-			uint64_t bytes;
-			if (cli_size(optarg + 4, &bytes) < 0) {
-				rc = usage_error("create", "--disk takes a volume "
-				    "name, or new:SIZE (new:512M, new:10G), not "
-				    "\"%s\"", optarg);
-				goto out;
-			}
-			json_array_append_new(disks, json_pack("{s:I}", "size",
-			    (json_int_t)bytes));
-			break;
-		}
-		case 'N': {
-			/* --nic NETWORK[,mac-filter=on|off] */
-			char net[80], *opt;
-			json_t *nic;
-			snprintf(net, sizeof(net), "%s", optarg);
-			if ((opt = strchr(net, ',')) != NULL)
-				*opt++ = '\0';
-			nic = json_pack("{s:s}", "network", net);
-			json_array_append_new(nics, nic);
-			if (opt == NULL)
-				break;
-			if (strcmp(opt, "mac-filter=off") == 0)
-				json_object_set_new(nic, "mac_filter", json_false());
-			else if (strcmp(opt, "mac-filter=on") != 0) {
-				rc = usage_error("create", "--nic takes NETWORK or "
-				    "NETWORK,mac-filter=on|off, not \"%s\"", optarg);
-				goto out;
-			}
-			break;
-		}
-		case 'a':
-			json_object_set_new(spec, "autostart", json_true());
-			break;
-		case 'F': {
-			/* On the last --nic; a NAT NIC of its own when none. */
-			struct spec_forward f;
-			if (spec_forward_parse(optarg, &f) < 0) {
-				rc = usage_error("create", "--forward takes "
-				    "tcp|udp:[HOSTADDR:]HOSTPORT:GUESTPORT, not "
-				    "\"%s\"", optarg);
-				goto out;
-			}
-			if (json_array_size(nics) == 0)
-				json_array_append_new(nics, json_pack("{s:s}",
-				    "network", "nat"));
-			json_t *nic = json_array_get(nics, json_array_size(nics) -
-			    1);
-			json_t *fws = json_object_get(nic, "forwards");
-			if (fws == NULL) {
-				fws = json_array();
-				json_object_set_new(nic, "forwards", fws);
-			}
-			json_array_append_new(fws, json_pack("{s:s, s:s, s:i, s:i}",
-			    "proto", f.proto, "host_addr", f.host_addr,
-			    "host_port", f.host_port, "guest_port",
-			    f.guest_port));
-			break;
-		}
-		default:
-			rc = usage_error("create", "unknown option \"%s\"",
-			    argv[optind - 1]);
+	while ((ch = getopt_long(argc, argv, "f:", opts, NULL)) != -1)
+		if ((rc = create_option(&a, ch, optarg,
+		    argv[optind - 1])) != 0)
 			goto out;
-		}
-	}
+	rc = EXIT_USAGE;
 	if (optind < argc)
 		name = argv[optind++];
 	if (optind < argc) {
@@ -381,43 +447,9 @@ cmd_create(int argc, char **argv)
 		    argv[optind]);
 		goto out;
 	}
-	if (file) {
-		if (json_object_size(spec) || json_object_size(boot) ||
-		    json_array_size(disks) || json_array_size(nics)) {
-			rc = usage_error("create", "-f takes the whole spec; "
-			    "give options in the file");
-			goto out;
-		}
-		json_decref(spec);
-		if ((spec = read_spec_file(file)) == NULL) {
-			rc = EXIT_USAGE;
-			goto out;
-		}
-		if (name && json_is_object(spec))
-			json_object_set_new(spec, "name", json_string(name));
-	} else {
-		if (name == NULL) {
-			rc = usage_error("create", "give the new VM a name");
-			goto out;
-		}
-		json_object_set_new(spec, "name", json_string(name));
-		if (json_object_size(boot))
-			json_object_set(spec, "boot", boot);
-		/* New disks are named after the VM: web-disk0, web-disk1. */
-		size_t i;
-		json_array_foreach(disks, i, v) {
-			char vol[128];
-			if (json_object_get(v, "volume"))
-				continue;
-			snprintf(vol, sizeof(vol), "%s-disk%zu", name, i);
-			json_object_set_new(v, "volume", json_string(vol));
-		}
-		if (json_array_size(disks))
-			json_object_set(spec, "disks", disks);
-		if (json_array_size(nics))
-			json_object_set(spec, "nics", nics);
-	}
-	if ((resp = api_send("POST", "/v1/vms", spec, 300, &rc)) == NULL)
+	if ((rc = create_spec(&a, name)) != 0)
+		goto out;
+	if ((resp = api_send("POST", "/v1/vms", a.spec, 300, &rc)) == NULL)
 		goto out;
 	if (cli.json)
 		print_json(resp);
@@ -426,10 +458,10 @@ cmd_create(int argc, char **argv)
 	rc = 0;
 out:
 	json_decref(resp);
-	json_decref(spec);
-	json_decref(boot);
-	json_decref(disks);
-	json_decref(nics);
+	json_decref(a.spec);
+	json_decref(a.boot);
+	json_decref(a.disks);
+	json_decref(a.nics);
 	return rc;
 }
 

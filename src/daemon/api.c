@@ -1,26 +1,24 @@
 /*
- * api.c - the HTTP/JSON API of DESIGN.md on the unix socket: each routed
- * request (http.c, core/route.c) handed to its handler, and the requests
- * answered later, when disk work ends.  Handlers live with what they
- * handle (vm.c, volume.c, backup.c, ...); this file only dispatches.
+ * api.c - the HTTP/JSON API of DESIGN.md on the unix socket: the table of
+ * handlers, one per endpoint of core/route.c's table, and the one place a
+ * call is answered.  Before its handler runs a call is checked for room in
+ * the state dir, and the VM or backup its path names is found; after it,
+ * api_call_reply() gives the one reply (or none, for a parked request).
+ * Handlers live with what they handle (vm_create.c, volume.c,
+ * backup_api.c, ...); the few that only show something are here.
  */
 #include "daemon.h"
 
-#include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
 #include "../lib/log.h"
 #include "../lib/sock.h"
-#include "../lib/util.h"
 
 static int
 add_event(const struct event_row *ev, void *arg)
@@ -29,46 +27,30 @@ add_event(const struct event_row *ev, void *arg)
 	return 0;
 }
 
-static void
-handle_events(struct evhttp_request *req, struct evkeyvalq *q)
+static int
+h_events(struct api_call *c)
 {
 	long long since = 0, limit = 1000, follow = 0;
-	const char *vm = evhttp_find_header(q, "vm");
+	const char *vm = evhttp_find_header(&c->query, "vm");
 	json_t *arr;
 
-	if (api_query_int(req, q, "since", 0, INT64_MAX, &since) < 0 ||
-	    api_query_int(req, q, "limit", 1, 100000, &limit) < 0 ||
-	    api_query_int(req, q, "follow", 0, 1, &follow) < 0)
-		return;
-	if (vm && !spec_name_valid(vm)) {
-		api_reply_error(req, 400, "invalid_name", "\"%.64s\" is not a "
-		    "valid VM name", vm);
-		return;
-	}
-	if (follow) {
-		events_subscribe(req, vm, since);
-		return;
-	}
+	if (api_query_int(&c->err, &c->query, "since", 0, INT64_MAX,
+	    &since) < 0 ||
+	    api_query_int(&c->err, &c->query, "limit", 1, 100000, &limit) < 0 ||
+	    api_query_int(&c->err, &c->query, "follow", 0, 1, &follow) < 0)
+		return API_FAIL;
+	if (vm && !spec_name_valid(vm))
+		return api_err(&c->err, 400, "invalid_name", "\"%.64s\" is not "
+		    "a valid VM name", vm);
+	if (follow)
+		return events_subscribe(c, vm, since);
 	arr = json_array();
 	if (db_events(vmgrd->db, since, vm, (int)limit, add_event, arr) < 0) {
 		json_decref(arr);
-		api_reply_error(req, 500, "database", "%s",
+		return api_err(&c->err, 500, "database", "%s",
 		    db_errmsg(vmgrd->db));
-		return;
 	}
-	api_reply_json(req, 200, arr);
-}
-
-/* The VM a request names, or NULL after replying 404. */
-static struct vm *
-named_vm(struct evhttp_request *req, const char *name)
-{
-	struct vm *vm = vm_find(name);
-
-	if (vm == NULL)
-		api_reply_error(req, 404, "no_such_vm", "no VM named \"%s\"",
-		    name);
-	return vm;
+	return api_ok(c, 200, arr);
 }
 
 static json_t *
@@ -78,7 +60,7 @@ vm_list_json(json_t *(*one)(const struct vm *))
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		if (!vm->creating)
+		if (!vm_has(vm, VMF_CREATING))
 			json_array_append_new(arr, one(vm));
 	return arr;
 }
@@ -89,146 +71,140 @@ vm_stats_json(const struct vm *vm)
 	return monitor_vm_json(vm, 0);
 }
 
-/* A VM's own endpoints: the VM is found first (404 when it is not). */
-static void
-dispatch_vm(struct evhttp_request *req, struct api_request *ar)
+static int
+h_stats(struct api_call *c)
 {
-	const char *name = ar->route.arg[0];
-	long long n = 0;
-	struct vm *vm;
-
-	if ((vm = named_vm(req, name)) == NULL)
-		return;
-	switch (ar->route.id) {
-	case R_VM_GET:
-		api_reply_json(req, 200, vm_json(vm));
-		break;
-	case R_VM_PATCH:
-		vm_api_patch(req, vm, ar->body);
-		break;
-	case R_VM_DELETE:
-		vm_api_delete(req, vm);
-		break;
-	case R_VM_STATS:
-		if (api_query_int(req, &ar->query, "history", 0, 7 * 86400,
-		    &n) == 0)
-			api_reply_json(req, 200, monitor_vm_json(vm, (long)n));
-		break;
-	case R_VM_CONSOLE:
-		if (api_query_int(req, &ar->query, "tail", 0, 1000000, &n) == 0)
-			vm_api_console(req, vm, (long)n);
-		break;
-	case R_VM_ACTION:
-		vm_api_action(req, vm, ar->route.arg[1], ar->body);
-		break;
-	default:
-		snapshot_api(req, ar, vm);
-		break;
-	}
+	return api_ok(c, 200, vm_list_json(vm_stats_json));
 }
 
-/* Whether the request makes something new in the state dir. */
 static int
-needs_space(const struct api_request *ar)
+h_host(struct api_call *c)
 {
-	const char *a = ar->route.arg[1];
+	return api_ok(c, 200, host_json());
+}
 
-	switch (ar->route.id) {
-	case R_VM_CREATE: case R_VM_PATCH: case R_SCHED_PUT: case R_NET_CREATE:
-	case R_VOL_CREATE: case R_VOL_RESIZE: case R_SNAP_CREATE:
-	case R_SNAP_REVERT: case R_BK_CREATE: case R_BK_RESTORE:
-		return 1;
-	case R_VM_ACTION:
+static int
+h_sched_get(struct api_call *c)
+{
+	return api_ok(c, 200, sched_json());
+}
+
+static int
+h_vm_list(struct api_call *c)
+{
+	return api_ok(c, 200, vm_list_json(vm_json));
+}
+
+static int
+h_vm_get(struct api_call *c)
+{
+	return api_ok(c, 200, vm_json(c->vm));
+}
+
+static int
+h_vm_stats(struct api_call *c)
+{
+	long long n = 0;
+
+	if (api_query_int(&c->err, &c->query, "history", 0, 7 * 86400,
+	    &n) < 0)
+		return API_FAIL;
+	return api_ok(c, 200, monitor_vm_json(c->vm, (long)n));
+}
+
+enum {
+	H_VM	= 1 << 0,	/* arg[0] names a VM: found first, or 404 */
+	H_BACKUP = 1 << 1,	/* num is a backup's id: found first, or 404 */
+	H_SPACE	= 1 << 2,	/* makes something new in the state dir */
+};
+
+/* What runs each endpoint of core/route.c, in its order. */
+static const struct handler {
+	api_handler	 fn;
+	unsigned	 flags;
+} handlers[R_COUNT] = {
+	[R_METRICS]	= { status_metrics, 0 },
+	[R_STATS]	= { h_stats, 0 },
+	[R_HOST]	= { h_host, 0 },
+	[R_EVENTS]	= { h_events, 0 },
+	[R_SCHED_GET]	= { h_sched_get, 0 },
+	[R_SCHED_PUT]	= { sched_api_put, H_SPACE },
+	[R_NET_LIST]	= { net_api_list, 0 },
+	[R_NET_CREATE]	= { net_api_create, H_SPACE },
+	[R_NET_GET]	= { net_api_get, 0 },
+	[R_NET_DELETE]	= { net_api_delete, 0 },
+	[R_VM_LIST]	= { h_vm_list, 0 },
+	[R_VM_CREATE]	= { vm_api_create, H_SPACE },
+	[R_VM_GET]	= { h_vm_get, H_VM },
+	[R_VM_PATCH]	= { vm_api_patch, H_VM | H_SPACE },
+	[R_VM_DELETE]	= { vm_api_delete, H_VM },
+	[R_VM_STATS]	= { h_vm_stats, H_VM },
+	[R_VM_CONSOLE]	= { vm_api_console, H_VM },
+	[R_VM_ACTION]	= { vm_api_action, H_VM },	/* start, save: space */
+	[R_SNAP_LIST]	= { snapshot_api_list, H_VM },
+	[R_SNAP_CREATE]	= { snapshot_api_create, H_VM | H_SPACE },
+	[R_SNAP_GET]	= { snapshot_api_get, H_VM },
+	[R_SNAP_DELETE]	= { snapshot_api_delete, H_VM },
+	[R_SNAP_REVERT]	= { snapshot_api_revert, H_VM | H_SPACE },
+	[R_VOL_LIST]	= { volume_api_list, 0 },
+	[R_VOL_CREATE]	= { volume_api_create, H_SPACE },
+	[R_VOL_GET]	= { volume_api_get, 0 },
+	[R_VOL_DELETE]	= { volume_api_delete, 0 },
+	[R_VOL_RESIZE]	= { volume_api_resize, H_SPACE },
+	[R_BK_LIST]	= { backup_api_list, 0 },
+	[R_BK_CREATE]	= { backup_api_create, H_SPACE },
+	[R_BK_PRUNE]	= { backup_api_prune, 0 },
+	[R_BK_GET]	= { backup_api_get, H_BACKUP },
+	[R_BK_DELETE]	= { backup_api_delete, H_BACKUP },
+	[R_BK_VERIFY]	= { backup_api_verify, H_BACKUP },
+	[R_BK_RESTORE]	= { backup_api_restore, H_BACKUP | H_SPACE },
+};
+
+/* Whether the call makes something new in the state dir. */
+static int
+needs_space(const struct api_call *c, const struct handler *h)
+{
+	const char *a = c->route.arg[1];
+
+	if (c->route.id == R_VM_ACTION)
 		return strcmp(a, "start") == 0 || strcmp(a, "save") == 0;
-	default:
-		return 0;
-	}
+	return (h->flags & H_SPACE) != 0;
+}
+
+/* Everything a call needs before its handler: 0, or -1 with c->err. */
+static int
+prepare(struct api_call *c, const struct handler *h)
+{
+	/* Never into the reserve that records what QEMU does (db.c). */
+	if (needs_space(c, h) && db_reserve_ensure() < 0)
+		return api_err(&c->err, 507, "no_space", "the state dir is "
+		    "full: vmgrd cannot keep its %d MiB reserve for recording "
+		    "state changes; free some space", DB_RESERVE_MIB);
+	if ((h->flags & H_VM) && (c->vm = vm_find(c->route.arg[0])) == NULL)
+		return api_err(&c->err, 404, "no_such_vm", "no VM named "
+		    "\"%s\"", c->route.arg[0]);
+	if ((h->flags & H_BACKUP) &&
+	    (c->backup = backup_find(c->route.num)) == NULL)
+		return api_err(&c->err, 404, "no_such_backup", "no backup with "
+		    "id \"%.32s\"", c->route.arg[0]);
+	return 0;
 }
 
 void
 api_dispatch(struct evhttp_request *req, void *arg)
 {
-	struct api_request ar;
+	struct api_call c;
+	int ret;
 
 	(void)arg;
-	if (api_request_begin(req, &ar) < 0)
-		return;
-	/* Never into the reserve that records what QEMU does (db.c). */
-	if (needs_space(&ar) && db_reserve_ensure() < 0) {
-		api_reply_error(req, 507, "no_space", "the state dir is full: "
-		    "vmgrd cannot keep its %d MiB reserve for recording state "
-		    "changes; free some space", DB_RESERVE_MIB);
-		api_request_end(&ar);
-		return;
+	if ((ret = api_request_begin(req, &c)) == 0) {
+		const struct handler *h = &handlers[c.route.id];
+		if ((ret = prepare(&c, h)) == 0)
+			ret = h->fn(&c);
 	}
-	switch (ar.route.id) {
-	case R_METRICS:
-		status_metrics(req);
-		break;
-	case R_STATS:
-		api_reply_json(req, 200, vm_list_json(vm_stats_json));
-		break;
-	case R_HOST:
-		api_reply_json(req, 200, host_json());
-		break;
-	case R_EVENTS:
-		handle_events(req, &ar.query);
-		break;
-	case R_SCHED_GET:
-		api_reply_json(req, 200, sched_json());
-		break;
-	case R_SCHED_PUT:
-		sched_api_put(req, ar.body);
-		break;
-	case R_NET_LIST:
-		net_api_list(req);
-		break;
-	case R_NET_CREATE:
-		net_api_create(req, ar.body);
-		break;
-	case R_NET_GET:
-		net_api_get(req, ar.route.arg[0]);
-		break;
-	case R_NET_DELETE:
-		net_api_delete(req, ar.route.arg[0]);
-		break;
-	case R_VM_LIST:
-		api_reply_json(req, 200, vm_list_json(vm_json));
-		break;
-	case R_VM_CREATE:
-		vm_api_create(req, ar.body);
-		break;
-	case R_VM_GET: case R_VM_PATCH: case R_VM_DELETE: case R_VM_STATS:
-	case R_VM_CONSOLE: case R_VM_ACTION: case R_SNAP_LIST:
-	case R_SNAP_CREATE: case R_SNAP_GET: case R_SNAP_DELETE:
-	case R_SNAP_REVERT:
-		dispatch_vm(req, &ar);
-		break;
-	case R_VOL_LIST:
-		volume_api_list(req);
-		break;
-	case R_VOL_CREATE:
-		volume_api_create(req, ar.body);
-		break;
-	case R_VOL_GET:
-		volume_api_get(req, ar.route.arg[0]);
-		break;
-	case R_VOL_DELETE:
-		volume_api_delete(req, ar.route.arg[0]);
-		break;
-	case R_VOL_RESIZE:
-		volume_api_resize(req, ar.route.arg[0], ar.body);
-		break;
-	case R_BK_LIST: case R_BK_CREATE: case R_BK_PRUNE: case R_BK_GET:
-	case R_BK_DELETE: case R_BK_VERIFY: case R_BK_RESTORE:
-		backup_api(req, &ar);
-		break;
-	case R_COUNT:
-		break;
-	}
-	api_request_end(&ar);
+	api_call_reply(&c, ret);
+	api_request_end(&c);
 }
-
 
 int
 api_listen(const char *sockpath)

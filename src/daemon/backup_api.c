@@ -13,29 +13,26 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 
-static void
-backup_delete(struct evhttp_request *req, struct backup *b)
+int
+backup_api_delete(struct api_call *c)
 {
-	if (b->job || b->busy) {
-		api_reply_error(req, 409, "busy", "backup %lld is in use",
-		    (long long)b->id);
-		return;
-	}
-	if (backup_children(b) > 0) {
-		api_reply_error(req, 409, "has_dependents", "backup %lld is the "
-		    "base of later incremental backups; use `vmgr backup prune` "
-		    "to merge the chain", (long long)b->id);
-		return;
-	}
+	struct backup *b = c->backup;
 	int64_t id = b->id;
-	if (strcmp(b->state, "failed") == 0) {
+
+	if (b->job || b->busy)
+		return api_err(&c->err, 409, "busy", "backup %lld is in use",
+		    (long long)b->id);
+	if (backup_children(b) > 0)
+		return api_err(&c->err, 409, "has_dependents", "backup %lld is "
+		    "the base of later incremental backups; use `vmgr backup "
+		    "prune` to merge the chain", (long long)b->id);
+	if (strcmp(b->state, "failed") == 0)
 		backup_free(b);
-	} else if (backup_remove(b) < 0) {
-		api_reply_error(req, 500, "database", "%s", db_errmsg(
-		    vmgrd->db));
-		return;
-	}
-	api_reply_json(req, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id,
+	else if (backup_remove(b) < 0)
+		return api_err(&c->err, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+	c->backup = NULL;
+	return api_ok(c, 200, json_pack("{s:I, s:b}", "id", (json_int_t)id,
 	    "deleted", 1));
 }
 
@@ -100,10 +97,10 @@ backup_load_all(void)
 	return db_backup_foreach(vmgrd->db, load_backup, NULL);
 }
 
-static void
-backup_list(struct evhttp_request *req, struct evkeyvalq *q)
+int
+backup_api_list(struct api_call *c)
 {
-	const char *vm = evhttp_find_header(q, "vm");
+	const char *vm = evhttp_find_header(&c->query, "vm");
 	json_t *arr = json_array();
 	struct backup *b;
 
@@ -111,54 +108,27 @@ backup_list(struct evhttp_request *req, struct evkeyvalq *q)
 		if ((vm == NULL || strcmp(b->vm, vm) == 0) &&
 		    strcmp(b->state, "failed") != 0)
 			json_array_append_new(arr, backup_json(b, 0));
-	api_reply_json(req, 200, arr);
+	return api_ok(c, 200, arr);
 }
 
-void
-backup_api(struct evhttp_request *req, struct api_request *ar)
+int
+backup_api_get(struct api_call *c)
+{
+	return api_ok(c, 200, backup_json(c->backup, 1));
+}
+
+int
+backup_api_verify(struct api_call *c)
 {
 	static const char *const none[] = { NULL };
-	const char *w = evhttp_find_header(&ar->query, "wait");
-	struct backup *b = NULL;
 	struct vjob *vj;
 
-	switch (ar->route.id) {
-	case R_BK_LIST:
-		backup_list(req, &ar->query);
-		return;
-	case R_BK_CREATE:
-		backup_create(req, ar->body, w && strcmp(w, "0"));
-		return;
-	case R_BK_PRUNE:
-		backup_prune(req, ar->body);
-		return;
-	default:
-		break;
-	}
-	if ((b = backup_find(ar->route.num)) == NULL) {
-		api_reply_error(req, 404, "no_such_backup", "no backup with id "
-		    "\"%.32s\"", ar->route.arg[0]);
-		return;
-	}
-	switch (ar->route.id) {
-	case R_BK_GET:
-		api_reply_json(req, 200, backup_json(b, 1));
-		break;
-	case R_BK_DELETE:
-		backup_delete(req, b);
-		break;
-	case R_BK_VERIFY:
-		if (api_body_keys(req, ar->body, none) == 0 &&
-		    (vj = vjob_new(req, b)) != NULL) {
-			vj->check = 1;
-			verify_begin(vj);
-		}
-		break;
-	case R_BK_RESTORE:
-		backup_restore(req, b, ar->body);
-		break;
-	default:
-		api_reply_error(req, 500, "internal", "not a backup request");
-		break;
-	}
+	if (api_body_keys(&c->err, c->body, none) < 0 ||
+	    (vj = vjob_new(c->backup, &c->err)) == NULL)
+		return API_FAIL;
+	vj->check = 1;
+	if (vjob_park(vj, c) < 0)
+		return API_FAIL;
+	verify_begin(vj);
+	return API_WAIT;
 }

@@ -66,9 +66,6 @@ int	 qsd_lend(const int *fds, int n, uid_t, gid_t, char *err,
 	    size_t errlen);
 void	 qsd_kill_stale(const char *pidfile);
 
-/* backup_job.c: making one */
-void	 backup_create(struct evhttp_request *, json_t *body, int wait);
-
 /* backup_verify.c */
 /* A file of a backup chain, as its manifest describes it. */
 struct vfile {
@@ -101,16 +98,12 @@ struct vjob {
 	int		 left;
 };
 
-struct vjob	*vjob_new(struct evhttp_request *, struct backup *);
+struct vjob	*vjob_new(struct backup *, struct api_err *);
+int	 vjob_park(struct vjob *, struct api_call *);
 void	 vjob_free(struct vjob *);
 void	 verify_begin(struct vjob *);
 
-/* backup_restore.c */
-void	 backup_restore(struct evhttp_request *, struct backup *,
-	    json_t *body);
-
 /* backup_prune.c */
 void	 merge_roll_forward(const char *dir, int at_start);
-void	 backup_prune(struct evhttp_request *, json_t *body);
 
 #endif

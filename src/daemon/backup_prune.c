@@ -312,46 +312,43 @@ id_in(int64_t id, const int64_t *ids, int n)
 	return 0;
 }
 
-void
-backup_prune(struct evhttp_request *req, json_t *body)
+int
+backup_api_prune(struct api_call *c)
 {
 	static const char *const keys[] = { "vm", "keep", NULL };
+	json_t *body = c->body;
 	const char *vm = json_string_value(json_object_get(body, "vm"));
 	long long keep = -1;
 	struct backup *b;
 	struct pjob *pj;
 	int n = 0;
 
-	if (api_body_keys(req, body, keys) < 0 || api_body_int(req, body,
-	    "keep", 1, 100000, &keep) < 0)
-		return;
-	if (vm == NULL || keep < 0) {
-		api_reply_error(req, 422, "missing_field", "vm and keep (at "
+	if (api_body_keys(&c->err, body, keys) < 0 || api_body_int(&c->err,
+	    body, "keep", 1, 100000, &keep) < 0)
+		return API_FAIL;
+	if (vm == NULL || keep < 0)
+		return api_err(&c->err, 422, "missing_field", "vm and keep (at "
 		    "least 1) are required");
-		return;
-	}
 	TAILQ_FOREACH(b, &backups, entry) {
 		if (strcmp(b->vm, vm) != 0)
 			continue;
-		if (b->job || b->busy) {
-			api_reply_error(req, 409, "busy", "backup %lld of %s is "
-			    "in use; prune when it is done", (long long)b->id, vm);
-			return;
-		}
+		if (b->job || b->busy)
+			return api_err(&c->err, 409, "busy", "backup %lld of "
+			    "%s is in use; prune when it is done", (long
+			    long)b->id, vm);
 		if (strcmp(b->state, "complete") == 0)
 			n++;
 	}
 	if ((pj = calloc(1, sizeof(*pj))) == NULL ||
 	    (pj->del = calloc((size_t)n + 1, sizeof(int64_t))) == NULL ||
 	    (pj->merge = calloc((size_t)n + 1, sizeof(int64_t))) == NULL ||
-	    (pj->p = api_park(req, 0)) == NULL) {
+	    (pj->p = api_park(c->req, 0)) == NULL) {
 		if (pj) {
 			free(pj->del);
 			free(pj->merge);
 		}
 		free(pj);
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
+		return api_err(&c->err, 500, "no_memory", "out of memory");
 	}
 	snprintf(pj->vm, sizeof(pj->vm), "%s", vm);
 	pj->kept = json_array();
@@ -373,4 +370,5 @@ backup_prune(struct evhttp_request *req, json_t *body)
 	log_info("%s: pruning %d of %d backups, merging %d", vm, pj->ndel, n,
 	    pj->nmerge);
 	prune_next(pj);
+	return API_WAIT;
 }

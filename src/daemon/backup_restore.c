@@ -94,12 +94,13 @@ restore_commit(struct vjob *vj)
 		vjob_free(vj);
 		return;
 	}
-	struct parked *p = vj->p;
-	vj->p = NULL;
+	struct api_err err;
 	log_info("%s: restoring backup %lld as a new VM", vj->as,
 	    (long long)vj->b->id);
-	/* vm_api_create answers the client itself (201 with the VM). */
-	vm_api_create(api_unpark(p), spec);
+	/* The client hears of the VM's making: 201 with the VM, or why not. */
+	if (vm_create(spec, vj->p, &err) < 0)
+		api_answer_err(vj->p, &err);
+	vj->p = NULL;
 	json_decref(spec);
 	if (vm_find_any(vj->as) == NULL)	/* refused: undo the volumes */
 		for (int d = 0; d < vj->ndisks; d++)
@@ -157,7 +158,7 @@ restore_begin(struct vjob *vj)
 
 	/* Checked again: things may have changed while we verified. */
 	if (vj->in_place && (vm == NULL || (vm->state != VM_CREATED &&
-	    vm->state != VM_CRASHED) || vm->busy || vm->storage_op[0])) {
+	    vm->state != VM_CRASHED) || vm->busy || vm->storage)) {
 		restore_fail(vj, 409, "invalid_state", "the VM changed state "
 		    "meanwhile");
 		return;
@@ -167,7 +168,7 @@ restore_begin(struct vjob *vj)
 		return;
 	}
 	if (vm) {
-		snprintf(vm->storage_op, sizeof(vm->storage_op), "restore");
+		vm->storage = STORAGE_RESTORE;
 		vj->marked = 1;
 	}
 	vj->left = 1;
@@ -188,49 +189,44 @@ restore_begin(struct vjob *vj)
 		restore_commit(vj);
 }
 
-void
-backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
+int
+backup_api_restore(struct api_call *c)
 {
 	static const char *const keys[] = { "as", NULL };
+	struct backup *b = c->backup;
+	json_t *body = c->body;
 	const char *as = json_string_value(json_object_get(body, "as"));
 	struct vjob *vj;
 	struct vm *vm;
 
-	if (api_body_keys(req, body, keys) < 0)
-		return;
+	if (api_body_keys(&c->err, body, keys) < 0)
+		return API_FAIL;
 	if (json_object_get(body, "as") && (as == NULL ||
-	    !spec_name_valid(as))) {
-		api_reply_error(req, 422, "invalid_name", "as must be a valid "
-		    "VM name");
-		return;
-	}
+	    !spec_name_valid(as)))
+		return api_err(&c->err, 422, "invalid_name", "as must be a "
+		    "valid VM name");
 	if (as == NULL)
 		as = b->vm;
 	if ((vm = vm_find_any(as)) != NULL) {
-		if (vm->state != VM_CREATED && vm->state != VM_CRASHED) {
-			api_reply_error(req, 409, "invalid_state", "%s is %s; "
-			    "restoring replaces its disks, so stop it first (or "
-			    "restore under another name with --as)", as,
-			    vm_state_name(vm->state));
-			return;
-		}
-		if (vm->busy || vm->storage_op[0] || vm->creating) {
-			api_reply_error(req, 409, "busy", "%s is busy", as);
-			return;
-		}
+		if (vm->state != VM_CREATED && vm->state != VM_CRASHED)
+			return api_err(&c->err, 409, "invalid_state", "%s is "
+			    "%s; restoring replaces its disks, so stop it "
+			    "first (or restore under another name with --as)",
+			    as, vm_state_name(vm->state));
+		if (vm->busy || vm->storage || vm_has(vm, VMF_CREATING))
+			return api_err(&c->err, 409, "busy", "%s is busy", as);
 	}
-	if ((vj = vjob_new(req, b)) == NULL)
-		return;
+	if ((vj = vjob_new(b, &c->err)) == NULL)
+		return API_FAIL;
 	vj->then = restore_begin;
 	snprintf(vj->as, sizeof(vj->as), "%s", as);
 	vj->in_place = vm != NULL;
 	if (vm && vm->spec.ndisks != vj->ndisks) {
-		api_answer_error(vj->p, 409, "disks_differ", "%s has %d "
-		    "disks and backup %lld has %d; restore it under another "
-		    "name with --as", as, vm->spec.ndisks, (long long)b->id,
-		    vj->ndisks);
+		api_err(&c->err, 409, "disks_differ", "%s has %d disks and "
+		    "backup %lld has %d; restore it under another name with "
+		    "--as", as, vm->spec.ndisks, (long long)b->id, vj->ndisks);
 		vjob_free(vj);
-		return;
+		return API_FAIL;
 	}
 	for (int d = 0; d < vj->ndisks; d++) {
 		const char *orig = json_string_value(json_object_get(
@@ -252,12 +248,12 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 		memcpy(vj->volumes[d], name, SPEC_NAME_MAX);
 		vj->volumes[d][SPEC_NAME_MAX] = '\0';
 		if (!vm && volume_exists(vj->volumes[d])) {
-			api_answer_error(vj->p, 409, "volume_exists", "the "
-			    "volume %s, which the restored VM would get, already "
-			    "exists", vj->volumes[d]);
+			api_err(&c->err, 409, "volume_exists", "the volume %s, "
+			    "which the restored VM would get, already exists",
+			    vj->volumes[d]);
 			vj->volumes[d][0] = '\0';
 			vjob_free(vj);
-			return;
+			return API_FAIL;
 		}
 	}
 	/* Their names are taken from now on: no create can claim them. */
@@ -265,13 +261,16 @@ backup_restore(struct evhttp_request *req, struct backup *b, json_t *body)
 		if (volume_reserve(vj->volumes[d], as) < 0) {
 			for (int k = 0; k < d; k++)
 				volume_unreserve(vj->volumes[k]);
-			api_answer_error(vj->p, 409, "volume_exists", "the "
-			    "volume %s, which the restored VM would get, already "
-			    "exists", vj->volumes[d]);
+			api_err(&c->err, 409, "volume_exists", "the volume %s, "
+			    "which the restored VM would get, already exists",
+			    vj->volumes[d]);
 			vjob_free(vj);
-			return;
+			return API_FAIL;
 		}
 	vj->reserved = !vm;
+	if (vjob_park(vj, c) < 0)
+		return API_FAIL;
 	/* The files of b itself are the first ndisks: restore from those. */
 	verify_begin(vj);
+	return API_WAIT;
 }

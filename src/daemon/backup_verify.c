@@ -87,7 +87,7 @@ vjob_free(struct vjob *vj)
 	struct vm *vm;
 
 	if (vj->marked && (vm = vm_find(vj->as)) != NULL)
-		vm->storage_op[0] = '\0';
+		vm->storage = STORAGE_NONE;
 	for (int d = 0; vj->reserved && d < vj->ndisks; d++)
 		volume_unreserve(vj->volumes[d]);
 	if (vj->b)
@@ -262,37 +262,42 @@ verify_begin(struct vjob *vj)
 }
 
 struct vjob *
-vjob_new(struct evhttp_request *req, struct backup *b)
+vjob_new(struct backup *b, struct api_err *e)
 {
 	struct vjob *vj;
 
 	if (strcmp(b->state, "complete") != 0) {
-		api_reply_error(req, 409, "invalid_state", "backup %lld is %s",
+		api_err(e, 409, "invalid_state", "backup %lld is %s",
 		    (long long)b->id, b->state);
 		return NULL;
 	}
 	if (b->busy) {
-		api_reply_error(req, 409, "busy", "backup %lld is busy (verify, "
-		    "restore or prune in progress)", (long long)b->id);
+		api_err(e, 409, "busy", "backup %lld is busy (verify, restore "
+		    "or prune in progress)", (long long)b->id);
 		return NULL;
 	}
 	if ((vj = calloc(1, sizeof(*vj))) == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
+		api_err(e, 500, "no_memory", "out of memory");
 		return NULL;
 	}
 	vj->b = b;
 	if (chain_files(vj) < 0) {
-		api_reply_error(req, 422, "backup_damaged", "%s", vj->error);
-		vj->b = NULL;
-		vjob_free(vj);
-		return NULL;
-	}
-	if ((vj->p = api_park(req, 0)) == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
+		api_err(e, 422, "backup_damaged", "%s", vj->error);
 		vj->b = NULL;
 		vjob_free(vj);
 		return NULL;
 	}
 	b->busy = 1;
 	return vj;
+}
+
+/* The call waits for vj: API_WAIT, or API_FAIL (vj freed). */
+int
+vjob_park(struct vjob *vj, struct api_call *c)
+{
+	if ((vj->p = api_park(c->req, 0)) == NULL) {
+		vjob_free(vj);
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	}
+	return API_WAIT;
 }

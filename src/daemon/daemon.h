@@ -30,10 +30,45 @@
 struct qmp;
 struct proc_watch;
 struct mon;
+struct api_call;
+struct backup;
 
 /* What a VM's lifecycle is busy with; a parked request waits for one. */
 enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
 	OP_STOP, OP_SAVE };
+
+/*
+ * Disk work on a VM (snapshot.c, backup*.c).  While there is some, the
+ * lifecycle actions that would end QEMU or change the disks are refused.
+ */
+enum vm_storage { STORAGE_NONE, STORAGE_SNAPSHOT, STORAGE_REVERT,
+	STORAGE_BACKUP, STORAGE_RESTORE };
+const char *vm_storage_name(enum vm_storage);	/* "", "snapshot", ... */
+
+/*
+ * What a VM is, or what its QEMU has said, beyond its state (struct vm's
+ * flags).  The start's flags are cleared when a QEMU is spawned, the
+ * end's when it exits.
+ */
+enum {
+	VMF_CREATING	= 1 << 0,	/* its disks are being made: unlisted */
+	VMF_DB_STALE	= 1 << 1,	/* its state is not in the database yet */
+	VMF_PREEMPTED	= 1 << 2,	/* paused or saved by the scheduler */
+	VMF_LEGACY	= 1 << 3,	/* a QEMU with vmgr 0.1's run dir */
+	/* a start */
+	VMF_RESTORING	= 1 << 4,	/* it starts from its saved state */
+	VMF_RESTORE_SENT = 1 << 5,	/* migrate-incoming is out */
+	VMF_CONT_OK	= 1 << 6,	/* "cont" was answered */
+	VMF_RESUMED	= 1 << 7,	/* QMP RESUME was seen */
+	/* an end */
+	VMF_STOP_ASKED	= 1 << 8,	/* a stop (or a failed start) ends it */
+	VMF_GUEST_OFF	= 1 << 9,	/* QMP SHUTDOWN, guest=true */
+	VMF_PANICKED	= 1 << 10,	/* QMP GUEST_PANICKED */
+	VMF_FORCED	= 1 << 11,	/* its shutdown timed out */
+	/* a save */
+	VMF_SAVE_OK	= 1 << 12,	/* the state is written and synced */
+	VMF_SAVE_WAS_RUNNING = 1 << 13,	/* the guest ran before the save */
+};
 
 /*
  * A request answered when some work ends (http.c).  Its owner may keep it
@@ -46,6 +81,9 @@ struct parked {
 	struct evhttp_request	*req;
 	struct evhttp_connection *conn;
 	int			 tag;
+	void			*arg;		/* the owner's */
+	/* If set, told when the client goes; it must end the parked. */
+	void			(*gone)(struct parked *);
 };
 TAILQ_HEAD(parkedq, parked);
 
@@ -53,7 +91,7 @@ TAILQ_HEAD(parkedq, parked);
 struct api_err {
 	int	 status;
 	char	 code[32];
-	char	 msg[512];
+	char	 msg[1024];
 };
 
 struct vm {
@@ -72,19 +110,14 @@ struct vm {
 	struct event		*timer;		/* shutdown/stop deadline */
 	struct event		*reconnect;	/* QMP reconnect timer */
 	enum vm_op		 busy;		/* operation in flight */
-	int			 guest_off;	/* QMP SHUTDOWN guest=true */
-	int			 panicked;	/* QMP GUEST_PANICKED */
-	int			 forced;	/* shutdown timed out */
-	int			 stop_requested;
-	int			 creating;	/* disks being made */
-	int			 db_stale;	/* state not yet in the database */
+	enum vm_storage		 storage;	/* disk work in flight */
+	unsigned		 flags;		/* VMF_* */
 	int			 ndisks_left;
 	char			 create_error[256];
 	struct parkedq		 waiters;	/* parked on its lifecycle */
 
 	/* Scheduling and allocation (sched.c) */
 	int64_t			 queue_seq;	/* arrival in the queue */
-	int			 preempted;	/* paused/saved by the scheduler */
 	double			 slice_end;	/* rr, monotonic seconds */
 	char			 queue_reason[128];
 	int			 queue_pos;	/* 1-based; 0 = not queued */
@@ -105,34 +138,27 @@ struct vm {
 	uint64_t		 nic_tx_packets[SPEC_MAX_NICS];
 	uint64_t		 nic_spoofed[SPEC_MAX_NICS];	/* dropped */
 	uid_t			 qemu_uid;	/* who its QEMU runs as */
-	int			 legacy_layout;	/* a QEMU of vmgr 0.1's run dir */
 
 	/* Save and restore */
-	int			 restoring;	/* start from saved */
-	int			 start_cont_ok;	/* cont answered */
-	int			 start_resumed;	/* RESUME seen */
-	int			 save_ok;	/* state written and synced */
 	unsigned		 save_gen;	/* which save a sync belongs to */
-	int			 restore_sent;	/* migrate-incoming is out */
-	int			 save_was_running;
 	char			 save_reason[96];
-
-	/*
-	 * Disk work on this VM (snapshot.c, backup.c): "snapshot", "revert",
-	 * "backup", "restore", or "" when none.  It keeps lifecycle actions
-	 * that would end QEMU or change the disks away meanwhile.
-	 */
-	char			 storage_op[16];
 };
+
+static inline int
+vm_has(const struct vm *vm, unsigned f)
+{
+	return (vm->flags & f) != 0;
+}
+
+static inline void
+vm_flag(struct vm *vm, unsigned f, int on)
+{
+	if (on)
+		vm->flags |= f;
+	else
+		vm->flags &= ~f;
+}
 TAILQ_HEAD(vmq, vm);
-
-struct subscriber {
-	TAILQ_ENTRY(subscriber)	 entry;
-	struct evhttp_request	*req;
-	struct evhttp_connection *conn;
-	char			 vm[SPEC_NAME_MAX + 1];	/* "" for all */
-};
-TAILQ_HEAD(subq, subscriber);
 
 struct vmgrd {
 	struct event_base	*base;
@@ -160,7 +186,6 @@ struct vmgrd {
 	int			 enforced;
 	char			 enforce_reason[256];
 	struct vmq		 vms;
-	struct subq		 subscribers;
 };
 
 extern struct vmgrd *vmgrd;
@@ -265,24 +290,46 @@ int	 db_backup_foreach(sqlite3 *, db_backup_cb, void *);
 /* events.c */
 json_t	*event_json(const struct event_row *);
 void	 events_publish(const struct event_row *);
-void	 events_subscribe(struct evhttp_request *, const char *vm,
-	    int64_t since);
-void	 events_conn_closed(struct evhttp_connection *);
+int	 events_subscribe(struct api_call *, const char *vm, int64_t since);
 
 /* http.c */
-/* A request made ready for its handler by api_request_begin(). */
-struct api_request {
-	unsigned	 method;	/* ROUTE_GET, ... */
-	struct route	 route;
-	struct evkeyvalq query;
-	json_t		*body;		/* an object, or NULL for BODY_NONE */
+/*
+ * One API call, as its handler sees it: the request made ready by
+ * api_request_begin() (routed by core/route.c, its query checked, its body
+ * parsed as its endpoint wants), the VM or backup the path names (api.c
+ * finds them first), and the reply.  A handler (api_handler) returns
+ * API_OK with the reply set (api_ok, api_ok_text), API_FAIL with err
+ * filled (api_err() returns it, and so does every work function that
+ * takes a struct api_err), or API_WAIT when it has parked the request for
+ * work that ends later (api_park; api_answer* ends it).  api.c replies
+ * once, after the handler (api_call_reply).
+ */
+enum { API_FAIL = -1, API_OK = 0, API_WAIT = 1 };
+struct api_call {
+	struct evhttp_request	*req;
+	unsigned		 method;	/* ROUTE_GET, ... */
+	struct route		 route;
+	struct evkeyvalq	 query;
+	json_t			*body;		/* an object, or NULL (BODY_NONE) */
+	struct vm		*vm;		/* the :vm of the path */
+	struct backup		*backup;	/* the :id of a backup's path */
+	int			 status;	/* API_OK: 200 unless set */
+	json_t			*out;		/* API_OK: the reply, */
+	struct evbuffer		*text;		/* or a text one, */
+	const char		*type;		/* of this Content-Type */
+	struct api_err		 err;		/* API_FAIL */
 };
+typedef int (*api_handler)(struct api_call *);
 struct evhttp *api_http_new(struct event_base *,
 	    void (*)(struct evhttp_request *, void *));
-int	 api_request_begin(struct evhttp_request *, struct api_request *);
-void	 api_request_end(struct api_request *);
+/* 0, or -1 with c->err; api_request_end() after, either way. */
+int	 api_request_begin(struct evhttp_request *, struct api_call *);
+void	 api_request_end(struct api_call *);
+int	 api_ok(struct api_call *, int status, json_t *out);
+int	 api_ok_text(struct api_call *, const char *type, struct evbuffer *);
+void	 api_call_reply(struct api_call *, int ret);
 json_t	*api_error_json(const char *code, const char *fmt, va_list);
-/* Fill *e; always -1, for `return api_err(e, 409, "busy", ...)`. */
+/* Fill *e; returns API_FAIL (-1), for `return api_err(e, 409, ...)`. */
 int	 api_err(struct api_err *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void	 api_reply_err(struct evhttp_request *, const struct api_err *);
@@ -300,23 +347,25 @@ void	 api_answer_error(struct parked *, int status, const char *code,
 void	 api_answer_err(struct parked *, const struct api_err *);
 struct evhttp_request *api_unpark(struct parked *);
 void	 api_drop(struct parked *);
-/* A client's connection closed: parked requests, then each hook. */
+/* A client's connection closed: its parked requests learn so. */
 void	 api_conn_closed(struct evhttp_connection *);
-void	 api_on_close(void (*)(struct evhttp_connection *));
 void	 api_reply_json(struct evhttp_request *, int status, json_t *);
 void	 api_reply_error(struct evhttp_request *, int status, const char *code,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int	 api_body_keys(struct evhttp_request *, json_t *body,
+/* Checks of a body or query: 0, or -1 with the error reply in *e. */
+int	 api_body_keys(struct api_err *, json_t *body,
 	    const char *const *allowed);
-int	 api_body_int(struct evhttp_request *, json_t *body, const char *key,
+int	 api_body_name(struct api_err *, json_t *body, const char *what,
+	    const char **name);
+int	 api_body_int(struct api_err *, json_t *body, const char *key,
 	    long long lo, long long hi, long long *out);
 /*
  * A size in the body: "size" (bytes, or "512M", "2G") or "size_mib"; 0 in
- * *bytes when neither is there.  -1 after replying 422.
+ * *bytes when neither is there.
  */
-int	 api_body_size(struct evhttp_request *, json_t *body, uint64_t *bytes);
-int	 api_query_int(struct evhttp_request *, struct evkeyvalq *,
-	    const char *key, long long lo, long long hi, long long *out);
+int	 api_body_size(struct api_err *, json_t *body, uint64_t *bytes);
+int	 api_query_int(struct api_err *, struct evkeyvalq *, const char *key,
+	    long long lo, long long hi, long long *out);
 /*
  * A cap on a server's open connections; inner makes a TLS bev, or NULL;
  * on_close (or NULL) hears of every connection's close.
@@ -352,26 +401,32 @@ struct vm_hooks {
 void	 vm_set_hooks(const struct vm_hooks *);
 void	 vm_db_sync(void);
 json_t	*vm_json(const struct vm *);
-/* req may be NULL (a restore whose client left): replies are dropped. */
-void	 vm_api_create(struct evhttp_request *, json_t *body);
-void	 vm_api_delete(struct evhttp_request *, struct vm *);
-void	 vm_api_action(struct evhttp_request *, struct vm *, const char *action,
-	    json_t *body);
-void	 vm_api_console(struct evhttp_request *, struct vm *, long tail);
+void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
+/*
+ * Make a VM of spec (a JSON object as POST /v1/vms takes).  -1 with *err
+ * when it is refused at once, nothing made; else 0, and the VM is being
+ * made: p (NULL: nobody) is answered 201 with the VM, or with why its
+ * disks could not be made.
+ */
+int	 vm_create(json_t *spec, struct parked *p, struct api_err *err);
 int	 vm_load_all(void);
 void	 vm_shutdown_daemon(void);
-
+/* What the scheduler does to VMs. */
 int	 vm_admit(struct vm *);
 void	 vm_preempt(struct vm *, int by_memory);
 void	 vm_set_balloon(struct vm *, long long mib);
-void	 vm_api_patch(struct evhttp_request *, struct vm *, json_t *body);
-void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
+/* API handlers (api.c's table) */
+int	 vm_api_create(struct api_call *);
+int	 vm_api_patch(struct api_call *);
+int	 vm_api_delete(struct api_call *);
+int	 vm_api_action(struct api_call *);
+int	 vm_api_console(struct api_call *);
 
 /* sched.c */
 void	 sched_init(void);
 void	 sched_kick(void);
 json_t	*sched_json(void);
-void	 sched_api_put(struct evhttp_request *, json_t *body);
+int	 sched_api_put(struct api_call *);
 void	 sched_vm_json(const struct vm *, json_t *);
 json_t	*sched_host_json(void);
 
@@ -393,7 +448,7 @@ double	 monitor_host_cpu_pct(void);
 
 /* status.c */
 json_t	*host_json(void);
-void	 status_metrics(struct evhttp_request *);
+int	 status_metrics(struct api_call *);
 
 /* net.c */
 int	 net_load_all(void);
@@ -416,10 +471,10 @@ int	 net_nic_is_tap(const struct vm *, int nic);
 #define NIC_UNCOUNTED	UINT64_MAX
 void	 net_nic_counters(const struct vm *, int nic,
 	    uint64_t c[NIC_NCOUNTERS]);
-void	 net_api_list(struct evhttp_request *);
-void	 net_api_get(struct evhttp_request *, const char *name);
-void	 net_api_create(struct evhttp_request *, json_t *body);
-void	 net_api_delete(struct evhttp_request *, const char *name);
+int	 net_api_list(struct api_call *);
+int	 net_api_get(struct api_call *);
+int	 net_api_create(struct api_call *);
+int	 net_api_delete(struct api_call *);
 
 /* cgroup.c */
 void	 cgroup_probe(void);
@@ -477,12 +532,11 @@ int	 volume_make_convert(const char *name, const char *src,
 int	 volume_check(const char *name, char *err, size_t errlen);
 /* The json: name of a volume alone (backing null), for qemu-img. */
 char	*volume_json_name(const char *name);
-void	 volume_api_list(struct evhttp_request *);
-void	 volume_api_get(struct evhttp_request *, const char *name);
-void	 volume_api_create(struct evhttp_request *, json_t *body);
-void	 volume_api_resize(struct evhttp_request *, const char *name,
-	    json_t *body);
-void	 volume_api_delete(struct evhttp_request *, const char *name);
+int	 volume_api_list(struct api_call *);
+int	 volume_api_get(struct api_call *);
+int	 volume_api_create(struct api_call *);
+int	 volume_api_resize(struct api_call *);
+int	 volume_api_delete(struct api_call *);
 
 /* img.c */
 /* The header of the qcow2 file path, and its snapshots and bitmaps. */
@@ -507,13 +561,23 @@ int	 img_check(const char *path, const char *backing, char *err,
 char	*img_json(const char *driver, const char *const *chain);
 
 /* snapshot.c */
-void	 snapshot_api(struct evhttp_request *, const struct api_request *,
-	    struct vm *);
+int	 snapshot_api_list(struct api_call *);
+int	 snapshot_api_create(struct api_call *);
+int	 snapshot_api_get(struct api_call *);
+int	 snapshot_api_delete(struct api_call *);
+int	 snapshot_api_revert(struct api_call *);
 
 /* backup.c */
 int	 backup_load_all(void);
 int	 backup_busy(const struct vm *);
-void	 backup_api(struct evhttp_request *, struct api_request *);
+struct backup *backup_find(int64_t id);
+int	 backup_api_list(struct api_call *);
+int	 backup_api_create(struct api_call *);
+int	 backup_api_prune(struct api_call *);
+int	 backup_api_get(struct api_call *);
+int	 backup_api_delete(struct api_call *);
+int	 backup_api_verify(struct api_call *);
+int	 backup_api_restore(struct api_call *);
 
 /* priv.c */
 struct proc_cred;

@@ -170,15 +170,78 @@ exec(sqlite3 *db, const char *sql)
 	return 0;
 }
 
-/* Prepare sql into *st; -1 (the error kept) when SQLite refuses it. */
-static int
-prepare(sqlite3 *db, const char *sql, sqlite3_stmt **st)
+/*
+ * Prepare sql with its parameters bound in order from fmt, one letter
+ * each: t text (NULL binds NULL), i int, I int64_t, N int64_t with 0 as
+ * NULL, d double.  The statement, or NULL with the error kept.
+ */
+static sqlite3_stmt *
+vquery(sqlite3 *db, const char *sql, const char *fmt, va_list ap)
 {
-	if (sqlite3_prepare_v2(db, sql, -1, st, NULL) != SQLITE_OK) {
-		*st = NULL;
-		return op_fail(db);
+	sqlite3_stmt *st;
+	const char *t;
+	int64_t n;
+
+	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
+		op_fail(db);
+		return NULL;
 	}
-	return 0;
+	for (int i = 1; *fmt; fmt++, i++)
+		switch (*fmt) {
+		case 't':
+			if ((t = va_arg(ap, const char *)) != NULL)
+				sqlite3_bind_text(st, i, t, -1, SQLITE_STATIC);
+			break;
+		case 'i':
+			sqlite3_bind_int(st, i, va_arg(ap, int));
+			break;
+		case 'I':
+			sqlite3_bind_int64(st, i, va_arg(ap, int64_t));
+			break;
+		case 'N':
+			if ((n = va_arg(ap, int64_t)) != 0)
+				sqlite3_bind_int64(st, i, n);
+			break;
+		case 'd':
+			sqlite3_bind_double(st, i, va_arg(ap, double));
+			break;
+		}
+	return st;
+}
+
+static sqlite3_stmt *
+query(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+
+	va_start(ap, fmt);
+	st = vquery(db, sql, fmt, ap);
+	va_end(ap);
+	return st;
+}
+
+/* A statement run to its end: 0, or -1 with the error kept. */
+static int
+step_done(sqlite3 *db, sqlite3_stmt *st)
+{
+	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : op_fail(db);
+
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/* query() run to its end: 0, or -1 with the error kept. */
+static int
+run(sqlite3 *db, const char *sql, const char *fmt, ...)
+{
+	sqlite3_stmt *st;
+	va_list ap;
+
+	va_start(ap, fmt);
+	st = vquery(db, sql, fmt, ap);
+	va_end(ap);
+	return st ? step_done(db, st) : -1;
 }
 
 static int
@@ -275,35 +338,13 @@ insert_event(sqlite3 *db, struct event_row *ev)
 {
 	static const char sql[] = "INSERT INTO events(time, vm, from_state, "
 	    "to_state, event, reason, actor) VALUES (?,?,?,?,?,?,?)";
-	sqlite3_stmt *st;
-	int rc;
 
-	if (prepare(db, sql, &st) < 0)
+	if (run(db, sql, "Itttttt", ev->time, ev->vm, ev->from, ev->to,
+	    ev->event, ev->reason ? ev->reason : "", ev->actor ? ev->actor :
+	    "") < 0)
 		return -1;
-	sqlite3_bind_int64(st, 1, ev->time);
-	sqlite3_bind_text(st, 2, ev->vm, -1, SQLITE_STATIC);
-	if (ev->from)
-		sqlite3_bind_text(st, 3, ev->from, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, ev->to, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, ev->event, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 6, ev->reason ? ev->reason : "", -1,
-	    SQLITE_STATIC);
-	sqlite3_bind_text(st, 7, ev->actor ? ev->actor : "", -1,
-	    SQLITE_STATIC);
-	rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
-	sqlite3_finalize(st);
-	if (rc == 0)
-		ev->seq = sqlite3_last_insert_rowid(db);
-	return rc;
-}
-
-static int
-step_done(sqlite3 *db, sqlite3_stmt *st)
-{
-	int rc = sqlite3_step(st) == SQLITE_DONE ? 0 : op_fail(db);
-
-	sqlite3_finalize(st);
-	return rc;
+	ev->seq = sqlite3_last_insert_rowid(db);
+	return 0;
 }
 
 int
@@ -312,20 +353,12 @@ db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
 {
 	static const char sql[] = "INSERT INTO vms(name, spec, state, "
 	    "state_reason, state_since, created_at) VALUES (?,?,?,?,?,?)";
-	sqlite3_stmt *st;
-
 	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (prepare(db, sql, &st) < 0)
-		goto fail;
-	sqlite3_bind_text(st, 1, vm->spec.name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, spec_json, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, vm_state_name(vm->state), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, vm->reason, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, vm->state_since);
-	sqlite3_bind_int64(st, 6, vm->created_at);
-	if (step_done(db, st) < 0)
+	if (run(db, sql, "ttttII", vm->spec.name, spec_json,
+	    vm_state_name(vm->state), vm->reason, vm->state_since,
+	    vm->created_at) < 0)
 		goto fail;
 	vm->id = sqlite3_last_insert_rowid(db);
 	if (insert_event(db, ev) < 0 || exec(db, "COMMIT") < 0)
@@ -341,16 +374,11 @@ fail:
 static int
 vm_delete_once(sqlite3 *db, const struct vm *vm, struct event_row *ev)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (prepare(db, "DELETE FROM vms WHERE id = ?", &st) < 0)
-		goto fail;
-	sqlite3_bind_int64(st, 1, vm->id);
-	if (step_done(db, st) < 0 || insert_event(db, ev) < 0 ||
-	    exec(db, "COMMIT") < 0)
+	if (run(db, "DELETE FROM vms WHERE id = ?", "I", vm->id) < 0 ||
+	    insert_event(db, ev) < 0 || exec(db, "COMMIT") < 0)
 		goto fail;
 	return 0;
 fail:
@@ -360,35 +388,22 @@ fail:
 	return -1;
 }
 
-/* Parameters 1 to 6 of an UPDATE of a VM's state row. */
-static void
-bind_state(sqlite3_stmt *st, const struct vm *vm)
-{
-	sqlite3_bind_text(st, 1, vm_state_name(vm->state), -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, vm->reason, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, vm->state_since);
-	sqlite3_bind_int64(st, 4, vm->started_at);
-	sqlite3_bind_int(st, 5, (int)vm->pid);
-	sqlite3_bind_int64(st, 6, vm->id);
-}
+/* The columns of a VM's state row, for an UPDATE ... WHERE id = ?. */
+#define STATE_SET	"UPDATE vms SET state = ?, state_reason = ?, " \
+	"state_since = ?, started_at = ?, pid = ? WHERE id = ?"
+#define STATE_FMT	"ttIIiI"
+#define STATE_ARGS(vm)	vm_state_name((vm)->state), (vm)->reason, \
+	(vm)->state_since, (vm)->started_at, (int)(vm)->pid, (vm)->id
 
 static int
 transition_once(sqlite3 *db, const struct vm *vm, enum vm_state from,
     struct event_row *ev)
 {
-	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?,"
-	    " state_since = ?, started_at = ?, pid = ? WHERE id = ? AND "
-	    "state = ?";
-	sqlite3_stmt *st;
-
 	op_begin();
 	if (exec(db, "BEGIN IMMEDIATE") < 0)
 		return -1;
-	if (prepare(db, sql, &st) < 0)
-		goto fail;
-	bind_state(st, vm);
-	sqlite3_bind_text(st, 7, vm_state_name(from), -1, SQLITE_STATIC);
-	if (step_done(db, st) < 0)
+	if (run(db, STATE_SET " AND state = ?", STATE_FMT "t", STATE_ARGS(vm),
+	    vm_state_name(from)) < 0)
 		goto fail;
 	if (sqlite3_changes(db) != 1) {
 		op_failx("%s is not %s in the database", vm->spec.name,
@@ -478,15 +493,8 @@ db_transition(sqlite3 *db, const struct vm *vm, enum vm_state from,
 int
 db_vm_save_state(sqlite3 *db, const struct vm *vm)
 {
-	static const char sql[] = "UPDATE vms SET state = ?, state_reason = ?,"
-	    " state_since = ?, started_at = ?, pid = ? WHERE id = ?";
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, sql, &st) < 0)
-		return -1;
-	bind_state(st, vm);
-	return step_done(db, st);
+	return run(db, STATE_SET, STATE_FMT, STATE_ARGS(vm));
 }
 
 int
@@ -509,7 +517,7 @@ db_vm_foreach(sqlite3 *db, db_vm_cb cb, void *arg)
 	int rc = 0, step;
 
 	op_begin();
-	if (prepare(db, sql, &st) < 0)
+	if ((st = query(db, sql, "")) == NULL)
 		return -1;
 	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
 		rc = cb(sqlite3_column_int64(st, 0),
@@ -540,12 +548,8 @@ db_events(sqlite3 *db, int64_t since, const char *vm, int limit,
 	int rc = 0;
 
 	op_begin();
-	if (prepare(db, sql, &st) < 0)
+	if ((st = query(db, sql, "Iti", since, vm, limit)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, since);
-	if (vm)
-		sqlite3_bind_text(st, 2, vm, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 3, limit);
 	while (sqlite3_step(st) == SQLITE_ROW) {
 		struct event_row ev = {
 			.seq = sqlite3_column_int64(st, 0),
@@ -567,14 +571,9 @@ db_events(sqlite3 *db, int64_t since, const char *vm, int limit,
 int
 db_vm_update_spec(sqlite3 *db, const struct vm *vm, const char *spec_json)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "UPDATE vms SET spec = ? WHERE id = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, spec_json, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, vm->id);
-	return step_done(db, st);
+	return run(db, "UPDATE vms SET spec = ? WHERE id = ?", "tI",
+	    spec_json, vm->id);
 }
 
 int
@@ -584,9 +583,9 @@ db_setting_get(sqlite3 *db, const char *key, char *buf, size_t len)
 	int rc = -1;
 
 	op_begin();
-	if (prepare(db, "SELECT value FROM settings WHERE key = ?", &st) < 0)
+	if ((st = query(db, "SELECT value FROM settings WHERE key = ?", "t",
+	    key)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	if (sqlite3_step(st) == SQLITE_ROW) {
 		snprintf(buf, len, "%s", (const char *)sqlite3_column_text(st,
 		    0));
@@ -599,15 +598,10 @@ db_setting_get(sqlite3 *db, const char *key, char *buf, size_t len)
 int
 db_setting_set(sqlite3 *db, const char *key, const char *value)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "INSERT INTO settings(key, value) VALUES "
-	    "(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
-	return step_done(db, st);
+	return run(db, "INSERT INTO settings(key, value) VALUES (?, ?) ON "
+	    "CONFLICT(key) DO UPDATE SET value = excluded.value", "tt", key,
+	    value);
 }
 
 int64_t
@@ -617,7 +611,7 @@ db_last_seq(sqlite3 *db)
 	int64_t seq = 0;
 
 	op_begin();
-	if (prepare(db, "SELECT MAX(seq) FROM events", &st) < 0)
+	if ((st = query(db, "SELECT MAX(seq) FROM events", "")) == NULL)
 		return 0;
 	if (sqlite3_step(st) == SQLITE_ROW)
 		seq = sqlite3_column_int64(st, 0);
@@ -628,20 +622,11 @@ db_last_seq(sqlite3 *db)
 int
 db_net_insert(sqlite3 *db, const struct net_row *r, int64_t *id)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "INSERT INTO networks(name, type, subnet, "
-	    "created_at, ifname, adopted) VALUES (?,?,?,?,?,?)", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, r->type, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 3, r->subnet, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 4, r->created_at);
-	if (r->ifname && r->ifname[0])
-		sqlite3_bind_text(st, 5, r->ifname, -1, SQLITE_STATIC);
-	sqlite3_bind_int(st, 6, r->adopted);
-	if (step_done(db, st) < 0)
+	if (run(db, "INSERT INTO networks(name, type, subnet, created_at, "
+	    "ifname, adopted) VALUES (?,?,?,?,?,?)", "tttIti", r->name,
+	    r->type, r->subnet, r->created_at, r->ifname && r->ifname[0] ?
+	    r->ifname : NULL, r->adopted) < 0)
 		return -1;
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
@@ -650,26 +635,16 @@ db_net_insert(sqlite3 *db, const struct net_row *r, int64_t *id)
 int
 db_net_set_ifname(sqlite3 *db, int64_t id, const char *ifname)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "UPDATE networks SET ifname = ? WHERE id = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, ifname, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, id);
-	return step_done(db, st);
+	return run(db, "UPDATE networks SET ifname = ? WHERE id = ?", "tI",
+	    ifname, id);
 }
 
 int
 db_net_delete(sqlite3 *db, int64_t id)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "DELETE FROM networks WHERE id = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	return step_done(db, st);
+	return run(db, "DELETE FROM networks WHERE id = ?", "I", id);
 }
 
 int
@@ -679,8 +654,8 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 	int rc = 0;
 
 	op_begin();
-	if (prepare(db, "SELECT id, name, type, subnet, created_at, ifname, "
-	    "adopted FROM networks ORDER BY id", &st) < 0)
+	if ((st = query(db, "SELECT id, name, type, subnet, created_at, "
+	    "ifname, adopted FROM networks ORDER BY id", "")) == NULL)
 		return -1;
 	while (sqlite3_step(st) == SQLITE_ROW && rc == 0) {
 		struct net_row r = {
@@ -702,34 +677,18 @@ int
 db_rollup_add(sqlite3 *db, const char *vm, int64_t t_ms, double cpu_pct,
     double cpu_s, int64_t rss, int64_t rd, int64_t wr, int has_disk)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "INSERT OR REPLACE INTO rollups VALUES "
-	    "(?,?,?,?,?,?,?)", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, t_ms);
-	sqlite3_bind_double(st, 3, cpu_pct);
-	sqlite3_bind_double(st, 4, cpu_s);
-	sqlite3_bind_int64(st, 5, rss);
-	if (has_disk) {
-		sqlite3_bind_int64(st, 6, rd);
-		sqlite3_bind_int64(st, 7, wr);
-	}
-	return step_done(db, st);
+	/* Without a disk, its two columns are left NULL. */
+	return run(db, "INSERT OR REPLACE INTO rollups VALUES (?,?,?,?,?,?,?)",
+	    has_disk ? "tIddIII" : "tIddI", vm, t_ms, cpu_pct, cpu_s, rss, rd,
+	    wr);
 }
 
 int
 db_rollup_prune(sqlite3 *db, int64_t before_ms)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "DELETE FROM rollups WHERE time < ?", &st) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, before_ms);
-	return step_done(db, st);
+	return run(db, "DELETE FROM rollups WHERE time < ?", "I", before_ms);
 }
 
 int
@@ -739,12 +698,10 @@ db_rollups(sqlite3 *db, const char *vm, int64_t since_ms, db_rollup_cb cb,
 	sqlite3_stmt *st;
 
 	op_begin();
-	if (prepare(db, "SELECT time, cpu_percent, cpu_seconds, "
+	if ((st = query(db, "SELECT time, cpu_percent, cpu_seconds, "
 	    "rss_bytes, disk_read_bytes, disk_write_bytes FROM rollups WHERE "
-	    "vm = ? AND time > ? ORDER BY time", &st) < 0)
+	    "vm = ? AND time > ? ORDER BY time", "tI", vm, since_ms)) == NULL)
 		return -1;
-	sqlite3_bind_text(st, 1, vm, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 2, since_ms);
 	while (sqlite3_step(st) == SQLITE_ROW)
 		cb(sqlite3_column_int64(st, 0), sqlite3_column_double(st, 1),
 		    sqlite3_column_double(st, 2), sqlite3_column_int64(st, 3),
@@ -761,33 +718,16 @@ int
 db_volume_insert(sqlite3 *db, const char *name, const char *owner,
     int64_t created_at)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "INSERT OR REPLACE INTO volumes VALUES "
-	    "(?,?,?)", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (owner)
-		sqlite3_bind_text(st, 2, owner, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 3, created_at);
-	if (step_done(db, st) < 0)
-		return -1;
-	return 0;
+	return run(db, "INSERT OR REPLACE INTO volumes VALUES (?,?,?)", "ttI",
+	    name, owner, created_at);
 }
 
 int
 db_volume_delete(sqlite3 *db, const char *name)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "DELETE FROM volumes WHERE name = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-	if (step_done(db, st) < 0)
-		return -1;
-	return 0;
+	return run(db, "DELETE FROM volumes WHERE name = ?", "t", name);
 }
 
 int
@@ -797,8 +737,8 @@ db_volume_foreach(sqlite3 *db, db_volume_cb cb, void *arg)
 	int rc = 0;
 
 	op_begin();
-	if (prepare(db, "SELECT name, owner, created_at FROM "
-	    "volumes ORDER BY name", &st) < 0)
+	if ((st = query(db, "SELECT name, owner, created_at FROM volumes "
+	    "ORDER BY name", "")) == NULL)
 		return -1;
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
 		rc = cb((const char *)sqlite3_column_text(st, 0),
@@ -811,20 +751,10 @@ db_volume_foreach(sqlite3 *db, db_volume_cb cb, void *arg)
 int
 db_backup_insert(sqlite3 *db, const struct backup_row *b, int64_t *id)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "INSERT INTO backups(vm, kind, parent, dir, "
-	    "state, created_at) VALUES (?,?,?,?,?,?)", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, b->vm, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 2, b->kind, -1, SQLITE_STATIC);
-	if (b->parent)
-		sqlite3_bind_int64(st, 3, b->parent);
-	sqlite3_bind_text(st, 4, b->dir, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 5, b->state, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 6, b->created_at);
-	if (step_done(db, st) < 0)
+	if (run(db, "INSERT INTO backups(vm, kind, parent, dir, state, "
+	    "created_at) VALUES (?,?,?,?,?,?)", "ttNttI", b->vm, b->kind,
+	    b->parent, b->dir, b->state, b->created_at) < 0)
 		return -1;
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
@@ -833,40 +763,19 @@ db_backup_insert(sqlite3 *db, const struct backup_row *b, int64_t *id)
 int
 db_backup_update(sqlite3 *db, const struct backup_row *b)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "UPDATE backups SET kind = ?, parent = ?, "
-	    "dir = ?, state = ?, finished_at = ?, size_bytes = ?, "
-	    "verified_at = ?, verify_ok = ? WHERE id = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_text(st, 1, b->kind, -1, SQLITE_STATIC);
-	if (b->parent)
-		sqlite3_bind_int64(st, 2, b->parent);
-	sqlite3_bind_text(st, 3, b->dir, -1, SQLITE_STATIC);
-	sqlite3_bind_text(st, 4, b->state, -1, SQLITE_STATIC);
-	sqlite3_bind_int64(st, 5, b->finished_at);
-	sqlite3_bind_int64(st, 6, b->size_bytes);
-	sqlite3_bind_int64(st, 7, b->verified_at);
-	sqlite3_bind_int(st, 8, b->verify_ok);
-	sqlite3_bind_int64(st, 9, b->id);
-	if (step_done(db, st) < 0)
-		return -1;
-	return 0;
+	return run(db, "UPDATE backups SET kind = ?, parent = ?, dir = ?, "
+	    "state = ?, finished_at = ?, size_bytes = ?, verified_at = ?, "
+	    "verify_ok = ? WHERE id = ?", "tNttIIIiI", b->kind, b->parent,
+	    b->dir, b->state, b->finished_at, b->size_bytes, b->verified_at,
+	    b->verify_ok, b->id);
 }
 
 int
 db_backup_delete(sqlite3 *db, int64_t id)
 {
-	sqlite3_stmt *st;
-
 	op_begin();
-	if (prepare(db, "DELETE FROM backups WHERE id = ?", &st) < 0)
-		return -1;
-	sqlite3_bind_int64(st, 1, id);
-	if (step_done(db, st) < 0)
-		return -1;
-	return 0;
+	return run(db, "DELETE FROM backups WHERE id = ?", "I", id);
 }
 
 int
@@ -876,9 +785,9 @@ db_backup_foreach(sqlite3 *db, db_backup_cb cb, void *arg)
 	int rc = 0;
 
 	op_begin();
-	if (prepare(db, "SELECT id, vm, kind, parent, dir, state, "
+	if ((st = query(db, "SELECT id, vm, kind, parent, dir, state, "
 	    "created_at, finished_at, size_bytes, verified_at, verify_ok FROM "
-	    "backups ORDER BY id", &st) < 0)
+	    "backups ORDER BY id", "")) == NULL)
 		return -1;
 	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW) {
 		struct backup_row b = {

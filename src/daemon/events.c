@@ -49,14 +49,17 @@ send_line(struct evhttp_request *req, const struct event_row *ev)
 		evbuffer_free(buf);
 }
 
+/* Every ?follow=1 request, parked for good; arg is its VM, or NULL. */
+static struct parkedq subscribers = TAILQ_HEAD_INITIALIZER(subscribers);
+
 void
 events_publish(const struct event_row *ev)
 {
-	struct subscriber *s;
+	struct parked *p;
 
-	TAILQ_FOREACH(s, &vmgrd->subscribers, entry)
-		if (s->vm[0] == '\0' || strcmp(s->vm, ev->vm) == 0)
-			send_line(s->req, ev);
+	TAILQ_FOREACH(p, &subscribers, owner)
+		if (p->arg == NULL || strcmp(p->arg, ev->vm) == 0)
+			send_line(p->req, ev);
 }
 
 static int
@@ -66,22 +69,29 @@ replay_one(const struct event_row *ev, void *arg)
 	return 0;
 }
 
+static void
+subscriber_gone(struct parked *p)
+{
+	TAILQ_REMOVE(&subscribers, p, owner);
+	free(p->arg);
+	api_drop(p);
+}
+
 /*
  * Stream events after `since`, then every new one, until the client goes.
  * History is sent in pages so a long log never sits in memory at once.
  */
-void
-events_subscribe(struct evhttp_request *req, const char *vm, int64_t since)
+int
+events_subscribe(struct api_call *c, const char *vm, int64_t since)
 {
-	struct subscriber *s = calloc(1, sizeof(*s));
+	struct evhttp_request *req = c->req;
+	struct parked *p = api_park(req, 0);
 
-	if (s == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
+	if (p == NULL || (vm && (p->arg = strdup(vm)) == NULL)) {
+		api_drop(p);
+		return api_err(&c->err, 500, "no_memory", "out of memory");
 	}
-	s->req = req;
-	s->conn = evhttp_request_get_connection(req);
-	snprintf(s->vm, sizeof(s->vm), "%s", vm ? vm : "");
+	p->gone = subscriber_gone;
 	evhttp_add_header(evhttp_request_get_output_headers(req),
 	    "Content-Type", "application/x-ndjson");
 	evhttp_send_reply_start(req, 200, "OK");
@@ -90,21 +100,6 @@ events_subscribe(struct evhttp_request *req, const char *vm, int64_t since)
 	if (last - since > FOLLOW_REPLAY)
 		since = last - FOLLOW_REPLAY;
 	db_events(vmgrd->db, since, vm, -1, replay_one, req);
-	TAILQ_INSERT_TAIL(&vmgrd->subscribers, s, entry);
-}
-
-void
-events_conn_closed(struct evhttp_connection *conn)
-{
-	struct subscriber *s, *next;
-
-	for (s = TAILQ_FIRST(&vmgrd->subscribers); s; s = next) {
-		next = TAILQ_NEXT(s, entry);
-		if (s->conn != conn)
-			continue;
-		TAILQ_REMOVE(&vmgrd->subscribers, s, entry);
-		if (evhttp_request_get_connection(s->req) == NULL)
-			evhttp_request_free(s->req);
-		free(s);
-	}
+	TAILQ_INSERT_TAIL(&subscribers, p, owner);
+	return API_WAIT;
 }

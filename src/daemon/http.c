@@ -116,6 +116,51 @@ api_reply_err(struct evhttp_request *req, const struct api_err *e)
 	    "internal", "%s", e->msg);
 }
 
+int
+api_ok(struct api_call *c, int status, json_t *out)
+{
+	c->status = status;
+	c->out = out;
+	return API_OK;
+}
+
+int
+api_ok_text(struct api_call *c, const char *type, struct evbuffer *text)
+{
+	c->status = 200;
+	c->type = type;
+	c->text = text;
+	return API_OK;
+}
+
+/* The one reply to a call, as its handler returned (ret). */
+void
+api_call_reply(struct api_call *c, int ret)
+{
+	switch (ret) {
+	case API_WAIT:
+		return;
+	case API_OK:
+		if (c->text) {
+			evhttp_add_header(evhttp_request_get_output_headers(
+			    c->req), "Content-Type", c->type);
+			evhttp_send_reply(c->req, c->status, status_text(
+			    c->status), c->text);
+			evbuffer_free(c->text);
+		} else
+			api_reply_json(c->req, c->status, c->out);
+		break;
+	default:
+		json_decref(c->out);
+		if (c->text)
+			evbuffer_free(c->text);
+		api_reply_err(c->req, &c->err);
+		break;
+	}
+	c->out = NULL;
+	c->text = NULL;
+}
+
 /* ---- parked requests -------------------------------------------------- */
 
 /* Every parked request, so a client's going is told to each of its own. */
@@ -186,44 +231,30 @@ api_drop(struct parked *p)
 		evhttp_request_free(req);
 }
 
-/* Hooks told of a connection's close besides the parked requests. */
-static void (*close_hooks[4])(struct evhttp_connection *);
-
-void
-api_on_close(void (*hook)(struct evhttp_connection *))
-{
-	for (size_t i = 0; i < sizeof(close_hooks) / sizeof(close_hooks[0]);
-	    i++)
-		if (close_hooks[i] == NULL) {
-			close_hooks[i] = hook;
-			return;
-		}
-}
-
 /* A client went away: whatever waits to answer it learns so. */
 void
 api_conn_closed(struct evhttp_connection *conn)
 {
-	struct parked *p;
+	struct parked *p, *next;
 
-	TAILQ_FOREACH(p, &parked_all, all)
-		if (p->conn == conn && p->req) {
-			if (evhttp_request_get_connection(p->req) == NULL)
-				evhttp_request_free(p->req);
-			p->req = NULL;
-		}
-	for (size_t i = 0; i < sizeof(close_hooks) / sizeof(close_hooks[0]);
-	    i++)
-		if (close_hooks[i])
-			close_hooks[i](conn);
+	for (p = TAILQ_FIRST(&parked_all); p; p = next) {
+		next = TAILQ_NEXT(p, all);
+		if (p->conn != conn || p->req == NULL)
+			continue;
+		if (evhttp_request_get_connection(p->req) == NULL)
+			evhttp_request_free(p->req);
+		p->req = NULL;
+		if (p->gone)
+			p->gone(p);	/* may free p */
+	}
 }
 
 /*
  * An integer field of a request body, from lo to hi: 0 (with *out set, or
- * untouched when the field is absent), or -1 after replying 422.
+ * untouched when the field is absent), or -1 with a 422 in *e.
  */
 int
-api_body_int(struct evhttp_request *req, json_t *body, const char *key,
+api_body_int(struct api_err *e, json_t *body, const char *key,
     long long lo, long long hi, long long *out)
 {
 	json_t *v = body ? json_object_get(body, key) : NULL;
@@ -233,16 +264,15 @@ api_body_int(struct evhttp_request *req, json_t *body, const char *key,
 	if (!json_is_number(v) || json_number_value(v) < (double)lo ||
 	    json_number_value(v) > (double)hi ||
 	    json_number_value(v) != (double)(long long)json_number_value(v)) {
-		api_reply_error(req, 422, "invalid_value", "%s must be a whole "
+		return api_err(e, 422, "invalid_value", "%s must be a whole "
 		    "number from %lld to %lld", key, lo, hi);
-		return -1;
 	}
 	*out = (long long)json_number_value(v);
 	return 0;
 }
 
 int
-api_body_size(struct evhttp_request *req, json_t *body, uint64_t *bytes)
+api_body_size(struct api_err *e, json_t *body, uint64_t *bytes)
 {
 	json_t *mib = body ? json_object_get(body, "size_mib") : NULL;
 	json_t *v = body ? json_object_get(body, "size") : NULL;
@@ -250,7 +280,7 @@ api_body_size(struct evhttp_request *req, json_t *body, uint64_t *bytes)
 	char text[32] = "";
 
 	*bytes = 0;
-	if (api_body_int(req, body, "size_mib", 1, (long long)SPEC_DISK_MAX *
+	if (api_body_int(e, body, "size_mib", 1, (long long)SPEC_DISK_MAX *
 	    1024, &m) < 0)
 		return -1;
 	if (mib)
@@ -269,23 +299,19 @@ api_body_size(struct evhttp_request *req, json_t *body, uint64_t *bytes)
 		snprintf(text, sizeof(text), "%s", json_string_value(v));
 	uint64_t b;
 	if (spec_size_parse(text, &b) < 0) {
-		api_reply_error(req, 422, "invalid_value", "size must be bytes, "
+		return api_err(e, 422, "invalid_value", "size must be bytes, "
 		    "or a size with a suffix such as 512M or 2G, above 0 and at "
 		    "most %d GiB", SPEC_DISK_MAX);
-		return -1;
 	}
-	if (mib && b != *bytes) {
-		api_reply_error(req, 422, "invalid_value", "size and size_mib "
+	if (mib && b != *bytes)
+		return api_err(e, 422, "invalid_value", "size and size_mib "
 		    "disagree");
-		return -1;
-	}
 	*bytes = b;
 	return 0;
 }
 
 int
-api_body_keys(struct evhttp_request *req, json_t *body,
-    const char *const *allowed)
+api_body_keys(struct api_err *e, json_t *body, const char *const *allowed)
 {
 	const char *key;
 	json_t *v;
@@ -296,22 +322,37 @@ api_body_keys(struct evhttp_request *req, json_t *body,
 		int ok = 0;
 		for (const char *const *a = allowed; *a; a++)
 			ok |= strcmp(*a, key) == 0;
-		if (!ok) {
-			api_reply_error(req, 422, "unknown_field",
+		if (!ok)
+			return api_err(e, 422, "unknown_field",
 			    "unknown field \"%s\"", key);
-			return -1;
-		}
 	}
 	return 0;
 }
 
 /*
- * A query parameter as an integer from lo to hi: 0 (with *out set, or
- * untouched when absent), or -1 after replying 400.
+ * The body's "name", which must be there and be a valid name; what says
+ * what kind ("volume name") in the error.
  */
 int
-api_query_int(struct evhttp_request *req, struct evkeyvalq *q,
-    const char *key, long long lo, long long hi, long long *out)
+api_body_name(struct api_err *e, json_t *body, const char *what,
+    const char **name)
+{
+	*name = json_string_value(json_object_get(body, "name"));
+	if (*name == NULL)
+		return api_err(e, 422, "missing_field", "name is required");
+	if (!spec_name_valid(*name))
+		return api_err(e, 422, "invalid_name", "\"%.64s\" is not a "
+		    "valid %s", *name, what);
+	return 0;
+}
+
+/*
+ * A query parameter as an integer from lo to hi: 0 (with *out set, or
+ * untouched when absent), or -1 with a 400 in *e.
+ */
+int
+api_query_int(struct api_err *e, struct evkeyvalq *q, const char *key,
+    long long lo, long long hi, long long *out)
 {
 	const char *s = evhttp_find_header(q, key);
 	char *end;
@@ -320,11 +361,9 @@ api_query_int(struct evhttp_request *req, struct evkeyvalq *q,
 		return 0;
 	errno = 0;
 	long long v = strtoll(s, &end, 10);
-	if (errno || *s == '\0' || *end || v < lo || v > hi) {
-		api_reply_error(req, 400, "invalid_query",
+	if (errno || *s == '\0' || *end || v < lo || v > hi)
+		return api_err(e, 400, "invalid_query",
 		    "%s must be a whole number from %lld to %lld", key, lo, hi);
-		return -1;
-	}
 	*out = v;
 	return 0;
 }
@@ -342,88 +381,72 @@ route_method(enum evhttp_cmd_type cmd)
 	}
 }
 
-/* The body as its endpoint takes it: 0, or -1 after replying. */
+/* The body as its endpoint takes it: 0, or -1 with c->err. */
 static int
-read_body(struct evhttp_request *req, struct api_request *ar)
+read_body(struct api_call *c)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(
+	    c->req));
 	size_t len = evbuffer_get_length(in);
 	json_error_t jerr;
 
 	if (len == 0) {
-		if (ar->route.body == BODY_OBJECT) {
-			api_reply_error(req, 400, "missing_body", "%s %s needs "
-			    "a JSON object", route_method_name(ar->method),
-			    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(
-			    req)));
-			return -1;
-		}
-		if (ar->route.body == BODY_OPTIONAL)
-			ar->body = json_object();
+		if (c->route.body == BODY_OBJECT)
+			return api_err(&c->err, 400, "missing_body", "%s %s "
+			    "needs a JSON object", route_method_name(c->method),
+			    path);
+		if (c->route.body == BODY_OPTIONAL)
+			c->body = json_object();
 		return 0;
 	}
-	if (ar->route.body == BODY_NONE) {
-		api_reply_error(req, 400, "unexpected_body", "%s %s takes no "
-		    "body", route_method_name(ar->method),
-		    evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req)));
-		return -1;
-	}
-	ar->body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
+	if (c->route.body == BODY_NONE)
+		return api_err(&c->err, 400, "unexpected_body", "%s %s takes "
+		    "no body", route_method_name(c->method), path);
+	c->body = json_loadb((const char *)evbuffer_pullup(in, -1), len,
 	    JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL, &jerr);
-	if (ar->body == NULL) {
-		api_reply_error(req, 400, "malformed_json", "malformed JSON at "
-		    "line %d column %d: %s", jerr.line, jerr.column, jerr.text);
-		return -1;
-	}
-	if (!json_is_object(ar->body)) {
-		api_reply_error(req, 422, "invalid_value", "the body must be a "
-		    "JSON object");
-		return -1;
-	}
+	if (c->body == NULL)
+		return api_err(&c->err, 400, "malformed_json", "malformed JSON "
+		    "at line %d column %d: %s", jerr.line, jerr.column,
+		    jerr.text);
+	if (!json_is_object(c->body))
+		return api_err(&c->err, 422, "invalid_value", "the body must "
+		    "be a JSON object");
 	return 0;
 }
 
 int
-api_request_begin(struct evhttp_request *req, struct api_request *ar)
+api_request_begin(struct evhttp_request *req, struct api_call *c)
 {
 	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
 	const char *rawq = uri ? evhttp_uri_get_query(uri) : NULL;
 	struct evkeyval *kv;
 
-	ar->body = NULL;
-	TAILQ_INIT(&ar->query);
-	ar->method = route_method(evhttp_request_get_command(req));
-	if (route_match(ar->method, uri ? evhttp_uri_get_path(uri) : NULL,
-	    &ar->route) < 0) {
-		api_reply_error(req, ar->route.status, ar->route.code, "%s",
-		    ar->route.message);
-		return -1;
-	}
-	if (rawq && evhttp_parse_query_str(rawq, &ar->query) < 0) {
-		api_reply_error(req, 400, "invalid_query",
+	memset(c, 0, sizeof(*c));
+	c->req = req;
+	c->status = 200;
+	TAILQ_INIT(&c->query);
+	c->method = route_method(evhttp_request_get_command(req));
+	if (route_match(c->method, uri ? evhttp_uri_get_path(uri) : NULL,
+	    &c->route) < 0)
+		return api_err(&c->err, c->route.status, c->route.code, "%s",
+		    c->route.message);
+	if (rawq && evhttp_parse_query_str(rawq, &c->query) < 0)
+		return api_err(&c->err, 400, "invalid_query",
 		    "the query string is malformed");
-		goto fail;
-	}
-	TAILQ_FOREACH(kv, &ar->query, next)
-		if (!route_query_allowed(&ar->route, kv->key)) {
-			api_reply_error(req, 400, "invalid_query", "unknown "
+	TAILQ_FOREACH(kv, &c->query, next)
+		if (!route_query_allowed(&c->route, kv->key))
+			return api_err(&c->err, 400, "invalid_query", "unknown "
 			    "query parameter \"%.64s\"", kv->key);
-			goto fail;
-		}
-	if (read_body(req, ar) < 0)
-		goto fail;
-	return 0;
-fail:
-	api_request_end(ar);
-	return -1;
+	return read_body(c);
 }
 
 void
-api_request_end(struct api_request *ar)
+api_request_end(struct api_call *c)
 {
-	json_decref(ar->body);
-	ar->body = NULL;
-	evhttp_clear_headers(&ar->query);
+	json_decref(c->body);
+	c->body = NULL;
+	evhttp_clear_headers(&c->query);
 }
 
 /* An HTTP server on base with the API's limits, requests going to cb. */

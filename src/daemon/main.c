@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <libgen.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -227,8 +228,126 @@ open_log(void)
 	return 0;
 }
 
-int
-main(int argc, char *argv[])
+/* What the command line says, besides what goes straight into vmgrd. */
+struct options {
+	const char	*state_dir, *images;
+	const char	*listen, *token_file, *tls_cert, *tls_key;
+	int		 foreground, verbose, policy_given;
+	long long	 timeout;
+	double		 sample_s;
+};
+
+/* Say what is wrong with an option; 2, the exit status for it. */
+static int
+bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+bad(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "vmgrd: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	return 2;
+}
+
+/* One option (ch, with arg): 0, or 2 after saying what is wrong. */
+static int
+parse_option(int ch, const char *arg, struct options *o)
+{
+	struct vmgrd *d = vmgrd;
+	long long v;
+	char *end;
+
+	switch (ch) {
+	case 's': o->state_dir = arg; break;
+	case 'f': o->foreground = 1; break;
+	case 'i': o->images = arg; break;
+	case 'v': o->verbose = 1; break;
+	case 'L': o->listen = arg; break;
+	case 'T': o->token_file = arg; break;
+	case 'c': o->tls_cert = arg; break;
+	case 'k': o->tls_key = arg; break;
+	case 't':
+		if (parse_duration_s(arg, &o->timeout) < 0 ||
+		    o->timeout > 86400)
+			return bad("--shutdown-timeout: bad duration \"%s\"",
+			    arg);
+		break;
+	case 'C':
+		d->cap.cpus = strtod(arg, &end);
+		if (*end || !(d->cap.cpus > 0) || d->cap.cpus > 4096)
+			return bad("--capacity-cpus: bad number \"%s\"", arg);
+		break;
+	case 'M':
+		if (parse_size_mib(arg, &v) < 0 || v < 16)
+			return bad("--capacity-memory: bad size \"%s\"", arg);
+		d->cap.memory_mib = (double)v;
+		break;
+	case 'R':
+	case 'm': {
+		double r = strtod(arg, &end);
+		if (*end || !(r > 0) || r > 100)
+			return bad("bad ratio \"%s\"", arg);
+		*(ch == 'R' ? &d->cap.cpu_ratio : &d->cap.memory_ratio) = r;
+		break;
+	}
+	case 'P':
+		if (sched_policy_parse(arg) < 0)
+			return bad("--policy: fcfs, sjf, priority or rr");
+		d->policy = (enum sched_policy)sched_policy_parse(arg);
+		o->policy_given = 1;
+		break;
+	case 'I':
+		o->sample_s = strtod(arg, &end);
+		if (*end || !(o->sample_s >= 0.1) || o->sample_s > 3600)
+			return bad("--sample-interval: 0.1 to 3600 seconds");
+		break;
+	case 'Q':
+		if (parse_duration_s(arg, &v) < 0 || v < 1 || v > 86400)
+			return bad("--quantum: bad duration \"%s\"", arg);
+		d->quantum_s = (double)v;
+		break;
+	case 'G': {
+		struct group *g = getgrnam(arg);
+		if (g == NULL)
+			return bad("--socket-group: no group \"%s\"", arg);
+		d->socket_gid = g->gr_gid;
+		d->socket_group = 1;
+		break;
+	}
+	case 'N':
+		v = strtoll(arg, &end, 10);
+		if (*arg == '\0' || *end || v < 1 || v > 65536)
+			return bad("--max-connections: a whole number from 1 "
+			    "to 65536");
+		d->max_conns = (int)v;
+		break;
+	case 'U': {
+		unsigned long b = strtoul(arg, &end, 0);
+		if (*end || b > 0xf0000000ul)
+			return bad("--qemu-uid-base: a uid, or 0");
+		priv_set_base((unsigned)b);
+		break;
+	}
+	case 'O':
+		if (parse_duration_s(arg, &v) < 0 || v < 1 || v > 600)
+			return bad("--qmp-timeout: 1 to 600 seconds");
+		qmp_set_default_timeout((double)v);
+		break;
+	default:
+		usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* -1 to go on, else the exit status (after --help or a bad option). */
+static int
+parse_options(int argc, char *argv[], struct options *o)
 {
 	static const struct option opts[] = {
 		{ "state-dir", required_argument, NULL, 's' },
@@ -255,144 +374,40 @@ main(int argc, char *argv[])
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	static struct vmgrd d;
-	const char *state_dir = NULL, *images = NULL, *env;
-	const char *listen_spec = NULL, *token_file = NULL, *tls_cert = NULL;
-	const char *tls_key = NULL;
-	char err[1024], path[PATH_MAX];
-	int foreground = 0, verbose = 0, ready_fd = -1, ch, policy_given = 0;
-	long long timeout = 60, v;
-	double sample_s = 1.0;
-	char *end;
+	int ch, rc;
 
-	vmgrd = &d;
-	d.policy = SCHED_NPOLICIES;	/* not given */
-	d.max_conns = 512;
-	TAILQ_INIT(&d.vms);
-	TAILQ_INIT(&d.subscribers);
+	o->timeout = 60;
+	o->sample_s = 1.0;
 	while ((ch = getopt_long(argc, argv, "s:fi:t:vh", opts, NULL)) != -1) {
-		switch (ch) {
-		case 's': state_dir = optarg; break;
-		case 'f': foreground = 1; break;
-		case 'i': images = optarg; break;
-		case 't':
-			if (parse_duration_s(optarg, &timeout) < 0 ||
-			    timeout > 86400) {
-				fprintf(stderr, "vmgrd: --shutdown-timeout: "
-				    "bad duration \"%s\"\n", optarg);
-				return 2;
-			}
-			break;
-		case 'v': verbose = 1; break;
-		case 'C':
-			d.cap.cpus = strtod(optarg, &end);
-			if (*end || !(d.cap.cpus > 0) || d.cap.cpus > 4096) {
-				fprintf(stderr, "vmgrd: --capacity-cpus: bad "
-				    "number \"%s\"\n", optarg);
-				return 2;
-			}
-			break;
-		case 'M':
-			if (parse_size_mib(optarg, &v) < 0 || v < 16) {
-				fprintf(stderr, "vmgrd: --capacity-memory: bad "
-				    "size \"%s\"\n", optarg);
-				return 2;
-			}
-			d.cap.memory_mib = (double)v;
-			break;
-		case 'R':
-		case 'm': {
-			double r = strtod(optarg, &end);
-			if (*end || !(r > 0) || r > 100) {
-				fprintf(stderr, "vmgrd: bad ratio \"%s\"\n",
-				    optarg);
-				return 2;
-			}
-			*(ch == 'R' ? &d.cap.cpu_ratio : &d.cap.memory_ratio) = r;
-			break;
+		if (ch == 'h') {
+			usage(stdout);
+			return 0;
 		}
-		case 'P':
-			if (sched_policy_parse(optarg) < 0) {
-				fprintf(stderr, "vmgrd: --policy: fcfs, sjf, "
-				    "priority or rr\n");
-				return 2;
-			}
-			d.policy = (enum sched_policy)sched_policy_parse(optarg);
-			policy_given = 1;
-			break;
-		case 'I':
-			sample_s = strtod(optarg, &end);
-			if (*end || !(sample_s >= 0.1) || sample_s > 3600) {
-				fprintf(stderr, "vmgrd: --sample-interval: 0.1 to "
-				    "3600 seconds\n");
-				return 2;
-			}
-			break;
-		case 'Q':
-			if (parse_duration_s(optarg, &v) < 0 || v < 1 ||
-			    v > 86400) {
-				fprintf(stderr, "vmgrd: --quantum: bad duration "
-				    "\"%s\"\n", optarg);
-				return 2;
-			}
-			d.quantum_s = (double)v;
-			break;
-		case 'G': {
-			struct group *g = getgrnam(optarg);
-			if (g == NULL) {
-				fprintf(stderr, "vmgrd: --socket-group: no group "
-				    "\"%s\"\n", optarg);
-				return 2;
-			}
-			d.socket_gid = g->gr_gid;
-			d.socket_group = 1;
-			break;
+		if (ch == 'V') {
+			printf("vmgrd %s\n", VMGR_VERSION);
+			return 0;
 		}
-		case 'N':
-			v = strtoll(optarg, &end, 10);
-			if (*optarg == '\0' || *end || v < 1 || v > 65536) {
-				fprintf(stderr, "vmgrd: --max-connections: a whole "
-				    "number from 1 to 65536\n");
-				return 2;
-			}
-			d.max_conns = (int)v;
-			break;
-		case 'L': listen_spec = optarg; break;
-		case 'U': {
-			unsigned long b = strtoul(optarg, &end, 0);
-			if (*end || b > 0xf0000000ul) {
-				fprintf(stderr, "vmgrd: --qemu-uid-base: a uid, "
-				    "or 0\n");
-				return 2;
-			}
-			priv_set_base((unsigned)b);
-			break;
-		}
-		case 'O':
-			if (parse_duration_s(optarg, &v) < 0 || v < 1 ||
-			    v > 600) {
-				fprintf(stderr, "vmgrd: --qmp-timeout: 1 to 600 "
-				    "seconds\n");
-				return 2;
-			}
-			qmp_set_default_timeout((double)v);
-			break;
-		case 'T': token_file = optarg; break;
-		case 'c': tls_cert = optarg; break;
-		case 'k': tls_key = optarg; break;
-		case 'h': usage(stdout); return 0;
-		case 'V': printf("vmgrd %s\n", VMGR_VERSION); return 0;
-		default: usage(stderr); return 2;
-		}
+		if ((rc = parse_option(ch, optarg, o)) != 0)
+			return rc;
 	}
 	if (optind != argc) {
 		usage(stderr);
 		return 2;
 	}
-	d.shutdown_timeout_s = (int)timeout;
-	char sd[PATH_MAX];
-	if (state_dir)
-		snprintf(sd, sizeof(sd), "%s", state_dir);
+	return -1;
+}
+
+/*
+ * The state dir, made if need be, its real path in vmgrd->state_dir: -1
+ * to go on, else the exit status after saying what is wrong.
+ */
+static int
+state_dir(const struct options *o)
+{
+	char sd[PATH_MAX], path[PATH_MAX];
+
+	if (o->state_dir)
+		snprintf(sd, sizeof(sd), "%s", o->state_dir);
 	else if (default_state_dir(sd, sizeof(sd)) < 0) {
 		fprintf(stderr, "vmgrd: cannot find a state dir; use "
 		    "--state-dir\n");
@@ -403,8 +418,9 @@ main(int argc, char *argv[])
 		return 1;
 	}
 	/* Only the group may pass through to the socket; nothing else changes. */
-	if (d.socket_group && (chown(sd, (uid_t)-1, d.socket_gid) < 0 ||
-	    chmod(sd, priv_enabled() ? 0711 : 0710) < 0)) {
+	if (vmgrd->socket_group && (chown(sd, (uid_t)-1,
+	    vmgrd->socket_gid) < 0 || chmod(sd, priv_enabled() ? 0711 :
+	    0710) < 0)) {
 		fprintf(stderr, "vmgrd: %s: %s\n", sd, strerror(errno));
 		return 1;
 	}
@@ -418,17 +434,98 @@ main(int argc, char *argv[])
 		    "bytes) for unix sockets: %s\n", path);
 		return 2;
 	}
-	memcpy(d.state_dir, path, strlen(path) + 1);
-	if (!foreground) {
+	memcpy(vmgrd->state_dir, path, strlen(path) + 1);
+	return -1;
+}
+
+/* The host, the database, the loop, and everything recorded in them. */
+static void
+load(const struct options *o)
+{
+	struct vmgrd *d = vmgrd;
+	char err[1024], path[PATH_MAX];
+
+	if (host_probe(err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	host_capacity();
+	cgroup_probe();
+	snprintf(path, sizeof(path), "%s/vmgr.db", d->state_dir);
+	if (db_open(path, &d->db, err, sizeof(err)) < 0)
+		fatalx("%s", err);
+	if ((d->base = event_base_new()) == NULL)
+		fatalx("cannot create the event loop");
+	int quantum_given = d->quantum_s > 0;
+	sched_init();
+	if (o->policy_given || quantum_given) {
+		/* Given on the command line: it is also the new default. */
+		char q[32];
+		snprintf(q, sizeof(q), "%g", d->quantum_s);
+		if (o->policy_given)
+			db_setting_set(d->db, "policy",
+			    sched_policy_name(d->policy));
+		if (quantum_given)
+			db_setting_set(d->db, "quantum_s", q);
+	}
+	d->started_at = now_unix_ms();
+	/* Each round of samples also writes states the disk could not take. */
+	monitor_init(o->sample_s, vm_db_sync);
+	if (net_load_all() < 0)
+		fatalx("cannot load networks: %s", db_errmsg(d->db));
+	if (priv_init() < 0)
+		fatalx("cannot prepare the state dir for unprivileged QEMUs");
+	if (vm_load_all() < 0)
+		fatalx("cannot load VMs: %s", db_errmsg(d->db));
+	if (volume_load_all() < 0)
+		fatalx("cannot load volumes: %s", db_errmsg(d->db));
+	if (backup_load_all() < 0)
+		fatalx("cannot load the backup catalog: %s", db_errmsg(d->db));
+	db_reserve_init(d->state_dir);
+	raise_fd_limit();
+}
+
+/* The API on sock, and on the network if asked. */
+static void
+serve(const struct options *o, const char *sock)
+{
+	char err[1024];
+
+	if (api_listen(sock) < 0)
+		fatalx("cannot serve the API on %s", sock);
+	if ((o->listen || o->token_file || o->tls_cert || o->tls_key) &&
+	    (o->listen == NULL || remote_listen(o->listen, o->token_file,
+	    o->tls_cert, o->tls_key, err, sizeof(err)) < 0))
+		fatalx("%s", o->listen ? err : "--token-file and --tls-* "
+		    "need --listen");
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct vmgrd d;
+	struct options o = { 0 };
+	char path[PATH_MAX];
+	const char *env;
+	int ready_fd = -1, rc;
+
+	vmgrd = &d;
+	d.policy = SCHED_NPOLICIES;	/* not given */
+	d.max_conns = 512;
+	TAILQ_INIT(&d.vms);
+	if ((rc = parse_options(argc, argv, &o)) >= 0)
+		return rc;
+	d.shutdown_timeout_s = (int)o.timeout;
+	if ((rc = state_dir(&o)) >= 0)
+		return rc;
+	if (!o.foreground) {
 		ready_fd = daemonize();
 		if (open_log() < 0)
 			return 1;
 	}
-	log_init(stderr, verbose);
+	log_init(stderr, o.verbose);
 	signal(SIGPIPE, SIG_IGN);
 	umask(0077);
 
-	find_images_dir(images);
+	find_images_dir(o.images);
 	env = getenv("VMGR_QEMU");
 	snprintf(d.qemu_binary, sizeof(d.qemu_binary), "%s",
 	    env && *env ? env : "qemu-system-x86_64");
@@ -438,50 +535,9 @@ main(int argc, char *argv[])
 
 	if (take_lock() < 0)
 		return 1;
-	if (host_probe(err, sizeof(err)) < 0)
-		fatalx("%s", err);
-	host_capacity();
-	cgroup_probe();
-	snprintf(path, sizeof(path), "%s/vmgr.db", d.state_dir);
-	if (db_open(path, &d.db, err, sizeof(err)) < 0)
-		fatalx("%s", err);
-	if ((d.base = event_base_new()) == NULL)
-		fatalx("cannot create the event loop");
-	int quantum_given = d.quantum_s > 0;
-	sched_init();
-	if (policy_given || quantum_given) {
-		/* Given on the command line: it is also the new default. */
-		char q[32];
-		snprintf(q, sizeof(q), "%g", d.quantum_s);
-		if (policy_given)
-			db_setting_set(d.db, "policy", sched_policy_name(d.policy));
-		if (quantum_given)
-			db_setting_set(d.db, "quantum_s", q);
-	}
-	d.started_at = now_unix_ms();
-	/* Each round of samples also writes states the disk could not take. */
-	monitor_init(sample_s, vm_db_sync);
-	if (net_load_all() < 0)
-		fatalx("cannot load networks: %s", db_errmsg(d.db));
-	if (priv_init() < 0)
-		fatalx("cannot prepare the state dir for unprivileged QEMUs");
-	if (vm_load_all() < 0)
-		fatalx("cannot load VMs: %s", db_errmsg(d.db));
-	if (volume_load_all() < 0)
-		fatalx("cannot load volumes: %s", db_errmsg(d.db));
-	if (backup_load_all() < 0)
-		fatalx("cannot load the backup catalog: %s", db_errmsg(d.db));
-	db_reserve_init(d.state_dir);
-	raise_fd_limit();
+	load(&o);
 	snprintf(path, sizeof(path), "%s/vmgrd.sock", d.state_dir);
-	api_on_close(events_conn_closed);
-	if (api_listen(path) < 0)
-		fatalx("cannot serve the API on %s", path);
-	if ((listen_spec || token_file || tls_cert || tls_key) &&
-	    (listen_spec == NULL || remote_listen(listen_spec, token_file,
-	    tls_cert, tls_key, err, sizeof(err)) < 0))
-		fatalx("%s", listen_spec ? err : "--token-file and --tls-* "
-		    "need --listen");
+	serve(&o, path);
 
 	struct event *sigterm = evsignal_new(d.base, SIGTERM, on_signal, NULL);
 	struct event *sigint = evsignal_new(d.base, SIGINT, on_signal, NULL);

@@ -78,27 +78,27 @@ net_load_all(void)
 	return db_net_foreach(vmgrd->db, load_cb, NULL);
 }
 
-void
-net_api_list(struct evhttp_request *req)
+int
+net_api_list(struct api_call *c)
 {
 	json_t *arr = json_array();
 	struct net *n;
 
 	TAILQ_FOREACH(n, &nets, entry)
 		json_array_append_new(arr, net_json(n));
-	api_reply_json(req, 200, arr);
+	return api_ok(c, 200, arr);
 }
 
-void
-net_api_get(struct evhttp_request *req, const char *name)
+int
+net_api_get(struct api_call *c)
 {
+	const char *name = c->route.arg[0];
 	struct net *n = net_find(name);
 
 	if (n == NULL)
-		api_reply_error(req, 404, "no_such_network", "no network named "
-		    "\"%s\"", name);
-	else
-		api_reply_json(req, 200, net_json(n));
+		return api_err(&c->err, 404, "no_such_network", "no network "
+		    "named \"%s\"", name);
+	return api_ok(c, 200, net_json(n));
 }
 
 /* A Linux interface name vmgr may be given: 1 to 15 of [A-Za-z0-9_.-]. */
@@ -141,155 +141,163 @@ pick_ifname(struct net *n)
 	}
 }
 
-void
-net_api_create(struct evhttp_request *req, json_t *body)
-{
-	const char *key, *name, *type = "isolated", *subnet = NULL;
-	char auto_subnet[32], cidr[32] = "", err[256];
-	json_t *v, *jbridge = json_object_get(body, "bridge");
-	json_t *jadopt = json_object_get(body, "adopt");
-	const char *bridge = json_string_value(jbridge);
-	const char *adopt = json_string_value(jadopt);
-	struct net *n, *o;
+/* What a POST /v1/networks asks for, once checked. */
+struct net_req {
+	const char	*name, *type, *subnet;
+	const char	*bridge;	/* a new bridge's name, or NULL */
+	const char	*adopt;		/* the user's bridge, or NULL */
+};
 
-	json_object_foreach(body, key, v)
-		if (strcmp(key, "name") && strcmp(key, "type") &&
-		    strcmp(key, "subnet") && strcmp(key, "bridge") &&
-		    strcmp(key, "adopt")) {
-			api_reply_error(req, 422, "unknown_field",
-			    "unknown field \"%s\"", key);
-			return;
-		}
-	name = json_string_value(json_object_get(body, "name"));
+/* The body, checked against the networks and the host: 0, or -1. */
+static int
+net_req_check(json_t *body, struct net_req *r, struct api_err *e)
+{
+	static const char *const keys[] = { "name", "type", "subnet",
+	    "bridge", "adopt", NULL };
+	json_t *jbridge = json_object_get(body, "bridge");
+	json_t *jadopt = json_object_get(body, "adopt");
+	struct net *o;
+
+	if (api_body_keys(e, body, keys) < 0)
+		return -1;
+	r->name = json_string_value(json_object_get(body, "name"));
+	r->type = "isolated";
 	if (json_object_get(body, "type"))
-		type = json_string_value(json_object_get(body, "type"));
+		r->type = json_string_value(json_object_get(body, "type"));
+	r->subnet = NULL;
 	if (json_object_get(body, "subnet"))
-		subnet = json_string_value(json_object_get(body, "subnet"));
-	if (name == NULL || !spec_name_valid(name) || strcmp(name, "nat") == 0 ||
-	    strcmp(name, "default") == 0 || strcmp(name, "user") == 0) {
-		api_reply_error(req, 422, "invalid_name", "a network needs a "
+		r->subnet = json_string_value(json_object_get(body, "subnet"));
+	r->bridge = json_string_value(jbridge);
+	r->adopt = json_string_value(jadopt);
+	if (r->name == NULL || !spec_name_valid(r->name) ||
+	    strcmp(r->name, "nat") == 0 || strcmp(r->name, "default") == 0 ||
+	    strcmp(r->name, "user") == 0)
+		return api_err(e, 422, "invalid_name", "a network needs a "
 		    "valid name (a-z 0-9 _ . -; not nat, default or user)");
-		return;
-	}
-	if (type == NULL || (strcmp(type, "isolated") != 0 &&
-	    strcmp(type, "bridge") != 0)) {
-		api_reply_error(req, 422, "invalid_value", "type must be isolated "
+	if (r->type == NULL || (strcmp(r->type, "isolated") != 0 &&
+	    strcmp(r->type, "bridge") != 0))
+		return api_err(e, 422, "invalid_value", "type must be isolated "
 		    "or bridge");
-		return;
-	}
-	if ((jbridge || jadopt) && strcmp(type, "bridge") != 0) {
-		api_reply_error(req, 422, "invalid_value", "bridge and adopt are "
+	if ((jbridge || jadopt) && strcmp(r->type, "bridge") != 0)
+		return api_err(e, 422, "invalid_value", "bridge and adopt are "
 		    "for bridge networks");
-		return;
-	}
-	if ((jbridge && !ifname_valid(bridge)) || (jadopt &&
-	    !ifname_valid(adopt)) || (jbridge && jadopt)) {
-		api_reply_error(req, 422, "invalid_value", "give bridge (a new "
-		    "interface's name) or adopt (an existing bridge's), 1 to 15 "
-		    "of A-Z a-z 0-9 _ . -");
-		return;
-	}
-	if (jadopt && json_object_get(body, "subnet")) {
-		api_reply_error(req, 422, "invalid_value", "an adopted bridge's "
+	if ((jbridge && !ifname_valid(r->bridge)) || (jadopt &&
+	    !ifname_valid(r->adopt)) || (jbridge && jadopt))
+		return api_err(e, 422, "invalid_value", "give bridge (a new "
+		    "interface's name) or adopt (an existing bridge's), 1 to "
+		    "15 of A-Z a-z 0-9 _ . -");
+	if (jadopt && json_object_get(body, "subnet"))
+		return api_err(e, 422, "invalid_value", "an adopted bridge's "
 		    "addresses are its network's: give no subnet");
-		return;
-	}
-	if (strcmp(type, "bridge") == 0 && geteuid() != 0) {
-		api_reply_error(req, 403, "needs_root", "bridge networks need "
+	if (strcmp(r->type, "bridge") == 0 && geteuid() != 0)
+		return api_err(e, 403, "needs_root", "bridge networks need "
 		    "vmgrd to run as root (a bridge, taps, a DHCP server); "
 		    "isolated networks do not");
-		return;
-	}
-	if (net_find(name)) {
-		api_reply_error(req, 409, "exists", "a network named \"%s\" "
-		    "already exists", name);
-		return;
-	}
+	if (net_find(r->name))
+		return api_err(e, 409, "exists", "a network named \"%s\" "
+		    "already exists", r->name);
 	/* vmgr never takes an interface over unless told to adopt it. */
-	if (bridge && (if_exists(bridge) || net_by_ifname(bridge))) {
-		api_reply_error(req, 409, "interface_exists", "the host already "
-		    "has an interface %s; vmgr makes bridges of its own, or uses "
-		    "an existing one as it is with --adopt-bridge %s", bridge,
-		    bridge);
-		return;
+	if (r->bridge && (if_exists(r->bridge) || net_by_ifname(r->bridge)))
+		return api_err(e, 409, "interface_exists", "the host already "
+		    "has an interface %s; vmgr makes bridges of its own, or "
+		    "uses an existing one as it is with --adopt-bridge %s",
+		    r->bridge, r->bridge);
+	if (r->adopt) {
+		if (!if_exists(r->adopt) || !if_is_bridge(r->adopt))
+			return api_err(e, 422, "not_a_bridge", "%s is not a "
+			    "bridge of this host", r->adopt);
+		if ((o = net_by_ifname(r->adopt)) != NULL)
+			return api_err(e, 409, "interface_in_use", "%s is the "
+			    "bridge of network %s already", r->adopt, o->name);
 	}
-	if (adopt) {
-		if (!if_exists(adopt) || !if_is_bridge(adopt)) {
-			api_reply_error(req, 422, "not_a_bridge", "%s is not a "
-			    "bridge of this host", adopt);
-			return;
-		}
-		if ((o = net_by_ifname(adopt)) != NULL) {
-			api_reply_error(req, 409, "interface_in_use", "%s is the "
-			    "bridge of network %s already", adopt, o->name);
-			return;
-		}
+	return 0;
+}
+
+/*
+ * n's subnet: the one asked for, or the first free 10.N.0.0/24 (N from
+ * 10 up); none for an adopted bridge.  0, or -1 if it is bad or taken.
+ */
+static int
+net_subnet(struct net *n, const char *subnet, struct api_err *e)
+{
+	char auto_subnet[32], cidr[32];
+	struct net *o;
+
+	if (n->adopted)
+		return 0;
+	for (int k = 10; subnet == NULL && k < 256; k++) {
+		snprintf(auto_subnet, sizeof(auto_subnet), "10.%d.0.0/24", k);
+		unsigned a;
+		int p, clash = 0;
+		spec_cidr_parse(auto_subnet, &a, &p);
+		TAILQ_FOREACH(o, &nets, entry)
+			clash |= !o->adopted && o->addr == a;
+		if (!clash)
+			subnet = auto_subnet;
 	}
-	if ((n = calloc(1, sizeof(*n))) == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
-	}
-	n->fd = -1;
-	n->adopted = adopt != NULL;
-	if (subnet == NULL && !adopt) {
-		/* The first free 10.N.0.0/24, N from 10 up. */
-		for (int k = 10; k < 256 && subnet == NULL; k++) {
-			snprintf(auto_subnet, sizeof(auto_subnet), "10.%d.0.0/24",
-			    k);
-			unsigned a;
-			int p, clash = 0;
-			spec_cidr_parse(auto_subnet, &a, &p);
-			TAILQ_FOREACH(o, &nets, entry)
-				clash |= !o->adopted && o->addr == a;
-			if (!clash)
-				subnet = auto_subnet;
-		}
-	}
-	if (!adopt && (subnet == NULL || spec_cidr_parse(subnet, &n->addr,
-	    &n->prefix) < 0)) {
-		free(n);
-		api_reply_error(req, 422, "invalid_value", "subnet must be an "
-		    "IPv4 network such as 10.10.0.0/24 (prefix 8 to 30, no host "
-		    "bits)");
-		return;
-	}
+	if (subnet == NULL || spec_cidr_parse(subnet, &n->addr,
+	    &n->prefix) < 0)
+		return api_err(e, 422, "invalid_value", "subnet must be an "
+		    "IPv4 network such as 10.10.0.0/24 (prefix 8 to 30, no "
+		    "host bits)");
 	TAILQ_FOREACH(o, &nets, entry) {
-		if (adopt || o->adopted)
+		if (o->adopted)
 			continue;
 		int p = o->prefix < n->prefix ? o->prefix : n->prefix;
 		unsigned mask = ~0u << (32 - p);
-		if ((o->addr & mask) == (n->addr & mask)) {
-			free(n);
-			api_reply_error(req, 409, "subnet_overlaps", "subnet %s "
-			    "overlaps %s of network %s", subnet, cidr_str(o->addr,
-			    o->prefix, cidr, sizeof(cidr)), o->name);
-			return;
-		}
+		if ((o->addr & mask) == (n->addr & mask))
+			return api_err(e, 409, "subnet_overlaps", "subnet %s "
+			    "overlaps %s of network %s", subnet, cidr_str(
+			    o->addr, o->prefix, cidr, sizeof(cidr)), o->name);
 	}
-	snprintf(n->name, sizeof(n->name), "%s", name);
-	snprintf(n->type, sizeof(n->type), "%s", type);
-	snprintf(n->ifname, sizeof(n->ifname), "%s", adopt ? adopt : bridge ?
-	    bridge : "");
+	return 0;
+}
+
+/* A database error of a network's write: full (507) or not (500). */
+static int
+net_db_err(struct api_err *e)
+{
+	return api_err(e, db_full(vmgrd->db) ? 507 : 500, "database", "%s",
+	    db_errmsg(vmgrd->db));
+}
+
+int
+net_api_create(struct api_call *c)
+{
+	char cidr[32] = "", err[256];
+	struct net_req r;
+	struct net *n;
+
+	if (net_req_check(c->body, &r, &c->err) < 0)
+		return API_FAIL;
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	n->fd = -1;
+	n->adopted = r.adopt != NULL;
+	if (net_subnet(n, r.subnet, &c->err) < 0) {
+		free(n);
+		return API_FAIL;
+	}
+	snprintf(n->name, sizeof(n->name), "%s", r.name);
+	snprintf(n->type, sizeof(n->type), "%s", r.type);
+	snprintf(n->ifname, sizeof(n->ifname), "%s", r.adopt ? r.adopt :
+	    r.bridge ? r.bridge : "");
 	n->created_at = now_unix_ms();
-	if (!adopt)
+	if (!n->adopted)
 		cidr_str(n->addr, n->prefix, cidr, sizeof(cidr));
 	struct net_row row = { .name = n->name, .type = n->type, .subnet = cidr,
 	    .created_at = n->created_at, .ifname = n->ifname, .adopted =
 	    n->adopted };
 	if (db_net_insert(vmgrd->db, &row, &n->id) < 0) {
 		free(n);
-		api_reply_error(req, db_full(vmgrd->db) ? 507 : 500, "database",
-		    "%s", db_errmsg(vmgrd->db));
-		return;
+		return net_db_err(&c->err);
 	}
 	if (is_bridge(n) && !n->ifname[0]) {
 		pick_ifname(n);
 		if (db_net_set_ifname(vmgrd->db, n->id, n->ifname) < 0) {
 			db_net_delete(vmgrd->db, n->id);
 			free(n);
-			api_reply_error(req, db_full(vmgrd->db) ? 507 : 500,
-			    "database", "%s", db_errmsg(vmgrd->db));
-			return;
+			return net_db_err(&c->err);
 		}
 	}
 	if (net_open(n, err, sizeof(err)) < 0) {
@@ -297,44 +305,38 @@ net_api_create(struct evhttp_request *req, json_t *body)
 		if (is_bridge(n))
 			bridge_down(n);
 		free(n);
-		api_reply_error(req, 500, "network_setup", "cannot set up network "
-		    "%s: %s", name, err);
-		return;
+		return api_err(&c->err, 500, "network_setup", "cannot set up "
+		    "network %s: %s", r.name, err);
 	}
 	TAILQ_INSERT_TAIL(&nets, n, entry);
 	log_info("network %s created (%s, %s%s%s)", n->name, n->type,
-	    adopt ? "adopting " : cidr, is_bridge(n) && !adopt ? ", bridge " :
-	    "", is_bridge(n) ? n->ifname : "");
-	api_reply_json(req, 201, net_json(n));
+	    n->adopted ? "adopting " : cidr, is_bridge(n) && !n->adopted ?
+	    ", bridge " : "", is_bridge(n) ? n->ifname : "");
+	return api_ok(c, 201, net_json(n));
 }
 
-void
-net_api_delete(struct evhttp_request *req, const char *name)
+int
+net_api_delete(struct api_call *c)
 {
+	const char *name = c->route.arg[0];
 	struct net *n = net_find(name);
 	char who[SPEC_NAME_MAX + 1];
 
-	if (n == NULL) {
-		api_reply_error(req, 404, "no_such_network", "no network named "
-		    "\"%s\"", name);
-		return;
-	}
-	if (in_use_by(n, who, sizeof(who))) {
-		api_reply_error(req, 409, "network_in_use", "network %s is used "
-		    "by VM %s; delete the VM or its NIC first", name, who);
-		return;
-	}
-	if (db_net_delete(vmgrd->db, n->id) < 0) {
-		api_reply_error(req, 500, "database", "%s",
+	if (n == NULL)
+		return api_err(&c->err, 404, "no_such_network", "no network "
+		    "named \"%s\"", name);
+	if (in_use_by(n, who, sizeof(who)))
+		return api_err(&c->err, 409, "network_in_use", "network %s is "
+		    "used by VM %s; delete the VM or its NIC first", name, who);
+	if (db_net_delete(vmgrd->db, n->id) < 0)
+		return api_err(&c->err, 500, "database", "%s",
 		    db_errmsg(vmgrd->db));
-		return;
-	}
 	TAILQ_REMOVE(&nets, n, entry);
 	net_close(n);
 	log_info("network %s deleted", name);
-	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", name,
-	    "state", "deleted"));
 	free(n);
+	return api_ok(c, 200, json_pack("{s:s, s:s}", "name", name,
+	    "state", "deleted"));
 }
 
 /*

@@ -29,7 +29,7 @@ vm_find(const char *name)
 {
 	struct vm *vm = vm_find_any(name);
 
-	return vm && !vm->creating ? vm : NULL;
+	return vm && !vm_has(vm, VMF_CREATING) ? vm : NULL;
 }
 
 struct vm *
@@ -72,6 +72,6 @@ net_sock_path(int64_t id, char *buf, size_t len)
 void
 nic_sock_path(const struct vm *vm, int nic, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/%snet%d.sock", vm->dir, vm->legacy_layout ? "" :
-	    "qemu/", nic);
+	snprintf(buf, len, "%s/%snet%d.sock", vm->dir, vm_has(vm, VMF_LEGACY) ?
+	    "" : "qemu/", nic);
 }

@@ -39,10 +39,10 @@ holds_cpu(const struct vm *vm)
 static int
 in_queue(const struct vm *vm)
 {
-	if (vm->busy != OP_NONE || vm->creating)
+	if (vm->busy != OP_NONE || vm_has(vm, VMF_CREATING))
 		return 0;
 	return vm->state == VM_QUEUED || (vm->state == VM_PAUSED &&
-	    vm->preempted);
+	    vm_has(vm, VMF_PREEMPTED));
 }
 
 /* The admitted VMs as allocation claims; paused ones claim no CPU. */
@@ -425,49 +425,39 @@ sched_host_json(void)
 	    vmgrd->cgroup_mode, "reason", vmgrd->enforce_reason);
 }
 
-void
-sched_api_put(struct evhttp_request *req, json_t *body)
+int
+sched_api_put(struct api_call *c)
 {
-	const char *key;
-	json_t *v, *p, *qt;
+	static const char *const keys[] = { "policy", "quantum_s", NULL };
+	json_t *p, *qt, *body = c->body;
 	int policy = vmgrd->policy;
 	double quantum = vmgrd->quantum_s;
 	char buf[32];
 
-	if (body == NULL) {
-		api_reply_error(req, 400, "missing_body", "PUT /v1/scheduler "
-		    "needs {\"policy\": ..., \"quantum_s\": ...}");
-		return;
-	}
-	json_object_foreach(body, key, v)
-		if (strcmp(key, "policy") && strcmp(key, "quantum_s")) {
-			api_reply_error(req, 422, "unknown_field",
-			    "unknown field \"%s\"", key);
-			return;
-		}
+	if (body == NULL)
+		return api_err(&c->err, 400, "missing_body", "PUT "
+		    "/v1/scheduler needs {\"policy\": ..., \"quantum_s\": "
+		    "...}");
+	if (api_body_keys(&c->err, body, keys) < 0)
+		return API_FAIL;
 	if ((p = json_object_get(body, "policy")) != NULL &&
-	    (policy = sched_policy_parse(json_string_value(p))) < 0) {
-		api_reply_error(req, 422, "invalid_value", "policy must be fcfs,"
-		    " sjf, priority or rr");
-		return;
-	}
+	    (policy = sched_policy_parse(json_string_value(p))) < 0)
+		return api_err(&c->err, 422, "invalid_value", "policy must be "
+		    "fcfs, sjf, priority or rr");
 	if ((qt = json_object_get(body, "quantum_s")) != NULL) {
 		if (!json_is_number(qt) || json_number_value(qt) < 0.1 ||
-		    json_number_value(qt) > 86400) {
-			api_reply_error(req, 422, "out_of_range", "quantum_s must "
-			    "be a number of vCPU-seconds from 0.1 to 86400");
-			return;
-		}
+		    json_number_value(qt) > 86400)
+			return api_err(&c->err, 422, "out_of_range",
+			    "quantum_s must be a number of vCPU-seconds from "
+			    "0.1 to 86400");
 		quantum = json_number_value(qt);
 	}
 	snprintf(buf, sizeof(buf), "%g", quantum);
 	if (db_setting_set(vmgrd->db, "policy", sched_policy_name(
 	    (enum sched_policy)policy)) < 0 ||
-	    db_setting_set(vmgrd->db, "quantum_s", buf) < 0) {
-		api_reply_error(req, 500, "database", "%s",
+	    db_setting_set(vmgrd->db, "quantum_s", buf) < 0)
+		return api_err(&c->err, 500, "database", "%s",
 		    db_errmsg(vmgrd->db));
-		return;
-	}
 	if (policy != (int)vmgrd->policy || quantum != vmgrd->quantum_s)
 		log_info("scheduler: policy %s, quantum %gs",
 		    sched_policy_name((enum sched_policy)policy), quantum);
@@ -478,5 +468,5 @@ sched_api_put(struct evhttp_request *req, json_t *body)
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
 		vm->slice_end = 0;
 	sched_kick();
-	api_reply_json(req, 200, sched_json());
+	return api_ok(c, 200, sched_json());
 }

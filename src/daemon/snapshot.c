@@ -110,9 +110,10 @@ snap_json(const struct vm *vm, const char *tag, const struct snapinfo *si)
 	    si->found == vm->spec.ndisks);
 }
 
-static void
-snap_list(struct evhttp_request *req, struct vm *vm)
+int
+snapshot_api_list(struct api_call *c)
 {
+	struct vm *vm = c->vm;
 	static struct qcow2_snapshot snaps[SNAP_MAX];
 	struct qcow2_header h;
 	struct snapinfo si;
@@ -120,16 +121,13 @@ snap_list(struct evhttp_request *req, struct vm *vm)
 	json_t *arr = json_array();
 	int n;
 
-	if (vm->spec.ndisks == 0) {
-		api_reply_json(req, 200, arr);
-		return;
-	}
+	if (vm->spec.ndisks == 0)
+		return api_ok(c, 200, arr);
 	volume_path(vm->spec.disks[0].volume, path, sizeof(path));
 	if (qcow2_read_info(path, &h, snaps, SNAP_MAX, &n, NULL, 0, NULL, err,
 	    sizeof(err)) < 0) {
 		json_decref(arr);
-		api_reply_error(req, 500, "bad_volume", "%s", err);
-		return;
+		return api_err(&c->err, 500, "bad_volume", "%s", err);
 	}
 	/* snap_lookup reuses the static table: copy the names first. */
 	char (*names)[QCOW2_NAME_MAX + 1] = calloc((size_t)n + 1,
@@ -140,7 +138,7 @@ snap_list(struct evhttp_request *req, struct vm *vm)
 		if (snap_lookup(vm, names[i], &si, err, sizeof(err)) == 0)
 			json_array_append_new(arr, snap_json(vm, names[i], &si));
 	free(names);
-	api_reply_json(req, 200, arr);
+	return api_ok(c, 200, arr);
 }
 
 static void
@@ -150,7 +148,7 @@ snap_finish(struct snapop *op)
 	struct snapinfo si;
 	char err[256];
 
-	vm->storage_op[0] = '\0';
+	vm->storage = STORAGE_NONE;
 	qmp_set_patience(vm->qmp, 0);
 	if (op->error[0]) {
 		log_warnx("%s: %s %s failed: %s", vm->spec.name,
@@ -518,96 +516,73 @@ drop_bitmaps(struct snapop *op, int live)
 
 /* ---- API ------------------------------------------------------------------- */
 
-static void
-snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
-    const char *tag, int memory)
+static int
+snap_start(struct api_call *c, enum snap_kind kind, const char *tag,
+    int memory)
 {
+	struct vm *vm = c->vm;
 	int live = vm->state == VM_RUNNING || vm->state == VM_PAUSED;
 	struct snapinfo si;
 	struct snapop *op;
 	char err[512];
 
-	if (vm->spec.ndisks == 0) {
-		api_reply_error(req, 422, "no_disks", "%s has no disks to "
+	if (vm->spec.ndisks == 0)
+		return api_err(&c->err, 422, "no_disks", "%s has no disks to "
 		    "snapshot", vm->spec.name);
-		return;
-	}
-	if (vm->storage_op[0] || vm->busy != OP_NONE) {
-		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
-		    "try again", vm->spec.name, vm->storage_op[0] ?
-		    vm->storage_op : "a lifecycle operation");
-		return;
-	}
+	if (vm->storage || vm->busy != OP_NONE)
+		return api_err(&c->err, 409, "busy", "%s is busy (%s in "
+		    "progress); try again", vm->spec.name, vm->storage ?
+		    vm_storage_name(vm->storage) : "a lifecycle operation");
 	if (vm->state == VM_QUEUED || vm->state == VM_STOPPING ||
-	    (live && (vm->qmp == NULL || !qmp_is_ready(vm->qmp)))) {
-		api_reply_error(req, 409, "invalid_state", "%s is %s; snapshots "
-		    "are taken of a running, paused or stopped VM",
+	    (live && (vm->qmp == NULL || !qmp_is_ready(vm->qmp))))
+		return api_err(&c->err, 409, "invalid_state", "%s is %s; "
+		    "snapshots are taken of a running, paused or stopped VM",
 		    vm->spec.name, vm_state_name(vm->state));
-		return;
-	}
-	if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0) {
-		api_reply_error(req, 500, "bad_volume", "%s", err);
-		return;
-	}
+	if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0)
+		return api_err(&c->err, 500, "bad_volume", "%s", err);
 	/* With no QEMU, root's qemu-img works on files the VM wrote. */
 	for (int d = 0; !live && d < vm->spec.ndisks; d++)
-		if (volume_check(vm->spec.disks[d].volume, err, sizeof(err)) < 0) {
-			api_reply_error(req, 422, "unsafe_image", "%s: %s",
+		if (volume_check(vm->spec.disks[d].volume, err, sizeof(err)) < 0)
+			return api_err(&c->err, 422, "unsafe_image", "%s: %s",
 			    vm->spec.name, err);
-			return;
-		}
-	if (kind == SNAP_CREATE && si.found) {
-		api_reply_error(req, 409, "snapshot_exists", "%s already has a "
+	if (kind == SNAP_CREATE && si.found)
+		return api_err(&c->err, 409, "snapshot_exists", "%s already "
+		    "has a snapshot named %s", vm->spec.name, tag);
+	if (kind != SNAP_CREATE && !si.found)
+		return api_err(&c->err, 404, "no_such_snapshot", "%s has no "
 		    "snapshot named %s", vm->spec.name, tag);
-		return;
-	}
-	if (kind != SNAP_CREATE && !si.found) {
-		api_reply_error(req, 404, "no_such_snapshot", "%s has no "
-		    "snapshot named %s", vm->spec.name, tag);
-		return;
-	}
-	if (kind == SNAP_CREATE && memory && !live) {
-		api_reply_error(req, 422, "not_running", "a snapshot with memory "
-		    "needs a running or paused VM; %s is %s", vm->spec.name,
-		    vm_state_name(vm->state));
-		return;
-	}
-	if (kind == SNAP_REVERT && vm->state == VM_SAVED) {
-		api_reply_error(req, 409, "invalid_state", "%s is saved; its "
-		    "saved memory belongs to the current disks. Discard it "
+	if (kind == SNAP_CREATE && memory && !live)
+		return api_err(&c->err, 422, "not_running", "a snapshot with "
+		    "memory needs a running or paused VM; %s is %s",
+		    vm->spec.name, vm_state_name(vm->state));
+	if (kind == SNAP_REVERT && vm->state == VM_SAVED)
+		return api_err(&c->err, 409, "invalid_state", "%s is saved; "
+		    "its saved memory belongs to the current disks. Discard it "
 		    "with `vmgr stop %s` first", vm->spec.name, vm->spec.name);
-		return;
-	}
-	if (kind == SNAP_REVERT && live && !si.memory) {
-		api_reply_error(req, 409, "invalid_state", "%s is a snapshot of "
-		    "the disks only; reverting the disks under a running guest "
-		    "would corrupt them. Stop %s first, or take snapshots with "
-		    "memory", tag, vm->spec.name);
-		return;
-	}
-	if (kind == SNAP_REVERT && live && si.found != vm->spec.ndisks) {
-		api_reply_error(req, 409, "incomplete_snapshot", "%s is not on "
-		    "every disk of %s", tag, vm->spec.name);
-		return;
-	}
+	if (kind == SNAP_REVERT && live && !si.memory)
+		return api_err(&c->err, 409, "invalid_state", "%s is a "
+		    "snapshot of the disks only; reverting the disks under a "
+		    "running guest would corrupt them. Stop %s first, or take "
+		    "snapshots with memory", tag, vm->spec.name);
+	if (kind == SNAP_REVERT && live && si.found != vm->spec.ndisks)
+		return api_err(&c->err, 409, "incomplete_snapshot", "%s is not "
+		    "on every disk of %s", tag, vm->spec.name);
 	if ((op = calloc(1, sizeof(*op))) == NULL ||
-	    (op->p = api_park(req, 0)) == NULL) {
+	    (op->p = api_park(c->req, 0)) == NULL) {
 		free(op);
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
+		return api_err(&c->err, 500, "no_memory", "out of memory");
 	}
 	op->vm = vm;
 	op->kind = kind;
 	op->memory = memory;
 	op->was_running = vm->state == VM_RUNNING;
 	snprintf(op->tag, sizeof(op->tag), "%s", tag);
-	snprintf(vm->storage_op, sizeof(vm->storage_op), "%s",
-	    kind_name(kind));
+	vm->storage = kind == SNAP_REVERT ? STORAGE_REVERT : STORAGE_SNAPSHOT;
 	if (kind == SNAP_REVERT) {
 		if ((op->si = malloc(sizeof(si))) == NULL) {
 			snprintf(op->error, sizeof(op->error), "out of memory");
 			snap_finish(op);
-			return;
+			return API_WAIT;
 		}
 		*op->si = si;
 		drop_bitmaps(op, live);
@@ -615,58 +590,53 @@ snap_start(struct evhttp_request *req, struct vm *vm, enum snap_kind kind,
 		snap_live(op, &si);
 	else
 		snap_offline_next(op);
+	return API_WAIT;
 }
 
-void
-snapshot_api(struct evhttp_request *req, const struct api_request *ar,
-    struct vm *vm)
+int
+snapshot_api_create(struct api_call *c)
 {
 	static const char *const keys[] = { "name", "memory", NULL };
-	static const char *const none[] = { NULL };
-	const char *tag = ar->route.arg[1], *name;
-	json_t *body = ar->body, *mem;
+	json_t *body = c->body;
+	json_t *mem = json_object_get(body, "memory");
+	const char *name;
+
+	if (api_body_keys(&c->err, body, keys) < 0 || api_body_name(&c->err,
+	    body, "snapshot name (a-z, 0-9, _ . -)", &name) < 0)
+		return API_FAIL;
+	if (mem && !json_is_boolean(mem))
+		return api_err(&c->err, 422, "invalid_value", "memory must be "
+		    "true or false");
+	return snap_start(c, SNAP_CREATE, name, json_is_true(mem));
+}
+
+int
+snapshot_api_get(struct api_call *c)
+{
+	const char *tag = c->route.arg[1];
 	struct snapinfo si;
 	char err[512];
 
-	switch (ar->route.id) {
-	case R_SNAP_LIST:
-		snap_list(req, vm);
-		break;
-	case R_SNAP_CREATE:
-		name = json_string_value(json_object_get(body, "name"));
-		mem = json_object_get(body, "memory");
-		if (api_body_keys(req, body, keys) < 0)
-			;
-		else if (name == NULL)
-			api_reply_error(req, 422, "missing_field", "name is "
-			    "required");
-		else if (!spec_name_valid(name))
-			api_reply_error(req, 422, "invalid_name", "\"%.64s\" is "
-			    "not a valid snapshot name (a-z, 0-9, _ . -)", name);
-		else if (mem && !json_is_boolean(mem))
-			api_reply_error(req, 422, "invalid_value", "memory must "
-			    "be true or false");
-		else
-			snap_start(req, vm, SNAP_CREATE, name, json_is_true(mem));
-		break;
-	case R_SNAP_GET:
-		if (snap_lookup(vm, tag, &si, err, sizeof(err)) < 0)
-			api_reply_error(req, 500, "bad_volume", "%s", err);
-		else if (!si.found)
-			api_reply_error(req, 404, "no_such_snapshot", "%s has no "
-			    "snapshot named %s", vm->spec.name, tag);
-		else
-			api_reply_json(req, 200, snap_json(vm, tag, &si));
-		break;
-	case R_SNAP_DELETE:
-		snap_start(req, vm, SNAP_DELETE, tag, 0);
-		break;
-	case R_SNAP_REVERT:
-		if (api_body_keys(req, body, none) == 0)
-			snap_start(req, vm, SNAP_REVERT, tag, 0);
-		break;
-	default:
-		api_reply_error(req, 500, "internal", "not a snapshot request");
-		break;
-	}
+	if (snap_lookup(c->vm, tag, &si, err, sizeof(err)) < 0)
+		return api_err(&c->err, 500, "bad_volume", "%s", err);
+	if (!si.found)
+		return api_err(&c->err, 404, "no_such_snapshot", "%s has no "
+		    "snapshot named %s", c->vm->spec.name, tag);
+	return api_ok(c, 200, snap_json(c->vm, tag, &si));
+}
+
+int
+snapshot_api_delete(struct api_call *c)
+{
+	return snap_start(c, SNAP_DELETE, c->route.arg[1], 0);
+}
+
+int
+snapshot_api_revert(struct api_call *c)
+{
+	static const char *const none[] = { NULL };
+
+	if (api_body_keys(&c->err, c->body, none) < 0)
+		return API_FAIL;
+	return snap_start(c, SNAP_REVERT, c->route.arg[1], 0);
 }

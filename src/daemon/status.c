@@ -235,16 +235,13 @@ metrics_devices(struct evbuffer *b)
 	}
 }
 
-void
-status_metrics(struct evhttp_request *req)
+int
+status_metrics(struct api_call *c)
 {
 	struct evbuffer *b = evbuffer_new();
 
 	metrics_host(b);
 	metrics_vms(b);
 	metrics_devices(b);
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", b);
-	evbuffer_free(b);
+	return api_ok_text(c, "text/plain; version=0.0.4; charset=utf-8", b);
 }

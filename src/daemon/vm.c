@@ -32,6 +32,15 @@
 /* What the layers above want to hear of (vm_set_hooks). */
 static struct vm_hooks hooks;
 
+const char *
+vm_storage_name(enum vm_storage s)
+{
+	static const char *const names[] = { "", "snapshot", "revert",
+	    "backup", "restore" };
+
+	return (size_t)s < sizeof(names) / sizeof(names[0]) ? names[s] : "";
+}
+
 void
 vm_set_hooks(const struct vm_hooks *h)
 {
@@ -120,9 +129,9 @@ vm_json(const struct vm *vm)
 		    "pause", "resume", "shutdown", "stop", "save" };
 		json_object_set_new(o, "operation", json_string(ops[vm->busy]));
 	}
-	if (vm->storage_op[0])
+	if (vm->storage)
 		json_object_set_new(o, "storage_operation",
-		    json_string(vm->storage_op));
+		    json_string(vm_storage_name(vm->storage)));
 	json_object_set_new(o, "runtime", rt);
 	if (hooks.json)
 		hooks.json(vm, o);
@@ -191,7 +200,7 @@ vm_set_state(struct vm *vm, enum vm_event ev, const char *actor,
 		 * follows QEMU and the row is written when the database can
 		 * take it (vm_db_sync); a restart meanwhile asks QEMU.
 		 */
-		vm->db_stale = 1;
+		vm->flags |= VMF_DB_STALE;
 		log_warnx("%s: %s -> %s not recorded yet: %s", vm->spec.name,
 		    vm_state_name(from), vm_state_name(to),
 		    db_errmsg(vmgrd->db));
@@ -210,36 +219,44 @@ vm_db_sync(void)
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		if (vm->db_stale && db_vm_save_state(vmgrd->db, vm) == 0) {
-			vm->db_stale = 0;
+		if (vm_has(vm, VMF_DB_STALE) && db_vm_save_state(vmgrd->db, vm)
+		    == 0) {
+			vm->flags &= ~VMF_DB_STALE;
 			log_info("%s: %s is recorded now", vm->spec.name,
 			    vm_state_name(vm->state));
 		}
 }
 
-void
-vm_reply_db_error(struct evhttp_request *req)
+/* The database refused a write: the state dir is full, or worse. */
+int
+vm_db_err(struct api_err *e)
 {
 	if (db_full(vmgrd->db))
-		api_reply_error(req, 507, "no_space", "the state dir is full: "
-		    "%s", db_errmsg(vmgrd->db));
-	else
-		api_reply_error(req, 500, "database", "%s",
+		return api_err(e, 507, "no_space", "the state dir is full: %s",
 		    db_errmsg(vmgrd->db));
+	return api_err(e, 500, "database", "%s", db_errmsg(vmgrd->db));
 }
 
+/* p (NULL: nobody) waits for the end of vm's operation op. */
 void
-vm_park(struct vm *vm, struct evhttp_request *req, enum vm_op op)
+vm_wait(struct vm *vm, struct parked *p, enum vm_op op)
 {
-	struct parked *w;
+	if (p == NULL)
+		return;
+	p->tag = (int)op;
+	TAILQ_INSERT_TAIL(&vm->waiters, p, owner);
+}
 
-	if (req == NULL)	/* an internal request: nobody to answer */
-		return;
-	if ((w = api_park(req, op)) == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
-	}
-	TAILQ_INSERT_TAIL(&vm->waiters, w, owner);
+/* The call waits for op's end: API_WAIT, or API_FAIL out of memory. */
+int
+vm_park(struct vm *vm, struct api_call *c, enum vm_op op)
+{
+	struct parked *p = api_park(c->req, op);
+
+	if (p == NULL)
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	vm_wait(vm, p, op);
+	return API_WAIT;
 }
 
 /*
@@ -335,7 +352,7 @@ vm_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_warnx("%s: the guest did not power off in time; forcing",
 	    vm->spec.name);
-	vm->forced = 1;
+	vm->flags |= VMF_FORCED;
 	vm_force_off(vm);
 }
 
@@ -362,7 +379,7 @@ vm_drop_saved_state(struct vm *vm)
 {
 	char path[PATH_MAX];
 
-	vm->restoring = 0;
+	vm->flags &= ~VMF_RESTORING;
 	vm_path(vm, "state.sav", path, sizeof(path));
 	unlink(path);
 }
@@ -379,30 +396,29 @@ vm_shutdown_daemon(void)
 	}
 }
 
+/* 0 if the table lets vm take ev now, else -1 with the 409. */
 int
-vm_refuse(struct evhttp_request *req, struct vm *vm,
-    enum vm_event ev)
+vm_refuse(const struct vm *vm, enum vm_event ev, struct api_err *e)
 {
 	enum vm_state next;
 	char allowed[128];
 
 	if (vm_transition(vm->state, ev, &next) == 0)
 		return 0;
-	api_reply_error(req, 409, "invalid_transition", "cannot %s %s: it is "
+	return api_err(e, 409, "invalid_transition", "cannot %s %s: it is "
 	    "%s (%s allows: %s)", vm_event_name(ev), vm->spec.name,
 	    vm_state_name(vm->state), vm_state_name(vm->state),
 	    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
-	return -1;
 }
 
+/* 0 if QEMU's monitor is there to be asked, else -1 with the 503. */
 int
-vm_need_qmp(struct evhttp_request *req, struct vm *vm)
+vm_need_qmp(const struct vm *vm, struct api_err *e)
 {
 	if (vm->qmp && qmp_is_ready(vm->qmp))
 		return 0;
-	api_reply_error(req, 503, "qmp_unavailable", "%s: QEMU's monitor is "
+	return api_err(e, 503, "qmp_unavailable", "%s: QEMU's monitor is "
 	    "not connected; try again, or stop the VM", vm->spec.name);
-	return -1;
 }
 
 /* The last non-empty line of QEMU's log: why it refused to start. */

@@ -22,14 +22,14 @@ sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
 	struct vm *vm = arg;
 
 	(void)q;
-	if (vm->busy != OP_RESUME || !vm->preempted)
+	if (vm->busy != OP_RESUME || !vm_has(vm, VMF_PREEMPTED))
 		return;
 	vm->busy = OP_NONE;
 	if (result == NULL) {
 		log_warnx("%s: resume: %s", vm->spec.name, error);
 		return;
 	}
-	vm->preempted = 0;
+	vm->flags &= ~VMF_PREEMPTED;
 	vm->slice_end = 0;
 	vm_set_state(vm, EV_RESUME, "scheduler", "its turn again (rr)");
 	vm_changed();
@@ -40,35 +40,31 @@ sched_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
  * the request is answered when the guest runs; queued, it is answered now
  * (202) with the VM's place in the queue and the reason.
  */
-static void
-do_start(struct evhttp_request *req, struct vm *vm)
+static int
+do_start(struct api_call *c, struct vm *vm)
 {
 	char err[256];
 
-	if (vm_refuse(req, vm, EV_START) < 0)
-		return;
-	if (vm_forwards_free(vm, err, sizeof(err)) < 0) {
-		api_reply_error(req, 409, "port_in_use", "cannot start %s: %s",
-		    vm->spec.name, err);
-		return;
-	}
+	if (vm_refuse(vm, EV_START, &c->err) < 0)
+		return API_FAIL;
+	if (vm_forwards_free(vm, err, sizeof(err)) < 0)
+		return api_err(&c->err, 409, "port_in_use", "cannot start %s: "
+		    "%s", vm->spec.name, err);
 	char sav[PATH_MAX];
 	vm_path(vm, "state.sav", sav, sizeof(sav));
-	vm->restoring = vm->state == VM_SAVED || access(sav, F_OK) == 0;
-	if (vm_set_state(vm, EV_START, "api", "%s", vm->restoring ?
-	    "restore requested" : "start requested") < 0) {
-		vm_reply_db_error(req);
-		return;
-	}
+	vm_flag(vm, VMF_RESTORING, vm->state == VM_SAVED || access(sav, F_OK) ==
+	    0);
+	if (vm_set_state(vm, EV_START, "api", "%s", vm_has(vm, VMF_RESTORING) ?
+	    "restore requested" : "start requested") < 0)
+		return vm_db_err(&c->err);
 	vm->queue_seq = ++vmgrd->queue_seq;
 	vm_changed();
 	if (vm->busy == OP_START)
-		vm_park(vm, req, OP_START);
-	else if (vm->state == VM_QUEUED)
-		api_reply_json(req, 202, vm_json(vm));
-	else
-		api_reply_error(req, 422, "start_failed", "cannot start %s: %s",
-		    vm->spec.name, vm->reason);
+		return vm_park(vm, c, OP_START);
+	if (vm->state == VM_QUEUED)
+		return api_ok(c, 202, vm_json(vm));
+	return api_err(&c->err, 422, "start_failed", "cannot start %s: %s",
+	    vm->spec.name, vm->reason);
 }
 
 /* The scheduler's word: run this queued (or preempted) VM now. */
@@ -77,7 +73,7 @@ vm_admit(struct vm *vm)
 {
 	char err[512];
 
-	if (vm->state == VM_PAUSED && vm->preempted) {
+	if (vm->state == VM_PAUSED && vm_has(vm, VMF_PREEMPTED)) {
 		if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
 			return -1;
 		vm->busy = OP_RESUME;
@@ -89,7 +85,8 @@ vm_admit(struct vm *vm)
 		vm->busy = OP_NONE;
 		/* Saved state is kept: the next start tries it again. */
 		vm_set_state(vm, EV_STOP, "vmgrd", "start failed: %s%s", err,
-		    vm->restoring ? " (the saved state is kept)" : "");
+		    vm_has(vm, VMF_RESTORING) ? " (the saved state is kept)" :
+		    "");
 		return -1;
 	}
 	return 0;
@@ -132,42 +129,40 @@ paused_or_resumed(struct qmp *q, json_t *result, const char *error,
 	vm_complete(vm, op, 200, NULL, NULL);
 }
 
-static void
-do_pause_resume(struct evhttp_request *req, struct vm *vm, int pause)
+static int
+do_pause_resume(struct api_call *c, struct vm *vm, int pause)
 {
-	if (vm_refuse(req, vm, pause ? EV_PAUSE : EV_RESUME) < 0 ||
-	    vm_need_qmp(req, vm) < 0)
-		return;
+	if (vm_refuse(vm, pause ? EV_PAUSE : EV_RESUME, &c->err) < 0 ||
+	    vm_need_qmp(vm, &c->err) < 0)
+		return API_FAIL;
 	vm->busy = pause ? OP_PAUSE : OP_RESUME;
-	vm_park(vm, req, vm->busy);
+	int ret = vm_park(vm, c, vm->busy);
 	qmp_command(vm->qmp, pause ? "stop" : "cont", NULL, paused_or_resumed,
 	    vm);
+	return ret;
 }
 
-static void
-do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
+static int
+do_shutdown(struct api_call *c, struct vm *vm)
 {
 	static const char *const keys[] = { "timeout_s", "wait", NULL };
 	long long timeout = vmgrd->shutdown_timeout_s;
+	json_t *body = c->body;
 	json_t *wait = body ? json_object_get(body, "wait") : NULL;
 
-	if (api_body_keys(req, body, keys) < 0 ||
-	    api_body_int(req, body, "timeout_s", 0, 86400, &timeout) < 0)
-		return;
-	if (wait && !json_is_boolean(wait)) {
-		api_reply_error(req, 422, "invalid_value",
+	if (api_body_keys(&c->err, body, keys) < 0 ||
+	    api_body_int(&c->err, body, "timeout_s", 0, 86400, &timeout) < 0)
+		return API_FAIL;
+	if (wait && !json_is_boolean(wait))
+		return api_err(&c->err, 422, "invalid_value",
 		    "wait must be true or false");
-		return;
-	}
-	if (vm_refuse(req, vm, EV_SHUTDOWN) < 0 ||
-	    vm_need_qmp(req, vm) < 0)
-		return;
+	if (vm_refuse(vm, EV_SHUTDOWN, &c->err) < 0 ||
+	    vm_need_qmp(vm, &c->err) < 0)
+		return API_FAIL;
 	int was_paused = vm->state == VM_PAUSED;
 	if (vm_set_state(vm, EV_SHUTDOWN, "api", "ACPI power button, %llds to "
-	    "power off", timeout) < 0) {
-		vm_reply_db_error(req);
-		return;
-	}
+	    "power off", timeout) < 0)
+		return vm_db_err(&c->err);
 	/* A paused guest cannot see the button: let it run to act on it. */
 	if (was_paused)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
@@ -175,105 +170,97 @@ do_shutdown(struct evhttp_request *req, struct vm *vm, json_t *body)
 	fault_point("shutdown:after-button");
 	vm_arm(vm, (int)timeout, vm_shutdown_timeout);
 	if (wait && json_is_false(wait))
-		api_reply_json(req, 202, vm_json(vm));
-	else
-		vm_park(vm, req, OP_SHUTDOWN);
+		return api_ok(c, 202, vm_json(vm));
+	return vm_park(vm, c, OP_SHUTDOWN);
 }
 
-static void
-do_stop(struct evhttp_request *req, struct vm *vm)
+static int
+do_stop(struct api_call *c, struct vm *vm)
 {
-	if (vm_refuse(req, vm, EV_STOP) < 0)
-		return;
+	if (vm_refuse(vm, EV_STOP, &c->err) < 0)
+		return API_FAIL;
 	if (vm->pid <= 0) {
 		/* queued, saved or crashed: no QEMU, only the record changes. */
 		if (vm_set_state(vm, EV_STOP, "api", "%s", vm->state ==
-		    VM_QUEUED ? "taken out of the queue" : "reset by user") < 0) {
-			vm_reply_db_error(req);
-			return;
-		}
+		    VM_QUEUED ? "taken out of the queue" : "reset by user") < 0)
+			return vm_db_err(&c->err);
 		vm_drop_saved_state(vm);
-		api_reply_json(req, 200, vm_json(vm));
+		api_ok(c, 200, vm_json(vm));
 		vm_changed();
-		return;
+		return API_OK;
 	}
-	vm->stop_requested = 1;
-	vm_park(vm, req, OP_STOP);
+	vm->flags |= VMF_STOP_ASKED;
+	int ret = vm_park(vm, c, OP_STOP);
 	vm_force_off(vm);
+	return ret;
 }
 
-void
-vm_api_action(struct evhttp_request *req, struct vm *vm, const char *action,
-    json_t *body)
+int
+vm_api_action(struct api_call *c)
 {
 	static const char *const no_keys[] = { NULL };
+	const char *action = c->route.arg[1];
+	struct vm *vm = c->vm;
 
 	if (strcmp(action, "start") && strcmp(action, "pause") &&
 	    strcmp(action, "resume") && strcmp(action, "shutdown") &&
-	    strcmp(action, "stop") && strcmp(action, "save")) {
-		api_reply_error(req, 404, "unknown_action", "no action \"%s\"; "
-		    "actions are start, pause, resume, shutdown, stop, save",
-		    action);
-		return;
-	}
-	if (strcmp(action, "shutdown") != 0 && api_body_keys(req, body,
+	    strcmp(action, "stop") && strcmp(action, "save"))
+		return api_err(&c->err, 404, "unknown_action", "no action "
+		    "\"%s\"; actions are start, pause, resume, shutdown, stop, "
+		    "save", action);
+	if (strcmp(action, "shutdown") != 0 && api_body_keys(&c->err, c->body,
 	    no_keys) < 0)
-		return;
+		return API_FAIL;
 	/* Disk work ends only on its own; pausing a backup is harmless. */
-	if (vm->storage_op[0] && !(strcmp(vm->storage_op, "backup") == 0 &&
-	    (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0))) {
-		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
-		    "try again when it has finished", vm->spec.name,
-		    vm->storage_op);
-		return;
-	}
+	if (vm->storage && !(vm->storage == STORAGE_BACKUP &&
+	    (strcmp(action, "pause") == 0 || strcmp(action, "resume") == 0)))
+		return api_err(&c->err, 409, "busy", "%s is busy (%s in "
+		    "progress); try again when it has finished", vm->spec.name,
+		    vm_storage_name(vm->storage));
 	/* Stop always goes through; anything else waits its turn. */
-	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0) {
-		api_reply_error(req, 409, "busy", "%s is busy (%s in progress); "
-		    "try again", vm->spec.name, vm->busy == OP_START ? "start" :
-		    vm->busy == OP_PAUSE ? "pause" : vm->busy == OP_RESUME ?
-		    "resume" : vm->busy == OP_SAVE ? "save" : "create");
-		return;
-	}
-	if (vm->preempted && (strcmp(action, "resume") == 0 ||
-	    strcmp(action, "pause") == 0)) {
-		api_reply_error(req, 409, "preempted", "%s is paused by the "
+	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0)
+		return api_err(&c->err, 409, "busy", "%s is busy (%s in "
+		    "progress); try again", vm->spec.name, vm->busy == OP_START ?
+		    "start" : vm->busy == OP_PAUSE ? "pause" : vm->busy ==
+		    OP_RESUME ? "resume" : vm->busy == OP_SAVE ? "save" :
+		    "create");
+	if (vm_has(vm, VMF_PREEMPTED) && (strcmp(action, "resume") == 0 ||
+	    strcmp(action, "pause") == 0))
+		return api_err(&c->err, 409, "preempted", "%s is paused by the "
 		    "scheduler (rr) and resumes on its turn", vm->spec.name);
-		return;
-	}
 	if (strcmp(action, "start") == 0)
-		do_start(req, vm);
-	else if (strcmp(action, "pause") == 0)
-		do_pause_resume(req, vm, 1);
-	else if (strcmp(action, "resume") == 0)
-		do_pause_resume(req, vm, 0);
-	else if (strcmp(action, "shutdown") == 0)
-		do_shutdown(req, vm, body);
-	else if (strcmp(action, "save") == 0)
-		vm_do_save(req, vm);
-	else
-		do_stop(req, vm);
+		return do_start(c, vm);
+	if (strcmp(action, "pause") == 0)
+		return do_pause_resume(c, vm, 1);
+	if (strcmp(action, "resume") == 0)
+		return do_pause_resume(c, vm, 0);
+	if (strcmp(action, "shutdown") == 0)
+		return do_shutdown(c, vm);
+	if (strcmp(action, "save") == 0)
+		return vm_do_save(c);
+	return do_stop(c, vm);
 }
 
-void
-vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
+int
+vm_api_console(struct api_call *c)
 {
 	char path[PATH_MAX], *log;
 	size_t len = 0;
-	struct evbuffer *buf = evbuffer_new();
+	struct evbuffer *buf;
+	struct vm *vm = c->vm;
 	const char *start;
+	long long tail = 0;
 
+	if (api_query_int(&c->err, &c->query, "tail", 0, 1000000, &tail) < 0)
+		return API_FAIL;
 	vm_path(vm, "console.log", path, sizeof(path));
 	/* The log can grow large; serve its last CONSOLE_MAX bytes at most. */
 	int fd = open_private(path, O_RDONLY, 0);
-	if (fd < 0 && errno != ENOENT) {
-		api_reply_error(req, 500, "console_log", "%s's console log "
+	if (fd < 0 && errno != ENOENT)
+		return api_err(&c->err, 500, "console_log", "%s's console log "
 		    "%s: %s", vm->spec.name, path, errno == EPERM ||
 		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
 		    strerror(errno));
-		evbuffer_free(buf);
-		return;
-	}
 	log = NULL;
 	if (fd >= 0) {
 		off_t size = lseek(fd, 0, SEEK_END);
@@ -298,10 +285,8 @@ vm_api_console(struct evhttp_request *req, struct vm *vm, long tail)
 		}
 		start = p;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; charset=utf-8");
+	buf = evbuffer_new();
 	evbuffer_add(buf, start, strlen(start));
-	evhttp_send_reply(req, 200, "OK", buf);
-	evbuffer_free(buf);
 	free(log);
+	return api_ok_text(c, "text/plain; charset=utf-8", buf);
 }

@@ -66,7 +66,7 @@ adopt(struct vm *vm)
 	}
 	if (proc_uid(vm->pid, &vm->qemu_uid) < 0)
 		vm->qemu_uid = (uid_t)priv_uid(vm);
-	vm->legacy_layout = legacy;
+	vm_flag(vm, VMF_LEGACY, legacy);
 	net_ports_changed();
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
 	if ((fd = sock_connect(sock, SOCK_NONBLOCK)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
@@ -101,7 +101,7 @@ abandon_start(struct vm *vm)
 	/* It keeps its place: the scheduler admits it again. */
 	vm->queue_seq = ++vmgrd->queue_seq;
 	vm_path(vm, "state.sav", pidfile, sizeof(pidfile));
-	vm->restoring = access(pidfile, F_OK) == 0;
+	vm_flag(vm, VMF_RESTORING, access(pidfile, F_OK) == 0);
 }
 
 static int
@@ -137,7 +137,7 @@ load_one(int64_t id, const char *name, const char *spec, const char *state,
 	vm->pid = pid;
 	vm_set_dir(vm);
 	if (vm->state == VM_PAUSED && strncmp(reason, "preempted", 9) == 0) {
-		vm->preempted = 1;
+		vm->flags |= VMF_PREEMPTED;
 		vm->queue_seq = ++vmgrd->queue_seq;
 	}
 	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);

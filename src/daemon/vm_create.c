@@ -102,7 +102,7 @@ create_finish(struct vm *vm)
 	if (priv_run_dir(vm, derr, sizeof(derr)) < 0)
 		log_warnx("%s: %s", __func__, derr);
 	free(spec_json);
-	vm->creating = 0;
+	vm->flags &= ~VMF_CREATING;
 	vm->busy = OP_NONE;
 	log_info("%s: created", vm->spec.name);
 	events_publish(&row);
@@ -136,78 +136,46 @@ disk_made(const char *error, int no_space, void *arg)
 		create_finish(vm);
 }
 
-void
-vm_api_create(struct evhttp_request *req, json_t *body)
+/* The disks: new ones not there yet, attached ones free to attach. */
+static int
+check_disks(const struct vm *vm, struct api_err *e)
 {
-	struct spec_error err;
-	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
-	struct vm *vm = vm_new();
-
-	if (vm == NULL) {
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
-	}
-	if (spec_from_json(body, &vm->spec, &err) < 0) {
-		api_reply_error(req, err.status, err.code, "%s", err.message);
-		goto fail;
-	}
-	if (vm_find_any(vm->spec.name)) {
-		api_reply_error(req, 409, "exists", "a VM named \"%s\" already "
-		    "exists", vm->spec.name);
-		goto fail;
-	}
-	struct alloc_vm a;
-	vm_to_alloc(vm, &a);
-	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
-		api_reply_error(req, 422, "exceeds_capacity", "%s can never run "
-		    "here: it %s", vm->spec.name, msg);
-		goto fail;
-	}
-	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
-	    sizeof(msg)) < 0) {
-		api_reply_error(req, 422, vm->spec.image[0] ? "no_such_image" :
-		    "missing_file", "%s", msg);
-		goto fail;
-	}
-	free(cmdline);
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		const char *vol = vm->spec.disks[i].volume, *user;
 		char first[80];
 		if (vm->spec.disks[i].size > 0) {
-			if (volume_exists(vol)) {
-				api_reply_error(req, 409, "volume_exists", "volume "
-				    "\"%s\" already exists; attach it with "
-				    "{\"volume\": \"%s\"} (no size)", vol, vol);
-				goto fail;
-			}
+			if (volume_exists(vol))
+				return api_err(e, 409, "volume_exists",
+				    "volume \"%s\" already exists; attach it "
+				    "with {\"volume\": \"%s\"} (no size)", vol,
+				    vol);
 			continue;
 		}
-		if (!volume_exists(vol)) {
-			api_reply_error(req, 422, "no_such_volume", "no volume "
+		if (!volume_exists(vol))
+			return api_err(e, 422, "no_such_volume", "no volume "
 			    "named \"%s\" to attach; give it a size to make "
 			    "one", vol);
-			goto fail;
-		}
-		if ((user = volume_user(vol)) != NULL) {
-			api_reply_error(req, 409, "volume_in_use", "volume %s "
-			    "is attached to VM %s", vol, user);
-			goto fail;
-		}
-		if (volume_clones(vol, first, sizeof(first)) > 0) {
-			api_reply_error(req, 409, "volume_is_base", "volume %s "
-			    "is the base of linked clones (%s) and stays "
+		if ((user = volume_user(vol)) != NULL)
+			return api_err(e, 409, "volume_in_use", "volume %s is "
+			    "attached to VM %s", vol, user);
+		if (volume_clones(vol, first, sizeof(first)) > 0)
+			return api_err(e, 409, "volume_is_base", "volume %s is "
+			    "the base of linked clones (%s) and stays "
 			    "read-only; attach a clone of it instead", vol,
 			    first);
-			goto fail;
-		}
 	}
+	return 0;
+}
+
+/* The NICs: MACs of their own (made if not given), host ports free. */
+static int
+check_nics(struct vm *vm, struct api_err *e)
+{
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		struct spec_nic *nic = &vm->spec.nics[i];
-		if (nic->mac[0] && mac_in_use(nic->mac, vm, i)) {
-			api_reply_error(req, 409, "mac_in_use", "MAC %s is "
+		if (nic->mac[0] && mac_in_use(nic->mac, vm, i))
+			return api_err(e, 409, "mac_in_use", "MAC %s is "
 			    "already used", nic->mac);
-			goto fail;
-		}
 		while (!nic->mac[0]) {
 			char mac[18];
 			random_mac(mac, sizeof(mac));
@@ -215,45 +183,73 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 				memcpy(nic->mac, mac, sizeof(mac));
 		}
 		for (int k = 0; k < nic->nforwards; k++) {
-			const struct vm *o = vm_forward_owner(&nic->forwards[k], vm);
-			if (o) {
-				api_reply_error(req, 409, "port_in_use", "host port "
-				    "%s %d is already forwarded to VM %s",
+			const struct vm *o = vm_forward_owner(&nic->forwards[k],
+			    vm);
+			if (o)
+				return api_err(e, 409, "port_in_use", "host "
+				    "port %s %d is already forwarded to VM %s",
 				    nic->forwards[k].proto,
 				    nic->forwards[k].host_port, o->spec.name);
-				goto fail;
-			}
 		}
 	}
-	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0) {
-		api_reply_error(req, 422, "unknown_network", "%s", msg);
-		goto fail;
-	}
-	/* Its new volumes' names are taken from now on (the check is above). */
+	return 0;
+}
+
+/* Its new volumes' names are taken from now on (the check was before). */
+static int
+reserve_disks(const struct vm *vm, struct api_err *e)
+{
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		if (vm->spec.disks[i].size == 0)
 			continue;
-		if (volume_reserve(vm->spec.disks[i].volume, vm->spec.name) < 0) {
+		if (volume_reserve(vm->spec.disks[i].volume,
+		    vm->spec.name) < 0) {
 			for (int k = 0; k < i; k++)
 				if (vm->spec.disks[k].size > 0)
-					volume_unreserve(vm->spec.disks[k].volume);
-			api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
+					volume_unreserve(
+					    vm->spec.disks[k].volume);
+			return api_err(e, 409, "volume_exists", "volume \"%s\" "
 			    "already exists", vm->spec.disks[i].volume);
-			goto fail;
 		}
 	}
-	vm->state = VM_CREATED;
-	vm->created_at = vm->state_since = now_unix_ms();
-	vm->creating = 1;
-	vm->busy = OP_CREATE;
-	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
-	vm_park(vm, req, OP_CREATE);
-	if (vm->spec.ndisks == 0) {
-		create_finish(vm);
-		return;
-	}
-	/* qemu-img runs as child processes; the loop goes on meanwhile. */
+	return 0;
+}
+
+/* The spec of a new VM, checked against the host and the other VMs. */
+static int
+check_spec(struct vm *vm, json_t *body, struct api_err *e)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
+	struct spec_error err;
+	struct alloc_vm a;
+
+	if (spec_from_json(body, &vm->spec, &err) < 0)
+		return api_err(e, err.status, err.code, "%s", err.message);
+	if (vm_find_any(vm->spec.name))
+		return api_err(e, 409, "exists", "a VM named \"%s\" already "
+		    "exists", vm->spec.name);
+	vm_to_alloc(vm, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0)
+		return api_err(e, 422, "exceeds_capacity", "%s can never run "
+		    "here: it %s", vm->spec.name, msg);
+	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
+	    sizeof(msg)) < 0)
+		return api_err(e, 422, vm->spec.image[0] ? "no_such_image" :
+		    "missing_file", "%s", msg);
+	free(cmdline);
+	if (check_disks(vm, e) < 0 || check_nics(vm, e) < 0)
+		return -1;
+	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0)
+		return api_err(e, 422, "unknown_network", "%s", msg);
+	return 0;
+}
+
+/* qemu-img makes the new disks as child processes; the loop goes on. */
+static void
+make_disks(struct vm *vm)
+{
 	int ndisks = vm->spec.ndisks;
+
 	vm->ndisks_left = ndisks + 1;	/* one more, dropped below */
 	for (int i = 0; i < ndisks; i++) {
 		if (vm->spec.disks[i].size == 0) {
@@ -269,31 +265,63 @@ vm_api_create(struct evhttp_request *req, json_t *body)
 	}
 	if (--vm->ndisks_left == 0)
 		create_finish(vm);	/* may free vm */
-	return;
-fail:
-	vm_free(vm);
 }
 
-void
-vm_api_delete(struct evhttp_request *req, struct vm *vm)
+int
+vm_create(json_t *body, struct parked *p, struct api_err *e)
 {
+	struct vm *vm = vm_new();
+
+	if (vm == NULL)
+		return api_err(e, 500, "no_memory", "out of memory");
+	if (check_spec(vm, body, e) < 0 || reserve_disks(vm, e) < 0) {
+		vm_free(vm);
+		return -1;
+	}
+	vm->state = VM_CREATED;
+	vm->created_at = vm->state_since = now_unix_ms();
+	vm->flags |= VMF_CREATING;
+	vm->busy = OP_CREATE;
+	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
+	vm_wait(vm, p, OP_CREATE);
+	if (vm->spec.ndisks == 0)
+		create_finish(vm);
+	else
+		make_disks(vm);
+	return 0;
+}
+
+int
+vm_api_create(struct api_call *c)
+{
+	struct parked *p = api_park(c->req, OP_CREATE);
+
+	if (p == NULL)
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	if (vm_create(c->body, p, &c->err) < 0) {
+		api_unpark(p);
+		return API_FAIL;
+	}
+	return API_WAIT;
+}
+
+int
+vm_api_delete(struct api_call *c)
+{
+	struct vm *vm = c->vm;
 	enum vm_state next;
 	char allowed[128];
 
-	if (vm->storage_op[0]) {
-		api_reply_error(req, 409, "busy", "cannot delete %s: a %s is in "
-		    "progress", vm->spec.name, vm->storage_op);
-		return;
-	}
+	if (vm->storage)
+		return api_err(&c->err, 409, "busy", "cannot delete %s: a %s "
+		    "is in progress", vm->spec.name, vm_storage_name(vm->storage));
 	if (vm->busy != OP_NONE || vm_transition(vm->state, EV_DELETE,
-	    &next) < 0) {
-		api_reply_error(req, 409, "invalid_transition", "cannot delete "
-		    "%s: it is %s%s; stop it first (%s allows: %s)",
+	    &next) < 0)
+		return api_err(&c->err, 409, "invalid_transition", "cannot "
+		    "delete %s: it is %s%s; stop it first (%s allows: %s)",
 		    vm->spec.name, vm_state_name(vm->state),
 		    vm->busy ? " and busy" : "", vm_state_name(vm->state),
 		    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
-		return;
-	}
 	struct event_row row = {
 		.time = now_unix_ms(),
 		.vm = vm->spec.name,
@@ -303,10 +331,8 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 		.reason = "",
 		.actor = "api",
 	};
-	if (db_vm_delete(vmgrd->db, vm, &row) < 0) {
-		vm_reply_db_error(req);
-		return;
-	}
+	if (db_vm_delete(vmgrd->db, vm, &row) < 0)
+		return vm_db_err(&c->err);
 	fault_point("delete:after-row");
 	/*
 	 * The record is gone first: a crash here leaves volumes owned by no
@@ -319,21 +345,25 @@ vm_api_delete(struct evhttp_request *req, struct vm *vm)
 		log_warn("%s: rm -r %s", __func__, vm->dir);
 	log_info("%s: deleted", vm->spec.name);
 	events_publish(&row);
-	api_reply_json(req, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
+	api_ok(c, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
 	    "state", "deleted"));
 	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
 	net_hosts_changed();	/* its MACs leave the DHCP servers */
 	vm_free(vm);
+	c->vm = NULL;
+	return API_OK;
 }
 
-void
-vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
+int
+vm_api_patch(struct api_call *c)
 {
 	static const char *const res_keys[] = { "policy", "priority", "weight",
 	    "min_memory_mib", NULL };
 	static const char *const sched_keys[] = { "expected_runtime_s",
 	    "preemptible", NULL };
 	static const char *const top_keys[] = { "vcpus", "memory_mib", NULL };
+	struct vm *vm = c->vm;
+	json_t *body = c->body;
 	struct vm_spec spec;
 	struct spec_error err;
 	struct alloc_vm a;
@@ -342,11 +372,9 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 	json_t *j, *v;
 
 	if (body == NULL || !json_is_object(body) || json_object_size(body) ==
-	    0) {
-		api_reply_error(req, 400, "missing_body", "PATCH needs a JSON "
-		    "object of fields to change");
-		return;
-	}
+	    0)
+		return api_err(&c->err, 400, "missing_body", "PATCH needs a "
+		    "JSON object of fields to change");
 	j = spec_to_json(&vm->spec);
 	json_object_foreach(body, key, v) {
 		const char *const *k;
@@ -362,25 +390,23 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 				dst = j;
 		if (dst == NULL) {
 			json_decref(j);
-			api_reply_error(req, 422, "unknown_field", "unknown or "
-			    "unchangeable field \"%s\"", key);
-			return;
+			return api_err(&c->err, 422, "unknown_field", "unknown "
+			    "or unchangeable field \"%s\"", key);
 		}
 		if (dst == j && (vm->pid > 0 || vm->busy != OP_NONE ||
 		    vm->state == VM_SAVED)) {
 			json_decref(j);
-			api_reply_error(req, 409, "vm_running", "%s of %s can "
-			    "change only while it is stopped (it is %s)", key,
-			    vm->spec.name, vm_state_name(vm->state));
-			return;
+			return api_err(&c->err, 409, "vm_running", "%s of %s "
+			    "can change only while it is stopped (it is %s)",
+			    key, vm->spec.name, vm_state_name(vm->state));
 		}
 		json_object_set(dst, key, v);
 	}
 	if (spec_from_json(j, &spec, &err) < 0) {
 		json_decref(j);
 		spec_clear(&spec);
-		api_reply_error(req, err.status, err.code, "%s", err.message);
-		return;
+		return api_err(&c->err, err.status, err.code, "%s",
+		    err.message);
 	}
 	json_decref(j);
 	/* Keep the MACs and everything else the parse does not assign. */
@@ -389,9 +415,8 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 	vm_to_alloc(&tmp, &a);
 	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
 		spec_clear(&spec);
-		api_reply_error(req, 422, "exceeds_capacity", "%s would never "
-		    "run here: it %s", vm->spec.name, msg);
-		return;
+		return api_err(&c->err, 422, "exceeds_capacity", "%s would "
+		    "never run here: it %s", vm->spec.name, msg);
 	}
 	j = spec_to_json(&spec);
 	text = json_dumps(j, JSON_COMPACT);
@@ -399,8 +424,7 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 	if (text == NULL || db_vm_update_spec(vmgrd->db, vm, text) < 0) {
 		free(text);
 		spec_clear(&spec);
-		vm_reply_db_error(req);
-		return;
+		return vm_db_err(&c->err);
 	}
 	free(text);
 	spec_clear(&vm->spec);
@@ -409,5 +433,5 @@ vm_api_patch(struct evhttp_request *req, struct vm *vm, json_t *body)
 	    vm->spec.name, spec.resources.priority, spec.resources.weight,
 	    spec.resources.policy);
 	vm_changed();	/* new order, new division, new cgroup limits */
-	api_reply_json(req, 200, vm_json(vm));
+	return api_ok(c, 200, vm_json(vm));
 }

@@ -18,11 +18,11 @@ struct vm	*vm_new(void);
 void	 vm_free(struct vm *vm);
 int	 vm_set_state(struct vm *vm, enum vm_event ev, const char *actor,
 	    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-int	 vm_refuse(struct evhttp_request *req, struct vm *vm,
-	    enum vm_event ev);
-int	 vm_need_qmp(struct evhttp_request *req, struct vm *vm);
-void	 vm_reply_db_error(struct evhttp_request *req);
-void	 vm_park(struct vm *vm, struct evhttp_request *req, enum vm_op op);
+int	 vm_refuse(const struct vm *vm, enum vm_event ev, struct api_err *);
+int	 vm_need_qmp(const struct vm *vm, struct api_err *);
+int	 vm_db_err(struct api_err *);
+void	 vm_wait(struct vm *vm, struct parked *p, enum vm_op op);
+int	 vm_park(struct vm *vm, struct api_call *c, enum vm_op op);
 void	 vm_complete(struct vm *vm, enum vm_op op, int status,
 	    const char *code, const char *fmt, ...)
 	    __attribute__((format(printf, 5, 6)));
@@ -38,7 +38,7 @@ void	 vm_drop_saved_state(struct vm *vm);
 void	 vm_qemu_log_tail(const struct vm *vm, char *buf, size_t len);
 
 /* vm_save.c: save to disk (preemption is in daemon.h) */
-void	 vm_do_save(struct evhttp_request *req, struct vm *vm);
+int	 vm_do_save(struct api_call *c);
 void	 vm_save_migration(struct vm *vm, const char *status);
 
 /* vm_qemu.c: what QEMU says, and its exit */

@@ -29,7 +29,7 @@ quarantine_saved_state(struct vm *vm)
 {
 	char from[PATH_MAX], to[PATH_MAX + 8];
 
-	vm->restoring = 0;
+	vm->flags &= ~VMF_RESTORING;
 	vm_path(vm, "state.sav", from, sizeof(from));
 	snprintf(to, sizeof(to), "%s.failed", from);
 	if (rename(from, to) == 0)
@@ -66,23 +66,24 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;
 
-	if (vm->busy == OP_SAVE && vm->save_ok && vm->stop_requested) {
+	if (vm->busy == OP_SAVE &&
+	    vm_has(vm, VMF_SAVE_OK) && vm_has(vm, VMF_STOP_ASKED)) {
 		/* Stopped while saving: a stop is a reset, saved state too. */
-		vm->save_ok = 0;
-		vm->preempted = 0;
+		vm->flags &= ~VMF_SAVE_OK;
+		vm->flags &= ~VMF_PREEMPTED;
 		vm_drop_saved_state(vm);
 		vm_complete(vm, OP_SAVE, 409, "vm_stopped", "%s was stopped while "
 		    "it saved", vm->spec.name);
 	}
-	if (vm->busy == OP_SAVE && vm->save_ok) {
+	if (vm->busy == OP_SAVE && vm_has(vm, VMF_SAVE_OK)) {
 		vm->busy = OP_NONE;
-		vm->save_ok = 0;
-		vm_set_state(vm, EV_SAVE, vm->preempted ? "scheduler" : "api",
-		    "%s", vm->save_reason);
-		if (vm->preempted) {
+		vm->flags &= ~VMF_SAVE_OK;
+		vm_set_state(vm, EV_SAVE, vm_has(vm, VMF_PREEMPTED) ?
+		    "scheduler" : "api", "%s", vm->save_reason);
+		if (vm_has(vm, VMF_PREEMPTED)) {
 			/* Back in the queue: it comes back on its turn. */
-			vm->preempted = 0;
-			vm->restoring = 1;
+			vm->flags &= ~VMF_PREEMPTED;
+			vm->flags |= VMF_RESTORING;
 			vm->queue_seq = ++vmgrd->queue_seq;
 			vm_set_state(vm, EV_START, "scheduler", "requeued after "
 			    "preemption");
@@ -91,12 +92,12 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 		vm_changed();
 		return;
 	}
-	vm->preempted = 0;
-	if (start_failed && vm->stop_requested) {
+	vm->flags &= ~VMF_PREEMPTED;
+	if (start_failed && vm_has(vm, VMF_STOP_ASKED)) {
 		vm_drop_saved_state(vm);	/* a stop resets, saved state too */
 		vm_set_state(vm, EV_STOP, "api", "stopped while starting");
 		vm->busy = OP_NONE;
-		vm->stop_requested = 0;
+		vm->flags &= ~VMF_STOP_ASKED;
 		vm_complete(vm, OP_START, 409, "vm_stopped", "%s was stopped while "
 		    "it started", vm->spec.name);
 	} else if (start_failed) {
@@ -106,7 +107,7 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 		vm->busy = OP_NONE;
 		vm_complete(vm, OP_START, 500, "qemu_failed", "QEMU %s: %s", how,
 		    tail);
-		if (vm->restoring)
+		if (vm_has(vm, VMF_RESTORING))
 			quarantine_saved_state(vm);
 	}
 	if (start_failed) {
@@ -114,21 +115,22 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 		vm_changed();
 		return;
 	}
-	if (vm->stop_requested)
+	if (vm_has(vm, VMF_STOP_ASKED))
 		vm_set_state(vm, EV_STOP, "api", "stopped");
-	else if (vm->state == VM_STOPPING && vm->forced)
+	else if (vm->state == VM_STOPPING && vm_has(vm, VMF_FORCED))
 		vm_set_state(vm, EV_STOP, "vmgrd", "shutdown timed out; forced "
 		    "off");
-	else if (vm->panicked)
+	else if (vm_has(vm, VMF_PANICKED))
 		vm_set_state(vm, EV_CRASH, "qemu", "guest panicked");
-	else if (vm->state == VM_STOPPING || vm->guest_off)
+	else if (vm->state == VM_STOPPING || vm_has(vm, VMF_GUEST_OFF))
 		vm_set_state(vm, EV_GUEST_OFF, "guest", "guest powered off");
 	else {
 		vm_qemu_log_tail(vm, tail, sizeof(tail));
 		vm_set_state(vm, EV_CRASH, "qemu", "QEMU %s", how);
 	}
 	vm->busy = OP_NONE;
-	vm->stop_requested = vm->forced = vm->guest_off = vm->panicked = 0;
+	vm->flags &= ~(VMF_STOP_ASKED | VMF_FORCED | VMF_GUEST_OFF |
+	    VMF_PANICKED);
 	vm_complete(vm, OP_STOP, 200, NULL, NULL);
 	vm_complete(vm, OP_SHUTDOWN, 200, NULL, NULL);
 	vm_complete(vm, OP_PAUSE, 409, "vm_stopped", "%s stopped meanwhile",
@@ -148,16 +150,16 @@ static void
 vm_start_done(struct vm *vm)
 {
 	if (vm->busy != OP_START || vm->state != VM_QUEUED ||
-	    !vm->start_cont_ok || !vm->start_resumed)
+	    !vm_has(vm, VMF_CONT_OK) || !vm_has(vm, VMF_RESUMED))
 		return;
 	vm->busy = OP_NONE;
 	vm_disarm(vm);
-	int restored = vm->restoring;
+	int restored = vm_has(vm, VMF_RESTORING);
 	if (vm_set_state(vm, EV_ADMIT, "scheduler", "%s", restored ?
 	    "restored from saved state" : "started") < 0) {
 		vm_complete(vm, OP_START, 500, "database", "%s",
 		    db_errmsg(vmgrd->db));
-		vm->stop_requested = 1;
+		vm->flags |= VMF_STOP_ASKED;
 		vm_force_off(vm);
 		return;
 	}
@@ -180,7 +182,7 @@ vm_started(struct qmp *q, json_t *result, const char *error, void *arg)
 		vm_kill(vm, SIGKILL);	/* vm_qemu_exited() reports it */
 		return;
 	}
-	vm->start_cont_ok = 1;
+	vm->flags |= VMF_CONT_OK;
 	vm_start_done(vm);
 }
 
@@ -193,7 +195,7 @@ migration_event(struct vm *vm, const char *status)
 {
 	if (status == NULL)
 		return;
-	if (vm->busy == OP_START && vm->restoring) {
+	if (vm->busy == OP_START && vm_has(vm, VMF_RESTORING)) {
 		if (strcmp(status, "completed") == 0)
 			qmp_command(vm->qmp, "cont", NULL, vm_started, vm);
 		else if (strcmp(status, "failed") == 0)
@@ -256,7 +258,7 @@ reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
 		 * before QEMU ended: finish it (vm_qemu_exited() records it).
 		 */
 		vm->busy = OP_SAVE;
-		vm->save_ok = 1;
+		vm->flags |= VMF_SAVE_OK;
 		snprintf(vm->save_reason, sizeof(vm->save_reason), "saved "
 		    "(finished after vmgrd restart)");
 		vm_force_off(vm);
@@ -268,7 +270,7 @@ reconciled(struct qmp *q, json_t *result, const char *error, void *arg)
 	else if (vm->state == VM_PAUSED && running)
 		vm_set_state(vm, EV_RESUME, "vmgrd", "found running after vmgrd "
 		    "restart");
-	if (vm->preempted)
+	if (vm_has(vm, VMF_PREEMPTED))
 		vm_changed();	/* its turn may have come meanwhile */
 }
 
@@ -282,11 +284,12 @@ vm_qmp_ready(struct qmp *q, void *arg)
 	/* MIGRATION events tell when a save or a restore is done. */
 	qmp_command(q, "migrate-set-capabilities", json_pack("{s:[{s:s, s:b}]}",
 	    "capabilities", "capability", "events", "state", 1), NULL, NULL);
-	if (vm->busy == OP_START && vm->restoring && !vm->restore_sent) {
-		vm->restore_sent = 1;
+	if (vm->busy == OP_START &&
+	    vm_has(vm, VMF_RESTORING) && !vm_has(vm, VMF_RESTORE_SENT)) {
+		vm->flags |= VMF_RESTORE_SENT;
 		qmp_command(q, "migrate-incoming", json_pack("{s:s}", "uri",
 		    "fd:" "4"), restore_begun, vm);
-	} else if (vm->busy == OP_START && vm->restoring)
+	} else if (vm->busy == OP_START && vm_has(vm, VMF_RESTORING))
 		qmp_command(q, "query-migrate", NULL, restore_status, vm);
 	else if (vm->busy == OP_START)
 		qmp_command(q, "cont", NULL, vm_started, vm);
@@ -303,24 +306,24 @@ vm_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 	job_event(q, name, data);
 	if (strcmp(name, "SHUTDOWN") == 0) {
 		if (json_is_true(json_object_get(data, "guest")))
-			vm->guest_off = 1;
+			vm->flags |= VMF_GUEST_OFF;
 	} else if (strcmp(name, "GUEST_PANICKED") == 0) {
-		vm->panicked = 1;
+		vm->flags |= VMF_PANICKED;
 	} else if (strcmp(name, "STOP") == 0) {
 		/*
 		 * A pause we did not ask for (I/O error, ...).  A snapshot
 		 * stops the guest for a moment by itself: not a pause.
 		 */
 		if (vm->state == VM_RUNNING && vm->busy == OP_NONE &&
-		    !vm->storage_op[0] &&
-		    !vm->guest_off && !vm->stop_requested)
+		    !vm->storage &&
+		    !vm_has(vm, VMF_GUEST_OFF) && !vm_has(vm, VMF_STOP_ASKED))
 			vm_set_state(vm, EV_PAUSE, "qemu", "paused by QEMU");
 	} else if (strcmp(name, "RESUME") == 0) {
 		if (vm->busy == OP_START) {
-			vm->start_resumed = 1;
+			vm->flags |= VMF_RESUMED;
 			vm_start_done(vm);
 		} else if (vm->state == VM_PAUSED && vm->busy == OP_NONE &&
-		    !vm->storage_op[0])
+		    !vm->storage)
 			vm_set_state(vm, EV_RESUME, "qemu", "resumed by QEMU");
 	} else if (strcmp(name, "BALLOON_CHANGE") == 0) {
 		vm->balloon_actual_mib = (long long)json_integer_value(

@@ -34,15 +34,15 @@ save_failed(struct vm *vm, const char *why)
 	log_warnx("%s: save failed: %s", vm->spec.name, why);
 	vm_path(vm, "state.new", path, sizeof(path));
 	unlink(path);
-	if (vm->save_was_running && vm->qmp)
+	if (vm_has(vm, VMF_SAVE_WAS_RUNNING) && vm->qmp)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
 	vm->busy = OP_NONE;
 	vm->save_gen++;		/* a sync still running is for nothing */
 	vm_disarm(vm);
 	vm_changed();		/* its memory limit back to normal */
 	/* Don't try again at once: the disk will not have emptied. */
-	if (vm->preempted) {
-		vm->preempted = 0;
+	if (vm_has(vm, VMF_PREEMPTED)) {
+		vm->flags &= ~VMF_PREEMPTED;
 		vm->slice_end = now_mono() + vmgrd->quantum_s;
 	}
 	vm_complete(vm, OP_SAVE, full ? 507 : 500, full ? "no_space" : "save_failed",
@@ -75,7 +75,7 @@ save_synced(const char *why, const struct fdwork_result *res, void *arg)
 		log_warn("%s: fsync the directory of %s", __func__, to);
 	/* The state is on disk: QEMU can go, and vm_qemu_exited() records it. */
 	fault_point("save:after-state");
-	vm->save_ok = 1;
+	vm->flags |= VMF_SAVE_OK;
 	vm_force_off(vm);
 }
 
@@ -188,15 +188,15 @@ static void
 vm_save_begin(struct vm *vm, const char *reason)
 {
 	vm->busy = OP_SAVE;
-	vm->save_ok = 0;
+	vm->flags &= ~VMF_SAVE_OK;
 	vm->save_gen++;
-	vm->save_was_running = vm->state == VM_RUNNING;
+	vm_flag(vm, VMF_SAVE_WAS_RUNNING, vm->state == VM_RUNNING);
 	snprintf(vm->save_reason, sizeof(vm->save_reason), "%s", reason);
 	/* Room in its memory limit for the state file's page cache. */
 	vm->limit_memory_mib += vm->spec.memory_mib;
 	cgroup_apply(vm);
 	vm_arm(vm, SAVE_TIMEOUT_S, save_timeout);
-	if (vm->save_was_running)
+	if (vm_has(vm, VMF_SAVE_WAS_RUNNING))
 		qmp_command(vm->qmp, "stop", NULL, save_stopped, vm);
 	else {
 		json_t *ok = json_object();
@@ -219,18 +219,21 @@ save_timeout(evutil_socket_t fd, short what, void *arg)
 	save_failed(vm, "timed out");
 }
 
-void
-vm_do_save(struct evhttp_request *req, struct vm *vm)
+int
+vm_do_save(struct api_call *c)
 {
-	if (vm_refuse(req, vm, EV_SAVE) < 0 || vm_need_qmp(req, vm) < 0)
-		return;
-	if (vm->preempted) {
-		api_reply_error(req, 409, "invalid_transition", "%s is paused by "
-		    "the scheduler; it is not the user's to save", vm->spec.name);
-		return;
-	}
-	vm_park(vm, req, OP_SAVE);
+	struct vm *vm = c->vm;
+
+	if (vm_refuse(vm, EV_SAVE, &c->err) < 0 ||
+	    vm_need_qmp(vm, &c->err) < 0)
+		return API_FAIL;
+	if (vm_has(vm, VMF_PREEMPTED))
+		return api_err(&c->err, 409, "invalid_transition", "%s is paused "
+		    "by the scheduler; it is not the user's to save",
+		    vm->spec.name);
+	int ret = vm_park(vm, c, OP_SAVE);
 	vm_save_begin(vm, "saved by user");
+	return ret;
 }
 
 static void
@@ -239,12 +242,12 @@ vm_preempted(struct qmp *q, json_t *result, const char *error, void *arg)
 	struct vm *vm = arg;
 
 	(void)q;
-	if (vm->busy != OP_PAUSE || !vm->preempted)
+	if (vm->busy != OP_PAUSE || !vm_has(vm, VMF_PREEMPTED))
 		return;
 	vm->busy = OP_NONE;
 	if (result == NULL) {
 		log_warnx("%s: preempt: %s", vm->spec.name, error);
-		vm->preempted = 0;
+		vm->flags &= ~VMF_PREEMPTED;
 		return;
 	}
 	vm->queue_seq = ++vmgrd->queue_seq;
@@ -257,9 +260,9 @@ vm_preempted(struct qmp *q, json_t *result, const char *error, void *arg)
 void
 vm_preempt(struct vm *vm, int by_memory)
 {
-	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp) || vm->storage_op[0])
+	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp) || vm->storage)
 		return;
-	vm->preempted = 1;
+	vm->flags |= VMF_PREEMPTED;
 	vm->slice_end = 0;
 	if (by_memory) {
 		vm_save_begin(vm, "preempted (rr): memory");

@@ -123,76 +123,137 @@ rotate(const struct vm *vm, const char *name)
  * run dir (sockets, logs, saved state) is made there by vmgrd and passed as
  * a descriptor; whatever fails releases all of it on one path.
  */
-int
-vm_spawn(struct vm *vm, char *err, size_t errlen)
-{
-	char kernel[PATH_MAX], initrd[PATH_MAX], *cmdline = NULL;
-	char sock[PATH_MAX], csock[PATH_MAX], logpath[PATH_MAX];
-	char pidpath[PATH_MAX], path[PATH_MAX];
-	char disks[SPEC_MAX_DISKS][PATH_MAX];
-	const char *diskp[SPEC_MAX_DISKS];
-	char **argv = NULL, cgroups[2][PATH_MAX];
-	char netsock[SPEC_MAX_NICS][PATH_MAX], taps[SPEC_MAX_NICS][16];
-	const char *nets[SPEC_MAX_NICS] = { NULL };
-	const char *tapp[SPEC_MAX_NICS] = { NULL };
-	int tapfd[SPEC_MAX_NICS], qtapfd[SPEC_MAX_NICS];
-	int fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS], nfds;
-	int lfd = -1, cfd = -1, restfd = -1, confd = -1, logfd = -1;
-	int taps_up = 0, as_user = 0, rc = -1;
+/* What a start prepares for QEMU, and the one place it is let go. */
+struct launch {
+	char		 kernel[PATH_MAX], initrd[PATH_MAX], *cmdline;
+	char		 sock[PATH_MAX], pidpath[PATH_MAX];
+	char		 disks[SPEC_MAX_DISKS][PATH_MAX];
+	const char	*diskp[SPEC_MAX_DISKS];
+	char		 cgroups[2][PATH_MAX];
+	char		 netsock[SPEC_MAX_NICS][PATH_MAX];
+	char		 taps[SPEC_MAX_NICS][16];
+	const char	*nets[SPEC_MAX_NICS];
+	const char	*tapp[SPEC_MAX_NICS];
+	int		 tapfd[SPEC_MAX_NICS];	/* vmgrd's, or -1 */
+	int		 qtapfd[SPEC_MAX_NICS];	/* their numbers in QEMU */
+	int		 fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS], nfds;
+	int		 lfd, confd, logfd, restfd;
+	int		 taps_up;
+	int		 as_user;
 	struct proc_cred cred;
-	pid_t pid;
+	char		**argv;
+};
 
+static void
+launch_init(struct launch *l)
+{
+	memset(l, 0, sizeof(*l));
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
-		tapfd[i] = qtapfd[i] = -1;
-	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, err, errlen) < 0)
-		return -1;
-	if (vm_forwards_free(vm, err, errlen) < 0 ||
+		l->tapfd[i] = l->qtapfd[i] = -1;
+	l->lfd = l->confd = l->logfd = l->restfd = -1;
+}
+
+/* QEMU has its own copies of every descriptor it was given. */
+static void
+launch_free(struct vm *vm, struct launch *l)
+{
+	if (l->lfd >= 0)
+		close(l->lfd);
+	if (l->confd >= 0)
+		close(l->confd);
+	if (l->logfd >= 0)
+		close(l->logfd);
+	if (l->restfd >= 0)
+		close(l->restfd);
+	for (int i = 0; i < SPEC_MAX_NICS; i++)
+		if (l->tapfd[i] >= 0)
+			close(l->tapfd[i]);
+	if (l->taps_up)
+		net_taps_down(vm);
+	strv_free(l->argv);
+	free(l->cmdline);
+}
+
+/* What it boots, its host ports, its networks and its disks are there. */
+static int
+launch_check(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
+	if (vm_resolve_boot(&vm->spec, l->kernel, l->initrd, &l->cmdline, err,
+	    errlen) < 0 || vm_forwards_free(vm, err, errlen) < 0 ||
 	    net_vm_ready(vm, err, errlen) < 0)
-		goto fail;
+		return -1;
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		volume_path(vm->spec.disks[i].volume, disks[i],
-		    sizeof(disks[i]));
-		if (access(disks[i], R_OK | W_OK) < 0) {
-			snprintf(err, errlen, "disk %s: %s", disks[i],
+		volume_path(vm->spec.disks[i].volume, l->disks[i],
+		    sizeof(l->disks[i]));
+		if (access(l->disks[i], R_OK | W_OK) < 0) {
+			snprintf(err, errlen, "disk %s: %s", l->disks[i],
 			    strerror(errno));
-			goto fail;
+			return -1;
 		}
-		diskp[i] = disks[i];
+		l->diskp[i] = l->disks[i];
 	}
-	/* Its run dir and its volumes, ready for the user it runs as. */
-	if (priv_prepare_vm(vm, &cred, &as_user, err, errlen) < 0)
-		goto fail;
+	return 0;
+}
+
+/*
+ * Its run dir and volumes, ready for the user it runs as; its QMP and
+ * console sockets, console log, saved state and cgroups.
+ */
+static int
+launch_files(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
+	char csock[PATH_MAX], path[PATH_MAX];
+
+	if (priv_prepare_vm(vm, &l->cred, &l->as_user, err, errlen) < 0)
+		return -1;
 	rotate(vm, "console.log");
 	rotate(vm, "qemu.log");
-	vm_path(vm, "qemu.pid", pidpath, sizeof(pidpath));
-	unlink(pidpath);
-	vm_path(vm, "qmp.sock", sock, sizeof(sock));
+	vm_path(vm, "qemu.pid", l->pidpath, sizeof(l->pidpath));
+	unlink(l->pidpath);
+	vm_path(vm, "qmp.sock", l->sock, sizeof(l->sock));
 	vm_path(vm, "console.sock", csock, sizeof(csock));
-	if ((lfd = sock_bind(sock, SOCK_STREAM, 1, 0)) < 0 ||
-	    (confd = sock_bind(csock, SOCK_STREAM, 1, 0)) < 0) {
-		snprintf(err, errlen, "%.300s: %s", lfd < 0 ? sock : csock,
-		    strerror(errno));
-		goto fail;
+	if ((l->lfd = sock_bind(l->sock, SOCK_STREAM, 1, 0)) < 0 ||
+	    (l->confd = sock_bind(csock, SOCK_STREAM, 1, 0)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", l->lfd < 0 ? l->sock :
+		    csock, strerror(errno));
+		return -1;
 	}
 	vm_path(vm, "console.log", path, sizeof(path));
-	if ((logfd = open_private(path, O_WRONLY | O_CREAT | O_APPEND,
+	if ((l->logfd = open_private(path, O_WRONLY | O_CREAT | O_APPEND,
 	    0600)) < 0) {
 		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
-		goto fail;
+		return -1;
 	}
 	vm_path(vm, "state.sav", path, sizeof(path));
-	if ((restfd = vm->restoring ? open_private(path, O_RDONLY, 0) :
-	    open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+	if ((l->restfd = vm_has(vm, VMF_RESTORING) ? open_private(path,
+	    O_RDONLY, 0) : open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "%.300s: %s", path, errno == EPERM ||
 		    errno == ELOOP ? "not a file of vmgrd's own; refused" :
 		    strerror(errno));
-		goto fail;
+		return -1;
 	}
-	if (cgroup_prepare(vm, cgroups) < 0) {
+	if (cgroup_prepare(vm, l->cgroups) < 0) {
 		snprintf(err, errlen, "cannot create the VM's cgroup");
-		goto fail;
+		return -1;
 	}
-	/* NICs on vmgr networks: the switch's socket, and the guest's IPs. */
+	l->fds[0] = l->lfd;
+	l->fds[1] = l->restfd;
+	l->fds[2] = l->confd;
+	l->fds[3] = l->logfd;
+	l->nfds = QEMU_FIRST_TAP_FD - 3;
+	return 0;
+}
+
+/*
+ * Its NICs: on an isolated network the switch's socket; on a bridge a tap
+ * that vmgrd opens and hands over, so that QEMU, running as its own user,
+ * needs no access to /dev/net/tun.
+ */
+static int
+launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		int64_t id = net_id(vm->spec.nics[i].network);
 		nic_sock_path(vm, i, path, sizeof(path));
@@ -203,139 +264,161 @@ vm_spawn(struct vm *vm, char *err, size_t errlen)
 		if (id < 0) {
 			snprintf(err, errlen, "network %s does not exist",
 			    vm->spec.nics[i].network);
-			goto fail;
+			return -1;
 		}
 		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 			snprintf(err, errlen, "%.300s: path too long for a "
 			    "socket", path);
-			goto fail;
+			return -1;
 		}
-		net_sock_path(id, netsock[i], sizeof(netsock[i]));
-		nets[i] = netsock[i];
+		net_sock_path(id, l->netsock[i], sizeof(l->netsock[i]));
+		l->nets[i] = l->netsock[i];
 	}
-	fds[0] = lfd;
-	fds[1] = restfd;
-	fds[2] = confd;
-	fds[3] = logfd;
-	nfds = QEMU_FIRST_TAP_FD - 3;
-	taps_up = 1;
-	if (net_taps_up(vm, taps, err, errlen) < 0)
-		goto fail;
-	/*
-	 * vmgrd opens each tap and hands it over: QEMU, running as its own
-	 * user, needs no access to /dev/net/tun.
-	 */
+	l->taps_up = 1;
+	if (net_taps_up(vm, l->taps, err, errlen) < 0)
+		return -1;
 	for (int i = 0; i < vm->spec.nnics; i++) {
-		if (!taps[i][0])
+		if (!l->taps[i][0])
 			continue;
-		tapp[i] = taps[i];
-		if ((tapfd[i] = tap_open(taps[i])) < 0) {
-			snprintf(err, errlen, "tap %s: %s", taps[i],
+		l->tapp[i] = l->taps[i];
+		if ((l->tapfd[i] = tap_open(l->taps[i])) < 0) {
+			snprintf(err, errlen, "tap %s: %s", l->taps[i],
 			    strerror(errno));
-			goto fail;
+			return -1;
 		}
-		qtapfd[i] = 3 + nfds;
-		fds[nfds++] = tapfd[i];
+		l->qtapfd[i] = 3 + l->nfds;
+		l->fds[l->nfds++] = l->tapfd[i];
 	}
 	if (fault_fail("start:after-taps")) {
 		snprintf(err, errlen, "injected failure (VMGR_FAIL_AT)");
-		goto fail;
+		return -1;
 	}
+	return 0;
+}
+
+/* QEMU's command line (qemu/argv.c), the guests' IPs on the kernel's. */
+static int
+launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
 	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
+
 	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
-	if (ipargs[0] && asprintf(&fullcmd, "%s%s", cmdline ? cmdline : "",
-	    ipargs) > 0) {
-		free(cmdline);
-		cmdline = fullcmd;
+	if (ipargs[0] && asprintf(&fullcmd, "%s%s", l->cmdline ? l->cmdline :
+	    "", ipargs) > 0) {
+		free(l->cmdline);
+		l->cmdline = fullcmd;
 	}
 	struct qemu_conf conf = {
 		.binary = vmgrd->qemu_binary,
 		.accel = vmgrd->accel,
 		.vmdir = vm->dir,
-		.kernel = kernel,
-		.initrd = initrd[0] ? initrd : NULL,
-		.cmdline = cmdline,
-		.disks = diskp,
+		.kernel = l->kernel,
+		.initrd = l->initrd[0] ? l->initrd : NULL,
+		.cmdline = l->cmdline,
+		.disks = l->diskp,
 		.paused = 1,
-		.incoming = vm->restoring,
-		.nets = nets,
-		.taps = tapp,
-		.tapfds = qtapfd,
+		.incoming = vm_has(vm, VMF_RESTORING),
+		.nets = l->nets,
+		.taps = l->tapp,
+		.tapfds = l->qtapfd,
 	};
-	if ((argv = qemu_argv(&vm->spec, &conf)) == NULL) {
+	if ((l->argv = qemu_argv(&vm->spec, &conf)) == NULL) {
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		return -1;
 	}
-	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
-	char *cgv[3] = { NULL, NULL, NULL };
-	for (int i = 0, k = 0; i < 2; i++)
-		if (cgroups[i][0])
-			cgv[k++] = cgroups[i];
-	struct proc_spawn sp = {
-		.argv = argv,
-		.logpath = logpath,
-		.pidfile = pidpath,
-		.fds = fds,
-		.nfds = nfds,
-		.cgroups = cgv,
-		.cred = as_user ? &cred : NULL,
-	};
-	if ((pid = proc_spawn_detached(&sp)) < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		goto fail;
-	}
+	return 0;
+}
+
+/* The VM's runtime fields for a QEMU just started as pid. */
+static void
+launched(struct vm *vm, const struct launch *l, pid_t pid)
+{
 	vm->pid = pid;
-	vm->legacy_layout = 0;
-	fault_point("start:after-spawn");
+	vm->flags &= ~VMF_LEGACY;
 	vm->started_at = now_unix_ms();
-	vm->guest_off = vm->panicked = vm->forced = vm->stop_requested = 0;
-	vm->start_cont_ok = vm->start_resumed = vm->restore_sent = 0;
+	vm->flags &= ~(VMF_GUEST_OFF | VMF_PANICKED | VMF_FORCED |
+	    VMF_STOP_ASKED | VMF_CONT_OK | VMF_RESUMED | VMF_RESTORE_SENT);
 	memset(vm->nic_rx_bytes, 0, sizeof(vm->nic_rx_bytes));
 	memset(vm->nic_tx_bytes, 0, sizeof(vm->nic_tx_bytes));
 	memset(vm->nic_rx_packets, 0, sizeof(vm->nic_rx_packets));
 	memset(vm->nic_tx_packets, 0, sizeof(vm->nic_tx_packets));
 	memset(vm->nic_spoofed, 0, sizeof(vm->nic_spoofed));
-	vm->qemu_uid = as_user ? cred.uid : geteuid();
+	vm->qemu_uid = l->as_user ? l->cred.uid : geteuid();
+}
+
+/* Spawn QEMU, watch it and connect to its QMP socket. */
+static int
+launch_exec(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
+	char logpath[PATH_MAX];
+	char *cgv[3] = { NULL, NULL, NULL };
+	int cfd;
+	pid_t pid;
+
+	vm_path(vm, "qemu.log", logpath, sizeof(logpath));
+	for (int i = 0, k = 0; i < 2; i++)
+		if (l->cgroups[i][0])
+			cgv[k++] = l->cgroups[i];
+	struct proc_spawn sp = {
+		.argv = l->argv,
+		.logpath = logpath,
+		.pidfile = l->pidpath,
+		.fds = l->fds,
+		.nfds = l->nfds,
+		.cgroups = cgv,
+		.cred = l->as_user ? &l->cred : NULL,
+	};
+	if ((pid = proc_spawn_detached(&sp)) < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		return -1;
+	}
+	vm->pid = pid;
+	fault_point("start:after-spawn");
+	launched(vm, l, pid);
 	net_ports_changed();
-	if ((vm->watch = proc_watch_new(vmgrd->base, pid, vm_qemu_exited, vm)) ==
-	    NULL) {
+	if ((vm->watch = proc_watch_new(vmgrd->base, pid, vm_qemu_exited,
+	    vm)) == NULL) {
 		/* Unwatched, its exit would go unnoticed: give up now. */
 		snprintf(err, errlen, "cannot watch QEMU: %s", strerror(errno));
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
 		vm->pid = 0;
 		net_forget_vm(vm);
-		goto fail;
+		return -1;
 	}
 	/* The backlog holds our connection until QEMU accepts it. */
-	if ((cfd = sock_connect(sock, SOCK_NONBLOCK)) < 0 || (vm->qmp = qmp_new(vmgrd->base,
-	    cfd, &vm_qmp_handlers, vm)) == NULL) {
+	if ((cfd = sock_connect(l->sock, SOCK_NONBLOCK)) < 0 ||
+	    (vm->qmp = qmp_new(vmgrd->base, cfd, &vm_qmp_handlers, vm)) ==
+	    NULL) {
 		log_warn("%s: %s: QMP connect", __func__, vm->spec.name);
 		kill(pid, SIGKILL);
 	}
-	taps_up = 0;	/* QEMU holds them now: they go when it does */
+	l->taps_up = 0;	/* QEMU holds them now: they go when it does */
 	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
-	    vmgrd->accel, vm->restoring ? ", restoring" : "");
+	    vmgrd->accel, vm_has(vm, VMF_RESTORING) ? ", restoring" : "");
 	/* A QEMU that never gets ready is ended: the start fails. */
 	vm_arm(vm, START_TIMEOUT_S, vm_kill_now);
-	rc = 0;
-fail:
-	/* QEMU has its own copies of every descriptor it was given. */
-	if (lfd >= 0)
-		close(lfd);
-	if (confd >= 0)
-		close(confd);
-	if (logfd >= 0)
-		close(logfd);
-	if (restfd >= 0)
-		close(restfd);
-	for (int i = 0; i < SPEC_MAX_NICS; i++)
-		if (tapfd[i] >= 0)
-			close(tapfd[i]);
-	if (taps_up)
-		net_taps_down(vm);
-	strv_free(argv);
-	free(cmdline);
+	return 0;
+}
+
+int
+vm_spawn(struct vm *vm, char *err, size_t errlen)
+{
+	struct launch *l = malloc(sizeof(*l));
+	int rc;
+
+	if (l == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	launch_init(l);
+	rc = launch_check(vm, l, err, errlen) < 0 ||
+	    launch_files(vm, l, err, errlen) < 0 ||
+	    launch_nics(vm, l, err, errlen) < 0 ||
+	    launch_argv(vm, l, err, errlen) < 0 ||
+	    launch_exec(vm, l, err, errlen) < 0 ? -1 : 0;
+	launch_free(vm, l);
+	free(l);
 	return rc;
 }
 

@@ -506,8 +506,8 @@ volume_json(const struct volume *v, int clones)
 	return o;
 }
 
-void
-volume_api_list(struct evhttp_request *req)
+int
+volume_api_list(struct api_call *c)
 {
 	json_t *arr = json_array(), *bases = json_object();
 	char path[PATH_MAX], base[SPEC_NAME_MAX + 8], err[256];
@@ -536,27 +536,29 @@ volume_api_list(struct evhttp_request *req)
 			json_array_append_new(arr, volume_json(v, (int)
 			    json_integer_value(json_object_get(bases, v->name))));
 	json_decref(bases);
-	api_reply_json(req, 200, arr);
+	return api_ok(c, 200, arr);
 }
 
+/* The volume the call names, or NULL with a 404. */
 static struct volume *
-find_or_404(struct evhttp_request *req, const char *name)
+find_or_404(struct api_call *c, const char *name)
 {
 	struct volume *v = volume_find(name);
 
 	if (v == NULL)
-		api_reply_error(req, 404, "no_such_volume", "no volume named "
+		api_err(&c->err, 404, "no_such_volume", "no volume named "
 		    "\"%s\"", name);
 	return v;
 }
 
-void
-volume_api_get(struct evhttp_request *req, const char *name)
+int
+volume_api_get(struct api_call *c)
 {
-	struct volume *v = find_or_404(req, name);
+	struct volume *v = find_or_404(c, c->route.arg[0]);
 
-	if (v)
-		api_reply_json(req, 200, volume_json(v, -1));
+	if (v == NULL)
+		return API_FAIL;
+	return api_ok(c, 200, volume_json(v, -1));
 }
 
 /* A request on a volume answered when qemu-img or QEMU is done. */
@@ -565,47 +567,47 @@ struct vol_req {
 	char		 name[SPEC_NAME_MAX + 1];
 };
 
-/* NULL after replying 500 when out of memory. */
+/* The call parked on name; NULL with a 500 when out of memory. */
 static struct vol_req *
-vol_req_new(struct evhttp_request *req, const char *name)
+vol_req_new(struct api_call *c, const char *name)
 {
-	struct vol_req *c;
+	struct vol_req *r;
 
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->p = api_park(req, 0)) == NULL) {
-		free(c);
-		api_reply_error(req, 500, "no_memory", "out of memory");
+	if ((r = calloc(1, sizeof(*r))) == NULL ||
+	    (r->p = api_park(c->req, 0)) == NULL) {
+		free(r);
+		api_err(&c->err, 500, "no_memory", "out of memory");
 		return NULL;
 	}
-	snprintf(c->name, sizeof(c->name), "%s", name);
-	return c;
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	return r;
 }
 
 static void
 create_done(const char *error, int no_space, void *arg)
 {
-	struct vol_req *c = arg;
+	struct vol_req *r = arg;
 	struct volume *v;
 
 	if (error) {
-		volume_unreserve(c->name);
-		api_answer_error(c->p, no_space ? 507 : 422, no_space ?
+		volume_unreserve(r->name);
+		api_answer_error(r->p, no_space ? 507 : 422, no_space ?
 		    "no_space" : "qemu_img", "cannot make volume %s: %s",
-		    c->name, error);
-	} else if (volume_register(c->name, NULL) < 0) {
+		    r->name, error);
+	} else if (volume_register(r->name, NULL) < 0) {
 		char path[PATH_MAX];
-		volume_unreserve(c->name);
-		volume_path(c->name, path, sizeof(path));
+		volume_unreserve(r->name);
+		volume_path(r->name, path, sizeof(path));
 		unlink(path);
-		api_answer_error(c->p, db_full(vmgrd->db) ? 507 : 500,
-		    "database", "cannot record volume %s: %s", c->name,
+		api_answer_error(r->p, db_full(vmgrd->db) ? 507 : 500,
+		    "database", "cannot record volume %s: %s", r->name,
 		    db_errmsg(vmgrd->db));
 	} else {
-		v = volume_find(c->name);
-		log_info("volume %s: made", c->name);
-		api_answer(c->p, 201, volume_json(v, -1));
+		v = volume_find(r->name);
+		log_info("volume %s: made", r->name);
+		api_answer(r->p, 201, volume_json(v, -1));
 	}
-	free(c);
+	free(r);
 }
 
 /*
@@ -617,7 +619,7 @@ create_done(const char *error, int no_space, void *arg)
  * a backing or data file past it.
  */
 struct import {
-	struct vol_req	*c;
+	struct vol_req	*r;
 	int		 fd;		/* the source */
 	char		 copy[PATH_MAX + 16];	/* "" for a raw source */
 };
@@ -637,8 +639,8 @@ import_done(const char *error, int no_space, void *arg)
 {
 	struct import *im = arg;
 
-	create_done(error, no_space, im->c);
-	im->c = NULL;
+	create_done(error, no_space, im->r);
+	im->r = NULL;
 	import_free(im);
 }
 
@@ -657,16 +659,16 @@ import_copied(int status, const char *output, void *arg)
 		return;
 	}
 	if (img_check(im->copy, NULL, err, sizeof(err)) < 0) {
-		volume_unreserve(im->c->name);
-		api_answer_error(im->c->p, 422, "unsafe_image", "cannot "
-		    "import %s: %s", im->c->name, err);
-		free(im->c);
-		im->c = NULL;
+		volume_unreserve(im->r->name);
+		api_answer_error(im->r->p, 422, "unsafe_image", "cannot "
+		    "import %s: %s", im->r->name, err);
+		free(im->r);
+		im->r = NULL;
 		import_free(im);
 		return;
 	}
 	if ((src = img_json("qcow2", chain)) == NULL ||
-	    volume_make_convert(im->c->name, src, NULL, 0, 0, import_done,
+	    volume_make_convert(im->r->name, src, NULL, 0, 0, import_done,
 	    im) < 0)
 		import_done("cannot run qemu-img", 0, im);
 	free(src);
@@ -674,87 +676,73 @@ import_copied(int status, const char *output, void *arg)
 
 /* Check the source's header, from the descriptor that will be read. */
 static int
-import_check(struct evhttp_request *req, const char *path, int fd,
-    int *qcow2)
+import_check(struct api_err *e, const char *path, int fd, int *qcow2)
 {
 	static uint8_t buf[65536];
 	struct qcow2_header h;
 	char err[400];
 	ssize_t n;
 
-	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0) {
-		api_reply_error(req, 422, "missing_file", "%s: %s", path,
+	if ((n = pread(fd, buf, sizeof(buf), 0)) < 0)
+		return api_err(e, 422, "missing_file", "%s: %s", path,
 		    strerror(errno));
-		return -1;
-	}
 	/* The format is ours to name: a raw file is never probed as qcow2. */
 	*qcow2 = n >= 4 && memcmp(buf, "QFI\xfb", 4) == 0;
 	if (!*qcow2)
 		return 0;
-	if (qcow2_parse_header(buf, (size_t)n, &h, err, sizeof(err)) < 0) {
-		api_reply_error(req, 422, "bad_image", "%s: %s", path, err);
-		return -1;
-	}
+	if (qcow2_parse_header(buf, (size_t)n, &h, err, sizeof(err)) < 0)
+		return api_err(e, 422, "bad_image", "%s: %s", path, err);
 	/* A backing file could name any file on the host: refuse. */
-	if (h.backing[0]) {
-		api_reply_error(req, 422, "has_backing_file", "%s has the backing "
+	if (h.backing[0])
+		return api_err(e, 422, "has_backing_file", "%s has the backing "
 		    "file %s; flatten it first (qemu-img convert)", path,
 		    h.backing);
-		return -1;
-	}
-	if (qcow2_plain(&h, err, sizeof(err)) < 0) {
-		api_reply_error(req, 422, "unsafe_image", "cannot import %s: %s",
+	if (qcow2_plain(&h, err, sizeof(err)) < 0)
+		return api_err(e, 422, "unsafe_image", "cannot import %s: %s",
 		    path, err);
-		return -1;
-	}
 	return 0;
 }
 
-static void
-volume_import(struct evhttp_request *req, const char *name, const char *src)
+static int
+volume_import(struct api_call *c, const char *name, const char *src)
 {
 	struct import *im;
 	struct stat st;
 	int fd, qcow2;
 
-	if (src[0] != '/') {
-		api_reply_error(req, 422, "invalid_value", "import needs an "
+	if (src[0] != '/')
+		return api_err(&c->err, 422, "invalid_value", "import needs an "
 		    "absolute path");
-		return;
-	}
 	if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
-		api_reply_error(req, 422, "missing_file", "%s: %s", src,
+		api_err(&c->err, 422, "missing_file", "%s: %s", src,
 		    strerror(errno));
 		if (fd >= 0)
 			close(fd);
-		return;
+		return API_FAIL;
 	}
 	if (!S_ISREG(st.st_mode)) {
-		api_reply_error(req, 422, "missing_file", "%s: not a regular file",
-		    src);
 		close(fd);
-		return;
+		return api_err(&c->err, 422, "missing_file", "%s: not a "
+		    "regular file", src);
 	}
-	if (import_check(req, src, fd, &qcow2) < 0) {
+	if (import_check(&c->err, src, fd, &qcow2) < 0) {
 		close(fd);
-		return;
+		return API_FAIL;
 	}
 	if ((im = calloc(1, sizeof(*im))) == NULL) {
 		close(fd);
-		api_reply_error(req, 500, "no_memory", "out of memory");
-		return;
+		return api_err(&c->err, 500, "no_memory", "out of memory");
 	}
 	im->fd = fd;
 	if (volume_reserve(name, NULL) < 0) {
-		api_reply_error(req, 409, "volume_exists", "volume \"%s\" already "
-		    "exists", name);
 		import_free(im);
-		return;
+		return api_err(&c->err, 409, "volume_exists", "volume \"%s\" "
+		    "already exists", name);
 	}
-	if ((im->c = vol_req_new(req, name)) == NULL) {
+	if ((im->r = vol_req_new(c, name)) == NULL) {
 		volume_unreserve(name);
 		import_free(im);
-		return;
+		return API_FAIL;
 	}
 	int rc;
 	if (qcow2) {
@@ -774,14 +762,16 @@ volume_import(struct evhttp_request *req, const char *name, const char *src)
 	}
 	if (rc < 0)
 		import_done("cannot run qemu-img or cp", 0, im);
+	return API_WAIT;
 }
 
-void
-volume_api_create(struct evhttp_request *req, json_t *body)
+int
+volume_api_create(struct api_call *c)
 {
 	static const char *const keys[] = { "name", "size_mib", "size", "from",
 	    "import", NULL };
-	const char *name = json_string_value(json_object_get(body, "name"));
+	json_t *body = c->body;
+	const char *name;
 	json_t *jfrom = json_object_get(body, "from");
 	json_t *jimport = json_object_get(body, "import");
 	const char *from = json_string_value(jfrom);
@@ -789,111 +779,86 @@ volume_api_create(struct evhttp_request *req, json_t *body)
 	uint64_t size = 0;
 	char path[PATH_MAX], err[256];
 	struct qcow2_header h;
-	struct vol_req *c;
+	struct vol_req *r;
 
-	if (api_body_keys(req, body, keys) < 0 ||
-	    api_body_size(req, body, &size) < 0)
-		return;
-	if (name == NULL) {
-		api_reply_error(req, 422, "missing_field", "name is required");
-		return;
-	}
-	if (!spec_name_valid(name)) {
-		api_reply_error(req, 422, "invalid_name", "\"%.64s\" is not a "
-		    "valid volume name", name);
-		return;
-	}
-	if ((jfrom && !from) || (jimport && !import)) {
-		api_reply_error(req, 422, "invalid_value", "from and import "
+	if (api_body_keys(&c->err, body, keys) < 0 ||
+	    api_body_size(&c->err, body, &size) < 0 ||
+	    api_body_name(&c->err, body, "volume name", &name) < 0)
+		return API_FAIL;
+	if ((jfrom && !from) || (jimport && !import))
+		return api_err(&c->err, 422, "invalid_value", "from and import "
 		    "must be strings");
-		return;
-	}
 	if ((from != NULL) + (import != NULL) > 1 || (import && size) ||
-	    (!from && !import && !size)) {
-		api_reply_error(req, 422, "invalid_value", "give a size for an "
-		    "empty volume, from (and optionally a larger size) for a "
-		    "linked clone, or import");
-		return;
-	}
-	if (volume_exists(name)) {
-		api_reply_error(req, 409, "volume_exists", "volume \"%s\" "
+	    (!from && !import && !size))
+		return api_err(&c->err, 422, "invalid_value", "give a size for "
+		    "an empty volume, from (and optionally a larger size) for "
+		    "a linked clone, or import");
+	if (volume_exists(name))
+		return api_err(&c->err, 409, "volume_exists", "volume \"%s\" "
 		    "already exists", name);
-		return;
-	}
-	if (import) {
-		volume_import(req, name, import);
-		return;
-	}
+	if (import)
+		return volume_import(c, name, import);
 	if (from) {
 		const char *user;
-		if (!spec_name_valid(from) || volume_find(from) == NULL) {
-			api_reply_error(req, 404, "no_such_volume", "no volume "
-			    "named \"%.64s\" to clone", from);
-			return;
-		}
+		if (!spec_name_valid(from) || volume_find(from) == NULL)
+			return api_err(&c->err, 404, "no_such_volume", "no "
+			    "volume named \"%.64s\" to clone", from);
 		/* A base must never change under its clones. */
-		if ((user = volume_user(from)) != NULL) {
-			api_reply_error(req, 409, "volume_in_use", "volume %s is "
-			    "attached to VM %s; a base must not change under "
-			    "its clones, so clone a volume no VM uses", from,
-			    user);
-			return;
-		}
+		if ((user = volume_user(from)) != NULL)
+			return api_err(&c->err, 409, "volume_in_use", "volume "
+			    "%s is attached to VM %s; a base must not change "
+			    "under its clones, so clone a volume no VM uses",
+			    from, user);
 		volume_path(from, path, sizeof(path));
 		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
-		    sizeof(err)) < 0) {
-			api_reply_error(req, 422, "bad_volume", "%s", err);
-			return;
-		}
-		if (size && size < h.size) {
-			api_reply_error(req, 422, "too_small", "a clone cannot "
-			    "be smaller than its base (%llu bytes)",
+		    sizeof(err)) < 0)
+			return api_err(&c->err, 422, "bad_volume", "%s", err);
+		if (size && size < h.size)
+			return api_err(&c->err, 422, "too_small", "a clone "
+			    "cannot be smaller than its base (%llu bytes)",
 			    (unsigned long long)h.size);
-			return;
-		}
 	}
 	/* The name is taken now: a second create of it is refused (409). */
-	if (volume_reserve(name, NULL) < 0) {
-		api_reply_error(req, 409, "volume_exists", "volume \"%s\" already "
-		    "exists", name);
-		return;
-	}
+	if (volume_reserve(name, NULL) < 0)
+		return api_err(&c->err, 409, "volume_exists", "volume \"%s\" "
+		    "already exists", name);
 	if (from)
 		snprintf(volume_any(name)->from, sizeof(volume_any(name)->from),
 		    "%s", from);
-	if ((c = vol_req_new(req, name)) == NULL) {
+	if ((r = vol_req_new(c, name)) == NULL) {
 		volume_unreserve(name);
-		return;
+		return API_FAIL;
 	}
-	if ((from ? volume_make_clone(name, from, size, create_done, c) :
-	    volume_make_empty(name, size, create_done, c)) < 0) {
+	if ((from ? volume_make_clone(name, from, size, create_done, r) :
+	    volume_make_empty(name, size, create_done, r)) < 0) {
 		volume_unreserve(name);
-		api_answer_error(c->p, 500, "qemu_img", "cannot run "
+		api_answer_error(r->p, 500, "qemu_img", "cannot run "
 		    "qemu-img: %s", strerror(errno));
-		free(c);
+		free(r);
 	}
+	return API_WAIT;
 }
 
 /* ---- resize --------------------------------------------------------------- */
 
 static void
-resize_finish(struct vol_req *c, const char *error)
+resize_finish(struct vol_req *r, const char *error)
 {
-	struct volume *v = volume_find(c->name);
+	struct volume *v = volume_find(r->name);
 
 	if (v)
 		v->busy = 0;
 	if (error)
-		api_answer_error(c->p, strstr(error, "No space") ? 507 :
-		    500, "resize_failed", "cannot resize %s: %s", c->name,
+		api_answer_error(r->p, strstr(error, "No space") ? 507 :
+		    500, "resize_failed", "cannot resize %s: %s", r->name,
 		    error);
 	else if (v) {
-		log_info("volume %s: resized", c->name);
-		api_answer(c->p, 200, volume_json(v, -1));
+		log_info("volume %s: resized", r->name);
+		api_answer(r->p, 200, volume_json(v, -1));
 	} else
-		api_answer_error(c->p, 404, "no_such_volume", "volume %s "
-		    "went away", c->name);
-	free(c);
+		api_answer_error(r->p, 404, "no_such_volume", "volume %s "
+		    "went away", r->name);
+	free(r);
 }
 
 static void
@@ -914,74 +879,62 @@ resized_live(struct qmp *q, json_t *result, const char *error, void *arg)
 	resize_finish(arg, error);
 }
 
-void
-volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
+int
+volume_api_resize(struct api_call *c)
 {
 	static const char *const keys[] = { "size_mib", "size", NULL };
-	struct volume *v = find_or_404(req, name);
+	const char *name = c->route.arg[0];
+	struct volume *v = find_or_404(c, name);
 	char path[PATH_MAX], err[256], first[80];
 	struct qcow2_header h;
-	struct vol_req *c;
+	struct vol_req *r;
 	struct vm *vm;
 	uint64_t size = 0;
 	const char *user;
 	int disk = -1;
 
-	if (v == NULL || api_body_keys(req, body, keys) < 0 ||
-	    api_body_size(req, body, &size) < 0)
-		return;
-	if (size == 0) {
-		api_reply_error(req, 422, "missing_field", "size (or size_mib) "
-		    "is required");
-		return;
-	}
+	if (v == NULL || api_body_keys(&c->err, c->body, keys) < 0 ||
+	    api_body_size(&c->err, c->body, &size) < 0)
+		return API_FAIL;
+	if (size == 0)
+		return api_err(&c->err, 422, "missing_field", "size (or "
+		    "size_mib) is required");
 	volume_path(name, path, sizeof(path));
 	if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
-	    sizeof(err)) < 0) {
-		api_reply_error(req, 500, "bad_volume", "%s", err);
-		return;
-	}
-	if (size < h.size) {
-		api_reply_error(req, 422, "shrink_refused", "%s is %llu bytes; "
-		    "shrinking would cut off the guest's data, so vmgr only "
-		    "grows volumes", name, (unsigned long long)h.size);
-		return;
-	}
-	if (volume_clones(name, first, sizeof(first)) > 0) {
-		api_reply_error(req, 409, "volume_is_base", "%s is the base of "
-		    "linked clones (%s) and stays read-only", name, first);
-		return;
-	}
-	if (v->busy) {
-		api_reply_error(req, 409, "busy", "%s is being resized", name);
-		return;
-	}
+	    sizeof(err)) < 0)
+		return api_err(&c->err, 500, "bad_volume", "%s", err);
+	if (size < h.size)
+		return api_err(&c->err, 422, "shrink_refused", "%s is %llu "
+		    "bytes; shrinking would cut off the guest's data, so vmgr "
+		    "only grows volumes", name, (unsigned long long)h.size);
+	if (volume_clones(name, first, sizeof(first)) > 0)
+		return api_err(&c->err, 409, "volume_is_base", "%s is the base "
+		    "of linked clones (%s) and stays read-only", name, first);
+	if (v->busy)
+		return api_err(&c->err, 409, "busy", "%s is being resized",
+		    name);
 	vm = (user = volume_user(name)) ? vm_find(user) : NULL;
 	if (vm) {
 		for (int i = 0; i < vm->spec.ndisks; i++)
 			if (strcmp(vm->spec.disks[i].volume, name) == 0)
 				disk = i;
-		if (vm->busy != OP_NONE || vm->storage_op[0] ||
+		if (vm->busy != OP_NONE || vm->storage ||
 		    vm->state == VM_SAVED || vm->state == VM_STOPPING ||
 		    ((vm->state == VM_RUNNING || vm->state == VM_PAUSED) &&
-		    (vm->qmp == NULL || !qmp_is_ready(vm->qmp)))) {
-			api_reply_error(req, 409, "vm_busy", "%s is attached to "
-			    "VM %s, which is %s%s; try when it is running or "
-			    "stopped", name, vm->spec.name,
+		    (vm->qmp == NULL || !qmp_is_ready(vm->qmp))))
+			return api_err(&c->err, 409, "vm_busy", "%s is "
+			    "attached to VM %s, which is %s%s; try when it is "
+			    "running or stopped", name, vm->spec.name,
 			    vm_state_name(vm->state), vm->busy ? " and busy" :
 			    "");
-			return;
-		}
 	}
 	int live = vm && (vm->state == VM_RUNNING || vm->state == VM_PAUSED);
 	/* A VM may have written it: plain, and then qemu-img opens it alone. */
-	if (!live && volume_check(name, err, sizeof(err)) < 0) {
-		api_reply_error(req, 422, "unsafe_image", "cannot resize %s: %s",
-		    name, err);
-		return;
-	}
-	if ((c = vol_req_new(req, name)) == NULL)
-		return;
+	if (!live && volume_check(name, err, sizeof(err)) < 0)
+		return api_err(&c->err, 422, "unsafe_image", "cannot resize "
+		    "%s: %s", name, err);
+	if ((r = vol_req_new(c, name)) == NULL)
+		return API_FAIL;
 	v->busy = 1;
 	if (live) {
 		/* In use: QEMU grows it, and the guest sees the new size. */
@@ -989,46 +942,44 @@ volume_api_resize(struct evhttp_request *req, const char *name, json_t *body)
 		snprintf(node, sizeof(node), "disk%d", disk);
 		qmp_command(vm->qmp, "block_resize", json_pack("{s:s, s:I}",
 		    "node-name", node, "size", (json_int_t)size),
-		    resized_live, c);
-		return;
+		    resized_live, r);
+		return API_WAIT;
 	}
 	char sz[32], *json;
 	if ((json = volume_json_name(name)) == NULL) {
-		resize_finish(c, "out of memory");
-		return;
+		resize_finish(r, "out of memory");
+		return API_WAIT;
 	}
 	snprintf(sz, sizeof(sz), "%llu", (unsigned long long)size);
 	char *argv[] = { vmgrd->qemu_img, "resize", "-q", json, sz, NULL };
-	if (proc_run(vmgrd->base, argv, resized_offline, c) < 0)
-		resize_finish(c, strerror(errno));
+	if (proc_run(vmgrd->base, argv, resized_offline, r) < 0)
+		resize_finish(r, strerror(errno));
 	free(json);
+	return API_WAIT;
 }
 
-void
-volume_api_delete(struct evhttp_request *req, const char *name)
+int
+volume_api_delete(struct api_call *c)
 {
-	struct volume *v = find_or_404(req, name);
+	const char *name = c->route.arg[0];
+	struct volume *v = find_or_404(c, name);
 	char first[80];
 	const char *user;
 
 	if (v == NULL)
-		return;
-	if ((user = volume_user(name)) != NULL) {
-		api_reply_error(req, 409, "volume_in_use", "volume %s is attached "
-		    "to VM %s; delete the VM first", name, user);
-		return;
-	}
-	if (volume_clones(name, first, sizeof(first)) > 0) {
-		api_reply_error(req, 409, "volume_is_base", "volume %s is the "
-		    "base of linked clones (%s); delete them first", name, first);
-		return;
-	}
-	if (v->busy) {
-		api_reply_error(req, 409, "busy", "%s is being resized", name);
-		return;
-	}
+		return API_FAIL;
+	if ((user = volume_user(name)) != NULL)
+		return api_err(&c->err, 409, "volume_in_use", "volume %s is "
+		    "attached to VM %s; delete the VM first", name, user);
+	if (volume_clones(name, first, sizeof(first)) > 0)
+		return api_err(&c->err, 409, "volume_is_base", "volume %s is "
+		    "the base of linked clones (%s); delete them first", name,
+		    first);
+	if (v->busy)
+		return api_err(&c->err, 409, "busy", "%s is being resized",
+		    name);
 	volume_forget(name);
 	log_info("volume %s: deleted", name);
-	api_reply_json(req, 200, json_pack("{s:s, s:b}", "name", name,
+	return api_ok(c, 200, json_pack("{s:s, s:b}", "name", name,
 	    "deleted", 1));
 }

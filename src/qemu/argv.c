@@ -80,11 +80,70 @@ qemu_marker(const char *vmdir, char *buf, size_t len)
 	    QEMU_CONSOLE_LOG_FD, e) < len ? 0 : -1;
 }
 
+/* Each disk: a qcow2 node on its file, and a virtio-blk device. */
+static void
+push_disks(struct strv *sv, const struct vm_spec *spec,
+    const struct qemu_conf *c)
+{
+	char e2[4096];
+
+	for (int i = 0; i < spec->ndisks; i++) {
+		push(sv, "-blockdev");
+		if (escape_commas(c->disks[i], e2, sizeof(e2)) == NULL)
+			sv->failed = 1;
+		push(sv, "driver=qcow2,node-name=disk%d,file.driver=file,"
+		    "file.filename=%s", i, e2);
+		push(sv, "-device");
+		push(sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
+	}
+}
+
+/*
+ * Each NIC: its backend (a tap vmgrd opened, an isolated network's
+ * socket, or user-mode NAT with its host forwards) and a virtio-net
+ * device.  vmdir is the run dir with its commas escaped.
+ */
+static void
+push_nics(struct strv *sv, const struct vm_spec *spec,
+    const struct qemu_conf *c, const char *vmdir)
+{
+	for (int i = 0; i < spec->nnics; i++) {
+		char fwd[SPEC_MAX_FORWARDS * 48] = "";
+		for (int k = 0; k < spec->nics[i].nforwards; k++) {
+			const struct spec_forward *f = &spec->nics[i].forwards[k];
+			size_t o = strlen(fwd);
+			snprintf(fwd + o, sizeof(fwd) - o, ",hostfwd=%s:%s:%d-:%d",
+			    f->proto, f->host_addr, f->host_port,
+			    f->guest_port);
+		}
+		push(sv, "-netdev");
+		if (c->tapfds && c->tapfds[i] >= 0) {
+			/* Opened by vmgrd: QEMU needs no access to /dev/net/tun. */
+			push(sv, "tap,id=net%d,fd=%d", i, c->tapfds[i]);
+		} else if (c->taps && c->taps[i]) {
+			push(sv, "tap,id=net%d,ifname=%s,script=no,downscript=no",
+			    i, c->taps[i]);
+		} else if (c->nets && c->nets[i]) {
+			char e3[4096];
+			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
+				sv->failed = 1;
+			push(sv, "dgram,id=net%d,local.type=unix,local.path="
+			    "%s/qemu/net%d.sock,remote.type=unix,remote.path=%s",
+			    i, vmdir, i, e3);
+		} else
+			push(sv, "user,id=net%d%s", i, fwd);
+		push(sv, "-device");
+		/* romfile= : no PXE ROM needed for direct kernel boot. */
+		push(sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",
+		    i, i, spec->nics[i].mac);
+	}
+}
+
 char **
 qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 {
 	struct strv sv = { 0 };
-	char e1[4096], e2[4096], marker[4200];
+	char e1[4096], marker[4200];
 
 	push(&sv, "%s", c->binary);
 	push(&sv, "-name");
@@ -150,45 +209,8 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 		push(&sv, "-append");
 		push(&sv, "%s", c->cmdline);
 	}
-	for (int i = 0; i < spec->ndisks; i++) {
-		push(&sv, "-blockdev");
-		if (escape_commas(c->disks[i], e2, sizeof(e2)) == NULL)
-			sv.failed = 1;
-		push(&sv, "driver=qcow2,node-name=disk%d,file.driver=file,"
-		    "file.filename=%s", i, e2);
-		push(&sv, "-device");
-		push(&sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
-	}
-	for (int i = 0; i < spec->nnics; i++) {
-		char fwd[SPEC_MAX_FORWARDS * 48] = "";
-		for (int k = 0; k < spec->nics[i].nforwards; k++) {
-			const struct spec_forward *f = &spec->nics[i].forwards[k];
-			size_t o = strlen(fwd);
-			snprintf(fwd + o, sizeof(fwd) - o, ",hostfwd=%s:%s:%d-:%d",
-			    f->proto, f->host_addr, f->host_port,
-			    f->guest_port);
-		}
-		push(&sv, "-netdev");
-		if (c->tapfds && c->tapfds[i] >= 0) {
-			/* Opened by vmgrd: QEMU needs no access to /dev/net/tun. */
-			push(&sv, "tap,id=net%d,fd=%d", i, c->tapfds[i]);
-		} else if (c->taps && c->taps[i]) {
-			push(&sv, "tap,id=net%d,ifname=%s,script=no,downscript=no",
-			    i, c->taps[i]);
-		} else if (c->nets && c->nets[i]) {
-			char e3[4096];
-			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
-				sv.failed = 1;
-			push(&sv, "dgram,id=net%d,local.type=unix,local.path="
-			    "%s/qemu/net%d.sock,remote.type=unix,remote.path=%s",
-			    i, e1, i, e3);
-		} else
-			push(&sv, "user,id=net%d%s", i, fwd);
-		push(&sv, "-device");
-		/* romfile= : no PXE ROM needed for direct kernel boot. */
-		push(&sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",
-		    i, i, spec->nics[i].mac);
-	}
+	push_disks(&sv, spec, c);
+	push_nics(&sv, spec, c, e1);
 	if (c->paused)
 		push(&sv, "-S");
 	if (c->incoming) {
