@@ -12,7 +12,7 @@
 PREFIX   ?= /usr/local
 BUILD    ?= build
 CC       ?= cc
-PKGS      = libevent libevent_openssl openssl jansson sqlite3
+PKGS      = libevent libevent_openssl openssl jansson sqlite3 yaml-0.1
 CLI_PKGS  = jansson
 SANITIZE ?= 0
 
@@ -33,7 +33,8 @@ T_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null) $(D_LIBS)
 
 OBJ       = $(BUILD)/obj
 CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
-            src/core/qcow2.c src/core/route.c src/core/fdb.c
+            src/core/qcow2.c src/core/route.c src/core/fdb.c src/core/ptable.c \
+            src/core/fat.c
 LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/sock.c src/lib/httpc.c
 QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
 D_SRC     = $(wildcard src/daemon/*.c)
@@ -68,7 +69,7 @@ $(BUILD)/vmgrd: $(D_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(D_LIBS) -lm
 
 $(BUILD)/vmgr: $(CLI_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(C_LIBS) -lm
+	$(CC) $(LDFLAGS) -o $@ $^ $(C_LIBS) -lcrypt -lm
 
 $(BUILD)/tests/%: tests/unit/%.c $(T_OBJ) $(BUILD)/.flags
 	@mkdir -p $(dir $@)
@@ -80,6 +81,10 @@ $(BUILD)/tests/test_db: $(OBJ)/daemon/db.o
 # guest/build.sh skips every step whose output is up to date (~20 ms).
 guest:
 	@guest/build.sh $(BUILD)/images/tiny
+	@mkdir -p $(BUILD)/images/build
+	@for f in guest/debian-12.sh guest/debian-12-customize.sh; do \
+	    cmp -s $$f $(BUILD)/images/build/$${f#guest/} || \
+	    install -m 755 $$f $(BUILD)/images/build/; done
 
 deps:
 	@scripts/deps.sh
@@ -102,6 +107,8 @@ install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny
 	install -m 755 $(BUILD)/vmgrd $(BUILD)/vmgr $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(BUILD)/images/tiny/* $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny/
+	install -d $(DESTDIR)$(PREFIX)/share/vmgr/images/build
+	install -m 755 guest/debian-12.sh guest/debian-12-customize.sh $(DESTDIR)$(PREFIX)/share/vmgr/images/build/
 	install -d $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 docs/vmgr.1 docs/vmgrd.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 

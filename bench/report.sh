@@ -15,11 +15,13 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson m30 "$(f metrics30)" \
     --argjson backup "$([ -f "$D/backup.json" ] && cat "$D/backup.json" || echo null)" \
     --argjson load "$([ -f "$D/load.json" ] && cat "$D/load.json" || echo null)" \
+    --argjson debian "$([ -f "$D/debian.json" ] && cat "$D/debian.json" || echo null)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
       scheduler: {pure: $sched, rr_50: $rr},
-      monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup, load: $load}' \
+      monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup, load: $load,
+      debian: $debian}' \
     >"$D/results.json"
 
 defs='
@@ -58,4 +60,10 @@ jq -r '
   if .load then
     "load: \(.load.clients) clients, \(.load.vms) VMs, \(.load.seconds) s: \(.load.requests) requests (\(.load.requests_per_s | floor)/s), \(.load.failed) failed; races won by exactly one: pause \(.load.race.pause_winners), resume \(.load.race.resume_winners); vmgrd RSS \(.load.vmgrd_rss_kib | first) -> \(.load.vmgrd_rss_kib | last) KiB",
     (.load.ops | to_entries[] | "  \(.key): n \(.value.n), p50 \(r2(.value.p50_ms)) ms, p99 \(r2(.value.p99_ms)) ms, max \(r2(.value.max_ms)) ms")
+  else empty end' "$D/results.json"
+jq -r '
+  def pct(a; b): if b == 0 then "-" else ((a - b) / b * 1000 | round / 10 | tostring) + "%" end;
+  if .debian then
+    "a real OS (Debian 12, 2 vCPUs, 1 GiB, TCG): vmgr create --image \(.debian.create_image_ms) ms, the clone \(.debian.create_image_bytes / 1024 | round) KiB",
+    (.debian.boots[] | "  \(.firmware): start to login prompt \(.vmgr_login_ms) ms (floor \(.floor_login_ms), \(pct(.vmgr_login_ms; .floor_login_ms))), to SSH \(.vmgr_ssh_ms) ms (floor \(.floor_ssh_ms), \(pct(.vmgr_ssh_ms; .floor_ssh_ms)))")
   else empty end' "$D/results.json"

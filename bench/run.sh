@@ -85,6 +85,11 @@ fi
 say "backup: full against cp, incremental against full"
 "$top/bench/backup.sh" "$([ "$QUICK" = 1 ] && echo 64 || echo 1024)" "$OUT/backup.json"
 
+if [ "$QUICK" = 0 ]; then
+	say "a real OS: Debian 12 booted by SeaBIOS and OVMF, vmgr and the floor"
+	"$top/bench/debian.sh" "$OUT/debian.json"
+fi
+
 if [ "$QUICK" = 1 ]; then
 	say "load: 10 clients, 2 VMs, 5 s"
 	"$top/bench/load.sh" 2 10 5 "$OUT/load.json"

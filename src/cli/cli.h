@@ -88,6 +88,10 @@ int	cmd_stats(int, char **);
 int	cmd_top(int, char **);
 int	cmd_network(int, char **);
 int	cmd_volume(int, char **);
+int	cmd_image(int, char **);
+/* The keys of an OpenSSH .pub file appended to keys: 0, or the exit status. */
+int	read_ssh_keys(const char *cmd, const char *path, json_t *keys);
+int	cmd_ssh(int, char **);
 int	cmd_snapshot(int, char **);
 int	cmd_backup(int, char **);
 

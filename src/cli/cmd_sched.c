@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,7 +81,7 @@ resource_option(const char *cmd, int argc, char **argv, int *i, json_t *res,
 int
 cmd_set(int argc, char **argv)
 {
-	json_t *body = json_object(), *resp = NULL;
+	json_t *body = json_object(), *resp = NULL, *keys = NULL;
 	const char *name = NULL;
 	char path[256];
 	long long n;
@@ -106,6 +107,24 @@ cmd_set(int argc, char **argv)
 				goto out;
 			}
 			json_object_set_new(body, "memory_mib", json_integer(n));
+		} else if (strcmp(argv[i], "--autostart") == 0 ||
+		    strcmp(argv[i], "--no-autostart") == 0) {
+			json_object_set_new(body, "autostart", json_boolean(
+			    argv[i][2] == 'a'));
+		} else if (strcmp(argv[i], "--eject") == 0) {
+			json_object_set_new(body, "cdrom", json_null());
+		} else if (strcmp(argv[i], "--cdrom") == 0 && i + 1 < argc) {
+			char abs[PATH_MAX];
+			if (realpath(argv[++i], abs) == NULL) {
+				rc = usage_error("set", "cannot find %s", argv[i]);
+				goto out;
+			}
+			json_object_set_new(body, "cdrom", json_string(abs));
+		} else if (strcmp(argv[i], "--ssh-key") == 0 && i + 1 < argc) {
+			if (keys == NULL)
+				keys = json_array();
+			if ((rc = read_ssh_keys("set", argv[++i], keys)) != 0)
+				goto out;
 		} else if (argv[i][0] == '-') {
 			rc = usage_error("set", "unknown option \"%s\"", argv[i]);
 			goto out;
@@ -116,11 +135,25 @@ cmd_set(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (name == NULL || json_object_size(body) == 0) {
+	if (name == NULL || (json_object_size(body) == 0 && keys == NULL)) {
 		rc = usage_error("set", "give a VM name and what to change");
 		goto out;
 	}
 	snprintf(path, sizeof(path), "/v1/vms/%s", name);
+	/* --ssh-key adds to the keys the VM has, for its next boot. */
+	if (keys) {
+		json_t *vm = api_get(path, &rc), *ci, *have;
+		if (vm == NULL)
+			goto out;
+		ci = json_object_get(json_object_get(vm, "spec"), "cloud_init");
+		ci = ci ? json_deep_copy(ci) : json_object();
+		if ((have = json_object_get(ci, "ssh_authorized_keys")) == NULL)
+			json_object_set_new(ci, "ssh_authorized_keys", have =
+			    json_array());
+		json_array_extend(have, keys);
+		json_object_set_new(body, "cloud_init", ci);
+		json_decref(vm);
+	}
 	if ((resp = api_send("PATCH", path, body, 30, &rc)) == NULL)
 		goto out;
 	if (cli.json)
@@ -139,6 +172,7 @@ cmd_set(int argc, char **argv)
 out:
 	json_decref(body);
 	json_decref(resp);
+	json_decref(keys);
 	return rc;
 }
 

@@ -4,12 +4,14 @@
  */
 #include "cli.h"
 
+#include <crypt.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../core/spec.h"
 #include "../lib/util.h"
@@ -102,7 +104,32 @@ cmd_info(int argc, char **argv)
 			printf("initrd:       %s\n", jstr(v, "initrd"));
 		if (*jstr(v, "cmdline"))
 			printf("cmdline:      %s\n", jstr(v, "cmdline"));
+		if (json_array_size(json_object_get(v, "order"))) {
+			json_t *d;
+			size_t k;
+			printf("boot order:   ");
+			json_array_foreach(json_object_get(v, "order"), k, d)
+				printf("%s%s", k ? ", " : "", json_string_value(d));
+			printf("\n");
+		}
 	}
+	if (*jstr(spec, "firmware"))
+		printf("firmware:     %s%s\n", strcmp(jstr(spec, "firmware"),
+		    "uefi") == 0 ? "UEFI (OVMF)" : "BIOS (SeaBIOS)",
+		    json_is_true(json_object_get(spec, "secure_boot")) ?
+		    ", Secure Boot" : "");
+	if (*jstr(spec, "cdrom"))
+		printf("cdrom:        %s\n", jstr(spec, "cdrom"));
+	if ((v = json_object_get(spec, "cloud_init")) != NULL)
+		printf("cloud-init:   user %s, %zu SSH key%s%s%s\n",
+		    *jstr(v, "user") ? jstr(v, "user") : "vmgr",
+		    json_array_size(json_object_get(v, "ssh_authorized_keys")),
+		    json_array_size(json_object_get(v, "ssh_authorized_keys")) ==
+		    1 ? "" : "s", json_object_get(v, "password_hash") ?
+		    ", a password" : "", json_object_get(v, "user_data") ?
+		    ", user-data" : "");
+	if ((v = json_object_get(vm, "ssh")) != NULL)
+		printf("ssh:          %s\n", jstr(v, "command"));
 	json_array_foreach(json_object_get(spec, "disks"), i, v) {
 		long long size = (long long)json_number_value(json_object_get(v,
 		    "size"));
@@ -110,7 +137,11 @@ cmd_info(int argc, char **argv)
 		if (size <= 0)	/* a spec of vmgr 0.1 */
 			size = (long long)json_number_value(json_object_get(v,
 			    "size_gib")) << 30;
-		if (size > 0)
+		if (size > 0 && *jstr(v, "image"))
+			printf("disk %zu:       %s (a clone of image %s, %s)\n", i,
+			    jstr(v, "volume"), jstr(v, "image"), fmt_bytes(size, sz,
+			    sizeof(sz)));
+		else if (size > 0)
 			printf("disk %zu:       %s (made with it, %s)\n", i,
 			    jstr(v, "volume"), fmt_bytes(size, sz, sizeof(sz)));
 		else
@@ -212,8 +243,140 @@ read_spec_file(const char *file)
 /* What `vmgr create` gathers from its options, before the spec. */
 struct create_args {
 	json_t		*spec, *boot, *disks, *nics;
+	json_t		*ci;		/* cloud_init, when an option set it */
 	const char	*file;
+	uint64_t	 disk_size;	/* of the image's clone; 0: the image's */
 };
+
+/* A small text file given to an option, whole; NULL after saying why. */
+static char *
+option_file(const char *opt, const char *path, size_t max)
+{
+	size_t len = 0;
+	char *text = read_file(path, max, &len);
+
+	if (text == NULL) {
+		fprintf(stderr, "vmgr: %s %s: %s\n", opt, path, errno ==
+		    EFBIG ? "too large" : strerror(errno));
+		return NULL;
+	}
+	if (strlen(text) != len) {
+		fprintf(stderr, "vmgr: %s %s: not a text file\n", opt,
+		    path);
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
+static json_t *
+ci(struct create_args *a)
+{
+	if (a->ci == NULL)
+		a->ci = json_object();
+	return a->ci;
+}
+
+/* --ssh-key FILE: every key line of an OpenSSH public key file, to keys. */
+int
+read_ssh_keys(const char *cmd, const char *path, json_t *keys)
+{
+	char *text = option_file("--ssh-key", path, 256 * 1024), *line, *save;
+	int n = 0;
+
+	if (text == NULL)
+		return EXIT_USAGE;
+	if (strstr(text, "PRIVATE KEY")) {
+		free(text);
+		return usage_error(cmd, "%s is a private key; give its .pub "
+		    "file, the public key", path);
+	}
+	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL,
+	    "\n", &save)) {
+		line[strcspn(line, "\r")] = '\0';
+		if (line[0] == '\0' || line[0] == '#')
+			continue;
+		if (!spec_ssh_key_valid(line)) {
+			free(text);
+			return usage_error(cmd, "%s: \"%.40s...\" is not an SSH "
+			    "public key (ssh-ed25519 AAAA... comment)", path, line);
+		}
+		json_array_append_new(keys, json_string(line));
+		n++;
+	}
+	free(text);
+	if (n == 0)
+		return usage_error(cmd, "%s has no public key", path);
+	return 0;
+}
+
+static int
+add_ssh_keys(struct create_args *a, const char *path)
+{
+	json_t *keys;
+
+	if ((keys = json_object_get(ci(a), "ssh_authorized_keys")) == NULL)
+		json_object_set_new(a->ci, "ssh_authorized_keys", keys =
+		    json_array());
+	return read_ssh_keys("create", path, keys);
+}
+
+/*
+ * --password-file FILE: its first line, a crypt(3) hash as is, or a
+ * password hashed here (SHA-512): the password itself never leaves.
+ */
+static int
+set_password(struct create_args *a, const char *path)
+{
+	char *text = option_file("--password-file", path, 4096), salt[32];
+	unsigned char r[12];
+	const char *hash;
+	static const char al[] =
+	    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+	if (text == NULL)
+		return EXIT_USAGE;
+	text[strcspn(text, "\r\n")] = '\0';
+	if (text[0] == '\0') {
+		free(text);
+		return usage_error("create", "%s: the first line is empty", path);
+	}
+	if (spec_password_hash_valid(text))
+		hash = text;
+	else {
+		if (getentropy(r, sizeof(r)) < 0) {
+			free(text);
+			return usage_error("create", "no randomness for a salt");
+		}
+		snprintf(salt, sizeof(salt), "$6$");
+		for (int i = 0; i < 12; i++)
+			salt[3 + i] = al[r[i] % 64];
+		salt[15] = '\0';
+		hash = crypt(text, salt);
+		if (hash == NULL || hash[0] != '$') {
+			free(text);
+			return usage_error("create", "cannot hash the password");
+		}
+	}
+	json_object_set_new(ci(a), "password_hash", json_string(hash));
+	explicit_bzero(text, strlen(text));
+	free(text);
+	return 0;
+}
+
+/* --boot cdrom,disk */
+static int
+set_boot_order(struct create_args *a, const char *arg)
+{
+	char buf[64], *p, *save = NULL;
+	json_t *order = json_array();
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save))
+		json_array_append_new(order, json_string(p));
+	json_object_set_new(a->boot, "order", order);
+	return 0;
+}
 
 /* --disk NAME attaches a volume; new:SIZE makes one. */
 static int
@@ -332,6 +495,39 @@ create_option(struct create_args *a, int ch, const char *arg,
 	case 'a':
 		json_object_set_new(a->spec, "autostart", json_true());
 		return 0;
+	case 'S':
+		if (cli_size(arg, &a->disk_size) < 0)
+			return usage_error("create", "--disk-size takes a size "
+			    "such as 10G, not \"%s\"", arg);
+		return 0;
+	case 'K':
+		return add_ssh_keys(a, arg);
+	case 'u':
+		json_object_set_new(ci(a), "user", json_string(arg));
+		return 0;
+	case 'p':
+		return set_password(a, arg);
+	case 'D': {
+		char *text = option_file("--user-data", arg, 1 << 20);
+		if (text == NULL)
+			return EXIT_USAGE;
+		json_object_set_new(ci(a), "user_data", json_string(text));
+		free(text);
+		return 0;
+	}
+	case 'W':
+		json_object_set_new(a->spec, "firmware", json_string(arg));
+		return 0;
+	case 'B':
+		json_object_set_new(a->spec, "secure_boot", json_true());
+		return 0;
+	case 'C':
+		if ((v = abs_path("create", arg)) == NULL)
+			return EXIT_USAGE;
+		json_object_set_new(a->spec, "cdrom", v);
+		return 0;
+	case 'O':
+		return set_boot_order(a, arg);
 	default:
 		return usage_error("create", "unknown option \"%s\"", given);
 	}
@@ -349,7 +545,8 @@ create_spec(struct create_args *a, const char *name)
 
 	if (a->file) {
 		if (json_object_size(a->spec) || json_object_size(a->boot) ||
-		    json_array_size(a->disks) || json_array_size(a->nics))
+		    json_array_size(a->disks) || json_array_size(a->nics) ||
+		    a->ci || a->disk_size)
 			return usage_error("create", "-f takes the whole spec; "
 			    "give options in the file");
 		json_decref(a->spec);
@@ -372,6 +569,19 @@ create_spec(struct create_args *a, const char *name)
 		snprintf(vol, sizeof(vol), "%s-disk%zu", name, i);
 		json_object_set_new(v, "volume", json_string(vol));
 	}
+	/* --disk-size: the image's clone comes first, as large as that. */
+	if (a->disk_size) {
+		char vol[128];
+		if (!json_object_get(a->spec, "image"))
+			return usage_error("create", "--disk-size is the size of "
+			    "the disk made from --image");
+		snprintf(vol, sizeof(vol), "%s-root", name);
+		json_array_insert_new(a->disks, 0, json_pack("{s:s, s:O, s:I}",
+		    "volume", vol, "image", json_object_get(a->spec, "image"),
+		    "size", (json_int_t)a->disk_size));
+	}
+	if (a->ci)
+		json_object_set(a->spec, "cloud_init", a->ci);
 	if (json_array_size(a->disks))
 		json_object_set(a->spec, "disks", a->disks);
 	if (json_array_size(a->nics))
@@ -422,10 +632,19 @@ cmd_create(int argc, char **argv)
 		{ "nic", required_argument, NULL, 'N' },
 		{ "forward", required_argument, NULL, 'F' },
 		{ "autostart", no_argument, NULL, 'a' },
+		{ "disk-size", required_argument, NULL, 'S' },
+		{ "ssh-key", required_argument, NULL, 'K' },
+		{ "user", required_argument, NULL, 'u' },
+		{ "password-file", required_argument, NULL, 'p' },
+		{ "user-data", required_argument, NULL, 'D' },
+		{ "firmware", required_argument, NULL, 'W' },
+		{ "secure-boot", no_argument, NULL, 'B' },
+		{ "cdrom", required_argument, NULL, 'C' },
+		{ "boot", required_argument, NULL, 'O' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct create_args a = { json_object(), json_object(), json_array(),
-	    json_array(), NULL };
+	    json_array(), NULL, NULL, 0 };
 	const char *name = NULL;
 	json_t *resp = NULL;
 	int ch, rc = EXIT_USAGE;
@@ -462,6 +681,7 @@ out:
 	json_decref(a.boot);
 	json_decref(a.disks);
 	json_decref(a.nics);
+	json_decref(a.ci);
 	return rc;
 }
 

@@ -36,10 +36,26 @@ const struct command commands[] = {
 	  "                 [--forward tcp|udp:[HOSTADDR:]HOSTPORT:GUESTPORT]...\n"
 	  "                 [--policy fixed|dynamic|hybrid] [--priority 1..10] [--weight W]\n"
 	  "                 [--min-memory SIZE] [--runtime DURATION] [--preemptible]\n"
+	  "                 [--disk-size SIZE] [--ssh-key FILE]... [--user NAME]\n"
+	  "                 [--password-file FILE] [--user-data FILE]\n"
+	  "                 [--firmware bios|uefi] [--secure-boot]\n"
+	  "                 [--cdrom FILE] [--boot disk,cdrom|cdrom,disk] [--autostart]\n"
 	  "       vmgr create -f SPEC.json [NAME]",
 	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
 	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
-	  "built-in guest.  --disk new:SIZE adds a new qcow2 volume named\n"
+	  "built-in guest, which boots its kernel directly.  --image NAME of a\n"
+	  "disk image (see `vmgr help image`) gives the VM a linked clone of it,\n"
+	  "NAME-root, as its first disk (--disk-size grows it; cloud-init grows\n"
+	  "the file system), booted by SeaBIOS, or OVMF with --firmware uefi\n"
+	  "(--secure-boot: Secure Boot with Microsoft's keys; the default is what\n"
+	  "the image can boot, BIOS when both).  Such a VM gets a cloud-init\n"
+	  "seed: its user (--user, default vmgr, with sudo), the keys of\n"
+	  "--ssh-key .pub files, --password-file (a crypt hash, or a password\n"
+	  "hashed here; without one the password is locked), --user-data (your\n"
+	  "own #cloud-config, merged after vmgr's), its name as hostname, and\n"
+	  "each NIC's address.  --cdrom attaches an ISO read-only; firmware\n"
+	  "boots the disk and then the cdrom unless --boot cdrom,disk.\n"
+	  "--disk new:SIZE adds a new qcow2 volume named\n"
 	  "NAME-diskN, deleted with the VM; --disk VOLUME attaches an existing\n"
 	  "volume (see `vmgr help volume`), which stays when the VM is deleted.\n"
 	  "--nic nat adds a virtio NIC on QEMU's user-mode NAT; --nic NETWORK\n"
@@ -70,10 +86,16 @@ const struct command commands[] = {
 	{ "set", cmd_set,
 	  "vmgr set NAME [--priority 1..10] [--weight W] [--policy fixed|dynamic|hybrid]\n"
 	  "                [--min-memory SIZE] [--runtime DURATION] [--[no-]preemptible]\n"
-	  "                [--vcpus N] [--memory SIZE]",
+	  "                [--vcpus N] [--memory SIZE] [--[no-]autostart]\n"
+	  "                [--ssh-key FILE] [--cdrom FILE | --eject]",
 	  "Change a VM's resources and scheduling.  Priority, weight, policy and\n"
 	  "minimum take effect at once on a running VM (its cgroup limits and\n"
-	  "balloon follow); --vcpus and --memory only while it is stopped.\n" },
+	  "balloon follow); --vcpus and --memory only while it is stopped.\n"
+	  "--autostart: start it when vmgrd first starts after the host boots.\n"
+	  "--ssh-key adds the keys of a .pub file to its cloud-init user, for its\n"
+	  "next boot (the seed changes, so cloud-init applies it).  --eject takes\n"
+	  "out its ISO, at once on a running VM; --cdrom inserts one while it\n"
+	  "is stopped.\n" },
 	{ "queue", cmd_queue, "vmgr queue",
 	  "The scheduler's queue in policy order: each VM's position, what it\n"
 	  "waits for and its expected admission (from declared runtimes), and\n"
@@ -93,7 +115,7 @@ const struct command commands[] = {
 	  "vmgr shutdown NAME [--timeout DURATION] [--no-wait]",
 	  "Press the VM's ACPI power button and wait until the guest has\n"
 	  "powered off (state created).  After --timeout (default: vmgrd's,\n"
-	  "60s) QEMU is stopped by force.  --no-wait returns at once, in state\n"
+	  "120s) QEMU is stopped by force.  --no-wait returns at once, in state\n"
 	  "stopping.  A paused VM is resumed first so the guest can react.\n" },
 	{ "stop", cmd_action, "vmgr stop NAME",
 	  "Stop a VM by force: QEMU ends now, the guest is not asked.  From\n"
@@ -153,6 +175,31 @@ const struct command commands[] = {
 	  "resize only grows (+SIZE adds to the current size); a running VM's\n"
 	  "volume is grown live and the guest sees the new size.  delete refuses\n"
 	  "a volume a VM attaches.  Attach volumes with `vmgr create --disk`.\n" },
+	{ "image", cmd_image,
+	  "vmgr image import NAME FILE | build NAME [--recipe debian-12] [--rebuild] |\n"
+	  "                   list | show NAME | delete NAME",
+	  "Disk images to make VMs of (`vmgr create VM --image NAME`): read-only\n"
+	  "volumes of the pool, each VM getting a linked clone (NAME-root, as large\n"
+	  "as --disk-size) that boots through firmware, with cloud-init.  import\n"
+	  "copies a bootable raw or qcow2 FILE (a distribution's cloud image) into\n"
+	  "the pool once, checked as `vmgr volume import` checks, and reads its\n"
+	  "partition table: an EFI system partition means UEFI can boot it, a\n"
+	  "BIOS boot partition or MBR boot code means SeaBIOS can (firmware\n"
+	  "bios, uefi or any; none is refused at create).  build makes a Debian 12\n"
+	  "cloud image from the Debian archive (mmdebstrap; no loop device or\n"
+	  "mount; a few minutes) and prints each step; the result is cached and\n"
+	  "reused until the recipe changes or --rebuild is given.  The built-in\n"
+	  "kernel image \"tiny\" is listed too.  delete refuses an image that\n"
+	  "VMs' disks are clones of.\n" },
+	{ "ssh", cmd_ssh, "vmgr ssh NAME [--user USER] [-- SSH-ARGS... [COMMAND...]]",
+	  "Log in to a VM with ssh as its cloud-init user, through its TCP\n"
+	  "forward to port 22 (create it with --forward tcp:2222:22), else its\n"
+	  "address on a bridge network.  Everything after -- goes to ssh: a\n"
+	  "command to run, or ssh's own options (-i KEY, -t, -L ...).  The VM's\n"
+	  "host key is not checked or recorded: it is made at the VM's first\n"
+	  "boot, and the VM is reached through this host (a loopback forward\n"
+	  "or a local bridge), so a new VM of an old name never trips your\n"
+	  "known_hosts.\n" },
 	{ "snapshot", cmd_snapshot,
 	  "vmgr snapshot create VM NAME [--memory] | list VM | revert VM NAME |\n"
 	  "                      delete VM NAME",

@@ -77,6 +77,11 @@ qcow2_parse_header(const uint8_t *buf, size_t len, struct qcow2_header *h,
 	h->crypt_method = be32(buf + 32);
 	h->nb_snapshots = be32(buf + 60);
 	h->snapshots_offset = be64(buf + 64);
+	h->cluster_bits = (int)be32(buf + 20);
+	h->l1_size = be32(buf + 36);
+	h->l1_table_offset = be64(buf + 40);
+	if (h->cluster_bits < 9 || h->cluster_bits > 21)
+		return fail(err, errlen, "bad cluster size");
 	if (blen >= sizeof(h->backing))
 		return fail(err, errlen, "backing file name too long");
 	if (blen > 0) {
@@ -242,4 +247,19 @@ qcow2_parse_bitmaps(const uint8_t *buf, size_t len, uint32_t n,
 			out[filled++] = b;
 	}
 	return filled;
+}
+
+int
+qcow2_entry(const struct qcow2_header *h, uint64_t entry, int l2,
+    uint64_t *off)
+{
+	const uint64_t mask = 0x00fffffffffffe00ull;
+	uint64_t csize = 1ull << h->cluster_bits;
+
+	if (l2 && (entry & (1ull << 62)))
+		return -1;		/* compressed */
+	*off = entry & mask;
+	if (*off == 0 || (l2 && (entry & 1)))
+		return 1;
+	return *off % csize == 0 ? 0 : -1;
 }

@@ -40,6 +40,9 @@ struct qcow2_header {
 	uint32_t	nb_bitmaps;
 	uint64_t	bitmap_dir_offset;
 	uint64_t	bitmap_dir_size;
+	int		cluster_bits;	/* 9 to 21 */
+	uint32_t	l1_size;	/* entries */
+	uint64_t	l1_table_offset;
 };
 
 struct qcow2_snapshot {
@@ -85,5 +88,15 @@ int	qcow2_parse_snapshots(const uint8_t *buf, size_t len, uint32_t n,
 /* The same for the bitmap directory (read from bitmap_dir_offset). */
 int	qcow2_parse_bitmaps(const uint8_t *buf, size_t len, uint32_t n,
 	    struct qcow2_bitmap *, int max);
+
+/*
+ * Where a guest cluster's data lies, from its L1 or L2 table entry (l2:
+ * which of the two it is).  0 with *off the host offset (of the L2 table,
+ * or of the data); 1 when it reads as zeros (unallocated, or the zero
+ * flag); -1 for what vmgr does not read itself (compressed, or an offset
+ * that is not cluster aligned).
+ */
+int	qcow2_entry(const struct qcow2_header *, uint64_t entry, int l2,
+	    uint64_t *off);
 
 #endif

@@ -174,14 +174,38 @@ static int
 parse_boot(const json_t *boot, struct vm_spec *spec, struct spec_error *err)
 {
 	static const char *const keys[] = { "kernel", "initrd", "cmdline",
-	    NULL };
+	    "order", NULL };
 	const char *s;
+	json_t *order, *d;
+	size_t i;
 	int rc;
 
 	if (!json_is_object(boot))
 		return fail(err, "invalid_value", "boot must be an object");
 	if (check_keys(boot, "boot", keys, err))
 		return -1;
+	if ((order = json_object_get(boot, "order")) != NULL) {
+		if (!json_is_array(order) || json_array_size(order) == 0 ||
+		    json_array_size(order) > SPEC_MAX_BOOT)
+			return fail(err, "invalid_value", "boot.order must be "
+			    "an array of \"disk\" and \"cdrom\"");
+		json_array_foreach(order, i, d) {
+			const char *dev = json_string_value(d);
+			enum spec_boot_dev b;
+			if (dev && strcmp(dev, "disk") == 0)
+				b = SPEC_BOOT_DISK;
+			else if (dev && strcmp(dev, "cdrom") == 0)
+				b = SPEC_BOOT_CDROM;
+			else
+				return fail(err, "invalid_value", "boot.order[%zu] "
+				    "must be \"disk\" or \"cdrom\"", i);
+			for (int k = 0; k < spec->nboot; k++)
+				if (spec->boot_order[k] == b)
+					return fail(err, "invalid_value",
+					    "boot.order names %s twice", dev);
+			spec->boot_order[spec->nboot++] = b;
+		}
+	}
 	if (get_path(boot, "kernel", "boot", &spec->kernel, err) < 0 ||
 	    get_path(boot, "initrd", "boot", &spec->initrd, err) < 0)
 		return -1;
@@ -252,7 +276,7 @@ static int
 parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 {
 	static const char *const keys[] = { "volume", "size_gib", "size",
-	    NULL };
+	    "image", NULL };
 	size_t i;
 	json_t *d;
 
@@ -264,7 +288,7 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 	json_array_foreach(arr, i, d) {
 		struct spec_disk *disk = &spec->disks[i];
 		char where[32], text[32];
-		const char *vol;
+		const char *vol, *vol2;
 		long long gib;
 		uint64_t size = 0;
 		json_t *js;
@@ -321,7 +345,17 @@ parse_disks(const json_t *arr, struct vm_spec *spec, struct spec_error *err)
 				    "size_gib disagree", where);
 			size = b;
 		}
-		/* Without a size, the volume exists and is attached. */
+		/* image: a new linked clone of it, as large as it or larger. */
+		if ((rc = get_str(d, "image", where, SPEC_NAME_MAX, &vol2,
+		    err)) < 0)
+			return -1;
+		if (rc == 0) {
+			if (!spec_name_valid(vol2))
+				return fail(err, "invalid_name", "%s.image \"%s\" "
+				    "is not a valid image name", where, vol2);
+			snprintf(disk->image, sizeof(disk->image), "%s", vol2);
+		}
+		/* Without a size or image, the volume exists and is attached. */
 		snprintf(disk->volume, sizeof(disk->volume), "%s", vol);
 		disk->size = size;
 		spec->ndisks++;
@@ -588,13 +622,200 @@ parse_schedule(const json_t *s, struct vm_spec *spec, struct spec_error *err)
 	return 0;
 }
 
+static int
+parse_firmware(const json_t *root, struct vm_spec *spec,
+    struct spec_error *err)
+{
+	const char *s;
+	int rc;
+
+	if ((rc = get_str(root, "firmware", "", 7, &s, err)) < 0)
+		return -1;
+	if (rc == 0) {
+		if (strcmp(s, "bios") != 0 && strcmp(s, "uefi") != 0)
+			return fail(err, "invalid_value", "firmware must be "
+			    "bios or uefi");
+		snprintf(spec->firmware, sizeof(spec->firmware), "%s", s);
+	}
+	if (get_bool(root, "secure_boot", "", &spec->secure_boot, err) < 0)
+		return -1;
+	if (spec->secure_boot && !spec->firmware[0])
+		snprintf(spec->firmware, sizeof(spec->firmware), "uefi");
+	if (spec->secure_boot && strcmp(spec->firmware, "uefi") != 0)
+		return fail(err, "invalid_value", "secure_boot needs firmware "
+		    "uefi");
+	if (spec->secure_boot && strcmp(spec->machine, "q35") != 0)
+		return fail(err, "invalid_value", "secure_boot needs machine "
+		    "q35 (its SMM)");
+	return 0;
+}
+
+int
+spec_user_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > SPEC_USER_MAX || (!islower((unsigned char)s[0]) &&
+	    s[0] != '_'))
+		return 0;
+	for (size_t i = 1; i < n; i++)
+		if (!islower((unsigned char)s[i]) && !isdigit((unsigned char)
+		    s[i]) && s[i] != '_' && s[i] != '-')
+			return 0;
+	return 1;
+}
+
+int
+spec_password_hash_valid(const char *s)
+{
+	static const char *const ids[] = { "$6$", "$5$", "$y$", "$gy$",
+	    "$2b$", "$2y$", NULL };
+	size_t n = strlen(s);
+	int known = 0;
+
+	for (const char *const *id = ids; *id; id++)
+		if (strncmp(s, *id, strlen(*id)) == 0)
+			known = 1;
+	if (!known || n < 8 || n > 512)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)s[i]) && !strchr("$./=-_", s[i]))
+			return 0;
+	return 1;
+}
+
+/* Base64 (standard alphabet, padded) into out; its length, or -1. */
+static long
+unbase64(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	static const char al[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned long acc = 0;
+	size_t o = 0, pad = 0;
+
+	if (n == 0 || n % 4)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		const char *p;
+		if (s[i] == '=' && i >= n - 2) {
+			pad++;
+			acc <<= 6;
+		} else if (pad || s[i] == '\0' ||
+		    (p = strchr(al, s[i])) == NULL)
+			return -1;
+		else
+			acc = acc << 6 | (unsigned long)(p - al);
+		if (i % 4 == 3) {
+			if (o + 3 > max)
+				return -1;
+			out[o++] = acc >> 16;
+			out[o++] = acc >> 8;
+			out[o++] = acc;
+			acc = 0;
+		}
+	}
+	return (long)(o - pad);
+}
+
+int
+spec_ssh_key_valid(const char *s)
+{
+	static const char *const types[] = { "ssh-ed25519", "ssh-rsa",
+	    "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
+	    "ecdsa-sha2-nistp521", "sk-ssh-ed25519@openssh.com",
+	    "sk-ecdsa-sha2-nistp256@openssh.com", NULL };
+	static unsigned char blob[SPEC_KEY_MAX];
+	const char *sp, *end;
+	size_t tlen;
+	long n;
+
+	if (strlen(s) > SPEC_KEY_MAX || strchr(s, '\n') || strchr(s, '\r'))
+		return 0;
+	for (const char *p = s; *p; p++)
+		if ((unsigned char)*p < 0x20 && *p != '\t')
+			return 0;
+	if ((sp = strchr(s, ' ')) == NULL)
+		return 0;
+	tlen = (size_t)(sp - s);
+	int known = 0;
+	for (const char *const *t = types; *t; t++)
+		if (strlen(*t) == tlen && strncmp(s, *t, tlen) == 0)
+			known = 1;
+	if (!known)
+		return 0;
+	end = sp + 1 + strcspn(sp + 1, " ");
+	if ((n = unbase64(sp + 1, (size_t)(end - sp - 1), blob,
+	    sizeof(blob))) < 4 + (long)tlen)
+		return 0;
+	/* The blob starts with the type again: a length, then the name. */
+	uint32_t len = (uint32_t)blob[0] << 24 | (uint32_t)blob[1] << 16 |
+	    (uint32_t)blob[2] << 8 | blob[3];
+	return len == tlen && memcmp(blob + 4, s, tlen) == 0 &&
+	    (long)tlen + 4 < n;
+}
+
+static int
+parse_cloud_init(json_t *ci, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "user", "ssh_authorized_keys",
+	    "password_hash", "user_data", NULL };
+	const char *s;
+	json_t *arr, *k;
+	size_t i;
+	int rc;
+
+	if (!json_is_object(ci))
+		return fail(err, "invalid_value", "cloud_init must be an object");
+	if (check_keys(ci, "cloud_init", keys, err))
+		return -1;
+	if ((rc = get_str(ci, "user", "cloud_init", SPEC_USER_MAX, &s,
+	    err)) < 0)
+		return -1;
+	if (rc == 0 && !spec_user_valid(s))
+		return fail(err, "invalid_name", "cloud_init.user \"%s\" is not "
+		    "a login name (a-z 0-9 _ -, starting with a letter or _, "
+		    "at most %d)", s, SPEC_USER_MAX);
+	if ((arr = json_object_get(ci, "ssh_authorized_keys")) != NULL) {
+		if (!json_is_array(arr) || json_array_size(arr) > SPEC_MAX_KEYS)
+			return fail(err, "invalid_value", "cloud_init.ssh_"
+			    "authorized_keys must be an array of at most %d "
+			    "public keys", SPEC_MAX_KEYS);
+		json_array_foreach(arr, i, k)
+			if (!json_is_string(k) ||
+			    !spec_ssh_key_valid(json_string_value(k)))
+				return fail(err, "invalid_value", "cloud_init."
+				    "ssh_authorized_keys[%zu] is not an SSH "
+				    "public key (\"ssh-ed25519 AAAA... comment\"; "
+				    "give the .pub file, never the private key)",
+				    i);
+	}
+	if ((rc = get_str(ci, "password_hash", "cloud_init", 512, &s,
+	    err)) < 0)
+		return -1;
+	if (rc == 0 && !spec_password_hash_valid(s))
+		return fail(err, "invalid_value", "cloud_init.password_hash "
+		    "must be a crypt(3) hash such as \"$6$...\" (mkpasswd -m "
+		    "sha-512), never the password itself");
+	if ((rc = get_str(ci, "user_data", "cloud_init", SPEC_USER_DATA_MAX,
+	    &s, err)) < 0)
+		return -1;
+	if (rc == 0 && strncmp(s, "#cloud-config", 13) != 0 &&
+	    strncasecmp(s, "Content-Type: multipart/", 24) != 0 &&
+	    strncasecmp(s, "MIME-Version:", 13) != 0)
+		return fail(err, "invalid_value", "cloud_init.user_data must "
+		    "be #cloud-config YAML (its first line) or a MIME multipart");
+	spec->cloud_init = json_incref(ci);
+	return 0;
+}
+
 int
 spec_from_json(const json_t *root, struct vm_spec *spec,
     struct spec_error *err)
 {
 	static const char *const keys[] = { "name", "vcpus", "memory_mib",
 	    "machine", "image", "boot", "disks", "nics", "resources",
-	    "schedule", "autostart", NULL };
+	    "schedule", "autostart", "firmware", "secure_boot", "cdrom",
+	    "cloud_init", NULL };
 	const char *s;
 	long long v;
 	json_t *sub;
@@ -659,12 +880,23 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	if (spec->image[0] && spec->kernel)
 		return fail(err, "invalid_value",
 		    "give either image or boot.kernel, not both");
-	if (!spec->image[0] && !spec->kernel)
-		return fail(err, "missing_field",
-		    "an image or boot.kernel is required");
-
 	if ((sub = json_object_get(root, "disks")) != NULL &&
 	    parse_disks(sub, spec, err) < 0)
+		return -1;
+	if (get_path(root, "cdrom", "", &spec->cdrom, err) < 0)
+		return -1;
+	if (!spec->image[0] && !spec->kernel && !spec->cdrom &&
+	    spec->ndisks == 0)
+		return fail(err, "missing_field", "an image, boot.kernel, a "
+		    "cdrom or a disk to boot is required");
+	for (int i = 0; i < spec->nboot; i++)
+		if (spec->boot_order[i] == SPEC_BOOT_CDROM && !spec->cdrom)
+			return fail(err, "invalid_value", "boot.order names "
+			    "cdrom, but there is no cdrom");
+	if (parse_firmware(root, spec, err) < 0)
+		return -1;
+	if ((sub = json_object_get(root, "cloud_init")) != NULL &&
+	    !json_is_null(sub) && parse_cloud_init(sub, spec, err) < 0)
 		return -1;
 	if ((sub = json_object_get(root, "nics")) != NULL &&
 	    parse_nics(sub, spec, err) < 0)
@@ -712,8 +944,30 @@ spec_to_json(const struct vm_spec *spec)
 			    json_string(spec->cmdline));
 		json_object_set_new(o, "boot", boot);
 	}
+	if (spec->nboot) {
+		json_t *boot = json_object_get(o, "boot"), *order = json_array();
+		if (boot == NULL)
+			json_object_set_new(o, "boot", boot = json_object());
+		for (int i = 0; i < spec->nboot; i++)
+			json_array_append_new(order, json_string(
+			    spec->boot_order[i] == SPEC_BOOT_CDROM ? "cdrom" :
+			    "disk"));
+		json_object_set_new(boot, "order", order);
+	}
+	if (spec->firmware[0])
+		json_object_set_new(o, "firmware", json_string(spec->firmware));
+	if (spec->secure_boot)
+		json_object_set_new(o, "secure_boot", json_true());
+	if (spec->cdrom)
+		json_object_set_new(o, "cdrom", json_string(spec->cdrom));
+	if (spec->cloud_init)
+		json_object_set_new(o, "cloud_init", json_deep_copy(
+		    spec->cloud_init));
 	for (int i = 0; i < spec->ndisks; i++) {
 		json_t *d = json_pack("{s:s}", "volume", spec->disks[i].volume);
+		if (spec->disks[i].image[0])
+			json_object_set_new(d, "image", json_string(
+			    spec->disks[i].image));
 		uint64_t size = spec->disks[i].size;
 		/* size_gib too, for readers of vmgr 0.1's specs. */
 		if (size > 0 && size % (1u << 30) == 0)
@@ -774,5 +1028,8 @@ spec_clear(struct vm_spec *spec)
 	free(spec->kernel);
 	free(spec->initrd);
 	free(spec->cmdline);
-	spec->kernel = spec->initrd = spec->cmdline = NULL;
+	free(spec->cdrom);
+	json_decref(spec->cloud_init);
+	spec->kernel = spec->initrd = spec->cmdline = spec->cdrom = NULL;
+	spec->cloud_init = NULL;
 }

@@ -25,7 +25,17 @@
 struct spec_disk {
 	char	 volume[SPEC_NAME_MAX + 1];
 	uint64_t size;		/* bytes of a new volume; 0 = attach one */
+	char	 image[SPEC_NAME_MAX + 1];	/* a new linked clone of it */
 };
+
+/* What firmware boots, in order (boot.order). */
+enum spec_boot_dev { SPEC_BOOT_DISK, SPEC_BOOT_CDROM };
+#define SPEC_MAX_BOOT	2
+
+#define SPEC_USER_MAX		32
+#define SPEC_MAX_KEYS		32
+#define SPEC_KEY_MAX		16384		/* one public key's line */
+#define SPEC_USER_DATA_MAX	(1u << 20)	/* bytes */
 
 #define SPEC_MAX_FORWARDS 16
 
@@ -70,6 +80,17 @@ struct vm_spec {
 		bool	preemptible;
 	} schedule;
 	bool		autostart;
+	char		firmware[8];	/* "bios", "uefi", or "": vmgrd decides */
+	bool		secure_boot;	/* UEFI with Secure Boot */
+	char		*cdrom;		/* owned: an ISO's path, or NULL */
+	int		nboot;		/* 0: disks only */
+	enum spec_boot_dev boot_order[SPEC_MAX_BOOT];
+	/*
+	 * cloud-init's NoCloud seed, checked in shape: {"user", "ssh_authorized
+	 * _keys": [...], "password_hash", "user_data"}; NULL when there is none.
+	 * A reference the spec owns.
+	 */
+	json_t		*cloud_init;
 };
 
 struct spec_error {
@@ -116,6 +137,18 @@ int	spec_cidr_parse(const char *s, unsigned *net, int *prefix);
  * -1 for anything else.
  */
 int	spec_size_parse(const char *s, uint64_t *bytes);
+
+/*
+ * 1 when s is one OpenSSH public key line: "TYPE BASE64 [COMMENT]", with a
+ * known TYPE and a key blob that names the same type.
+ */
+int	spec_ssh_key_valid(const char *s);
+
+/* 1 when s is a login name cloud-init can make: ^[a-z_][a-z0-9_-]{0,31}$. */
+int	spec_user_valid(const char *s);
+
+/* 1 when s is a crypt(3) hash ("$6$...", "$y$...", "$5$...", "$2b$..."). */
+int	spec_password_hash_valid(const char *s);
 
 /* 1 when s is a unicast MAC "xx:xx:xx:xx:xx:xx" (lower or upper hex). */
 int	spec_mac_valid(const char *s);

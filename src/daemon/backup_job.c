@@ -479,6 +479,13 @@ bjob_commit(struct bjob *bj)
 		    (json_int_t)bj->disk_size[d], "size", (json_int_t)st.st_size,
 		    "sha256", bj->sha256[d]));
 	}
+	/* UEFI's variables (boot entries, Secure Boot keys) go with it. */
+	json_t *vars = NULL;
+	if (firmware_uefi(&bj->vm->spec) && (vars = firmware_vars_backup(
+	    bj->vm, bj->partial, bj->error, sizeof(bj->error))) == NULL) {
+		json_decref(disks);
+		return -1;
+	}
 	b->finished_at = now_unix_ms();
 	b->size_bytes = total;
 	double now = now_mono();
@@ -492,6 +499,8 @@ bjob_commit(struct bjob *bj)
 	    (json_int_t)total, "timing", "copy_ms", (json_int_t)((bj->t_copied -
 	    bj->t_start) * 1000), "hash_ms", (json_int_t)((now - bj->t_copied) *
 	    1000));
+	if (vars)
+		json_object_set_new(m, "firmware_vars", vars);
 	char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(m);
 	snprintf(man, sizeof(man), "%s/" MANIFEST, bj->partial);

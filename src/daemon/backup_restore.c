@@ -30,6 +30,19 @@ restore_fail(struct vjob *vj, int status, const char *code, const char *msg)
 	vjob_free(vj);
 }
 
+/* The backup's UEFI variables become the VM's own. */
+static void
+restore_vars(struct vjob *vj, struct vm *vm)
+{
+	char err[512];
+
+	if (vm == NULL || !json_object_get(vj->manifest, "firmware_vars"))
+		return;
+	if (firmware_vars_restore(vm, vj->b->dir, err, sizeof(err)) < 0)
+		log_warnx("%s: UEFI variables of backup %lld: %s", vm->spec.name,
+		    (long long)vj->b->id, err);
+}
+
 /* Every disk is converted: put them in place, then make or free the VM. */
 static void
 restore_commit(struct vjob *vj)
@@ -64,6 +77,7 @@ restore_commit(struct vjob *vj)
 	vj->reserved = 0;
 	if (vj->in_place) {
 		vm = vm_find(vj->as);
+		restore_vars(vj, vm);
 		log_info("%s: disks restored from backup %lld", vj->as,
 		    (long long)vj->b->id);
 		api_answer(vj->p, 200, vm ? vm_json(vm) :
@@ -76,6 +90,10 @@ restore_commit(struct vjob *vj)
 	json_t *disks = json_array(), *nic;
 	size_t i;
 	json_object_set_new(spec, "name", json_string(vj->as));
+	/* Disk 0 was a clone of an image: now a whole disk of its own. */
+	if (json_object_get(json_array_get(json_object_get(spec, "disks"), 0),
+	    "image"))
+		json_object_del(spec, "image");
 	for (int d = 0; d < vj->ndisks; d++)
 		json_array_append_new(disks, json_pack("{s:s}", "volume",
 		    vj->volumes[d]));
@@ -102,6 +120,7 @@ restore_commit(struct vjob *vj)
 		api_answer_err(vj->p, &err);
 	vj->p = NULL;
 	json_decref(spec);
+	restore_vars(vj, vm_find(vj->as));
 	if (vm_find_any(vj->as) == NULL)	/* refused: undo the volumes */
 		for (int d = 0; d < vj->ndisks; d++)
 			volume_forget(vj->volumes[d]);
@@ -165,6 +184,13 @@ restore_begin(struct vjob *vj)
 	}
 	if (!vj->in_place && vm_find_any(vj->as)) {
 		restore_fail(vj, 409, "exists", "a VM of that name appeared");
+		return;
+	}
+	json_t *vars = json_object_get(vj->manifest, "firmware_vars");
+	char err[512];
+	if (vars && firmware_vars_check(vars, vj->b->dir, err, sizeof(err)) <
+	    0) {
+		restore_fail(vj, 422, "backup_damaged", err);
 		return;
 	}
 	if (vm) {

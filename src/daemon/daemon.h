@@ -19,6 +19,7 @@
 #include <sqlite3.h>
 
 #include "../core/alloc.h"
+#include "../core/ptable.h"
 #include "../core/qcow2.h"
 #include "../core/route.h"
 #include "../core/sched.h"
@@ -166,6 +167,7 @@ struct vmgrd {
 	sqlite3			*db;
 	char			 state_dir[96];	/* checked: sockets live below */
 	char			 images_dir[512];
+	char			 image_cache[512];	/* built images */
 	char			 qemu_binary[PATH_MAX];
 	char			 qemu_img[PATH_MAX];
 	char			 qemu_version[64];
@@ -268,6 +270,13 @@ int	 db_volume_insert(sqlite3 *, const char *name, const char *owner,
 	    int64_t created_at);
 int	 db_volume_delete(sqlite3 *, const char *name);
 int	 db_volume_foreach(sqlite3 *, db_volume_cb, void *);
+typedef int (*db_image_cb)(const char *name, const char *firmware,
+    const char *partitions, const char *source, int64_t created_at,
+    void *arg);
+int	 db_image_insert(sqlite3 *, const char *name, const char *firmware,
+	    const char *partitions, const char *source, int64_t created_at);
+int	 db_image_delete(sqlite3 *, const char *name);
+int	 db_image_foreach(sqlite3 *, db_image_cb, void *);
 struct backup_row {
 	int64_t		 id;
 	const char	*vm;
@@ -412,6 +421,12 @@ int	 vm_create(json_t *spec, struct parked *p, struct api_err *err);
 int	 vm_load_all(void);
 void	 vm_shutdown_daemon(void);
 /* What the scheduler does to VMs. */
+/*
+ * At vmgrd's first start since the host booted: every VM with autostart
+ * that is not running is started through the scheduler, highest priority
+ * first.  How many; -1 when out of memory.
+ */
+int	 vm_autostart(void);
 int	 vm_admit(struct vm *);
 void	 vm_preempt(struct vm *, int by_memory);
 void	 vm_set_balloon(struct vm *, long long mib);
@@ -454,6 +469,11 @@ int	 status_metrics(struct api_call *);
 int	 net_load_all(void);
 int64_t	 net_id(const char *name);
 int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
+/* 1 with "IP/PREFIX" when NIC i has a static address (an isolated vmgr
+ * network); 0 when it asks DHCP (NAT, or a bridge's dnsmasq). */
+int	 net_nic_static(const struct vm_spec *, int i, char *cidr, size_t len);
+/* NIC i is on a bridge network with an address vmgr assigned. */
+int	 net_nic_bridged_ip(const struct vm_spec *, int i);
 void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
 void	 net_ports_changed(void);
@@ -505,6 +525,9 @@ int	 volume_clones(const char *name, char *first, size_t len);
  */
 int	 volume_reserve(const char *name, const char *owner);
 void	 volume_unreserve(const char *name);
+/* The same for a linked clone of base: base counts as having a clone. */
+int	 volume_reserve_clone(const char *name, const char *owner,
+	    const char *base);
 int	 volume_register(const char *name, const char *owner);
 void	 volume_forget(const char *name);
 int	 volume_owned_by(const char *name, const char *vm);
@@ -530,6 +553,16 @@ int	 volume_make_convert(const char *name, const char *src,
  * (img_check), and a backing file only if it is another volume.
  */
 int	 volume_check(const char *name, char *err, size_t errlen);
+/*
+ * Import the raw or qcow2 file src (an absolute path, checked as the API's
+ * import is) as volume name.  When it is whole, then(p, name, NULL, arg)
+ * answers p; when it fails, p (if not NULL) has been answered with why and
+ * then(NULL, name, error, arg) is told.  -1 with e when it cannot start.
+ */
+typedef void (*volume_then_cb)(struct parked *p, const char *name,
+    const char *error, void *arg);
+int	 volume_import(const char *name, const char *src, struct parked *p,
+	    volume_then_cb then, void *arg, struct api_err *e);
 /* The json: name of a volume alone (backing null), for qemu-img. */
 char	*volume_json_name(const char *name);
 int	 volume_api_list(struct api_call *);
@@ -559,6 +592,61 @@ int	 img_check(const char *path, const char *backing, char *err,
  * caller frees the result; NULL when out of memory.
  */
 char	*img_json(const char *driver, const char *const *chain);
+/*
+ * The guest's first len bytes of the qcow2 file path (no backing file; not
+ * compressed: the pool's files are qemu-img's own), for its partition
+ * table.  0, or -1 with err.
+ */
+int	 img_read_start(const char *path, uint8_t *buf, size_t len,
+	    char *err, size_t errlen);
+
+/* cloudinit.c */
+#define CLOUDINIT_DEFAULT_USER	"vmgr"
+/* The user cloud-init makes (and `vmgr ssh` logs in as). */
+const char *cloudinit_user(const struct vm_spec *);
+/* The seed as a FAT image (malloc'd): 0, or -1 with err. */
+int	 cloudinit_seed(const struct vm_spec *, uint8_t **img, size_t *len,
+	    char *err, size_t errlen);
+/* At create: the user's user-data is YAML, the seed not too large. */
+int	 cloudinit_check(const struct vm_spec *, char *err, size_t errlen);
+/* The seed as a sealed read-only descriptor for QEMU, or -1 with err. */
+int	 cloudinit_fd(const struct vm_spec *, char *err, size_t errlen);
+
+/* firmware.c */
+#define FIRMWARE_OVMF_DIR	"/usr/share/OVMF"
+#define FIRMWARE_VARS		"efivars.fd"	/* in the VM's run dir */
+/* OVMF's code and variable template for spec: 0 when both are there. */
+int	 firmware_ovmf(const struct vm_spec *, const char **code,
+	    const char **vars);
+/* The VM boots through UEFI (no direct kernel). */
+int	 firmware_uefi(const struct vm_spec *);
+/* Its variable store (made from the template if missing): fd, or -1. */
+int	 firmware_vars_make(const struct vm *, char *err, size_t errlen);
+int	 firmware_vars_open(const struct vm *, char *err, size_t errlen);
+/*
+ * A backup's copy of the VM's variable store, in dir: the manifest's
+ * entry ({file, size, sha256}), or NULL with err.  Checked against that
+ * entry, and put back as a VM's own, at restore.
+ */
+json_t	*firmware_vars_backup(const struct vm *, const char *dir, char *err,
+	    size_t errlen);
+int	 firmware_vars_check(const json_t *entry, const char *dir, char *err,
+	    size_t errlen);
+int	 firmware_vars_restore(const struct vm *, const char *dir, char *err,
+	    size_t errlen);
+
+/* image.c */
+int	 image_load_all(void);
+/* A disk image of the catalog, ready to clone. */
+int	 image_is_disk(const char *name);
+/* A kernel image (IMAGES_DIR/NAME/vmlinuz), booted directly. */
+int	 image_is_kernel(const char *name);
+/* PTABLE_BIOS | PTABLE_UEFI of a ready disk image (what in *what), or -1. */
+int	 image_firmware(const char *name, char *what, size_t len);
+int	 image_api_list(struct api_call *);
+int	 image_api_create(struct api_call *);
+int	 image_api_get(struct api_call *);
+int	 image_api_delete(struct api_call *);
 
 /* snapshot.c */
 int	 snapshot_api_list(struct api_call *);

@@ -89,6 +89,17 @@ static const char *const migrations[] = {
 	"ALTER TABLE networks ADD COLUMN adopted INTEGER NOT NULL DEFAULT 0;"
 	"UPDATE networks SET ifname = CASE WHEN length(name) < 16 THEN name "
 	"  ELSE 'vbr' || id END WHERE type = 'bridge';",
+	/*
+	 * 7: the image catalog.  An image is the volume of the same name,
+	 * read-only, with what its partition table says (firmware: bios,
+	 * uefi, any or none) and where it came from.
+	 */
+	"CREATE TABLE images ("
+	"  name TEXT PRIMARY KEY,"
+	"  firmware TEXT NOT NULL,"
+	"  partitions TEXT NOT NULL,"
+	"  source TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL);",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -744,6 +755,42 @@ db_volume_foreach(sqlite3 *db, db_volume_cb cb, void *arg)
 		rc = cb((const char *)sqlite3_column_text(st, 0),
 		    (const char *)sqlite3_column_text(st, 1),
 		    sqlite3_column_int64(st, 2), arg);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+int
+db_image_insert(sqlite3 *db, const char *name, const char *firmware,
+    const char *partitions, const char *source, int64_t created_at)
+{
+	op_begin();
+	return run(db, "INSERT OR REPLACE INTO images VALUES (?,?,?,?,?)",
+	    "ttttI", name, firmware, partitions, source, created_at);
+}
+
+int
+db_image_delete(sqlite3 *db, const char *name)
+{
+	op_begin();
+	return run(db, "DELETE FROM images WHERE name = ?", "t", name);
+}
+
+int
+db_image_foreach(sqlite3 *db, db_image_cb cb, void *arg)
+{
+	sqlite3_stmt *st;
+	int rc = 0;
+
+	op_begin();
+	if ((st = query(db, "SELECT name, firmware, partitions, source, "
+	    "created_at FROM images ORDER BY name", "")) == NULL)
+		return -1;
+	while (rc == 0 && sqlite3_step(st) == SQLITE_ROW)
+		rc = cb((const char *)sqlite3_column_text(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3),
+		    sqlite3_column_int64(st, 4), arg);
 	sqlite3_finalize(st);
 	return rc;
 }

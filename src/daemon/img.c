@@ -11,6 +11,7 @@
  */
 #include "daemon.h"
 
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -145,4 +146,74 @@ img_json(const char *driver, const char *const *chain)
 	}
 	json_decref(node);
 	return out;
+}
+
+/* Read the guest's bytes [0, len) of a qcow2 file without a backing file. */
+static int
+qcow2_read_start(int fd, const struct qcow2_header *h, uint8_t *buf,
+    size_t len, char *err, size_t errlen)
+{
+	uint64_t csize = 1ull << h->cluster_bits, per_l2 = csize / 8;
+
+	if (h->incompatible & QCOW2_INCOMPAT_EXTL2)
+		return snprintf(err, errlen, "extended L2 entries"), -1;
+	for (size_t done = 0; done < len; ) {
+		uint64_t idx = done / csize, within = done % csize, e, off;
+		size_t n = len - done < csize - within ? len - done :
+		    (size_t)(csize - within);
+		uint8_t be[8];
+		int rc;
+
+		memset(buf + done, 0, n);
+		if (idx / per_l2 >= h->l1_size)
+			return snprintf(err, errlen, "the L1 table is too "
+			    "short"), -1;
+		if (pread(fd, be, 8, (off_t)(h->l1_table_offset + 8 * (idx /
+		    per_l2))) != 8)
+			return snprintf(err, errlen, "cannot read the L1 "
+			    "table"), -1;
+		e = be64toh(*(uint64_t *)(void *)be);
+		if ((rc = qcow2_entry(h, e, 0, &off)) < 0)
+			return snprintf(err, errlen, "a bad L1 entry"), -1;
+		if (rc == 0) {
+			if (pread(fd, be, 8, (off_t)(off + 8 * (idx %
+			    per_l2))) != 8)
+				return snprintf(err, errlen, "cannot read an "
+				    "L2 table"), -1;
+			e = be64toh(*(uint64_t *)(void *)be);
+			if ((rc = qcow2_entry(h, e, 1, &off)) < 0)
+				return snprintf(err, errlen, "a compressed or "
+				    "bad cluster"), -1;
+			if (rc == 0 && pread(fd, buf + done, n, (off_t)(off +
+			    within)) < 0)
+				return snprintf(err, errlen, "%s",
+				    strerror(errno)), -1;
+		}
+		done += n;
+	}
+	return 0;
+}
+
+int
+img_read_start(const char *path, uint8_t *buf, size_t len, char *err,
+    size_t errlen)
+{
+	static uint8_t head[65536];
+	struct qcow2_header h;
+	ssize_t n;
+	int fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) < 0)
+		return snprintf(err, errlen, "%s: %s", path, strerror(errno)),
+		    -1;
+	if ((n = pread(fd, head, sizeof(head), 0)) < 0)
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+	else if (qcow2_parse_header(head, (size_t)n, &h, err, errlen) == 0) {
+		if (h.backing[0])
+			snprintf(err, errlen, "%s has a backing file", path);
+		else
+			rc = qcow2_read_start(fd, &h, buf, len, err, errlen);
+	}
+	close(fd);
+	return rc;
 }

@@ -32,6 +32,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 "usage: vmgrd [--state-dir DIR] [--foreground] [--images-dir DIR]\n"
+"             [--image-cache DIR]\n"
 "             [--shutdown-timeout SECONDS] [--capacity-cpus N]\n"
 "             [--capacity-memory SIZE] [--cpu-ratio R] [--memory-ratio R]\n"
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
@@ -48,8 +49,12 @@ usage(FILE *out)
 "  --state-dir DIR        default $VMGR_STATE_DIR, /var/lib/vmgr for root,\n"
 "                         else $XDG_STATE_HOME/vmgr or ~/.local/state/vmgr\n"
 "  --foreground, -f       stay attached and log to stderr\n"
-"  --images-dir DIR       where images such as \"tiny\" live\n"
-"  --shutdown-timeout S   seconds a guest gets to power off (default 60)\n"
+"  --images-dir DIR       where images such as \"tiny\" and the recipes of\n"
+"                         `vmgr image build` live\n"
+"  --image-cache DIR      where built images are kept until their recipe\n"
+"                         changes (default $VMGR_IMAGE_CACHE, else\n"
+"                         STATE_DIR/cache/images)\n"
+"  --shutdown-timeout S   seconds a guest gets to power off (default 120)\n"
 "  --capacity-cpus N      CPUs vmgrd may give to VMs (default: all)\n"
 "  --capacity-memory SIZE memory vmgrd may give to VMs (default: all)\n"
 "  --cpu-ratio R          overcommit of fixed vCPUs (default 4.0)\n"
@@ -230,7 +235,7 @@ open_log(void)
 
 /* What the command line says, besides what goes straight into vmgrd. */
 struct options {
-	const char	*state_dir, *images;
+	const char	*state_dir, *images, *image_cache;
 	const char	*listen, *token_file, *tls_cert, *tls_key;
 	int		 foreground, verbose, policy_given;
 	long long	 timeout;
@@ -266,6 +271,7 @@ parse_option(int ch, const char *arg, struct options *o)
 	case 's': o->state_dir = arg; break;
 	case 'f': o->foreground = 1; break;
 	case 'i': o->images = arg; break;
+	case 'X': o->image_cache = arg; break;
 	case 'v': o->verbose = 1; break;
 	case 'L': o->listen = arg; break;
 	case 'T': o->token_file = arg; break;
@@ -353,6 +359,7 @@ parse_options(int argc, char *argv[], struct options *o)
 		{ "state-dir", required_argument, NULL, 's' },
 		{ "foreground", no_argument, NULL, 'f' },
 		{ "images-dir", required_argument, NULL, 'i' },
+		{ "image-cache", required_argument, NULL, 'X' },
 		{ "shutdown-timeout", required_argument, NULL, 't' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "capacity-cpus", required_argument, NULL, 'C' },
@@ -376,7 +383,7 @@ parse_options(int argc, char *argv[], struct options *o)
 	};
 	int ch, rc;
 
-	o->timeout = 60;
+	o->timeout = 120;
 	o->sample_s = 1.0;
 	while ((ch = getopt_long(argc, argv, "s:fi:t:vh", opts, NULL)) != -1) {
 		if (ch == 'h') {
@@ -477,6 +484,8 @@ load(const struct options *o)
 		fatalx("cannot load VMs: %s", db_errmsg(d->db));
 	if (volume_load_all() < 0)
 		fatalx("cannot load volumes: %s", db_errmsg(d->db));
+	if (image_load_all() < 0)
+		fatalx("cannot load the image catalog: %s", db_errmsg(d->db));
 	if (backup_load_all() < 0)
 		fatalx("cannot load the backup catalog: %s", db_errmsg(d->db));
 	db_reserve_init(d->state_dir);
@@ -526,6 +535,12 @@ main(int argc, char *argv[])
 	umask(0077);
 
 	find_images_dir(o.images);
+	env = o.image_cache ? o.image_cache : getenv("VMGR_IMAGE_CACHE");
+	if (env && *env)
+		snprintf(d.image_cache, sizeof(d.image_cache), "%s", env);
+	else
+		snprintf(d.image_cache, sizeof(d.image_cache), "%s/cache/images",
+		    d.state_dir);
 	env = getenv("VMGR_QEMU");
 	snprintf(d.qemu_binary, sizeof(d.qemu_binary), "%s",
 	    env && *env ? env : "qemu-system-x86_64");
@@ -552,6 +567,7 @@ main(int argc, char *argv[])
 	    "%gs; enforcement: %s", d.cap.cpus, d.cap.cpu_ratio,
 	    d.cap.memory_mib, d.cap.memory_ratio, sched_policy_name(d.policy),
 	    d.quantum_s, d.enforce_reason);
+	vm_autostart();
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "k", 1) != 1)
 			log_warn("ready pipe");

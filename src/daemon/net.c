@@ -190,6 +190,26 @@ net_assign_ips(struct vm_spec *spec, char *err, size_t errlen)
 }
 
 /* "vmgr.ip.eth1=10.10.0.2/24" for each NIC on a vmgr network. */
+int
+net_nic_bridged_ip(const struct vm_spec *spec, int i)
+{
+	struct net *n = net_find(spec->nics[i].network);
+
+	return n != NULL && is_bridge(n) && spec->nics[i].ip[0];
+}
+
+int
+net_nic_static(const struct vm_spec *spec, int i, char *cidr, size_t len)
+{
+	struct net *n = net_find(spec->nics[i].network);
+
+	/* Bridge NICs ask the network's DHCP server; NAT asks QEMU's. */
+	if (n == NULL || is_bridge(n) || !spec->nics[i].ip[0])
+		return 0;
+	snprintf(cidr, len, "%s/%d", spec->nics[i].ip, n->prefix);
+	return 1;
+}
+
 void
 net_cmdline(const struct vm_spec *spec, char *buf, size_t len)
 {

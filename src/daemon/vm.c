@@ -91,6 +91,40 @@ vm_free(struct vm *vm)
 	free(vm);
 }
 
+/*
+ * How to reach its sshd: a TCP forward to port 22 (on loopback when it
+ * listens on every address), else its address on a bridge.  NULL: no way.
+ */
+static json_t *
+ssh_json(const struct vm *vm)
+{
+	const struct vm_spec *s = &vm->spec;
+	const char *user = cloudinit_user(s), *host = NULL;
+	char cmd[160];
+	int port = 22;
+
+	for (int i = 0; i < s->nnics && !host; i++)
+		for (int k = 0; k < s->nics[i].nforwards && !host; k++) {
+			const struct spec_forward *f = &s->nics[i].forwards[k];
+			if (strcmp(f->proto, "tcp") == 0 && f->guest_port == 22) {
+				host = strcmp(f->host_addr, "0.0.0.0") == 0 ?
+				    "127.0.0.1" : f->host_addr;
+				port = f->host_port;
+			}
+		}
+	for (int i = 0; i < s->nnics && !host; i++)
+		if (net_nic_bridged_ip(s, i))
+			host = s->nics[i].ip;
+	if (host == NULL)
+		return NULL;
+	if (port == 22)
+		snprintf(cmd, sizeof(cmd), "ssh %s@%s", user, host);
+	else
+		snprintf(cmd, sizeof(cmd), "ssh -p %d %s@%s", port, user, host);
+	return json_pack("{s:s, s:s, s:i, s:s}", "user", user, "host", host,
+	    "port", port, "command", cmd);
+}
+
 json_t *
 vm_json(const struct vm *vm)
 {
@@ -133,6 +167,9 @@ vm_json(const struct vm *vm)
 		json_object_set_new(o, "storage_operation",
 		    json_string(vm_storage_name(vm->storage)));
 	json_object_set_new(o, "runtime", rt);
+	json_t *ssh = vm->spec.cloud_init ? ssh_json(vm) : NULL;
+	if (ssh)
+		json_object_set_new(o, "ssh", ssh);
 	if (hooks.json)
 		hooks.json(vm, o);
 	return o;

@@ -67,6 +67,62 @@ do_start(struct api_call *c, struct vm *vm)
 	    vm->spec.name, vm->reason);
 }
 
+static int
+by_priority(const void *a, const void *b)
+{
+	const struct vm *x = *(struct vm *const *)a, *y = *(struct vm *const *)b;
+
+	if (x->spec.resources.priority != y->spec.resources.priority)
+		return y->spec.resources.priority - x->spec.resources.priority;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+int
+vm_autostart(void)
+{
+	char boot[64] = "", last[64] = "";
+	struct vm *vm, **v;
+	int n = 0, k = 0;
+
+	/* Once per host boot, as libvirt does: not after a vmgrd restart. */
+	char *id = read_file("/proc/sys/kernel/random/boot_id", 64, NULL);
+	if (id) {
+		snprintf(boot, sizeof(boot), "%.*s", (int)strcspn(id, "\n"), id);
+		free(id);
+	}
+	db_setting_get(vmgrd->db, "autostart_boot_id", last, sizeof(last));
+	if (boot[0] && strcmp(boot, last) == 0)
+		return 0;
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		n++;
+	if ((v = calloc((size_t)n + 1, sizeof(*v))) == NULL)
+		return -1;
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
+		if (vm->spec.autostart && vm->busy == OP_NONE && !vm->storage &&
+		    (vm->state == VM_CREATED || vm->state == VM_SAVED ||
+		    vm->state == VM_CRASHED))
+			v[k++] = vm;
+	qsort(v, (size_t)k, sizeof(*v), by_priority);
+	for (int i = 0; i < k; i++) {
+		char sav[PATH_MAX];
+		vm = v[i];
+		vm_path(vm, "state.sav", sav, sizeof(sav));
+		vm_flag(vm, VMF_RESTORING, vm->state == VM_SAVED ||
+		    access(sav, F_OK) == 0);
+		if (vm_set_state(vm, EV_START, "vmgrd", "autostart") < 0)
+			continue;
+		vm->queue_seq = ++vmgrd->queue_seq;
+		log_info("%s: autostart (priority %d)", vm->spec.name,
+		    vm->spec.resources.priority);
+	}
+	free(v);
+	if (boot[0])
+		db_setting_set(vmgrd->db, "autostart_boot_id", boot);
+	if (k)
+		vm_changed();	/* the scheduler admits them in its order */
+	return k;
+}
+
 /* The scheduler's word: run this queued (or preempted) VM now. */
 int
 vm_admit(struct vm *vm)

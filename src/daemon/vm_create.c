@@ -10,9 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../lib/log.h"
+#include "../qemu/qmp.h"
 #include "../lib/util.h"
 
 static void
@@ -101,6 +103,10 @@ create_finish(struct vm *vm)
 	char derr[256];
 	if (priv_run_dir(vm, derr, sizeof(derr)) < 0)
 		log_warnx("%s: %s", __func__, derr);
+	/* Its own UEFI variables from now on (a start makes them if not). */
+	if (firmware_uefi(&vm->spec) && firmware_vars_make(vm, derr,
+	    sizeof(derr)) < 0)
+		log_warnx("%s: %s", vm->spec.name, derr);
 	free(spec_json);
 	vm->flags &= ~VMF_CREATING;
 	vm->busy = OP_NONE;
@@ -155,6 +161,10 @@ check_disks(const struct vm *vm, struct api_err *e)
 			return api_err(e, 422, "no_such_volume", "no volume "
 			    "named \"%s\" to attach; give it a size to make "
 			    "one", vol);
+		if (image_is_disk(vol))
+			return api_err(e, 409, "volume_is_image", "%s is an "
+			    "image and stays read-only; make a clone of it with "
+			    "{\"image\": \"%s\"}", vol, vol);
 		if ((user = volume_user(vol)) != NULL)
 			return api_err(e, 409, "volume_in_use", "volume %s is "
 			    "attached to VM %s", vol, user);
@@ -200,10 +210,12 @@ static int
 reserve_disks(const struct vm *vm, struct api_err *e)
 {
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		if (vm->spec.disks[i].size == 0)
+		const struct spec_disk *d = &vm->spec.disks[i];
+		if (d->size == 0)
 			continue;
-		if (volume_reserve(vm->spec.disks[i].volume,
-		    vm->spec.name) < 0) {
+		if ((d->image[0] ? volume_reserve_clone(d->volume,
+		    vm->spec.name, d->image) : volume_reserve(d->volume,
+		    vm->spec.name)) < 0) {
 			for (int k = 0; k < i; k++)
 				if (vm->spec.disks[k].size > 0)
 					volume_unreserve(
@@ -212,6 +224,123 @@ reserve_disks(const struct vm *vm, struct api_err *e)
 			    "already exists", vm->spec.disks[i].volume);
 		}
 	}
+	return 0;
+}
+
+/*
+ * Each disk cloned from an image: the image is a ready disk image, and
+ * the clone at least as large.  0, or -1 with e.
+ */
+static int
+check_clones(struct vm_spec *s, struct api_err *e)
+{
+	char path[PATH_MAX], err[256];
+	struct qcow2_header h;
+
+	for (int i = 0; i < s->ndisks; i++) {
+		struct spec_disk *d = &s->disks[i];
+		if (!d->image[0])
+			continue;
+		if (image_is_kernel(d->image))
+			return api_err(e, 422, "invalid_value", "%s is a kernel "
+			    "image: it boots directly and has no disk to clone",
+			    d->image);
+		if (!image_is_disk(d->image))
+			return api_err(e, 422, "no_such_image", "no disk image "
+			    "named \"%s\" (vmgr image list shows them; vmgr "
+			    "image import or build makes one)", d->image);
+		volume_path(d->image, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) < 0)
+			return api_err(e, 422, "bad_image", "%s", err);
+		if (d->size == 0)
+			d->size = h.size;
+		if (d->size < h.size)
+			return api_err(e, 422, "too_small", "%s: a clone of %s "
+			    "cannot be smaller than it (%llu MiB)", d->volume,
+			    d->image, (unsigned long long)(h.size >> 20));
+	}
+	return 0;
+}
+
+/*
+ * What boots it.  A kernel image or boot.kernel boots directly.  A disk
+ * image gives the VM its first disk, a linked clone NAME-root, unless a
+ * disk of the spec already clones it; firmware then boots it, and must be
+ * one the image's partition table allows.  A VM booted by firmware gets a
+ * cloud-init seed.  0, or -1 with e.
+ */
+static int
+check_boot(struct vm *vm, struct api_err *e)
+{
+	struct vm_spec *s = &vm->spec;
+	char what[160];
+	int fw, has = 0;
+
+	if (s->image[0] && !image_is_kernel(s->image)) {
+		if (!image_is_disk(s->image))
+			return api_err(e, 422, "no_such_image", "no image named "
+			    "\"%s\" (vmgr image list shows them%s)", s->image,
+			    strcmp(s->image, "tiny") == 0 ? "; build the built-in "
+			    "one with `make guest`" : "");
+		for (int i = 0; i < s->ndisks; i++)
+			if (strcmp(s->disks[i].image, s->image) == 0) {
+				if (i > 0)
+					return api_err(e, 422, "invalid_value",
+					    "disks[%d] clones the image %s: it must "
+					    "be the first disk, the one that boots",
+					    i, s->image);
+				has = 1;
+			}
+		if (!has) {
+			if (s->ndisks == SPEC_MAX_DISKS)
+				return api_err(e, 422, "out_of_range", "at most "
+				    "%d disks, with the image's", SPEC_MAX_DISKS);
+			memmove(&s->disks[1], &s->disks[0], sizeof(s->disks[0]) *
+			    (size_t)s->ndisks);
+			memset(&s->disks[0], 0, sizeof(s->disks[0]));
+			snprintf(s->disks[0].volume, sizeof(s->disks[0].volume),
+			    "%.58s-root", s->name);
+			snprintf(s->disks[0].image, sizeof(s->disks[0].image),
+			    "%s", s->image);
+			s->ndisks++;
+		}
+	}
+	if (check_clones(s, e) < 0)
+		return -1;
+	if (s->kernel || (s->image[0] && image_is_kernel(s->image)))
+		return 0;
+	/* Firmware boots the first disk (or the cdrom). */
+	fw = s->ndisks && s->disks[0].image[0] ? image_firmware(
+	    s->disks[0].image, what, sizeof(what)) : PTABLE_BIOS | PTABLE_UEFI;
+	if (fw == 0 && !s->cdrom)
+		return api_err(e, 422, "not_bootable", "image %s cannot boot: "
+		    "%s (no EFI system partition, no BIOS boot code); a VM of "
+		    "it would hang in its firmware", s->disks[0].image, what);
+	if (!s->firmware[0])
+		snprintf(s->firmware, sizeof(s->firmware), "%s",
+		    fw == PTABLE_UEFI || s->secure_boot ? "uefi" : "bios");
+	if (fw && s->ndisks && s->disks[0].image[0] &&
+	    !(fw & (strcmp(s->firmware, "uefi") == 0 ? PTABLE_UEFI :
+	    PTABLE_BIOS)))
+		return api_err(e, 422, "wrong_firmware", "image %s boots only "
+		    "with %s (%s); use firmware %s", s->disks[0].image,
+		    fw == PTABLE_UEFI ? "UEFI" : "a BIOS", what,
+		    fw == PTABLE_UEFI ? "uefi" : "bios");
+	if (strcmp(s->firmware, "uefi") == 0 && firmware_ovmf(s, NULL, NULL) <
+	    0)
+		return api_err(e, 422, "no_firmware", "UEFI needs OVMF (%s); "
+		    "install Debian's ovmf", FIRMWARE_OVMF_DIR);
+	struct stat st;
+	if (s->cdrom && stat(s->cdrom, &st) < 0)
+		return api_err(e, 422, "missing_file", "cdrom %s: %s", s->cdrom,
+		    strerror(errno));
+	if (s->cdrom && !S_ISREG(st.st_mode))
+		return api_err(e, 422, "missing_file", "cdrom %s: not a regular "
+		    "file", s->cdrom);
+	/* A disk image's VM learns its user and addresses from a seed. */
+	if (s->ndisks && s->disks[0].image[0] && s->cloud_init == NULL)
+		s->cloud_init = json_object();
 	return 0;
 }
 
@@ -232,6 +361,8 @@ check_spec(struct vm *vm, json_t *body, struct api_err *e)
 	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0)
 		return api_err(e, 422, "exceeds_capacity", "%s can never run "
 		    "here: it %s", vm->spec.name, msg);
+	if (check_boot(vm, e) < 0)
+		return -1;
 	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
 	    sizeof(msg)) < 0)
 		return api_err(e, 422, vm->spec.image[0] ? "no_such_image" :
@@ -241,6 +372,9 @@ check_spec(struct vm *vm, json_t *body, struct api_err *e)
 		return -1;
 	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0)
 		return api_err(e, 422, "unknown_network", "%s", msg);
+	if (vm->spec.cloud_init && cloudinit_check(&vm->spec, msg,
+	    sizeof(msg)) < 0)
+		return api_err(e, 422, "bad_cloud_init", "%s", msg);
 	return 0;
 }
 
@@ -256,8 +390,10 @@ make_disks(struct vm *vm)
 			vm->ndisks_left--;
 			continue;
 		}
-		if (volume_make_empty(vm->spec.disks[i].volume,
-		    vm->spec.disks[i].size, disk_made, vm) < 0) {
+		const struct spec_disk *d = &vm->spec.disks[i];
+		if ((d->image[0] ? volume_make_clone(d->volume, d->image,
+		    d->size, disk_made, vm) : volume_make_empty(d->volume,
+		    d->size, disk_made, vm)) < 0) {
 			snprintf(vm->create_error, sizeof(vm->create_error),
 			    "cannot run qemu-img: %s", strerror(errno));
 			vm->ndisks_left--;
@@ -354,6 +490,25 @@ vm_api_delete(struct api_call *c)
 	return API_OK;
 }
 
+/* An ejected cdrom leaves the boot order too. */
+static void
+drop_cdrom_boot(json_t *spec)
+{
+	json_t *boot = json_object_get(spec, "boot");
+	json_t *order = json_object_get(boot, "order"), *d;
+	size_t i;
+
+	json_array_foreach(order, i, d)
+		if (strcmp(json_string_value(d), "cdrom") == 0) {
+			json_array_remove(order, i);
+			break;
+		}
+	if (order && json_array_size(order) == 0)
+		json_object_del(boot, "order");
+	if (boot && json_object_size(boot) == 0)
+		json_object_del(spec, "boot");
+}
+
 int
 vm_api_patch(struct api_call *c)
 {
@@ -362,6 +517,9 @@ vm_api_patch(struct api_call *c)
 	static const char *const sched_keys[] = { "expected_runtime_s",
 	    "preemptible", NULL };
 	static const char *const top_keys[] = { "vcpus", "memory_mib", NULL };
+	/* These take effect at the next boot (cdrom: null ejects at once). */
+	static const char *const boot_keys[] = { "autostart", "cloud_init",
+	    "cdrom", NULL };
 	struct vm *vm = c->vm;
 	json_t *body = c->body;
 	struct vm_spec spec;
@@ -388,6 +546,26 @@ vm_api_patch(struct api_call *c)
 		for (k = top_keys; *k && !dst; k++)
 			if (strcmp(*k, key) == 0)
 				dst = j;
+		int next_boot = 0;
+		for (k = boot_keys; *k && !dst; k++)
+			if (strcmp(*k, key) == 0)
+				dst = j, next_boot = 1;
+		if (strcmp(key, "cdrom") == 0 && !json_is_null(v) &&
+		    (vm->pid > 0 || vm->busy != OP_NONE)) {
+			json_decref(j);
+			return api_err(&c->err, 409, "vm_running", "a cdrom is "
+			    "inserted while %s is stopped; a running VM's can "
+			    "only be ejected (\"cdrom\": null)", vm->spec.name);
+		}
+		if (next_boot) {
+			if (json_is_null(v))
+				json_object_del(dst, key);
+			else
+				json_object_set(dst, key, v);
+			if (strcmp(key, "cdrom") == 0 && json_is_null(v))
+				drop_cdrom_boot(j);
+			continue;
+		}
 		if (dst == NULL) {
 			json_decref(j);
 			return api_err(&c->err, 422, "unknown_field", "unknown "
@@ -409,6 +587,18 @@ vm_api_patch(struct api_call *c)
 		    err.message);
 	}
 	json_decref(j);
+	if (spec.cloud_init && cloudinit_check(&spec, msg, sizeof(msg)) < 0) {
+		spec_clear(&spec);
+		return api_err(&c->err, 422, "bad_cloud_init", "%s", msg);
+	}
+	if (spec.cdrom && (!vm->spec.cdrom || strcmp(spec.cdrom,
+	    vm->spec.cdrom) != 0) && access(spec.cdrom, R_OK) < 0) {
+		int e = errno;
+		spec_clear(&spec);
+		return api_err(&c->err, 422, "missing_file", "cdrom %s: %s",
+		    json_string_value(json_object_get(body, "cdrom")),
+		    strerror(e));
+	}
 	/* Keep the MACs and everything else the parse does not assign. */
 	memcpy(spec.nics, vm->spec.nics, sizeof(spec.nics));
 	struct vm tmp = { .spec = spec };
@@ -427,6 +617,10 @@ vm_api_patch(struct api_call *c)
 		return vm_db_err(&c->err);
 	}
 	free(text);
+	/* An ISO ejected under a running guest: QEMU lets go of it now. */
+	if (vm->spec.cdrom && !spec.cdrom && vm->qmp)
+		qmp_command(vm->qmp, "eject", json_pack("{s:s, s:b}", "id",
+		    "cdrom0", "force", 1), NULL, NULL);
 	spec_clear(&vm->spec);
 	vm->spec = spec;
 	log_info("%s: resources changed: priority %d, weight %g, policy %s",

@@ -49,6 +49,12 @@ void	 vm_qemu_exited(pid_t pid, int status, void *arg);
 const struct vm *vm_forward_owner(const struct spec_forward *,
 	    const struct vm *self);
 int	 vm_forwards_free(const struct vm *vm, char *err, size_t errlen);
+/*
+ * It boots a kernel directly (boot.kernel, or a kernel image such as
+ * "tiny"), not firmware its disks: a disk image is always cloned as the
+ * first disk.
+ */
+int	 vm_boots_kernel(const struct vm_spec *);
 int	 vm_resolve_boot(const struct vm_spec *spec, char *kernel,
 	    char *initrd, char **cmdline, char *err, size_t errlen);
 int	 vm_spawn(struct vm *vm, char *err, size_t errlen);

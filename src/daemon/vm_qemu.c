@@ -295,6 +295,13 @@ vm_qmp_ready(struct qmp *q, void *arg)
 		qmp_command(q, "cont", NULL, vm_started, vm);
 	else
 		qmp_command(q, "query-status", NULL, reconciled, vm);
+	/*
+	 * A shutdown under way when vmgrd died: its button press may never
+	 * have left vmgrd's buffer.  Pressing again is harmless to a guest
+	 * already powering off, and the timeout still runs.
+	 */
+	if (vm->state == VM_STOPPING && vm->busy == OP_NONE)
+		qmp_command(q, "system_powerdown", NULL, NULL, NULL);
 }
 
 static void

@@ -29,7 +29,21 @@
 #include "../qemu/proc.h"
 #include "../qemu/qmp.h"
 
-/* Resolve kernel, initrd and command line from the image or the spec. */
+int
+vm_boots_kernel(const struct vm_spec *spec)
+{
+	if (spec->kernel)
+		return 1;
+	if (!spec->image[0])
+		return 0;
+	return !(spec->ndisks && strcmp(spec->disks[0].image, spec->image) ==
+	    0);
+}
+
+/*
+ * Resolve kernel, initrd and command line from the image or the spec;
+ * kernel is "" when firmware boots the disks.
+ */
 int
 vm_resolve_boot(const struct vm_spec *spec, char *kernel, char *initrd,
     char **cmdline, char *err, size_t errlen)
@@ -38,6 +52,9 @@ vm_resolve_boot(const struct vm_spec *spec, char *kernel, char *initrd,
 
 	*cmdline = NULL;
 	initrd[0] = '\0';
+	kernel[0] = '\0';
+	if (!vm_boots_kernel(spec))
+		return 0;	/* firmware boots its disks */
 	if (spec->image[0]) {
 		char dir[600], path[PATH_MAX];
 		snprintf(dir, sizeof(dir), "%s/%s", vmgrd->images_dir,
@@ -136,8 +153,11 @@ struct launch {
 	const char	*tapp[SPEC_MAX_NICS];
 	int		 tapfd[SPEC_MAX_NICS];	/* vmgrd's, or -1 */
 	int		 qtapfd[SPEC_MAX_NICS];	/* their numbers in QEMU */
-	int		 fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS], nfds;
+	int		 fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS + 4], nfds;
 	int		 lfd, confd, logfd, restfd;
+	int		 varsfd, varsrofd, seedfd, cdromfd; /* firmware's, or -1 */
+	int		 qvarsfd, qvarsrofd, qseedfd, qcdromfd; /* QEMU's, or 0 */
+	const char	*ovmf;
 	int		 taps_up;
 	int		 as_user;
 	struct proc_cred cred;
@@ -151,6 +171,7 @@ launch_init(struct launch *l)
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
 		l->tapfd[i] = l->qtapfd[i] = -1;
 	l->lfd = l->confd = l->logfd = l->restfd = -1;
+	l->varsfd = l->varsrofd = l->seedfd = l->cdromfd = -1;
 }
 
 /* QEMU has its own copies of every descriptor it was given. */
@@ -165,6 +186,14 @@ launch_free(struct vm *vm, struct launch *l)
 		close(l->logfd);
 	if (l->restfd >= 0)
 		close(l->restfd);
+	if (l->varsfd >= 0)
+		close(l->varsfd);
+	if (l->varsrofd >= 0)
+		close(l->varsrofd);
+	if (l->seedfd >= 0)
+		close(l->seedfd);
+	if (l->cdromfd >= 0)
+		close(l->cdromfd);
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
 		if (l->tapfd[i] >= 0)
 			close(l->tapfd[i]);
@@ -296,6 +325,64 @@ launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	return 0;
 }
 
+/* QEMU gets fd as its next descriptor; its number there. */
+static int
+pass_fd(struct launch *l, int fd)
+{
+	l->fds[l->nfds] = fd;
+	return 3 + l->nfds++;
+}
+
+/*
+ * What firmware and the guest read besides the disks: UEFI's variable
+ * store (the VM's own file), the cdrom (opened here, by vmgrd, so QEMU's
+ * user needs no access to it) and the cloud-init seed (made in memory).
+ */
+static int
+launch_boot(struct vm *vm, struct launch *l, char *err, size_t errlen)
+{
+	if (firmware_uefi(&vm->spec)) {
+		if (firmware_ovmf(&vm->spec, &l->ovmf, NULL) < 0) {
+			snprintf(err, errlen, "UEFI needs OVMF in %s (Debian's "
+			    "ovmf)", FIRMWARE_OVMF_DIR);
+			return -1;
+		}
+		if ((l->varsfd = firmware_vars_open(vm, err, errlen)) < 0)
+			return -1;
+		l->qvarsfd = pass_fd(l, l->varsfd);
+		/* The same file read-only: QEMU opens the store both ways. */
+		char self[64];
+		snprintf(self, sizeof(self), "/proc/self/fd/%d", l->varsfd);
+		if ((l->varsrofd = open(self, O_RDONLY | O_CLOEXEC)) < 0) {
+			snprintf(err, errlen, "%s: %s", FIRMWARE_VARS,
+			    strerror(errno));
+			return -1;
+		}
+		l->qvarsrofd = pass_fd(l, l->varsrofd);
+	}
+	if (vm->spec.cdrom) {
+		if ((l->cdromfd = open(vm->spec.cdrom, O_RDONLY | O_CLOEXEC)) <
+		    0) {
+			snprintf(err, errlen, "cdrom %s: %s", vm->spec.cdrom,
+			    strerror(errno));
+			return -1;
+		}
+		struct stat cst;
+		if (fstat(l->cdromfd, &cst) < 0 || !S_ISREG(cst.st_mode)) {
+			snprintf(err, errlen, "cdrom %s: not a regular file",
+			    vm->spec.cdrom);
+			return -1;
+		}
+		l->qcdromfd = pass_fd(l, l->cdromfd);
+	}
+	if (vm->spec.cloud_init) {
+		if ((l->seedfd = cloudinit_fd(&vm->spec, err, errlen)) < 0)
+			return -1;
+		l->qseedfd = pass_fd(l, l->seedfd);
+	}
+	return 0;
+}
+
 /* QEMU's command line (qemu/argv.c), the guests' IPs on the kernel's. */
 static int
 launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
@@ -303,7 +390,7 @@ launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	char ipargs[SPEC_MAX_NICS * 48], *fullcmd = NULL;
 
 	net_cmdline(&vm->spec, ipargs, sizeof(ipargs));
-	if (ipargs[0] && asprintf(&fullcmd, "%s%s", l->cmdline ? l->cmdline :
+	if (ipargs[0] && l->kernel[0] && asprintf(&fullcmd, "%s%s", l->cmdline ? l->cmdline :
 	    "", ipargs) > 0) {
 		free(l->cmdline);
 		l->cmdline = fullcmd;
@@ -312,8 +399,13 @@ launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		.binary = vmgrd->qemu_binary,
 		.accel = vmgrd->accel,
 		.vmdir = vm->dir,
-		.kernel = l->kernel,
+		.kernel = l->kernel[0] ? l->kernel : NULL,
 		.initrd = l->initrd[0] ? l->initrd : NULL,
+		.ovmf_code = l->ovmf,
+		.vars_fd = l->qvarsfd,
+		.vars_ro_fd = l->qvarsrofd,
+		.seed_fd = l->qseedfd,
+		.cdrom_fd = l->qcdromfd,
 		.cmdline = l->cmdline,
 		.disks = l->diskp,
 		.paused = 1,
@@ -415,6 +507,7 @@ vm_spawn(struct vm *vm, char *err, size_t errlen)
 	rc = launch_check(vm, l, err, errlen) < 0 ||
 	    launch_files(vm, l, err, errlen) < 0 ||
 	    launch_nics(vm, l, err, errlen) < 0 ||
+	    launch_boot(vm, l, err, errlen) < 0 ||
 	    launch_argv(vm, l, err, errlen) < 0 ||
 	    launch_exec(vm, l, err, errlen) < 0 ? -1 : 0;
 	launch_free(vm, l);

@@ -12,6 +12,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,6 +177,16 @@ volume_reserve(const char *name, const char *owner)
 	if ((v = remember(name, owner, now_unix_ms())) == NULL)
 		return -1;
 	v->reserved = 1;
+	return 0;
+}
+
+int
+volume_reserve_clone(const char *name, const char *owner, const char *base)
+{
+	if (volume_reserve(name, owner) < 0)
+		return -1;
+	snprintf(volume_any(name)->from, sizeof(volume_any(name)->from), "%s",
+	    base);
 	return 0;
 }
 
@@ -563,9 +574,32 @@ volume_api_get(struct api_call *c)
 
 /* A request on a volume answered when qemu-img or QEMU is done. */
 struct vol_req {
-	struct parked	*p;
+	struct parked	*p;		/* or NULL: nobody waits */
 	char		 name[SPEC_NAME_MAX + 1];
+	volume_then_cb	 then;		/* an import for the image catalog */
+	void		*then_arg;
 };
+
+/* A failed request: its caller hears why; then() learns that it failed. */
+static void
+vol_req_fail(struct vol_req *r, int status, const char *code,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+vol_req_fail(struct vol_req *r, int status, const char *code,
+    const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->p)
+		api_answer_error(r->p, status, code, "%s", msg);
+	if (r->then)
+		r->then(NULL, r->name, msg, r->then_arg);
+}
 
 /* The call parked on name; NULL with a 500 when out of memory. */
 static struct vol_req *
@@ -591,7 +625,7 @@ create_done(const char *error, int no_space, void *arg)
 
 	if (error) {
 		volume_unreserve(r->name);
-		api_answer_error(r->p, no_space ? 507 : 422, no_space ?
+		vol_req_fail(r, no_space ? 507 : 422, no_space ?
 		    "no_space" : "qemu_img", "cannot make volume %s: %s",
 		    r->name, error);
 	} else if (volume_register(r->name, NULL) < 0) {
@@ -599,9 +633,12 @@ create_done(const char *error, int no_space, void *arg)
 		volume_unreserve(r->name);
 		volume_path(r->name, path, sizeof(path));
 		unlink(path);
-		api_answer_error(r->p, db_full(vmgrd->db) ? 507 : 500,
+		vol_req_fail(r, db_full(vmgrd->db) ? 507 : 500,
 		    "database", "cannot record volume %s: %s", r->name,
 		    db_errmsg(vmgrd->db));
+	} else if (r->then) {
+		log_info("volume %s: imported", r->name);
+		r->then(r->p, r->name, NULL, r->then_arg);
 	} else {
 		v = volume_find(r->name);
 		log_info("volume %s: made", r->name);
@@ -660,7 +697,7 @@ import_copied(int status, const char *output, void *arg)
 	}
 	if (img_check(im->copy, NULL, err, sizeof(err)) < 0) {
 		volume_unreserve(im->r->name);
-		api_answer_error(im->r->p, 422, "unsafe_image", "cannot "
+		vol_req_fail(im->r, 422, "unsafe_image", "cannot "
 		    "import %s: %s", im->r->name, err);
 		free(im->r);
 		im->r = NULL;
@@ -703,48 +740,35 @@ import_check(struct api_err *e, const char *path, int fd, int *qcow2)
 	return 0;
 }
 
+/*
+ * Import the open file fd (checked by import_check) as volume name; p is
+ * answered when it is whole (or NULL), then() told if set.  Takes fd.
+ */
 static int
-volume_import(struct api_call *c, const char *name, const char *src)
+import_start(const char *name, int fd, int qcow2, struct parked *p,
+    volume_then_cb then, void *arg, struct api_err *e)
 {
 	struct import *im;
-	struct stat st;
-	int fd, qcow2;
+	int rc;
 
-	if (src[0] != '/')
-		return api_err(&c->err, 422, "invalid_value", "import needs an "
-		    "absolute path");
-	if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
-		api_err(&c->err, 422, "missing_file", "%s: %s", src,
-		    strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return API_FAIL;
-	}
-	if (!S_ISREG(st.st_mode)) {
+	if ((im = calloc(1, sizeof(*im))) == NULL ||
+	    (im->r = calloc(1, sizeof(*im->r))) == NULL) {
+		free(im);
 		close(fd);
-		return api_err(&c->err, 422, "missing_file", "%s: not a "
-		    "regular file", src);
-	}
-	if (import_check(&c->err, src, fd, &qcow2) < 0) {
-		close(fd);
-		return API_FAIL;
-	}
-	if ((im = calloc(1, sizeof(*im))) == NULL) {
-		close(fd);
-		return api_err(&c->err, 500, "no_memory", "out of memory");
+		return api_err(e, 500, "no_memory", "out of memory");
 	}
 	im->fd = fd;
 	if (volume_reserve(name, NULL) < 0) {
+		free(im->r);
+		im->r = NULL;
 		import_free(im);
-		return api_err(&c->err, 409, "volume_exists", "volume \"%s\" "
+		return api_err(e, 409, "volume_exists", "volume \"%s\" "
 		    "already exists", name);
 	}
-	if ((im->r = vol_req_new(c, name)) == NULL) {
-		volume_unreserve(name);
-		import_free(im);
-		return API_FAIL;
-	}
-	int rc;
+	im->r->p = p;
+	im->r->then = then;
+	im->r->then_arg = arg;
+	snprintf(im->r->name, sizeof(im->r->name), "%s", name);
 	if (qcow2) {
 		char path[PATH_MAX];
 		volume_path(name, path, sizeof(path));
@@ -762,6 +786,65 @@ volume_import(struct api_call *c, const char *name, const char *src)
 	}
 	if (rc < 0)
 		import_done("cannot run qemu-img or cp", 0, im);
+	return 0;
+}
+
+/* Open and check src (an absolute path), for an import.  fd, or -1. */
+static int
+import_open(const char *src, int *qcow2, struct api_err *e)
+{
+	struct stat st;
+	int fd;
+
+	if (src[0] != '/')
+		return api_err(e, 422, "invalid_value", "import needs an "
+		    "absolute path");
+	if ((fd = open(src, O_RDONLY | O_CLOEXEC)) < 0 || fstat(fd, &st) < 0) {
+		api_err(e, 422, "missing_file", "%s: %s", src,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		close(fd);
+		return api_err(e, 422, "missing_file", "%s: not a "
+		    "regular file", src);
+	}
+	if (import_check(e, src, fd, qcow2) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+int
+volume_import(const char *name, const char *src, struct parked *p,
+    volume_then_cb then, void *arg, struct api_err *e)
+{
+	int fd, qcow2;
+
+	if ((fd = import_open(src, &qcow2, e)) < 0)
+		return -1;
+	return import_start(name, fd, qcow2, p, then, arg, e);
+}
+
+static int
+volume_api_import(struct api_call *c, const char *name, const char *src)
+{
+	struct parked *p;
+	int fd, qcow2;
+
+	if ((fd = import_open(src, &qcow2, &c->err)) < 0)
+		return API_FAIL;
+	if ((p = api_park(c->req, 0)) == NULL) {
+		close(fd);
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	}
+	if (import_start(name, fd, qcow2, p, NULL, NULL, &c->err) < 0) {
+		api_unpark(p);
+		return API_FAIL;
+	}
 	return API_WAIT;
 }
 
@@ -797,7 +880,7 @@ volume_api_create(struct api_call *c)
 		return api_err(&c->err, 409, "volume_exists", "volume \"%s\" "
 		    "already exists", name);
 	if (import)
-		return volume_import(c, name, import);
+		return volume_api_import(c, name, import);
 	if (from) {
 		const char *user;
 		if (!spec_name_valid(from) || volume_find(from) == NULL)

@@ -80,12 +80,38 @@ qemu_marker(const char *vmdir, char *buf, size_t len)
 	    QEMU_CONSOLE_LOG_FD, e) < len ? 0 : -1;
 }
 
-/* Each disk: a qcow2 node on its file, and a virtio-blk device. */
+/* Where firmware boots dev in the spec's order (1-based), or 0: not. */
+static int
+boot_index(const struct vm_spec *spec, const struct qemu_conf *c,
+    enum spec_boot_dev dev)
+{
+	if (c->kernel)
+		return 0;
+	/*
+	 * UEFI with one disk to boot: no order at all.  Given one, OVMF
+	 * deletes the boot entries it does not match, the guest's own too
+	 * (efibootmgr's), at every boot.
+	 */
+	if (c->ovmf_code && c->cdrom_fd <= 0 && spec->nboot == 0)
+		return 0;
+	if (spec->nboot == 0)		/* the disk, then the cdrom */
+		return dev == SPEC_BOOT_DISK ? 1 : 2;
+	for (int i = 0; i < spec->nboot; i++)
+		if (spec->boot_order[i] == dev)
+			return i + 1;
+	return 0;
+}
+
+/*
+ * Each disk: a qcow2 node on its file, and a virtio-blk device; the first
+ * is the one firmware boots.
+ */
 static void
 push_disks(struct strv *sv, const struct vm_spec *spec,
     const struct qemu_conf *c)
 {
-	char e2[4096];
+	char e2[4096], boot[24] = "";
+	int bi = boot_index(spec, c, SPEC_BOOT_DISK);
 
 	for (int i = 0; i < spec->ndisks; i++) {
 		push(sv, "-blockdev");
@@ -94,7 +120,62 @@ push_disks(struct strv *sv, const struct vm_spec *spec,
 		push(sv, "driver=qcow2,node-name=disk%d,file.driver=file,"
 		    "file.filename=%s", i, e2);
 		push(sv, "-device");
-		push(sv, "virtio-blk-pci,drive=disk%d,id=vd%d", i, i);
+		if (i == 0 && bi)
+			snprintf(boot, sizeof(boot), ",bootindex=%d", bi);
+		push(sv, "virtio-blk-pci,drive=disk%d,id=vd%d%s", i, i,
+		    i == 0 ? boot : "");
+	}
+}
+
+/*
+ * Firmware, the cdrom and the cloud-init seed: each file is vmgrd's, handed
+ * over as a descriptor in a fd set of its own.
+ */
+static void
+push_firmware(struct strv *sv, const struct vm_spec *spec,
+    const struct qemu_conf *c)
+{
+	char e[4096];
+	int bi;
+
+	if (c->ovmf_code) {
+		if (escape_commas(c->ovmf_code, e, sizeof(e)) == NULL)
+			sv->failed = 1;
+		push(sv, "-drive");
+		push(sv, "if=pflash,format=raw,unit=0,readonly=on,file=%s", e);
+		push(sv, "-add-fd");
+		push(sv, "fd=%d,set=2,opaque=efivars", c->vars_fd);
+		if (c->vars_ro_fd > 0) {
+			push(sv, "-add-fd");
+			push(sv, "fd=%d,set=2,opaque=efivars-ro", c->vars_ro_fd);
+		}
+		push(sv, "-drive");
+		push(sv, "if=pflash,format=raw,unit=1,file=/dev/fdset/2");
+		if (spec->secure_boot) {
+			push(sv, "-global");
+			push(sv, "driver=cfi.pflash01,property=secure,value=on");
+		}
+	}
+	if (c->cdrom_fd > 0) {
+		char boot[24] = "";
+		if ((bi = boot_index(spec, c, SPEC_BOOT_CDROM)) > 0)
+			snprintf(boot, sizeof(boot), ",bootindex=%d", bi);
+		push(sv, "-add-fd");
+		push(sv, "fd=%d,set=4,opaque=cdrom", c->cdrom_fd);
+		push(sv, "-drive");
+		push(sv, "if=none,id=cd0,media=cdrom,readonly=on,format=raw,"
+		    "file=/dev/fdset/4");
+		push(sv, "-device");
+		push(sv, "ide-cd,drive=cd0,id=cdrom0,bus=ide.1%s", boot);
+	}
+	if (c->seed_fd > 0) {
+		push(sv, "-add-fd");
+		push(sv, "fd=%d,set=3,opaque=cidata", c->seed_fd);
+		push(sv, "-drive");
+		push(sv, "if=none,id=seed,readonly=on,format=raw,"
+		    "file=/dev/fdset/3");
+		push(sv, "-device");
+		push(sv, "virtio-blk-pci,drive=seed,id=seed0");
 	}
 }
 
@@ -133,7 +214,7 @@ push_nics(struct strv *sv, const struct vm_spec *spec,
 		} else
 			push(sv, "user,id=net%d%s", i, fwd);
 		push(sv, "-device");
-		/* romfile= : no PXE ROM needed for direct kernel boot. */
+		/* romfile= : no PXE ROM; nothing boots from the network. */
 		push(sv, "virtio-net-pci,netdev=net%d,id=nic%d,mac=%s,romfile=",
 		    i, i, spec->nics[i].mac);
 	}
@@ -149,7 +230,9 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	push(&sv, "-name");
 	push(&sv, QEMU_NAME_FMT, spec->name);
 	push(&sv, "-machine");
-	push(&sv, "%s", spec->machine);
+	/* Secure Boot keeps its variables in SMM. */
+	push(&sv, "%s%s", spec->machine, spec->secure_boot && c->ovmf_code ?
+	    ",smm=on" : "");
 	push(&sv, "-accel");
 	if (strcmp(c->accel, "kvm") == 0) {
 		push(&sv, "kvm");
@@ -199,17 +282,20 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	/* The balloon moves dynamic and hybrid VMs within their range. */
 	push(&sv, "-device");
 	push(&sv, "virtio-balloon-pci,id=balloon0");
-	push(&sv, "-kernel");
-	push(&sv, "%s", c->kernel);
-	if (c->initrd) {
+	if (c->kernel) {
+		push(&sv, "-kernel");
+		push(&sv, "%s", c->kernel);
+	}
+	if (c->kernel && c->initrd) {
 		push(&sv, "-initrd");
 		push(&sv, "%s", c->initrd);
 	}
-	if (c->cmdline) {
+	if (c->kernel && c->cmdline) {
 		push(&sv, "-append");
 		push(&sv, "%s", c->cmdline);
 	}
-	push_disks(&sv, spec, c);
+	push_disks(&sv, spec, c);	/* vda, vdb...: the spec's disks first */
+	push_firmware(&sv, spec, c);
 	push_nics(&sv, spec, c, e1);
 	if (c->paused)
 		push(&sv, "-S");

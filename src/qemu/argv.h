@@ -42,6 +42,18 @@ struct qemu_conf {
 	/* Per NIC: a tap device on a bridge network (-netdev tap), or NULL. */
 	const char	*const *taps;
 	const int	*tapfds;	/* per NIC: an open tap's fd in QEMU, or -1 */
+	/*
+	 * Without a kernel, firmware boots the disks and the cdrom in
+	 * spec->boot_order (disk first by default): SeaBIOS, or with
+	 * ovmf_code UEFI, its variable store the VM's own file (vars_fd).
+	 * Descriptors are QEMU's numbers, 0 when absent; each becomes a
+	 * fd set (-add-fd), the seed and the cdrom read-only.
+	 */
+	const char	*ovmf_code;	/* OVMF's code, or NULL: SeaBIOS */
+	int		 vars_fd;	/* fd set 2, read-write */
+	int		 vars_ro_fd;	/* and read-only: QEMU opens it both ways */
+	int		 seed_fd;	/* fd set 3: the cloud-init seed */
+	int		 cdrom_fd;	/* fd set 4: the ISO */
 };
 
 /* A new argv (caller frees with strv_free); NULL when out of memory or a

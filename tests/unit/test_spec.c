@@ -640,6 +640,103 @@ test_sizes(void **unused)
 	spec_clear(&spec);
 }
 
+/* Issue 15's fields: firmware, boot order, cdrom, clones, cloud_init. */
+static void
+test_boot_fields(void **unused)
+{
+	/* An ed25519 key line, and the same blob claiming another type. */
+	static const char key[] = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIO4n"
+	    "dqSxZjsO8QU3W84DFGQVRcJ3JY7ZyY8kxzwPZ+Zr test@host";
+	static const char lie[] = "ssh-rsa AAAAC3NzaC1lZDI1NTE5AAAAIO4n"
+	    "dqSxZjsO8QU3W84DFGQVRcJ3JY7ZyY8kxzwPZ+Zr test@host";
+	struct vm_spec spec;
+	struct spec_error err;
+	char buf[600];
+	json_t *j;
+
+	(void)unused;
+	assert_true(spec_ssh_key_valid(key));
+	assert_false(spec_ssh_key_valid(lie));
+	assert_false(spec_ssh_key_valid("ssh-ed25519"));
+	assert_false(spec_ssh_key_valid("ssh-ed25519 AAAA!!!!"));
+	assert_false(spec_ssh_key_valid("ssh-dss AAAAB3NzaC1kc3M= x"));
+	assert_false(spec_ssh_key_valid("-----BEGIN OPENSSH PRIVATE KEY-----"));
+	assert_true(spec_user_valid("admin"));
+	assert_true(spec_user_valid("_svc-1"));
+	assert_false(spec_user_valid("Root"));
+	assert_false(spec_user_valid("1abc"));
+	assert_false(spec_user_valid("a b"));
+	assert_false(spec_user_valid("abcdefghijabcdefghijabcdefghijabc"));
+	assert_true(spec_password_hash_valid("$6$saltsalt$Hq5pQ1xZ0xD8xKf0Z8F1l"
+	    "mY1R7kYd5p1.V0rZ8Zk8cY0"));
+	assert_false(spec_password_hash_valid("hunter2"));
+	assert_false(spec_password_hash_valid("$6$a:b$c\nd"));
+
+	snprintf(buf, sizeof(buf), "{'name':'w','image':'deb','firmware':'uefi',"
+	    "'secure_boot':true,'cdrom':'/x.iso','boot':{'order':['cdrom',"
+	    "'disk']},'disks':[{'volume':'w-root','image':'deb','size':'4G'}],"
+	    "'cloud_init':{'user':'admin','ssh_authorized_keys':['%s'],"
+	    "'user_data':'#cloud-config\\npackages: [htop]\\n'}}", key);
+	assert_int_equal(parse(buf, &spec, &err), 0);
+	assert_string_equal(spec.firmware, "uefi");
+	assert_true(spec.secure_boot);
+	assert_string_equal(spec.cdrom, "/x.iso");
+	assert_int_equal(spec.nboot, 2);
+	assert_int_equal(spec.boot_order[0], SPEC_BOOT_CDROM);
+	assert_string_equal(spec.disks[0].image, "deb");
+	assert_non_null(spec.cloud_init);
+	/* Round trip: what comes out parses to the same. */
+	j = spec_to_json(&spec);
+	assert_string_equal(json_string_value(json_object_get(j, "firmware")),
+	    "uefi");
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+	    json_object_get(j, "boot"), "order"), 0)), "cdrom");
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    json_object_get(j, "disks"), 0), "image")), "deb");
+	spec_clear(&spec);
+	assert_int_equal(spec_from_json(j, &spec, &err), 0);
+	assert_string_equal(json_string_value(json_object_get(spec.cloud_init,
+	    "user")), "admin");
+	spec_clear(&spec);
+	json_decref(j);
+
+	/* secure_boot alone means UEFI; with bios it is refused. */
+	assert_int_equal(parse("{'name':'w','image':'d','secure_boot':true}",
+	    &spec, &err), 0);
+	assert_string_equal(spec.firmware, "uefi");
+	spec_clear(&spec);
+	static const char *const bad[] = {
+		"{'name':'w','image':'d','firmware':'coreboot'}",
+		"{'name':'w','image':'d','firmware':'bios','secure_boot':true}",
+		"{'name':'w','image':'d','machine':'pc','secure_boot':true}",
+		"{'name':'w','image':'d','boot':{'order':['cdrom']}}",
+		"{'name':'w','image':'d','boot':{'order':['disk','disk']}}",
+		"{'name':'w','image':'d','boot':{'order':['floppy']}}",
+		"{'name':'w','image':'d','cdrom':'relative.iso'}",
+		"{'name':'w','image':'d','disks':[{'volume':'v','image':'../x'}]}",
+		"{'name':'w','image':'d','cloud_init':{'user':'Root'}}",
+		"{'name':'w','image':'d','cloud_init':{'ssh_authorized_keys':'k'}}",
+		"{'name':'w','image':'d','cloud_init':{'ssh_authorized_keys':['k']}}",
+		"{'name':'w','image':'d','cloud_init':{'password_hash':'pw'}}",
+		"{'name':'w','image':'d','cloud_init':{'user_data':'echo hi'}}",
+		"{'name':'w','image':'d','cloud_init':{'shell':'zsh'}}",
+		"{'name':'w','image':'d','cloud_init':[]}",
+		"{'name':'w'}",
+	};
+	for (size_t i = 0; i < NELEM(bad); i++) {
+		if (parse(bad[i], &spec, &err) == 0)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal(err.status, 422);
+		spec_clear(&spec);
+	}
+	/* A VM of an ISO or of a disk alone needs no image. */
+	assert_int_equal(parse("{'name':'w','cdrom':'/i.iso'}", &spec, &err), 0);
+	spec_clear(&spec);
+	assert_int_equal(parse("{'name':'w','disks':[{'volume':'v'}]}", &spec,
+	    &err), 0);
+	spec_clear(&spec);
+}
+
 int
 main(void)
 {
@@ -655,6 +752,7 @@ main(void)
 		cmocka_unit_test(test_name_valid),
 		cmocka_unit_test(test_mac_valid),
 		cmocka_unit_test(test_sizes),
+		cmocka_unit_test(test_boot_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
