@@ -297,9 +297,11 @@ read_ssh_keys(const char *cmd, const char *path, json_t *keys)
 		if (line[0] == '\0' || line[0] == '#')
 			continue;
 		if (!spec_ssh_key_valid(line)) {
-			free(text);
-			return usage_error(cmd, "%s: \"%.40s...\" is not an SSH "
-			    "public key (ssh-ed25519 AAAA... comment)", path, line);
+			int rc = usage_error(cmd, "%s: \"%.40s...\" is not an "
+			    "SSH public key (ssh-ed25519 AAAA... comment)", path,
+			    line);
+			free(text);	/* line is in it */
+			return rc;
 		}
 		json_array_append_new(keys, json_string(line));
 		n++;

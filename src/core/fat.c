@@ -70,8 +70,8 @@ short_name(const char *name, int n, uint8_t *out)
 	if (o == 0)
 		base[o++] = 'F';
 	base[o] = '\0';
-	char tail[8];
-	snprintf(tail, sizeof(tail), "~%d", n);
+	char tail[16];
+	snprintf(tail, sizeof(tail), "~%u", (unsigned)n % 10);
 	memcpy(out, base, (size_t)o);
 	memcpy(out + o, tail, strlen(tail));
 }
