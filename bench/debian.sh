@@ -69,13 +69,18 @@ for fw in bios uefi; do
 	F=$STATE/floor-$fw
 	mkdir -p "$F"
 	tr '\0' '\n' <"/proc/$pid/cmdline" >"$F/argv"
-	for n in $(sed -n 's/^fd=\([0-9]*\),set=\([0-9]*\).*/\1:\2/p' "$F/argv"); do
-		cp "/proc/$pid/fd/${n%%:*}" "$F/set${n#*:}" 2>/dev/null || true
+	# The seed, from QEMU's own descriptor of vmgrd's memfd.
+	for fd in /proc/$pid/fd/*; do
+		case $(readlink "$fd") in
+		*memfd:cidata*) cp "$fd" "$F/set3" ;;
+		esac
 	done
+	[ -s "$F/set3" ] || { echo "debian.sh: no seed found in QEMU $pid" >&2; exit 1; }
 	$V stop "b-$fw" >/dev/null
 	# The variable store as it was made: OVMF's template, as vmgrd copies.
-	[ ! -f "$F/set2" ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$F/set2"
-	qemu-img create -q -f qcow2 -b "$STATE/volumes/debian-12.qcow2" -F qcow2 "$F/root.qcow2" 10G
+	[ "$fw" != uefi ] || cp /usr/share/OVMF/OVMF_VARS_4M.fd "$F/set2"
+	# As large as the VM's clone (the image's size): the same growpart.
+	qemu-img create -q -f qcow2 -b "$STATE/volumes/debian-12.qcow2" -F qcow2 "$F/root.qcow2"
 	: >"$F/console.log"
 	awk -v F="$F" -v port="$PORT" '
 	    /^-add-fd$/ { skip = 1; next }
