@@ -23,6 +23,7 @@
 
 #include "../core/fat.h"
 #include "../lib/log.h"
+#include "../lib/util.h"
 
 #define SEED_MAX	(4u << 20)	/* the whole seed */
 
@@ -153,15 +154,6 @@ drain(struct evbuffer *b, size_t *len)
 	return s;
 }
 
-/* FNV-1a, for an instance-id that follows what the seed says. */
-static uint64_t
-fnv(uint64_t h, const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-	return h;
-}
-
 int
 cloudinit_seed(const struct vm_spec *spec, uint8_t **img, size_t *len,
     char *err, size_t errlen)
@@ -182,8 +174,9 @@ cloudinit_seed(const struct vm_spec *spec, uint8_t **img, size_t *len,
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	uint64_t h = fnv(1469598103934665603ull, spec->name, strlen(spec->name));
-	h = fnv(fnv(h, ud, udlen), nc, nclen);
+	/* An instance-id that follows what the seed says. */
+	uint64_t h = fnv1a64(FNV1A64_INIT, spec->name, strlen(spec->name));
+	h = fnv1a64(fnv1a64(h, ud, udlen), nc, nclen);
 	snprintf(md, sizeof(md), "instance-id: iid-%016llx\nlocal-hostname: "
 	    "%s\n", (unsigned long long)h, spec->name);
 	struct fat_file files[] = {
@@ -259,7 +252,6 @@ cloudinit_fd(const struct vm_spec *spec, char *err, size_t errlen)
 {
 	uint8_t *img;
 	size_t len;
-	char path[64];
 	int fd, ro;
 
 	if (cloudinit_seed(spec, &img, &len, err, errlen) < 0)
@@ -276,8 +268,7 @@ cloudinit_fd(const struct vm_spec *spec, char *err, size_t errlen)
 	}
 	free(img);
 	/* QEMU opens its fd set read-only: the descriptor must be too. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	ro = open(path, O_RDONLY | O_CLOEXEC);
+	ro = fd_reopen_ro(fd);
 	close(fd);
 	if (ro < 0)
 		snprintf(err, errlen, "the cloud-init seed: %s", strerror(errno));

@@ -48,7 +48,7 @@ firmware_vars_make(const struct vm *vm, char *err, size_t errlen)
 	const char *tmpl;
 	char path[PATH_MAX], *data;
 	size_t len = 0;
-	int fd;
+	int rc;
 
 	vm_path(vm, FIRMWARE_VARS, path, sizeof(path));
 	if (access(path, F_OK) == 0)
@@ -57,19 +57,11 @@ firmware_vars_make(const struct vm *vm, char *err, size_t errlen)
 	    (data = read_file(tmpl, 16 << 20, &len)) == NULL)
 		return snprintf(err, errlen, "%s: %s", FIRMWARE_OVMF_DIR,
 		    strerror(errno)), -1;
-	if ((fd = open_private(path, O_WRONLY | O_CREAT | O_EXCL, 0600)) < 0 ||
-	    write(fd, data, len) != (ssize_t)len || fsync(fd) < 0) {
+	/* Whole or not there: a torn store would be kept by every start. */
+	if ((rc = write_file_atomic(path, data, len, 0600)) < 0)
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd >= 0) {
-			close(fd);
-			unlink(path);
-		}
-		free(data);
-		return -1;
-	}
-	close(fd);
 	free(data);
-	return 0;
+	return rc;
 }
 
 int

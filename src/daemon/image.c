@@ -398,7 +398,7 @@ static uint64_t
 recipe_hash(const char *recipe)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 300];
-	uint64_t h = 1469598103934665603ull;
+	uint64_t h = FNV1A64_INIT;
 	struct dirent **names;
 	size_t rlen = strlen(recipe);
 	int n;
@@ -414,9 +414,7 @@ recipe_hash(const char *recipe)
 			size_t len = 0;
 			snprintf(path, sizeof(path), "%s/%s", dir, f);
 			if ((text = read_file(path, 1 << 20, &len)) != NULL) {
-				for (size_t k = 0; k < len; k++)
-					h = (h ^ (unsigned char)text[k]) *
-					    1099511628211ull;
+				h = fnv1a64(h, text, len);
 				free(text);
 			}
 		}

@@ -351,9 +351,7 @@ launch_boot(struct vm *vm, struct launch *l, char *err, size_t errlen)
 			return -1;
 		l->qvarsfd = pass_fd(l, l->varsfd);
 		/* The same file read-only: QEMU opens the store both ways. */
-		char self[64];
-		snprintf(self, sizeof(self), "/proc/self/fd/%d", l->varsfd);
-		if ((l->varsrofd = open(self, O_RDONLY | O_CLOEXEC)) < 0) {
+		if ((l->varsrofd = fd_reopen_ro(l->varsfd)) < 0) {
 			snprintf(err, errlen, "%s: %s", FIRMWARE_VARS,
 			    strerror(errno));
 			return -1;

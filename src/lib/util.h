@@ -36,6 +36,17 @@ int	rm_rf(const char *path);
 /* Read a whole file into a NUL-terminated malloc'd buffer (max bytes). */
 char	*read_file(const char *path, size_t max, size_t *lenp);
 
+/* FNV-1a over n bytes, continuing from h (start with FNV1A64_INIT). */
+#define FNV1A64_INIT	14695981039346656037ull
+uint64_t fnv1a64(uint64_t h, const void *data, size_t n);
+
+/*
+ * A new read-only descriptor of the file fd is open on (a memfd too),
+ * through /proc/self/fd: fd set users such as QEMU want the access mode
+ * they open with.  The new fd, or -1 with errno.
+ */
+int	fd_reopen_ro(int fd);
+
 /*
  * open(2) for a file in a place another user may once have written: never
  * through a link in the last component, and only a regular file with no
