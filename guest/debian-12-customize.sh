@@ -40,9 +40,14 @@ EOF
 mkdir -p "$root/etc/network/interfaces.d"
 
 # Only the seed vmgr attaches: no probing for clouds that are not there.
+# The locale is C.UTF-8, which needs no generating: cloud-init's default
+# en_US.UTF-8 is not generated here and its locale module would fail the
+# boot's status.  A user-data locale of the user's own still applies.
 cat >"$root/etc/cloud/cloud.cfg.d/90-vmgr.cfg" <<EOF
 datasource_list: [ NoCloud, None ]
+locale: C.UTF-8
 EOF
+echo LANG=C.UTF-8 >"$root/etc/default/locale"
 
 # Every VM its own identity: machine-id and SSH host keys are made at its
 # first boot (systemd and cloud-init), never shared through the image.

@@ -65,13 +65,22 @@ our_user_data(const struct vm_spec *spec, struct evbuffer *b)
 	    "manage_etc_hosts: localhost\n"
 	    /* Host keys stay when the seed changes (a key added later). */
 	    "ssh_deletekeys: false\n"
-	    "ssh_pwauth: %s\n"
+	    /*
+	     * Password logins over SSH only with a password, said in a file
+	     * written before sshd first starts: cloud-init's ssh_pwauth would
+	     * restart sshd later in the boot, refusing whoever connects then.
+	     * 60- sorts after cloud-init's 50-, so a user-data ssh_pwauth of
+	     * the user's own still wins (sshd takes the first value).
+	     */
+	    "write_files:\n  - path: /etc/ssh/sshd_config.d/60-vmgr.conf\n"
+	    "    permissions: \"0644\"\n"
+	    "    content: |\n      PasswordAuthentication %s\n"
 	    "users:\n  - name: %s\n"
 	    "    gecos: vmgr user\n"
 	    "    shell: /bin/bash\n"
 	    "    groups: [adm, sudo]\n"
 	    "    sudo: \"ALL=(ALL) NOPASSWD:ALL\"\n"
-	    "    lock_passwd: %s\n", spec->name, hash ? "true" : "false",
+	    "    lock_passwd: %s\n", spec->name, hash ? "yes" : "no",
 	    cloudinit_user(spec), hash ? "false" : "true");
 	if (hash) {
 		evbuffer_add_printf(b, "    passwd: ");

@@ -59,12 +59,17 @@ check "start web (SeaBIOS)" vmgr start web
 check "web answers on SSH" wait_until 300 ssh_up web
 diag "web: SSH $(( $(date +%s) - t0 )) s after start"
 check "web's serial console shows a login prompt" wait_until 120 console_has web "web login:"
+# What a user checks before relying on first-boot set-up: cloud-init is
+# done, without errors, and sshd was not restarted under the logins.
+is "$(gssh web cloud-init status --wait | tail -1)" "status: done" "cloud-init finished without errors"
+is "$(gssh web 'grep -c "Restarted the SSH daemon" /var/log/cloud-init.log')" 0 \
+    "cloud-init did not restart sshd after it first answered"
 like "$(gssh web cat /etc/os-release)" 'PRETTY_NAME="Debian GNU/Linux 12 \(bookworm\)"' \
     "vmgr ssh web -- cat /etc/os-release: Debian 12"
 is "$(gssh web 'id -un; hostname')" "admin
 web" "logged in as the user given (admin), the hostname is the VM's name"
 check "sudo works without a password" gssh web sudo -n true
-is "$(gssh web 'sudo -n true 2>&1')" "" "sudo finds the VM's own name (no 'unable to resolve host')"
+is "$(gssh web 'sudo -n true 2>&1; echo "rc=$?"')" "rc=0" "sudo finds the VM's own name (no 'unable to resolve host')"
 like "$(gssh web sudo passwd -S admin)" '^admin L ' "no password was given: it is locked"
 size=$(gssh web df -B1 --output=size / | tail -1 | tr -d ' ')
 ok "$([ "$size" -gt 3600000000 ] && [ "$size" -lt 4294967296 ] && echo 0 || echo 1)" \
