@@ -36,7 +36,7 @@ CORE_SRC  = src/core/state.c src/core/spec.c src/core/alloc.c src/core/sched.c \
             src/core/qcow2.c src/core/route.c src/core/fdb.c src/core/ptable.c \
             src/core/fat.c
 LIB_SRC   = src/lib/log.c src/lib/util.c src/lib/sock.c src/lib/httpc.c
-QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c
+QEMU_SRC  = src/qemu/argv.c src/qemu/proc.c src/qemu/qmp.c src/qemu/qga.c
 D_SRC     = $(wildcard src/daemon/*.c)
 CLI_SRC   = $(wildcard src/cli/*.c)
 UNIT_SRC  = $(wildcard tests/unit/test_*.c)
@@ -122,7 +122,7 @@ clean:
 # regression inputs, then fuzzes each harness for FUZZ_SECONDS.
 FUZZ_SRC  = $(wildcard fuzz/fuzz_*.c)
 FUZZ_BIN  = $(patsubst fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRC))
-FUZZ_DEPS = $(CORE_SRC) $(LIB_SRC) src/qemu/qmp.c
+FUZZ_DEPS = $(CORE_SRC) $(LIB_SRC) src/qemu/qmp.c src/qemu/qga.c
 FUZZ_SECONDS ?= 60
 # fuzz_api runs vmgrd's HTTP layer (src/daemon/http.c) too.
 $(BUILD)/fuzz/fuzz_api: FUZZ_EXTRA = src/daemon/http.c

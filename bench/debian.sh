@@ -86,6 +86,7 @@ vmgr_boot() {
 		    /^-chardev$/ { ch = 1; print; next }
 		    ch && /^socket,id=mon/ { print "socket,id=mon,path=" F "/qmp.sock,server=on,wait=off"; ch = 0; next }
 		    ch && /^socket,id=ser0/ { print "file,id=ser0,path=" F "/console.log"; ch = 0; next }
+		    ch && /^socket,id=qgachr/ { print "socket,id=qgachr,path=" F "/qga.sock,server=on,wait=off"; ch = 0; next }
 		    { ch = 0 }
 		    /^-S$/ { next }
 		    /file\.filename=.*-root\.qcow2/ { sub(/file\.filename=.*/, "file.filename=" F "/root.qcow2") }

@@ -104,11 +104,14 @@ spawn(char **qargv, const char *path, const char *vmdir, int *fdp)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
 	char line[8192], cpath[1200];
-	int lfd, cfd, logfd, fd;
+	int lfd, cfd, afd, logfd, fd;
 
 	lfd = listen_at(path);
 	snprintf(cpath, sizeof(cpath), "%s/console.sock", vmdir);
 	cfd = listen_at(cpath);
+	/* The guest agent's channel, as vmgrd gives every VM. */
+	snprintf(cpath, sizeof(cpath), "%s/agent.sock", vmdir);
+	afd = listen_at(cpath);
 	snprintf(cpath, sizeof(cpath), "%s/console.log", vmdir);
 	if ((logfd = open(cpath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
 	    0600)) < 0) {
@@ -120,18 +123,22 @@ spawn(char **qargv, const char *path, const char *vmdir, int *fdp)
 	if (pid == 0) {
 		setsid();
 		int null = open("/dev/null", O_RDWR);
-		int src[4] = { lfd, null, cfd, logfd }, high[4];
+		int src[5] = { lfd, null, cfd, logfd, afd }, high[5];
 		dup2(null, 0);
 		dup2(null, 1);
-		/* 3 QMP, 4 restore (/dev/null here), 5 console, 6 its log. */
-		for (int i = 0; i < 4; i++)
+		/*
+		 * 3 QMP, 4 restore (/dev/null here), 5 console, 6 its log,
+		 * 7 the agent's socket.
+		 */
+		for (int i = 0; i < 5; i++)
 			high[i] = fcntl(src[i], F_DUPFD, 100);
-		for (int i = 0; i < 4; i++)
+		for (int i = 0; i < 5; i++)
 			dup2(high[i], 3 + i);
 		execvp(qargv[0], qargv);
 		_exit(127);
 	}
 	close(cfd);
+	close(afd);
 	close(logfd);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
@@ -196,7 +203,7 @@ main(int argc, char **argv)
 	struct qemu_conf conf = { .binary = "qemu-system-x86_64",
 	    .accel = accel, .vmdir = vmdir, .kernel = kernel,
 	    .initrd = initrd, .cmdline = cmdline, .disks = NULL,
-	    .paused = 1 };
+	    .paused = 1, .agent = 1 };
 	char **qargv = qemu_argv(&spec, &conf);
 	snprintf(path, sizeof(path), "%s/qmp.sock", vmdir);
 

@@ -16,12 +16,13 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson backup "$([ -f "$D/backup.json" ] && cat "$D/backup.json" || echo null)" \
     --argjson load "$([ -f "$D/load.json" ] && cat "$D/load.json" || echo null)" \
     --argjson debian "$([ -f "$D/debian.json" ] && cat "$D/debian.json" || echo null)" \
+    --argjson agent "$([ -f "$D/agent.json" ] && cat "$D/agent.json" || echo null)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
       scheduler: {pure: $sched, rr_50: $rr},
       monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup, load: $load,
-      debian: $debian}' \
+      debian: $debian, agent: $agent}' \
     >"$D/results.json"
 
 defs='
@@ -66,4 +67,7 @@ jq -r '
   if .debian then
     "a real OS (Debian 12, 2 vCPUs, 1 GiB, TCG): vmgr create --image \(.debian.create_image_ms) ms, the clone \(.debian.create_image_bytes / 1024 | round) KiB",
     (.debian.boots[] | "  \(.firmware): start to login prompt \(.vmgr_login_ms) ms (floor \(.floor_login_ms), \(pct(.vmgr_login_ms; .floor_login_ms))), to SSH \(.vmgr_ssh_ms) ms (floor \(.floor_ssh_ms), \(pct(.vmgr_ssh_ms; .floor_ssh_ms)))")
+  else empty end,
+  if .agent then
+    "guest agent (Debian 12, TCG): guest-ping p50 \(.agent.ping.p50_ms * 100 | round / 100) ms, p99 \(.agent.ping.p99_ms * 100 | round / 100) ms (n \(.agent.ping.n)); freeze window of \(.agent.freeze_window.backups) backups under write load p50 \(.agent.freeze_window.p50_ms) ms, p99 \(.agent.freeze_window.p99_ms) ms, max \(.agent.freeze_window.max_ms) ms (target p99 < 1000)"
   else empty end' "$D/results.json"

@@ -88,6 +88,8 @@ say "backup: full against cp, incremental against full"
 if [ "$QUICK" = 0 ]; then
 	say "a real OS: Debian 12 booted by SeaBIOS and OVMF, vmgr and the floor"
 	"$top/bench/debian.sh" "$OUT/debian.json"
+	say "the guest agent: guest-ping, and the freeze window of backups under write load"
+	"$top/bench/agent.sh" "$OUT/agent.json"
 fi
 
 if [ "$QUICK" = 1 ]; then

@@ -49,6 +49,18 @@ locale: C.UTF-8
 EOF
 echo LANG=C.UTF-8 >"$root/etc/default/locale"
 
+# The guest agent's own process is what systemd restarts: not the
+# commands it started (`vmgr exec`), which stay.  A command writing to a
+# file system the agent froze cannot die until it is thawed, and with the
+# default KillMode systemd would wait for it before starting the agent
+# again, so an agent that died during a freeze could never come back to
+# thaw, and nothing else can.
+mkdir -p "$root/etc/systemd/system/qemu-guest-agent.service.d"
+cat >"$root/etc/systemd/system/qemu-guest-agent.service.d/60-vmgr.conf" <<EOF
+[Service]
+KillMode=process
+EOF
+
 # Every VM its own identity: machine-id and SSH host keys are made at its
 # first boot (systemd and cloud-init), never shared through the image.
 : >"$root/etc/machine-id"

@@ -71,6 +71,13 @@ int	usage_error(const char *cmd, const char *fmt, ...)
 /* Human formatting of a memory size in MiB: "128M", "2G". */
 char	*fmt_mib(long long mib, char *buf, size_t len);
 
+/*
+ * A crypt(3) hash of a password, made here (SHA-512, a random salt) so the
+ * password never leaves; a hash given is taken as it is.  Malloc'd, or
+ * NULL after saying why (as cmd).
+ */
+char	*cli_password_hash(const char *cmd, const char *text);
+
 /* The command functions, one file per group. */
 int	cmd_host(int, char **);
 int	cmd_list(int, char **);
@@ -78,6 +85,9 @@ int	cmd_info(int, char **);
 int	cmd_create(int, char **);
 int	cmd_action(int, char **);
 int	cmd_delete(int, char **);
+int	cmd_exec(int, char **);
+int	cmd_set_password(int, char **);
+int	cmd_freeze(int, char **);
 int	cmd_console(int, char **);
 int	cmd_events(int, char **);
 int	cmd_help(int, char **);

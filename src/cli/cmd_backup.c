@@ -42,6 +42,9 @@ show(json_t *b)
 		printf(" (%s)", fmt_when(jint(b, "verified_at"), when,
 		    sizeof(when)));
 	printf("\n");
+	if (*jstr(b, "consistency"))
+		printf("consistent: %s (%s)\n", jstr(b, "consistency"),
+		    jstr(b, "consistency_reason"));
 	json_array_foreach(json_object_get(b, "disks"), i, d)
 		printf("disk %lld:     %s  %s of %s  sha256 %.16s...\n",
 		    jint(d, "index"), jstr(d, "volume"), fmt_bytes(jint(d,
@@ -109,9 +112,11 @@ print_done(json_t *b)
 	if (cli.json)
 		print_json(b);
 	else
-		printf("backup %lld of %s: %s, %s in %s\n", jint(b, "id"),
+		printf("backup %lld of %s: %s, %s in %s%s%s\n", jint(b, "id"),
 		    jstr(b, "vm"), jstr(b, "kind"), fmt_bytes(jint(b,
-		    "size_bytes"), size, sizeof(size)), jstr(b, "dir"));
+		    "size_bytes"), size, sizeof(size)), jstr(b, "dir"),
+		    *jstr(b, "consistency") ? ", consistency: " : "",
+		    jstr(b, "consistency"));
 }
 
 /*
@@ -137,6 +142,20 @@ create(int argc, char **argv)
 				    "per second such as 50M, not \"%s\"", argv[a]);
 			}
 			json_object_set_new(body, "bwlimit_mib", json_integer(mib));
+		}
+		else if (strcmp(argv[a], "--no-freeze") == 0)
+			json_object_set_new(body, "freeze", json_false());
+		else if (strcmp(argv[a], "--freeze-timeout") == 0 &&
+		    a + 1 < argc) {
+			long long secs;
+			if (parse_duration_s(argv[++a], &secs) < 0 || secs < 1 ||
+			    secs > 600) {
+				json_decref(body);
+				return usage_error("backup", "--freeze-timeout "
+				    "takes a duration from 1s to 10m");
+			}
+			json_object_set_new(body, "freeze_timeout_s",
+			    json_integer(secs));
 		}
 		else if (strcmp(argv[a], "--store") == 0 && a + 1 < argc) {
 			if (realpath(argv[++a], abs) == NULL) {

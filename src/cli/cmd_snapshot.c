@@ -14,7 +14,7 @@ cmd_snapshot(int argc, char **argv)
 	char path[320], when[32], size[32];
 	json_t *resp, *s;
 	size_t i;
-	int rc, memory = 0;
+	int rc, memory = 0, nofreeze = 0;
 
 	if (argc < 3 || argv[2][0] == '-')
 		return usage_error("snapshot", "give a subcommand and a VM name");
@@ -49,6 +49,9 @@ cmd_snapshot(int argc, char **argv)
 	for (int a = 4; a < argc; a++) {
 		if (strcmp(sub, "create") == 0 && strcmp(argv[a], "--memory") == 0)
 			memory = 1;
+		else if (strcmp(sub, "create") == 0 &&
+		    strcmp(argv[a], "--no-freeze") == 0)
+			nofreeze = 1;
 		else
 			return usage_error("snapshot", "unknown argument \"%s\"",
 			    argv[a]);
@@ -56,6 +59,8 @@ cmd_snapshot(int argc, char **argv)
 	if (strcmp(sub, "create") == 0) {
 		json_t *body = json_pack("{s:s, s:b}", "name", argv[3], "memory",
 		    memory);
+		if (nofreeze)
+			json_object_set_new(body, "freeze", json_false());
 		resp = api_send("POST", path, body, 3600, &rc);
 		json_decref(body);
 	} else if (strcmp(sub, "revert") == 0 || strcmp(sub, "delete") == 0) {
@@ -71,8 +76,10 @@ cmd_snapshot(int argc, char **argv)
 	if (cli.json)
 		print_json(resp);
 	else if (strcmp(sub, "create") == 0)
-		printf("took snapshot %s of %s%s\n", argv[3], argv[2], memory ?
-		    " with its memory" : "");
+		printf("took snapshot %s of %s%s%s%s\n", argv[3], argv[2],
+		    memory ? " with its memory" : "", *jstr(resp,
+		    "consistency") ? ", consistency: " : "", jstr(resp,
+		    "consistency"));
 	else if (strcmp(sub, "delete") == 0)
 		printf("deleted snapshot %s of %s\n", argv[3], argv[2]);
 	else

@@ -28,10 +28,10 @@ print_vm_line(json_t *vm, int wide)
 		fmt_duration(json_integer_value(uptime), up, sizeof(up));
 	fmt_mib((long long)json_number_value(json_object_get(spec,
 	    "memory_mib")), mem, sizeof(mem));
-	printf("%-*s  %-9s %5lld  %7s  %8s\n", wide, jstr(vm, "name"),
+	printf("%-*s  %-9s %5lld  %7s  %8s  %s\n", wide, jstr(vm, "name"),
 	    jstr(vm, "state"),
 	    (long long)json_number_value(json_object_get(spec, "vcpus")), mem,
-	    up);
+	    up, *jstr(vm, "ip") ? jstr(vm, "ip") : "-");
 }
 
 int
@@ -56,12 +56,60 @@ cmd_list(int argc, char **argv)
 		if (n > wide)
 			wide = n;
 	}
-	printf("%-*s  %-9s %5s  %7s  %8s\n", wide, "NAME", "STATE", "VCPUS",
-	    "MEMORY", "UPTIME");
+	printf("%-*s  %-9s %5s  %7s  %8s  %s\n", wide, "NAME", "STATE",
+	    "VCPUS", "MEMORY", "UPTIME", "IP");
 	json_array_foreach(resp, i, vm)
 		print_vm_line(vm, wide);
 	json_decref(resp);
 	return 0;
+}
+
+/* What the guest agent says: its state, the OS, names and addresses. */
+static void
+print_guest(json_t *vm)
+{
+	json_t *g = json_object_get(vm, "guest"), *os, *i, *a;
+	size_t k, m;
+
+	if (*jstr(vm, "ip"))
+		printf("ip:           %s\n", jstr(vm, "ip"));
+	if (g == NULL)
+		return;
+	if (strcmp(jstr(g, "agent"), "connected") == 0)
+		printf("guest agent:  connected since %s%s%s\n",
+		    jstr(g, "connected_since"), *jstr(g, "agent_version") ?
+		    ", version " : "", jstr(g, "agent_version"));
+	else if (json_object_get(vm, "pid"))
+		printf("guest agent:  %s (%s)\n", jstr(g, "agent"),
+		    jstr(g, "error"));
+	else
+		printf("guest agent:  %s\n", jstr(g, "agent"));
+	if ((os = json_object_get(g, "os")) != NULL)
+		printf("guest os:     %s%s%s\n", *jstr(os, "pretty_name") ?
+		    jstr(os, "pretty_name") : jstr(os, "name"),
+		    *jstr(os, "kernel") ? ", kernel " : "", jstr(os, "kernel"));
+	if (*jstr(g, "hostname"))
+		printf("hostname:     %s\n", jstr(g, "hostname"));
+	json_array_foreach(json_object_get(g, "interfaces"), k, i) {
+		if (strcmp(jstr(i, "name"), "lo") == 0)
+			continue;
+		printf("guest nic:    %s %s", jstr(i, "name"), jstr(i, "mac"));
+		json_array_foreach(json_object_get(i, "addresses"), m, a)
+			printf(" %s/%lld", jstr(a, "address"), (long long)
+			    json_integer_value(json_object_get(a, "prefix")));
+		printf("\n");
+	}
+	json_array_foreach(json_object_get(g, "filesystems"), k, i) {
+		char used[32], total[32];
+		if (!json_object_get(i, "total_bytes"))
+			continue;
+		printf("guest fs:     %s (%s) %s used of %s\n",
+		    jstr(i, "mountpoint"), jstr(i, "type"), fmt_bytes(
+		    (long long)json_integer_value(json_object_get(i,
+		    "used_bytes")), used, sizeof(used)), fmt_bytes((long long)
+		    json_integer_value(json_object_get(i, "total_bytes")),
+		    total, sizeof(total)));
+	}
 }
 
 int
@@ -205,6 +253,7 @@ cmd_info(int argc, char **argv)
 			printf("cgroup:       %s = %s\n", key,
 			    json_string_value(val));
 	}
+	print_guest(vm);
 	printf("console:      %s\n", jstr(rt, "console_socket"));
 	printf("console log:  %s\n", jstr(rt, "console_log"));
 	json_decref(vm);
@@ -327,14 +376,36 @@ add_ssh_keys(struct create_args *a, const char *path)
  * --password-file FILE: its first line, a crypt(3) hash as is, or a
  * password hashed here (SHA-512): the password itself never leaves.
  */
+char *
+cli_password_hash(const char *cmd, const char *text)
+{
+	static const char al[] =
+	    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	unsigned char r[12];
+	char salt[32];
+	const char *hash;
+
+	if (spec_password_hash_valid(text))
+		return strdup(text);
+	if (getentropy(r, sizeof(r)) < 0) {
+		usage_error(cmd, "no randomness for a salt");
+		return NULL;
+	}
+	snprintf(salt, sizeof(salt), "$6$");
+	for (int i = 0; i < 12; i++)
+		salt[3 + i] = al[r[i] % 64];
+	salt[15] = '\0';
+	if ((hash = crypt(text, salt)) == NULL || hash[0] != '$') {
+		usage_error(cmd, "cannot hash the password");
+		return NULL;
+	}
+	return strdup(hash);
+}
+
 static int
 set_password(struct create_args *a, const char *path)
 {
-	char *text = option_file("--password-file", path, 4096), salt[32];
-	unsigned char r[12];
-	const char *hash;
-	static const char al[] =
-	    "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+	char *text = option_file("--password-file", path, 4096), *hash;
 
 	if (text == NULL)
 		return EXIT_USAGE;
@@ -343,26 +414,13 @@ set_password(struct create_args *a, const char *path)
 		free(text);
 		return usage_error("create", "%s: the first line is empty", path);
 	}
-	if (spec_password_hash_valid(text))
-		hash = text;
-	else {
-		if (getentropy(r, sizeof(r)) < 0) {
-			free(text);
-			return usage_error("create", "no randomness for a salt");
-		}
-		snprintf(salt, sizeof(salt), "$6$");
-		for (int i = 0; i < 12; i++)
-			salt[3 + i] = al[r[i] % 64];
-		salt[15] = '\0';
-		hash = crypt(text, salt);
-		if (hash == NULL || hash[0] != '$') {
-			free(text);
-			return usage_error("create", "cannot hash the password");
-		}
-	}
-	json_object_set_new(ci(a), "password_hash", json_string(hash));
+	hash = cli_password_hash("create", text);
 	explicit_bzero(text, strlen(text));
 	free(text);
+	if (hash == NULL)
+		return EXIT_USAGE;
+	json_object_set_new(ci(a), "password_hash", json_string(hash));
+	free(hash);
 	return 0;
 }
 
@@ -530,6 +588,15 @@ create_option(struct create_args *a, int ch, const char *arg,
 		return 0;
 	case 'O':
 		return set_boot_order(a, arg);
+	case 'G':
+	case 'Z': {
+		json_t *ag = json_object_get(a->spec, "agent");
+		if (ag == NULL)
+			json_object_set_new(a->spec, "agent", ag = json_object());
+		json_object_set_new(ag, ch == 'G' ? "enabled" : "freeze",
+		    json_false());
+		return 0;
+	}
 	default:
 		return usage_error("create", "unknown option \"%s\"", given);
 	}
@@ -643,6 +710,8 @@ cmd_create(int argc, char **argv)
 		{ "secure-boot", no_argument, NULL, 'B' },
 		{ "cdrom", required_argument, NULL, 'C' },
 		{ "boot", required_argument, NULL, 'O' },
+		{ "no-agent", no_argument, NULL, 'G' },
+		{ "no-freeze", no_argument, NULL, 'Z' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct create_args a = { json_object(), json_object(), json_array(),
@@ -713,6 +782,7 @@ cmd_action(int argc, char **argv)
 	char path[256];
 	int rc;
 	int nowait = 0, shutdown = strcmp(action, "shutdown") == 0;
+	const char *method = NULL;
 
 	for (int i = 1; i < argc; i++) {
 		if (shutdown && strcmp(argv[i], "--timeout") == 0 &&
@@ -723,6 +793,13 @@ cmd_action(int argc, char **argv)
 				    "duration such as 30s or 2m");
 		} else if (shutdown && strcmp(argv[i], "--no-wait") == 0) {
 			nowait = 1;
+		} else if (shutdown && strcmp(argv[i], "--method") == 0 &&
+		    i + 1 < argc) {
+			method = argv[++i];
+			if (strcmp(method, "agent") && strcmp(method, "acpi") &&
+			    strcmp(method, "auto"))
+				return usage_error(action, "--method takes agent, "
+				    "acpi or auto");
 		} else if (argv[i][0] == '-') {
 			return usage_error(action, "unknown option \"%s\"",
 			    argv[i]);
@@ -733,8 +810,10 @@ cmd_action(int argc, char **argv)
 	}
 	if (name == NULL)
 		return usage_error(action, "give one VM name");
-	if (shutdown && (timeout >= 0 || nowait)) {
+	if (shutdown && (timeout >= 0 || nowait || method)) {
 		body = json_object();
+		if (method)
+			json_object_set_new(body, "method", json_string(method));
 		if (timeout >= 0)
 			json_object_set_new(body, "timeout_s",
 			    json_integer(timeout));

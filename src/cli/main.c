@@ -22,12 +22,16 @@ const struct command commands[] = {
 	  "or tcg, and why), the QEMU version, the cgroup layout and how many\n"
 	  "VMs are in each state.\n" },
 	{ "list", cmd_list, "vmgr list",
-	  "List every VM: name, state, vCPUs, memory and uptime.  With --json,\n"
-	  "an array of the same objects `vmgr info --json` prints.\n" },
+	  "List every VM: name, state, vCPUs, memory, uptime and IP address (the\n"
+	  "guest's own, as its agent reports it; else the one vmgr assigned on a\n"
+	  "vmgr network).  With --json, an array of the same objects `vmgr info\n"
+	  "--json` prints.\n" },
 	{ "info", cmd_info, "vmgr info NAME",
 	  "Show one VM: its state and why, its spec, and while QEMU runs its\n"
-	  "pid, uptime and console socket.  --json prints the API object\n"
-	  "(name, state, state_reason, spec, pid, runtime, ...).\n" },
+	  "pid, uptime and console socket; and what its guest agent reports:\n"
+	  "connected since when, the OS, hostname, each NIC's addresses and the\n"
+	  "file systems' use.  --json prints the API object (name, state,\n"
+	  "state_reason, spec, pid, runtime, guest, ip, ...).\n" },
 	{ "create", cmd_create,
 	  "vmgr create NAME [--image IMAGE | --kernel FILE [--initrd FILE]]\n"
 	  "                 [--cmdline ARGS] [--vcpus N] [--memory SIZE]\n"
@@ -40,6 +44,7 @@ const struct command commands[] = {
 	  "                 [--password-file FILE] [--user-data FILE]\n"
 	  "                 [--firmware bios|uefi] [--secure-boot]\n"
 	  "                 [--cdrom FILE] [--boot disk,cdrom|cdrom,disk] [--autostart]\n"
+	  "                 [--no-agent] [--no-freeze]\n"
 	  "       vmgr create -f SPEC.json [NAME]",
 	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
 	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
@@ -63,6 +68,10 @@ const struct command commands[] = {
 	  "from its own MAC (other frames are dropped and counted as spoofed\n"
 	  "in `vmgr stats`); ,mac-filter=off lets it use others (a bridge or\n"
 	  "VMs nested in the guest).\n"
+	  "Every VM gets a channel for the QEMU guest agent (a guest that runs\n"
+	  "qemu-guest-agent, as images do, is then seen from inside: see `vmgr\n"
+	  "help exec`); --no-agent leaves it out.  --no-freeze: snapshots and\n"
+	  "backups never freeze the guest's file systems through it.\n"
 	  "--forward tcp:8080:80 forwards host port 8080 (on 127.0.0.1; give\n"
 	  "0.0.0.0:8080:80 to expose it) to the guest's port 80, on the last\n"
 	  "--nic (a NAT NIC is added when there is none).  A port another VM\n"
@@ -112,11 +121,43 @@ const struct command commands[] = {
 	{ "resume", cmd_action, "vmgr resume NAME",
 	  "Resume a paused VM.\n" },
 	{ "shutdown", cmd_action,
-	  "vmgr shutdown NAME [--timeout DURATION] [--no-wait]",
-	  "Press the VM's ACPI power button and wait until the guest has\n"
-	  "powered off (state created).  After --timeout (default: vmgrd's,\n"
-	  "120s) QEMU is stopped by force.  --no-wait returns at once, in state\n"
-	  "stopping.  A paused VM is resumed first so the guest can react.\n" },
+	  "vmgr shutdown NAME [--method auto|agent|acpi] [--timeout DURATION] [--no-wait]",
+	  "Ask the guest to power off and wait until it has (state created):\n"
+	  "through its guest agent (guest-shutdown) when the agent answers, else\n"
+	  "by pressing the ACPI power button.  --method agent insists on the\n"
+	  "agent (409 no_agent without one), acpi on the button.  After --timeout\n"
+	  "(default: vmgrd's, 120s) QEMU is stopped by force.  --no-wait returns\n"
+	  "at once, in state stopping.  A paused VM is resumed first so the\n"
+	  "guest can react (and gets the button).  The state's reason says which\n"
+	  "way it went: \"guest powered off (guest agent)\" or \"(ACPI button)\".\n" },
+	{ "exec", cmd_exec,
+	  "vmgr exec NAME [--timeout DURATION] [--env NAME=VALUE]... [--stdin] -- COMMAND [ARGS...]",
+	  "Run a command in the guest through its agent (guest-exec) and wait for\n"
+	  "it: its output is printed (standard output and error apart, 1 MiB of\n"
+	  "each at most) and vmgr exits with its exit status (128+N when signal\n"
+	  "N ended it).  COMMAND is a program's path or a name on the guest's\n"
+	  "PATH, run as the agent's user (root) with no shell: give sh -c '...'\n"
+	  "for one.  --stdin sends vmgr's standard input to it (6 MiB at most).\n"
+	  "After --timeout (default 60s) vmgr exits 124 and says so; the command\n"
+	  "goes on in the guest.  Exit 125: it could not be run (409 no_agent\n"
+	  "when the agent is not connected).\n" },
+	{ "freeze", cmd_freeze, "vmgr freeze NAME [--timeout DURATION]",
+	  "Freeze the running guest's file systems through its agent\n"
+	  "(guest-fsfreeze-freeze), for a snapshot taken by other means (of the\n"
+	  "storage under the state dir, say).  vmgrd thaws them after --timeout\n"
+	  "(default 60s, at most 1h) if `vmgr thaw` has not come first, and\n"
+	  "whenever the agent or vmgrd restarts meanwhile.  Writes in the guest\n"
+	  "wait while it is frozen.  vmgr's own snapshots and backups freeze by\n"
+	  "themselves (see `vmgr help backup`).\n" },
+	{ "thaw", cmd_freeze, "vmgr thaw NAME",
+	  "Thaw the guest's file systems (guest-fsfreeze-thaw).\n" },
+	{ "set-password", cmd_set_password,
+	  "vmgr set-password NAME USER [--password-file FILE]",
+	  "Set USER's password in the running guest through its agent\n"
+	  "(guest-set-user-password).  The password is read from the terminal\n"
+	  "(twice, not echoed), from standard input, or from FILE's first line,\n"
+	  "and hashed here (SHA-512 crypt): it never leaves in clear.  A crypt\n"
+	  "hash given instead is used as it is.\n" },
 	{ "stop", cmd_action, "vmgr stop NAME",
 	  "Stop a VM by force: QEMU ends now, the guest is not asked.  From\n"
 	  "crashed or saved it only resets the state to created.\n" },
@@ -201,21 +242,32 @@ const struct command commands[] = {
 	  "or a local bridge), so a new VM of an old name never trips your\n"
 	  "known_hosts.\n" },
 	{ "snapshot", cmd_snapshot,
-	  "vmgr snapshot create VM NAME [--memory] | list VM | revert VM NAME |\n"
+	  "vmgr snapshot create VM NAME [--memory] [--no-freeze] | list VM |\n"
+	  "                      revert VM NAME |\n"
 	  "                      delete VM NAME",
 	  "Internal qcow2 snapshots of all of a VM's disks, taken at one instant.\n"
 	  "A VM that runs keeps running.  --memory keeps the guest's RAM and\n"
 	  "device state too (the VM must be running or paused): reverting to it\n"
 	  "brings the running guest back to that moment, and it runs on.  A\n"
-	  "snapshot of the disks alone is reverted with the VM stopped.\n"
+	  "snapshot of the disks alone is reverted with the VM stopped.  A disk\n"
+	  "snapshot of a running guest with an agent freezes its file systems\n"
+	  "around the instant (--no-freeze: not), as backups do.\n"
 	  "Reverting drops the change tracking of backups: the next backup of\n"
 	  "the VM must be a full one.\n" },
 	{ "backup", cmd_backup,
-	  "vmgr backup create VM [--incremental] [--store DIR] [--bwlimit RATE] |\n"
+	  "vmgr backup create VM [--incremental] [--store DIR] [--bwlimit RATE]\n"
+	  "                    [--no-freeze] [--freeze-timeout DURATION] |\n"
 	  "                    list [VM] |\n"
 	  "                    show ID | verify ID | restore ID [--as NAME] |\n"
 	  "                    delete ID | prune VM --keep N",
 	  "Backups of a VM's disks, live (the guest is not paused) or stopped.\n"
+	  "A running guest whose agent answers is frozen (its file systems\n"
+	  "flushed and held) just around the instant the backup is taken, and\n"
+	  "thawed right after, so the backup is consistent: its `consistency` is\n"
+	  "filesystem.  Without an agent, with --no-freeze or agent.freeze off,\n"
+	  "or when the freeze does not complete within --freeze-timeout (10s),\n"
+	  "it goes on crash-consistent and says so (crash, with the reason); a\n"
+	  "stopped VM's is stopped.\n"
 	  "A full backup copies every disk; --incremental copies only what\n"
 	  "changed since the VM's last backup, tracked by QEMU in the disks\n"
 	  "themselves, so it stays incremental across VM and vmgrd restarts.\n"

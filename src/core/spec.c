@@ -623,6 +623,21 @@ parse_schedule(const json_t *s, struct vm_spec *spec, struct spec_error *err)
 }
 
 static int
+parse_agent(const json_t *a, struct vm_spec *spec, struct spec_error *err)
+{
+	static const char *const keys[] = { "enabled", "freeze", NULL };
+
+	if (!json_is_object(a))
+		return fail(err, "invalid_value", "agent must be an object");
+	if (check_keys(a, "agent", keys, err))
+		return -1;
+	if (get_bool(a, "enabled", "agent", &spec->agent.enabled, err) < 0 ||
+	    get_bool(a, "freeze", "agent", &spec->agent.freeze, err) < 0)
+		return -1;
+	return 0;
+}
+
+static int
 parse_firmware(const json_t *root, struct vm_spec *spec,
     struct spec_error *err)
 {
@@ -815,7 +830,7 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	static const char *const keys[] = { "name", "vcpus", "memory_mib",
 	    "machine", "image", "boot", "disks", "nics", "resources",
 	    "schedule", "autostart", "firmware", "secure_boot", "cdrom",
-	    "cloud_init", NULL };
+	    "cloud_init", "agent", NULL };
 	const char *s;
 	long long v;
 	json_t *sub;
@@ -830,6 +845,7 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	    "fixed");
 	spec->resources.priority = 5;
 	spec->resources.weight = 1.0;
+	spec->agent.enabled = spec->agent.freeze = true;
 
 	if (!json_is_object(root))
 		return fail(err, "invalid_value", "the spec must be a JSON "
@@ -908,6 +924,9 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	    parse_schedule(sub, spec, err) < 0)
 		return -1;
 	if (get_bool(root, "autostart", "", &spec->autostart, err) < 0)
+		return -1;
+	if ((sub = json_object_get(root, "agent")) != NULL &&
+	    parse_agent(sub, spec, err) < 0)
 		return -1;
 
 	if (spec->resources.min_memory_mib == 0)
@@ -1017,6 +1036,8 @@ spec_to_json(const struct vm_spec *spec)
 		    json_integer(spec->schedule.expected_runtime_s));
 	json_object_set_new(o, "schedule", sched);
 	json_object_set_new(o, "autostart", json_boolean(spec->autostart));
+	json_object_set_new(o, "agent", json_pack("{s:b, s:b}", "enabled",
+	    spec->agent.enabled, "freeze", spec->agent.freeze));
 	return o;
 }
 

@@ -80,6 +80,15 @@ struct vm_spec {
 		bool	preemptible;
 	} schedule;
 	bool		autostart;
+	/*
+	 * The guest agent's channel (virtio-serial org.qemu.guest_agent.0),
+	 * and whether snapshots and backups freeze the guest's file systems
+	 * through it.  Both default to true.
+	 */
+	struct {
+		bool	enabled;
+		bool	freeze;
+	} agent;
 	char		firmware[8];	/* "bios", "uefi", or "": vmgrd decides */
 	bool		secure_boot;	/* UEFI with Secure Boot */
 	char		*cdrom;		/* owned: an ISO's path, or NULL */

@@ -140,6 +140,11 @@ static const struct handler {
 	[R_VM_DELETE]	= { vm_api_delete, H_VM },
 	[R_VM_STATS]	= { h_vm_stats, H_VM },
 	[R_VM_CONSOLE]	= { vm_api_console, H_VM },
+	[R_VM_EXEC]	= { agent_api_exec, H_VM },
+	[R_VM_PASSWORD]	= { agent_api_password, H_VM },
+	[R_VM_FREEZE]	= { agent_api_freeze, H_VM },
+	[R_VM_THAW]	= { agent_api_thaw, H_VM },
+	[R_VM_PING]	= { agent_api_ping, H_VM },
 	[R_VM_ACTION]	= { vm_api_action, H_VM },	/* start, save: space */
 	[R_SNAP_LIST]	= { snapshot_api_list, H_VM },
 	[R_SNAP_CREATE]	= { snapshot_api_create, H_VM | H_SPACE },

@@ -155,6 +155,13 @@ backup_json(const struct backup *b, int detail)
 			if (json_object_get(m, "timing"))
 				json_object_set(o, "timing", json_object_get(m,
 				    "timing"));
+			/* Backups before vmgr knew the guest agent: absent. */
+			if (json_object_get(m, "consistency")) {
+				json_object_set(o, "consistency",
+				    json_object_get(m, "consistency"));
+				json_object_set(o, "consistency_reason",
+				    json_object_get(m, "consistency_reason"));
+			}
 			json_decref(m);
 		} else
 			json_object_set_new(o, "manifest_error",

@@ -64,6 +64,14 @@ struct bjob {
 	}			 fdslot[SPEC_MAX_DISKS];
 	uint64_t		 speed;		/* bytes/s for all disks, 0 = no limit */
 	int			 tick_pending;	/* a query-jobs is out */
+	/* The guest's file systems around the transaction (agent.c). */
+	int			 no_freeze;	/* asked: crash-consistent */
+	double			 freeze_timeout;
+	int			 frozen;	/* ours, to thaw */
+	char			 consistency[16]; /* filesystem, crash, stopped */
+	char			 consistency_why[300];
+	double			 freeze_ms;	/* freeze sent to thaw sent */
+	double			 t_freeze;
 	double			 t_start, t_copied;	/* monotonic s */
 	int			 dead;		/* freed when it returns */
 };
@@ -79,7 +87,8 @@ enum {
 	ST_BITMAPS,	/* query-named-block-nodes: the bitmaps there */
 	ST_FDS,		/* hand the targets to the VM's QEMU (add-fd) */
 	ST_NODES,	/* blockdev-add them */
-	ST_JOBS,	/* the transaction, then the jobs run */
+	ST_FREEZE,	/* the guest's file systems, through its agent */
+	ST_JOBS,	/* the transaction (then the thaw), the jobs run */
 	ST_CLOSE,	/* blockdev-del the targets, sort out the bitmaps */
 	ST_QUIT,	/* stop our storage daemon, if any */
 	ST_SYNC,	/* fsync and hash the targets, off the loop */
@@ -307,6 +316,17 @@ bjob_fd_added(struct qmp *q, json_t *result, const char *error, void *arg)
 }
 
 /* A refused transaction started no job: its watches go, with their counts. */
+/* The freeze ends right after the instant that matters, on every path. */
+static void
+bjob_thaw(struct bjob *bj, const char *why)
+{
+	if (!bj->frozen)
+		return;
+	bj->frozen = 0;
+	bj->freeze_ms = (now_mono() - bj->t_freeze) * 1000;
+	agent_thaw(bj->vm, why);
+}
+
 static void
 bjob_transacted(struct qmp *q, json_t *result, const char *error, void *arg)
 {
@@ -314,6 +334,7 @@ bjob_transacted(struct qmp *q, json_t *result, const char *error, void *arg)
 
 	(void)q;
 	(void)result;
+	bjob_thaw(bj, "the backup's transaction is done");
 	if (error) {
 		bj->left -= job_unwatch(bj);
 		bjob_error(bj, error);
@@ -501,6 +522,12 @@ bjob_commit(struct bjob *bj)
 	    1000));
 	if (vars)
 		json_object_set_new(m, "firmware_vars", vars);
+	json_object_set_new(m, "consistency", json_string(bj->consistency));
+	json_object_set_new(m, "consistency_reason", json_string(
+	    bj->consistency_why));
+	if (bj->t_freeze > 0)
+		json_object_set_new(json_object_get(m, "timing"), "freeze_ms",
+		    json_integer((json_int_t)bj->freeze_ms));
 	char *text = json_dumps(m, JSON_INDENT(2) | JSON_SORT_KEYS);
 	json_decref(m);
 	snprintf(man, sizeof(man), "%s/" MANIFEST, bj->partial);
@@ -703,6 +730,51 @@ job_actions(struct bjob *bj, int d, json_t *actions, char *id, size_t idlen)
 	    "blockdev-backup", "data", data));
 }
 
+static void
+bjob_frozen(struct vm *vm, int n, const char *why, void *arg)
+{
+	struct bjob *bj = arg;
+
+	bj->frozen = n >= 0;
+	if (n < 0)
+		bj->freeze_ms = (now_mono() - bj->t_freeze) * 1000;
+	agent_consistency(vm, n, why, bj->consistency, sizeof(bj->consistency),
+	    bj->consistency_why, sizeof(bj->consistency_why));
+	bjob_settle(bj);
+}
+
+/*
+ * A running guest with an agent is frozen just before the transaction;
+ * without one (or asked not to) the backup is crash-consistent, and says
+ * so.  A stopped VM's disks are as its guest left them.
+ */
+static void
+step_freeze(struct bjob *bj)
+{
+	struct vm *vm = bj->vm;
+	char why[256];
+
+	snprintf(bj->consistency, sizeof(bj->consistency), "crash");
+	if (bj->own) {
+		snprintf(bj->consistency, sizeof(bj->consistency), "stopped");
+		snprintf(bj->consistency_why, sizeof(bj->consistency_why),
+		    "the VM was not running");
+		return;
+	}
+	if (agent_freeze_allowed(vm, bj->no_freeze, bj->consistency_why,
+	    sizeof(bj->consistency_why)) == 0) {
+		bj->t_freeze = now_mono();
+		if (agent_freeze(vm, bj->freeze_timeout, bj->freeze_timeout,
+		    bjob_frozen, bj, why, sizeof(why)) == 0) {
+			bj->left++;
+			return;
+		}
+		bj->t_freeze = 0;
+		snprintf(bj->consistency_why, sizeof(bj->consistency_why),
+		    "%s", why);
+	}
+}
+
 /* One transaction of every disk's bitmap and job; then the jobs run. */
 static void
 step_jobs(struct bjob *bj)
@@ -711,6 +783,7 @@ step_jobs(struct bjob *bj)
 	char id[48];
 
 	if (q == NULL) {
+		bjob_thaw(bj, "QEMU is gone");
 		bjob_error(bj, "QEMU is gone");
 		return;
 	}
@@ -725,6 +798,7 @@ step_jobs(struct bjob *bj)
 	if (qmp_command(q, "transaction", json_pack("{s:o}", "actions",
 	    actions), bjob_transacted, bj) < 0) {
 		bj->left -= 1 + job_unwatch(bj);
+		bjob_thaw(bj, "QEMU is gone");
 		bjob_error(bj, "QEMU is gone");
 		return;
 	}
@@ -743,6 +817,7 @@ step_close(struct bjob *bj)
 	char node[48];
 
 	fault_point("backup:after-jobs");
+	bjob_thaw(bj, "the backup ended");	/* a failure before the reply */
 	if (bj->tick) {
 		event_free(bj->tick);
 		bj->tick = NULL;
@@ -834,6 +909,7 @@ static const struct {
 	[ST_BITMAPS]	= { step_bitmaps, 0 },
 	[ST_FDS]	= { step_fds, 0 },
 	[ST_NODES]	= { step_nodes, 0 },
+	[ST_FREEZE]	= { step_freeze, 0 },
 	[ST_JOBS]	= { step_jobs, 0 },
 	[ST_CLOSE]	= { step_close, 1 },
 	[ST_QUIT]	= { step_quit, 1 },
@@ -1018,7 +1094,7 @@ int
 backup_api_create(struct api_call *c)
 {
 	static const char *const keys[] = { "vm", "incremental", "store",
-	    "bwlimit_mib", NULL };
+	    "bwlimit_mib", "freeze", "freeze_timeout_s", NULL };
 	json_t *body = c->body;
 	const char *w = evhttp_find_header(&c->query, "wait");
 	long long bwlimit = 0;
@@ -1032,9 +1108,16 @@ backup_api_create(struct api_call *c)
 	struct vm *vm;
 	int ret = API_OK;
 
+	json_t *jfreeze = json_object_get(body, "freeze");
+	long long freeze_timeout = 10;
 	if (api_body_keys(&c->err, body, keys) < 0 || api_body_int(&c->err,
-	    body, "bwlimit_mib", 1, 1 << 20, &bwlimit) < 0)
+	    body, "bwlimit_mib", 1, 1 << 20, &bwlimit) < 0 ||
+	    api_body_int(&c->err, body, "freeze_timeout_s", 1, 600,
+	    &freeze_timeout) < 0)
 		return API_FAIL;
+	if (jfreeze && !json_is_boolean(jfreeze))
+		return api_err(&c->err, 422, "invalid_value", "freeze must be "
+		    "true or false");
 	if (name == NULL)
 		return api_err(&c->err, 422, "missing_field", "vm is "
 		    "required");
@@ -1077,6 +1160,8 @@ backup_api_create(struct api_call *c)
 	TAILQ_INSERT_TAIL(&backups, b, entry);
 	vm->storage = STORAGE_BACKUP;
 	bjob_init(bj, b, vm, parent, bwlimit);
+	bj->no_freeze = json_is_false(jfreeze);
+	bj->freeze_timeout = (double)freeze_timeout;
 	log_info("%s: %s backup %lld begins into %s", name, b->kind,
 	    (long long)b->id, b->dir);
 	if (w && strcmp(w, "0")) {

@@ -69,6 +69,8 @@ enum {
 	/* a save */
 	VMF_SAVE_OK	= 1 << 12,	/* the state is written and synced */
 	VMF_SAVE_WAS_RUNNING = 1 << 13,	/* the guest ran before the save */
+	/* the guest agent */
+	VMF_AGENT_OFF	= 1 << 14,	/* its shutdown went through the agent */
 };
 
 /*
@@ -87,6 +89,14 @@ struct parked {
 	void			(*gone)(struct parked *);
 };
 TAILQ_HEAD(parkedq, parked);
+
+/* The guest's file systems, as vmgrd froze them through its agent. */
+enum agent_freeze {
+	AF_THAWED,	/* as far as vmgrd knows */
+	AF_FREEZING,	/* guest-fsfreeze-freeze is out */
+	AF_FROZEN,
+	AF_THAWING,	/* guest-fsfreeze-thaw is out, or will be retried */
+};
 
 /* What work returns when it fails: the HTTP reply it makes. */
 struct api_err {
@@ -143,6 +153,19 @@ struct vm {
 	/* Save and restore */
 	unsigned		 save_gen;	/* which save a sync belongs to */
 	char			 save_reason[96];
+
+	/* The guest agent (vm_agent.c) */
+	struct qga		*agent;		/* connected to its channel */
+	struct event		*agent_timer;	/* the refresh of guest */
+	int			 agent_port_open; /* VSERPORT_CHANGE: 1, 0; -1 unknown */
+	int			 agent_probes;	/* unanswered while unknown */
+	int64_t			 agent_since;	/* unix ms it answered; 0: not */
+	char			 agent_error[160]; /* why it is not connected */
+	json_t			*guest;		/* its view: os, hostname, ... */
+	enum agent_freeze	 freeze;	/* its file systems */
+	struct event		*thaw_timer;	/* the window's end, a retry */
+	double			 frozen_at;	/* monotonic: the freeze sent */
+	double			 freeze_window;	/* s, its bound */
 };
 
 static inline int
@@ -436,6 +459,46 @@ int	 vm_api_patch(struct api_call *);
 int	 vm_api_delete(struct api_call *);
 int	 vm_api_action(struct api_call *);
 int	 vm_api_console(struct api_call *);
+/*
+ * agent.c: the guest agent's channel, from QMP up (attach) to QEMU's exit
+ * (detach); VSERPORT_CHANGE tells when the guest opens its port.
+ */
+void	 agent_attach(struct vm *);
+void	 agent_port(struct vm *, int open);
+void	 agent_detach(struct vm *);
+/* 1 when the guest agent answers. */
+int	 agent_ready(const struct vm *);
+/* guest-shutdown sent (VMF_AGENT_OFF set); -1 when there is no agent. */
+int	 agent_shutdown(struct vm *);
+int	 agent_api_exec(struct api_call *);
+int	 agent_api_password(struct api_call *);
+int	 agent_api_freeze(struct api_call *);
+int	 agent_api_thaw(struct api_call *);
+int	 agent_api_ping(struct api_call *);
+/*
+ * Freeze the guest's file systems (guest-fsfreeze-freeze), waiting at most
+ * timeout_s for them to be frozen, and thaw them by itself window_s after
+ * the freeze was sent if agent_thaw() has not come first.  cb runs once,
+ * from the loop: n file systems frozen, or -1 and why not (then a thaw
+ * is already on its way).  Returns -1 with why at once when there is no
+ * agent to ask or a freeze is in progress.
+ */
+typedef void (*agent_freeze_cb)(struct vm *, int n, const char *why,
+	    void *arg);
+int	 agent_freeze(struct vm *, double timeout_s, double window_s,
+	    agent_freeze_cb, void *arg, char *why, size_t whylen);
+/*
+ * For a snapshot or backup of vm: 0 when its file systems are to be
+ * frozen; -1 with why not (the result is crash-consistent).
+ */
+int	 agent_freeze_allowed(const struct vm *, int asked_not, char *reason,
+	    size_t);
+/* What a freeze's outcome (agent_freeze_cb) makes of it: "filesystem" or
+ * "crash", and why. */
+void	 agent_consistency(const struct vm *, int n, const char *why,
+	    char *cons, size_t, char *reason, size_t);
+/* Thaw what vmgrd froze; retried until the agent says thawed. */
+void	 agent_thaw(struct vm *, const char *reason);
 
 /* sched.c */
 void	 sched_init(void);

@@ -49,6 +49,10 @@ struct snapop {
 	struct snapinfo	*si;		/* revert: what is reverted to */
 	int		 left;		/* bitmap removals outstanding */
 	int		 dropped;	/* backup bitmaps dropped */
+	int		 no_freeze;	/* asked: crash-consistent */
+	int		 frozen;	/* by us, through the agent: to thaw */
+	char		 consistency[16]; /* filesystem, crash, memory, stopped */
+	char		 consistency_why[300];
 	/* offline bitmap removals: (disk, name) pairs */
 	int		 nbm, nextbm;
 	int		 bm_disk[SPEC_MAX_DISKS * 8];
@@ -172,6 +176,12 @@ snap_finish(struct snapop *op)
 		if (op->kind == SNAP_REVERT)
 			json_object_set_new(o, "backup_tracking_reset",
 			    json_boolean(op->dropped));
+		if (op->kind == SNAP_CREATE && op->consistency[0]) {
+			json_object_set_new(o, "consistency", json_string(
+			    op->consistency));
+			json_object_set_new(o, "consistency_reason", json_string(
+			    op->consistency_why));
+		}
 		api_answer(op->p, op->kind == SNAP_CREATE ? 201 : 200,
 		    o);
 	}
@@ -255,33 +265,78 @@ snap_internal_done(struct qmp *q, json_t *result, const char *error,
 
 	(void)q;
 	(void)result;
+	if (op->frozen) {
+		op->frozen = 0;
+		agent_thaw(op->vm, "the snapshot's transaction is done");
+	}
 	if (error)
 		snprintf(op->error, sizeof(op->error), "%.500s", error);
 	snap_finish(op);
+}
+
+/* One transaction: every disk at the same instant. */
+static void
+snap_transaction(struct snapop *op)
+{
+	struct vm *vm = op->vm;
+	json_t *actions = json_array();
+
+	for (int d = 0; d < vm->spec.ndisks; d++)
+		json_array_append_new(actions, json_pack("{s:s, s:{s:o, s:s}}",
+		    "type", "blockdev-snapshot-internal-sync", "data", "device",
+		    json_sprintf("disk%d", d), "name", op->tag));
+	if (vm->qmp == NULL || qmp_command(vm->qmp, "transaction",
+	    json_pack("{s:o}", "actions", actions), snap_internal_done,
+	    op) < 0) {
+		if (op->frozen) {
+			op->frozen = 0;
+			agent_thaw(vm, "QEMU is gone");
+		}
+		snprintf(op->error, sizeof(op->error), "QEMU is gone");
+		snap_finish(op);
+	}
+}
+
+static void
+snap_frozen(struct vm *vm, int n, const char *why, void *arg)
+{
+	struct snapop *op = arg;
+
+	op->frozen = n >= 0;
+	agent_consistency(vm, n, why, op->consistency, sizeof(op->consistency),
+	    op->consistency_why, sizeof(op->consistency_why));
+	snap_transaction(op);
 }
 
 static void
 snap_live(struct snapop *op, const struct snapinfo *si)
 {
 	struct vm *vm = op->vm;
-	json_t *devices = json_array();
-	char id[96];
+	json_t *devices;
+	char id[96], why[256];
 
-	for (int d = 0; d < vm->spec.ndisks; d++)
-		json_array_append_new(devices, json_sprintf("disk%d", d));
 	if (op->kind == SNAP_CREATE && !op->memory) {
-		/* One transaction: every disk at the same instant. */
-		json_t *actions = json_array();
-		for (int d = 0; d < vm->spec.ndisks; d++)
-			json_array_append_new(actions, json_pack("{s:s, s:{s:o, "
-			    "s:s}}", "type", "blockdev-snapshot-internal-sync",
-			    "data", "device", json_incref(json_array_get(devices,
-			    (size_t)d)), "name", op->tag));
-		json_decref(devices);
-		qmp_command(vm->qmp, "transaction", json_pack("{s:o}",
-		    "actions", actions), snap_internal_done, op);
+		/* A running guest with an agent is frozen around it. */
+		snprintf(op->consistency, sizeof(op->consistency), "crash");
+		if (agent_freeze_allowed(vm, op->no_freeze, op->consistency_why,
+		    sizeof(op->consistency_why)) == 0) {
+			if (agent_freeze(vm, 10, 10, snap_frozen, op, why,
+			    sizeof(why)) == 0)
+				return;
+			snprintf(op->consistency_why, sizeof(op->consistency_why),
+			    "%s", why);
+		}
+		snap_transaction(op);
 		return;
 	}
+	if (op->kind == SNAP_CREATE) {
+		snprintf(op->consistency, sizeof(op->consistency), "memory");
+		snprintf(op->consistency_why, sizeof(op->consistency_why),
+		    "the guest's memory is in the snapshot");
+	}
+	devices = json_array();
+	for (int d = 0; d < vm->spec.ndisks; d++)
+		json_array_append_new(devices, json_sprintf("disk%d", d));
 	snprintf(id, sizeof(id), "vmgr-snap-%s", op->tag);
 	json_t *args = json_pack("{s:s, s:s, s:o}", "job-id", id, "tag",
 	    op->tag, "devices", devices);
@@ -518,7 +573,7 @@ drop_bitmaps(struct snapop *op, int live)
 
 static int
 snap_start(struct api_call *c, enum snap_kind kind, const char *tag,
-    int memory)
+    int memory, int no_freeze)
 {
 	struct vm *vm = c->vm;
 	int live = vm->state == VM_RUNNING || vm->state == VM_PAUSED;
@@ -575,6 +630,7 @@ snap_start(struct api_call *c, enum snap_kind kind, const char *tag,
 	op->vm = vm;
 	op->kind = kind;
 	op->memory = memory;
+	op->no_freeze = no_freeze;
 	op->was_running = vm->state == VM_RUNNING;
 	snprintf(op->tag, sizeof(op->tag), "%s", tag);
 	vm->storage = kind == SNAP_REVERT ? STORAGE_REVERT : STORAGE_SNAPSHOT;
@@ -588,26 +644,36 @@ snap_start(struct api_call *c, enum snap_kind kind, const char *tag,
 		drop_bitmaps(op, live);
 	} else if (live)
 		snap_live(op, &si);
-	else
+	else {
+		if (kind == SNAP_CREATE) {
+			snprintf(op->consistency, sizeof(op->consistency),
+			    "stopped");
+			snprintf(op->consistency_why, sizeof(op->consistency_why),
+			    "the VM was not running");
+		}
 		snap_offline_next(op);
+	}
 	return API_WAIT;
 }
 
 int
 snapshot_api_create(struct api_call *c)
 {
-	static const char *const keys[] = { "name", "memory", NULL };
+	static const char *const keys[] = { "name", "memory", "freeze", NULL };
 	json_t *body = c->body;
 	json_t *mem = json_object_get(body, "memory");
+	json_t *fr = json_object_get(body, "freeze");
 	const char *name;
 
 	if (api_body_keys(&c->err, body, keys) < 0 || api_body_name(&c->err,
 	    body, "snapshot name (a-z, 0-9, _ . -)", &name) < 0)
 		return API_FAIL;
-	if (mem && !json_is_boolean(mem))
-		return api_err(&c->err, 422, "invalid_value", "memory must be "
-		    "true or false");
-	return snap_start(c, SNAP_CREATE, name, json_is_true(mem));
+	if ((mem && !json_is_boolean(mem)) || (fr && !json_is_boolean(fr)))
+		return api_err(&c->err, 422, "invalid_value", "%s must be true "
+		    "or false", mem && !json_is_boolean(mem) ? "memory" :
+		    "freeze");
+	return snap_start(c, SNAP_CREATE, name, json_is_true(mem),
+	    json_is_false(fr));
 }
 
 int
@@ -628,7 +694,7 @@ snapshot_api_get(struct api_call *c)
 int
 snapshot_api_delete(struct api_call *c)
 {
-	return snap_start(c, SNAP_DELETE, c->route.arg[1], 0);
+	return snap_start(c, SNAP_DELETE, c->route.arg[1], 0, 0);
 }
 
 int
@@ -638,5 +704,5 @@ snapshot_api_revert(struct api_call *c)
 
 	if (api_body_keys(&c->err, c->body, none) < 0)
 		return API_FAIL;
-	return snap_start(c, SNAP_REVERT, c->route.arg[1], 0);
+	return snap_start(c, SNAP_REVERT, c->route.arg[1], 0, 0);
 }

@@ -80,6 +80,7 @@ vm_free(struct vm *vm)
 	if (vm->qmp)
 		job_qmp_gone(vm->qmp, "VM freed");
 	qmp_free(vm->qmp);
+	agent_detach(vm);
 	proc_watch_free(vm->watch);
 	if (vm->timer)
 		event_free(vm->timer);
@@ -123,6 +124,62 @@ ssh_json(const struct vm *vm)
 		snprintf(cmd, sizeof(cmd), "ssh -p %d %s@%s", port, user, host);
 	return json_pack("{s:s, s:s, s:i, s:s}", "user", user, "host", host,
 	    "port", port, "command", cmd);
+}
+
+/* What the guest agent said, and whether it is there. */
+static json_t *
+guest_json(const struct vm *vm)
+{
+	json_t *g = vm->guest ? json_deep_copy(vm->guest) : json_object();
+	char since[40];
+
+	static const char *const freeze[] = { "thawed", "freezing", "frozen",
+	    "thawing" };
+
+	if (vm->pid > 0 && vm->spec.agent.enabled)
+		json_object_set_new(g, "freeze", json_string(freeze[vm->freeze]));
+	if (!vm->spec.agent.enabled)
+		json_object_set_new(g, "agent", json_string("disabled"));
+	else if (agent_ready(vm)) {
+		json_object_set_new(g, "agent", json_string("connected"));
+		json_object_set_new(g, "connected_since", json_string(
+		    fmt_time_ms(vm->agent_since, since, sizeof(since))));
+	} else {
+		json_object_set_new(g, "agent", json_string("disconnected"));
+		json_object_set_new(g, "error", json_string(vm->pid > 0 ?
+		    vm->agent_error : "not running"));
+	}
+	return g;
+}
+
+/*
+ * Its address: the guest's own first IPv4 one (the agent's word), else
+ * the one vmgr assigned on a vmgr network.  NULL: none known.
+ */
+static const char *
+vm_ip(const struct vm *vm)
+{
+	json_t *i, *a;
+	size_t k, m;
+
+	json_array_foreach(json_object_get(vm->guest, "interfaces"), k, i) {
+		if (strcmp(json_string_value(json_object_get(i, "name")), "lo")
+		    == 0)
+			continue;
+		json_array_foreach(json_object_get(i, "addresses"), m, a) {
+			const char *ip = json_string_value(json_object_get(a,
+			    "address"));
+			const char *fam = json_string_value(json_object_get(a,
+			    "family"));
+			if (ip && fam && strcmp(fam, "ipv4") == 0 &&
+			    strncmp(ip, "127.", 4) != 0)
+				return ip;
+		}
+	}
+	for (int n = 0; n < vm->spec.nnics; n++)
+		if (vm->spec.nics[n].ip[0])
+			return vm->spec.nics[n].ip;
+	return NULL;
 }
 
 json_t *
@@ -170,6 +227,10 @@ vm_json(const struct vm *vm)
 	json_t *ssh = vm->spec.cloud_init ? ssh_json(vm) : NULL;
 	if (ssh)
 		json_object_set_new(o, "ssh", ssh);
+	json_object_set_new(o, "guest", guest_json(vm));
+	const char *ip = vm->pid > 0 || vm->spec.nnics ? vm_ip(vm) : NULL;
+	if (ip)
+		json_object_set_new(o, "ip", json_string(ip));
 	if (hooks.json)
 		hooks.json(vm, o);
 	return o;
@@ -397,7 +458,7 @@ void
 vm_remove_runtime_files(const struct vm *vm)
 {
 	static const char *const files[] = { "qmp.sock", "console.sock",
-	    "qemu.pid", "state.new" };
+	    "agent.sock", "qemu.pid", "state.new" };
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

@@ -201,10 +201,13 @@ do_pause_resume(struct api_call *c, struct vm *vm, int pause)
 static int
 do_shutdown(struct api_call *c, struct vm *vm)
 {
-	static const char *const keys[] = { "timeout_s", "wait", NULL };
+	static const char *const keys[] = { "timeout_s", "wait", "method",
+	    NULL };
 	long long timeout = vmgrd->shutdown_timeout_s;
 	json_t *body = c->body;
 	json_t *wait = body ? json_object_get(body, "wait") : NULL;
+	json_t *jm = body ? json_object_get(body, "method") : NULL;
+	const char *method = jm ? json_string_value(jm) : "auto";
 
 	if (api_body_keys(&c->err, body, keys) < 0 ||
 	    api_body_int(&c->err, body, "timeout_s", 0, 86400, &timeout) < 0)
@@ -212,17 +215,30 @@ do_shutdown(struct api_call *c, struct vm *vm)
 	if (wait && !json_is_boolean(wait))
 		return api_err(&c->err, 422, "invalid_value",
 		    "wait must be true or false");
+	if (method == NULL || (strcmp(method, "auto") && strcmp(method,
+	    "agent") && strcmp(method, "acpi")))
+		return api_err(&c->err, 422, "invalid_value", "method must be "
+		    "auto, agent or acpi");
 	if (vm_refuse(vm, EV_SHUTDOWN, &c->err) < 0 ||
 	    vm_need_qmp(vm, &c->err) < 0)
 		return API_FAIL;
 	int was_paused = vm->state == VM_PAUSED;
-	if (vm_set_state(vm, EV_SHUTDOWN, "api", "ACPI power button, %llds to "
-	    "power off", timeout) < 0)
+	/* The agent of a paused guest cannot answer: the button, then. */
+	int by_agent = strcmp(method, "acpi") != 0 && !was_paused &&
+	    agent_ready(vm);
+	if (strcmp(method, "agent") == 0 && !by_agent)
+		return api_err(&c->err, 409, "no_agent", "the guest agent of %s "
+		    "is not connected%s; use --method acpi", vm->spec.name,
+		    was_paused ? " (the VM is paused)" : "");
+	if (vm_set_state(vm, EV_SHUTDOWN, "api", "%s, %llds to power off",
+	    by_agent ? "guest agent shutdown" : "ACPI power button",
+	    timeout) < 0)
 		return vm_db_err(&c->err);
 	/* A paused guest cannot see the button: let it run to act on it. */
 	if (was_paused)
 		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
-	qmp_command(vm->qmp, "system_powerdown", NULL, NULL, NULL);
+	if (!by_agent || agent_shutdown(vm) < 0)
+		qmp_command(vm->qmp, "system_powerdown", NULL, NULL, NULL);
 	fault_point("shutdown:after-button");
 	vm_arm(vm, (int)timeout, vm_shutdown_timeout);
 	if (wait && json_is_false(wait))

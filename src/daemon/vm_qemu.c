@@ -58,6 +58,7 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 		job_qmp_gone(vm->qmp, how);
 	qmp_free(vm->qmp);	/* fails its pending commands */
 	vm->qmp = NULL;
+	agent_detach(vm);
 	vm_remove_runtime_files(vm);
 	cgroup_remove(vm);
 	net_forget_vm(vm);
@@ -122,7 +123,13 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 		    "off");
 	else if (vm_has(vm, VMF_PANICKED))
 		vm_set_state(vm, EV_CRASH, "qemu", "guest panicked");
-	else if (vm->state == VM_STOPPING || vm_has(vm, VMF_GUEST_OFF))
+	else if (vm->state == VM_STOPPING && vm_has(vm, VMF_AGENT_OFF))
+		vm_set_state(vm, EV_GUEST_OFF, "guest", "guest powered off "
+		    "(guest agent)");
+	else if (vm->state == VM_STOPPING)
+		vm_set_state(vm, EV_GUEST_OFF, "guest", "guest powered off "
+		    "(ACPI button)");
+	else if (vm_has(vm, VMF_GUEST_OFF))
 		vm_set_state(vm, EV_GUEST_OFF, "guest", "guest powered off");
 	else {
 		vm_qemu_log_tail(vm, tail, sizeof(tail));
@@ -130,7 +137,7 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 	}
 	vm->busy = OP_NONE;
 	vm->flags &= ~(VMF_STOP_ASKED | VMF_FORCED | VMF_GUEST_OFF |
-	    VMF_PANICKED);
+	    VMF_PANICKED | VMF_AGENT_OFF);
 	vm_complete(vm, OP_STOP, 200, NULL, NULL);
 	vm_complete(vm, OP_SHUTDOWN, 200, NULL, NULL);
 	vm_complete(vm, OP_PAUSE, 409, "vm_stopped", "%s stopped meanwhile",
@@ -302,6 +309,7 @@ vm_qmp_ready(struct qmp *q, void *arg)
 	 */
 	if (vm->state == VM_STOPPING && vm->busy == OP_NONE)
 		qmp_command(q, "system_powerdown", NULL, NULL, NULL);
+	agent_attach(vm);
 }
 
 static void
@@ -335,6 +343,12 @@ vm_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 	} else if (strcmp(name, "BALLOON_CHANGE") == 0) {
 		vm->balloon_actual_mib = (long long)json_integer_value(
 		    json_object_get(data, "actual")) >> 20;
+	} else if (strcmp(name, "VSERPORT_CHANGE") == 0) {
+		if (strcmp(json_string_value(json_object_get(data, "id")) ?
+		    json_string_value(json_object_get(data, "id")) : "",
+		    "qga0") == 0)
+			agent_port(vm, json_is_true(json_object_get(data,
+			    "open")));
 	} else if (strcmp(name, "MIGRATION") == 0) {
 		migration_event(vm, json_string_value(json_object_get(data,
 		    "status")));

@@ -154,7 +154,7 @@ struct launch {
 	int		 tapfd[SPEC_MAX_NICS];	/* vmgrd's, or -1 */
 	int		 qtapfd[SPEC_MAX_NICS];	/* their numbers in QEMU */
 	int		 fds[QEMU_FIRST_TAP_FD - 3 + SPEC_MAX_NICS + 4], nfds;
-	int		 lfd, confd, logfd, restfd;
+	int		 lfd, confd, logfd, restfd, agentfd;
 	int		 varsfd, varsrofd, seedfd, cdromfd; /* firmware's, or -1 */
 	int		 qvarsfd, qvarsrofd, qseedfd, qcdromfd; /* QEMU's, or 0 */
 	const char	*ovmf;
@@ -170,7 +170,7 @@ launch_init(struct launch *l)
 	memset(l, 0, sizeof(*l));
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
 		l->tapfd[i] = l->qtapfd[i] = -1;
-	l->lfd = l->confd = l->logfd = l->restfd = -1;
+	l->lfd = l->confd = l->logfd = l->restfd = l->agentfd = -1;
 	l->varsfd = l->varsrofd = l->seedfd = l->cdromfd = -1;
 }
 
@@ -182,6 +182,8 @@ launch_free(struct vm *vm, struct launch *l)
 		close(l->lfd);
 	if (l->confd >= 0)
 		close(l->confd);
+	if (l->agentfd >= 0)
+		close(l->agentfd);
 	if (l->logfd >= 0)
 		close(l->logfd);
 	if (l->restfd >= 0)
@@ -247,6 +249,14 @@ launch_files(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		    csock, strerror(errno));
 		return -1;
 	}
+	/* The agent's socket, or a placeholder that keeps the numbers. */
+	vm_path(vm, "agent.sock", path, sizeof(path));
+	unlink(path);
+	if ((l->agentfd = vm->spec.agent.enabled ? sock_bind(path,
+	    SOCK_STREAM, 1, 0) : open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "%.300s: %s", path, strerror(errno));
+		return -1;
+	}
 	vm_path(vm, "console.log", path, sizeof(path));
 	if ((l->logfd = open_private(path, O_WRONLY | O_CREAT | O_APPEND,
 	    0600)) < 0) {
@@ -269,6 +279,7 @@ launch_files(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	l->fds[1] = l->restfd;
 	l->fds[2] = l->confd;
 	l->fds[3] = l->logfd;
+	l->fds[4] = l->agentfd;
 	l->nfds = QEMU_FIRST_TAP_FD - 3;
 	return 0;
 }
@@ -407,6 +418,7 @@ launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		.cmdline = l->cmdline,
 		.disks = l->diskp,
 		.paused = 1,
+		.agent = vm->spec.agent.enabled,
 		.incoming = vm_has(vm, VMF_RESTORING),
 		.nets = l->nets,
 		.taps = l->tapp,
@@ -426,7 +438,7 @@ launched(struct vm *vm, const struct launch *l, pid_t pid)
 	vm->pid = pid;
 	vm->flags &= ~VMF_LEGACY;
 	vm->started_at = now_unix_ms();
-	vm->flags &= ~(VMF_GUEST_OFF | VMF_PANICKED | VMF_FORCED |
+	vm->flags &= ~(VMF_GUEST_OFF | VMF_PANICKED | VMF_FORCED | VMF_AGENT_OFF |
 	    VMF_STOP_ASKED | VMF_CONT_OK | VMF_RESUMED | VMF_RESTORE_SENT);
 	memset(vm->nic_rx_bytes, 0, sizeof(vm->nic_rx_bytes));
 	memset(vm->nic_tx_bytes, 0, sizeof(vm->nic_tx_bytes));

@@ -421,3 +421,61 @@ fd_reopen_ro(int fd)
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	return open(path, O_RDONLY | O_CLOEXEC);
 }
+
+static const char b64[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+char *
+base64_encode(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	char *out = malloc((len + 2) / 3 * 4 + 1), *o = out;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i += 3) {
+		unsigned v = (unsigned)p[i] << 16;
+		if (i + 1 < len)
+			v |= (unsigned)p[i + 1] << 8;
+		if (i + 2 < len)
+			v |= p[i + 2];
+		*o++ = b64[v >> 18];
+		*o++ = b64[(v >> 12) & 63];
+		*o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+		*o++ = i + 2 < len ? b64[v & 63] : '=';
+	}
+	*o = '\0';
+	return out;
+}
+
+unsigned char *
+base64_decode(const char *s, size_t *outlen)
+{
+	size_t n = strlen(s), k = 0;
+	unsigned char *out;
+	unsigned v = 0;
+	int bits = 0, pad = 0;
+
+	if (n % 4 != 0 || (out = malloc(n / 4 * 3 + 1)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		const char *c = s[i] ? strchr(b64, s[i]) : NULL;
+		if (s[i] == '=' && i >= n - 2) {
+			pad++;
+			continue;
+		}
+		if (c == NULL || pad) {
+			free(out);
+			return NULL;
+		}
+		v = (v << 6) | (unsigned)(c - b64);
+		if ((bits += 6) >= 8) {
+			bits -= 8;
+			out[k++] = (unsigned char)(v >> bits);
+			v &= (1u << bits) - 1;
+		}
+	}
+	out[k] = '\0';
+	*outlen = k;
+	return out;
+}

@@ -69,6 +69,14 @@ int	write_file_atomic(const char *path, const void *data, size_t len,
 	    mode_t mode);
 
 /* Monotonic and wall-clock time. */
+/*
+ * Base64 (RFC 4648, with padding), as the guest agent speaks it.  encode
+ * returns a new NUL-terminated string; decode a new buffer of *outlen
+ * bytes (NUL-terminated too), or NULL for input that is not base64.
+ */
+char	*base64_encode(const void *data, size_t len);
+unsigned char *base64_decode(const char *s, size_t *outlen);
+
 double	 now_mono(void);
 int64_t	 now_unix_ms(void);
 

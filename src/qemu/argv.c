@@ -279,6 +279,21 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	push(&sv, "chardev:ser0");
 	push(&sv, "-device");
 	push(&sv, "pvpanic");
+	/*
+	 * The guest agent's port: a listening socket of vmgrd's that vmgrd
+	 * itself connects to; QMP's VSERPORT_CHANGE (id qga0) tells when the
+	 * agent in the guest opens or closes it.
+	 */
+	if (c->agent) {
+		push(&sv, "-chardev");
+		push(&sv, "socket,id=qgachr,fd=%d,server=on,wait=off",
+		    QEMU_AGENT_FD);
+		push(&sv, "-device");
+		push(&sv, "virtio-serial-pci,id=vser0");
+		push(&sv, "-device");
+		push(&sv, "virtserialport,bus=vser0.0,chardev=qgachr,id=qga0,"
+		    "name=org.qemu.guest_agent.0");
+	}
 	/* The balloon moves dynamic and hybrid VMs within their range. */
 	push(&sv, "-device");
 	push(&sv, "virtio-balloon-pci,id=balloon0");

@@ -14,7 +14,8 @@
  * directory, which QEMU's user cannot write: its QMP listening socket, the
  * saved state a restore reads (migrate-incoming "fd:4"; /dev/null when not
  * restoring), the serial console's listening socket and the console log it
- * appends to (as fd set 1), then the taps of bridge NICs.  A save's file is
+ * appends to (as fd set 1), the guest agent's listening socket, then the
+ * taps of bridge NICs.  A save's file is
  * handed over later, with getfd.  QEMU itself writes only its NICs'
  * sockets, in VMDIR/qemu/, the one directory of its own.
  */
@@ -22,7 +23,8 @@
 #define QEMU_RESTORE_FD		4
 #define QEMU_CONSOLE_FD		5
 #define QEMU_CONSOLE_LOG_FD	6
-#define QEMU_FIRST_TAP_FD	7
+#define QEMU_AGENT_FD		7	/* the guest agent's listening socket */
+#define QEMU_FIRST_TAP_FD	8
 
 struct qemu_conf {
 	const char	*binary;	/* "qemu-system-x86_64" or a path */
@@ -33,6 +35,7 @@ struct qemu_conf {
 	const char	*cmdline;	/* or NULL */
 	const char	*const *disks;	/* spec->ndisks volume paths */
 	int		 paused;	/* start with -S */
+	int		 agent;		/* a guest agent channel on QEMU_AGENT_FD */
 	int		 incoming;	/* -incoming defer: a restore follows */
 	/*
 	 * Per NIC: NULL for user-mode NAT, else the vmgr network's switch

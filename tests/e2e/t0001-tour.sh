@@ -32,6 +32,21 @@ check "QEMU runs with that pid" kill -0 "$pid"
 is "$(qemu_pids | wc -l)" 1 "exactly one QEMU for the VM"
 check "the guest prints GUEST-READY on its console" \
     wait_until 60 console_has web GUEST-READY
+# The built-in guest runs no guest agent: its channel is there, unanswered.
+j=$(vmgr info web --json)
+is "$(echo "$j" | jq -r .guest.agent)" disconnected "info: the guest agent is not connected"
+like "$(echo "$j" | jq -r .guest.error)" "waiting for the agent" "and it says it waits for it"
+check "the agent's socket is there" test -S "$(echo "$j" | jq -r .runtime.dir)/agent.sock"
+vmgr exec web -- true >/dev/null 2>"$STATE/err"; rc=$?
+is "$rc" 125 "exec without an agent: exit 125"
+like "$(cat "$STATE/err")" "not connected" "exec says the agent is not connected"
+printf 'pw\n' >"$STATE/pw"
+vmgr set-password web root --password-file "$STATE/pw" >/dev/null 2>&1
+is "$?" 1 "set-password without an agent is refused"
+r=$(api POST /v1/vms/web/shutdown '{"method":"agent"}')
+like "$r" '^409 .*no_agent' "shutdown --method agent without an agent: 409 no_agent"
+is "$(state_of web)" running "and the VM runs on"
+rm -f "$STATE/err" "$STATE/pw"
 
 out=$(printf 'echo hello-$((6*7))\n' | vmgr console web)
 ok $? "console with piped stdin exits at end of input"
@@ -63,8 +78,8 @@ wait $cpid
 out=$(vmgr shutdown web)
 ok $? "shutdown returns success"
 is "$(state_of web)" created "after shutdown the state is created"
-is "$(vmgr info web --json | jq -r .state_reason)" "guest powered off" \
-    "the guest powered itself off (ACPI)"
+is "$(vmgr info web --json | jq -r .state_reason)" "guest powered off (ACPI button)" \
+    "the guest powered itself off (ACPI: it has no agent)"
 check "QEMU is gone" wait_until 5 sh -c "! kill -0 $pid"
 ev=$(vmgr events web --json | jq -r '.[] | .from + ">" + .to + ":" + .event' | tr '\n' ' ')
 like "$ev" 'created>queued:start queued>running:admit running>paused:pause paused>running:resume running>stopping:shutdown stopping>created:guest_off' \
@@ -92,6 +107,16 @@ is "$(vmgr events web --json | jq -r '.[-1].event + " " + .[-1].reason')" "stop 
     "the last event is the stop"
 
 check "console --log still shows the last run" console_has web GUEST-READY
+
+check "create quiet --no-agent" vmgr create quiet --image tiny --no-agent
+is "$(vmgr info quiet --json | jq -c .spec.agent)" '{"enabled":false,"freeze":true}' "its spec: agent disabled"
+check "start quiet" vmgr start quiet
+qpid=$(vmgr info quiet --json | jq -r .pid)
+is "$(tr '\0' '\n' </proc/$qpid/cmdline | grep -c guest_agent)" 0 "its QEMU has no agent channel"
+is "$(vmgr info quiet --json | jq -r .guest.agent)" disabled "info: the guest agent is disabled"
+r=$(api POST /v1/vms/quiet/exec '{"argv":["true"]}')
+like "$r" '^409 .*no_agent.*agent.enabled is false' "exec on it: 409 no_agent, saying why"
+check "stop and delete quiet" sh -c "'$VMGR_BIN' --state-dir '$STATE' stop quiet && '$VMGR_BIN' --state-dir '$STATE' delete quiet"
 out=$(vmgr delete web)
 ok $? "delete succeeds"
 vmgr info web >/dev/null 2>&1

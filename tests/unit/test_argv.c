@@ -250,6 +250,36 @@ test_minimal(void **unused)
 	spec_clear(&spec);
 }
 
+/* The guest agent's port: vmgrd's listening socket, a virtio-serial port
+ * of the name qemu-guest-agent looks for, and the id QMP's VSERPORT_CHANGE
+ * names. */
+static void
+test_agent(void **unused)
+{
+	struct vm_spec spec;
+	struct qemu_conf c = conf("tcg", 0);
+	char **argv;
+
+	(void)unused;
+	load_spec(spec_json, &spec);
+	assert_true(spec.agent.enabled);
+	assert_true(spec.agent.freeze);
+	c.agent = 1;
+	argv = qemu_argv(&spec, &c);
+	assert_non_null(argv);
+	assert_opt(argv, "-chardev", "socket,id=qgachr,fd=7,server=on,"
+	    "wait=off");
+	assert_opt(argv, "-device", "virtio-serial-pci,id=vser0");
+	assert_opt(argv, "-device", "virtserialport,bus=vser0.0,"
+	    "chardev=qgachr,id=qga0,name=org.qemu.guest_agent.0");
+	strv_free(argv);
+	c.agent = 0;
+	argv = qemu_argv(&spec, &c);
+	assert_int_equal(count(argv, "virtio-serial-pci,id=vser0"), 0);
+	strv_free(argv);
+	spec_clear(&spec);
+}
+
 static void
 test_strv_free_null(void **unused)
 {
@@ -264,6 +294,7 @@ main(void)
 		cmocka_unit_test(test_tcg),
 		cmocka_unit_test(test_kvm_paused),
 		cmocka_unit_test(test_minimal),
+		cmocka_unit_test(test_agent),
 		cmocka_unit_test(test_strv_free_null),
 	};
 

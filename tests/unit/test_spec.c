@@ -100,7 +100,8 @@ static const struct good {
 	  "'machine':'pc','boot':{'kernel':'/k'},"
 	  "'resources':{'policy':'hybrid','priority':10,"
 	  "'weight':0.25},"
-	  "'schedule':{'preemptible':true},'autostart':true}",
+	  "'schedule':{'preemptible':true},'autostart':true,"
+	  "'agent':{'enabled':false,'freeze':false}}",
 	  .name = "0.b_c-d", .vcpus = 255, .memory = 16, .machine = "pc",
 	  .image = "", .kernel = "/k", .policy = "hybrid", .priority = 10,
 	  .weight = 0.25, .min_memory = 16, .preemptible = 1,
@@ -347,6 +348,12 @@ static const struct bad {
 	{ A "'schedule':{'preemptible':1}}", 422, "invalid_value",
 	  "preemptible" },
 	{ A "'autostart':'yes'}", 422, "invalid_value", "autostart" },
+	/* The guest agent. */
+	{ A "'agent':true}", 422, "invalid_value", "agent must be an object" },
+	{ A "'agent':{'enabled':'no'}}", 422, "invalid_value",
+	  "agent.enabled" },
+	{ A "'agent':{'freeze':0}}", 422, "invalid_value", "agent.freeze" },
+	{ A "'agent':{'freez':false}}", 422, "unknown_field", "agent.freez" },
 };
 
 #undef A
@@ -441,6 +448,8 @@ assert_same_spec(const struct vm_spec *a, const struct vm_spec *b)
 	    b->schedule.expected_runtime_s);
 	assert_int_equal(a->schedule.preemptible, b->schedule.preemptible);
 	assert_int_equal(a->autostart, b->autostart);
+	assert_int_equal(a->agent.enabled, b->agent.enabled);
+	assert_int_equal(a->agent.freeze, b->agent.freeze);
 }
 
 static void

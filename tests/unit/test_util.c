@@ -411,6 +411,42 @@ test_rm_rf(void **state)
 	assert_int_equal(stat(path, &st), -1);
 }
 
+/* RFC 4648's test vectors, both ways, and input that is not base64. */
+static void
+test_base64(void **unused)
+{
+	static const char *const v[][2] = { { "", "" }, { "f", "Zg==" },
+	    { "fo", "Zm8=" }, { "foo", "Zm9v" }, { "foob", "Zm9vYg==" },
+	    { "fooba", "Zm9vYmE=" }, { "foobar", "Zm9vYmFy" } };
+	static const char *const bad[] = { "Zg=", "Z===", "Zm9v!A==",
+	    "Zg==Zg==", "=Zg=" };
+	unsigned char bin[256], *d;
+	size_t n;
+	char *e;
+
+	(void)unused;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		e = base64_encode(v[i][0], strlen(v[i][0]));
+		assert_string_equal(e, v[i][1]);
+		free(e);
+		d = base64_decode(v[i][1], &n);
+		assert_non_null(d);
+		assert_int_equal(n, strlen(v[i][0]));
+		assert_memory_equal(d, v[i][0], n);
+		free(d);
+	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_null(base64_decode(bad[i], &n));
+	for (int i = 0; i < 256; i++)
+		bin[i] = (unsigned char)(255 - i);
+	e = base64_encode(bin, sizeof(bin));
+	d = base64_decode(e, &n);
+	assert_int_equal(n, sizeof(bin));
+	assert_memory_equal(d, bin, n);
+	free(d);
+	free(e);
+}
+
 int
 main(void)
 {
@@ -422,6 +458,7 @@ main(void)
 		cmocka_unit_test(test_clocks),
 		cmocka_unit_test(test_fd_flags),
 		cmocka_unit_test(test_default_state_dir),
+		cmocka_unit_test(test_base64),
 		cmocka_unit_test_setup_teardown(test_write_read,
 		    tmpdir_setup, tmpdir_teardown),
 		cmocka_unit_test_setup_teardown(test_read_exact_max,
