@@ -48,6 +48,10 @@ json_t	*api_get(const char *path, int *rc);
 json_t	*api_send(const char *method, const char *path, json_t *body,
 	    long timeout_s, int *rc);
 
+/* A GET whose reply is bytes (a PNG): *data malloc'd, *len long. */
+long	api_get_bytes(const char *path, char **data, size_t *len,
+	    long timeout_s);
+
 /*
  * Stream a GET: each complete line of the reply is passed to cb as it
  * arrives.  Returns the HTTP status or -1.
@@ -88,6 +92,8 @@ int	cmd_delete(int, char **);
 int	cmd_exec(int, char **);
 int	cmd_set_password(int, char **);
 int	cmd_freeze(int, char **);
+int	cmd_screenshot(int, char **);
+int	cmd_vnc(int, char **);
 int	cmd_console(int, char **);
 int	cmd_events(int, char **);
 int	cmd_help(int, char **);

@@ -123,6 +123,13 @@ show_now(json_t *s)
 		    "write_bytes"), b, sizeof(b)), (long long)num(d,
 		    "write_ops"), json_is_true(json_object_get(s, "stale")) ?
 		    " (stale: QEMU did not answer)" : "");
+	json_array_foreach(json_object_get(s, "guest_filesystems"), i, d)
+		if (json_object_get(d, "total_bytes"))
+			printf("guest fs %s (%s): %s used of %s\n",
+			    json_string_value(json_object_get(d, "mountpoint")),
+			    json_string_value(json_object_get(d, "type")),
+			    fmt_bytes(num(d, "used_bytes"), a, sizeof(a)),
+			    fmt_bytes(num(d, "total_bytes"), b, sizeof(b)));
 }
 
 int

@@ -588,6 +588,10 @@ create_option(struct create_args *a, int ch, const char *arg,
 		return 0;
 	case 'O':
 		return set_boot_order(a, arg);
+	case 'V':
+	case 'X':
+		json_object_set_new(a->spec, "vnc", json_boolean(ch == 'V'));
+		return 0;
 	case 'G':
 	case 'Z': {
 		json_t *ag = json_object_get(a->spec, "agent");
@@ -712,6 +716,8 @@ cmd_create(int argc, char **argv)
 		{ "boot", required_argument, NULL, 'O' },
 		{ "no-agent", no_argument, NULL, 'G' },
 		{ "no-freeze", no_argument, NULL, 'Z' },
+		{ "vnc", no_argument, NULL, 'V' },
+		{ "no-vnc", no_argument, NULL, 'X' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct create_args a = { json_object(), json_object(), json_array(),

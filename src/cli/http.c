@@ -57,6 +57,17 @@ api_call(const char *method, const char *path, json_t *body, json_t **resp,
 }
 
 long
+api_get_bytes(const char *path, char **data, size_t *len, long timeout_s)
+{
+	struct httpc_body b = { 0 };
+	long status = request("GET", path, NULL, &b, (double)timeout_s);
+
+	*data = b.data;
+	*len = b.len;
+	return status;
+}
+
+long
 api_stream(const char *path, void (*cb)(const char *, void *), void *arg)
 {
 	struct httpc_body b = { .line_cb = cb, .arg = arg };

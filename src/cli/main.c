@@ -44,7 +44,7 @@ const struct command commands[] = {
 	  "                 [--password-file FILE] [--user-data FILE]\n"
 	  "                 [--firmware bios|uefi] [--secure-boot]\n"
 	  "                 [--cdrom FILE] [--boot disk,cdrom|cdrom,disk] [--autostart]\n"
-	  "                 [--no-agent] [--no-freeze]\n"
+	  "                 [--no-agent] [--no-freeze] [--vnc | --no-vnc]\n"
 	  "       vmgr create -f SPEC.json [NAME]",
 	  "Define a VM (it starts in state created).  SIZE takes M, G or T\n"
 	  "(128M, 1G); a plain number is MiB.  --image tiny selects the\n"
@@ -151,6 +151,18 @@ const struct command commands[] = {
 	  "themselves (see `vmgr help backup`).\n" },
 	{ "thaw", cmd_freeze, "vmgr thaw NAME",
 	  "Thaw the guest's file systems (guest-fsfreeze-thaw).\n" },
+	{ "screenshot", cmd_screenshot, "vmgr screenshot NAME FILE.png",
+	  "Write a PNG of the VM's screen now (QMP screendump): the firmware, a\n"
+	  "boot loader, an installer, a desktop.  The VM needs a graphical\n"
+	  "console: VMs that boot through firmware get one by default (VGA);\n"
+	  "`vmgr create --vnc` gives one to others, --no-vnc takes it away.\n" },
+	{ "vnc", cmd_vnc, "vmgr vnc NAME [--port N] [--once]",
+	  "Serve the VM's graphical console to a VNC viewer: vmgr listens on\n"
+	  "127.0.0.1 (a free port, printed; --port N to choose) and relays each\n"
+	  "connection to the VM's VNC display, which QEMU opens on no port of\n"
+	  "its own (vmgrd hands it each client).  Runs until Ctrl-C; --once ends\n"
+	  "after the first viewer leaves.  Reach it from elsewhere through ssh\n"
+	  "-L, never by exposing the port.\n" },
 	{ "set-password", cmd_set_password,
 	  "vmgr set-password NAME USER [--password-file FILE]",
 	  "Set USER's password in the running guest through its agent\n"

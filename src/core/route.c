@@ -47,6 +47,7 @@ static const struct endpoint {
 	{ R_VM_DELETE,	 ROUTE_DELETE, "v1/vms/:vm", BODY_NONE, "" },
 	{ R_VM_STATS,	 G, "v1/vms/:vm/stats",	BODY_NONE, "history" },
 	{ R_VM_CONSOLE,	 G, "v1/vms/:vm/console", BODY_NONE, "tail" },
+	{ R_VM_SCREENSHOT, G, "v1/vms/:vm/screenshot", BODY_NONE, "" },
 	{ R_SNAP_LIST,	 G, "v1/vms/:vm/snapshots", BODY_NONE, "" },
 	{ R_SNAP_CREATE, P, "v1/vms/:vm/snapshots", BODY_OBJECT, "" },
 	{ R_VM_EXEC,	 P, "v1/vms/:vm/exec",	BODY_OBJECT, "" },

@@ -830,7 +830,7 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	static const char *const keys[] = { "name", "vcpus", "memory_mib",
 	    "machine", "image", "boot", "disks", "nics", "resources",
 	    "schedule", "autostart", "firmware", "secure_boot", "cdrom",
-	    "cloud_init", "agent", NULL };
+	    "cloud_init", "agent", "vnc", NULL };
 	const char *s;
 	long long v;
 	json_t *sub;
@@ -928,6 +928,9 @@ spec_from_json(const json_t *root, struct vm_spec *spec,
 	if ((sub = json_object_get(root, "agent")) != NULL &&
 	    parse_agent(sub, spec, err) < 0)
 		return -1;
+	if ((rc = get_bool(root, "vnc", "", &spec->vnc, err)) < 0)
+		return -1;
+	spec->vnc_given = rc == 0;
 
 	if (spec->resources.min_memory_mib == 0)
 		spec->resources.min_memory_mib = spec->memory_mib / 2 <
@@ -1038,6 +1041,8 @@ spec_to_json(const struct vm_spec *spec)
 	json_object_set_new(o, "autostart", json_boolean(spec->autostart));
 	json_object_set_new(o, "agent", json_pack("{s:b, s:b}", "enabled",
 	    spec->agent.enabled, "freeze", spec->agent.freeze));
+	if (spec->vnc_given)
+		json_object_set_new(o, "vnc", json_boolean(spec->vnc));
 	return o;
 }
 

@@ -89,6 +89,13 @@ struct vm_spec {
 		bool	enabled;
 		bool	freeze;
 	} agent;
+	/*
+	 * A graphical console (VGA, a VNC display vmgrd serves).  Unless the
+	 * spec says, vmgrd decides at create: on for VMs that boot through
+	 * firmware, off for a kernel booted directly (tiny).
+	 */
+	bool		vnc;
+	bool		vnc_given;
 	char		firmware[8];	/* "bios", "uefi", or "": vmgrd decides */
 	bool		secure_boot;	/* UEFI with Secure Boot */
 	char		*cdrom;		/* owned: an ISO's path, or NULL */

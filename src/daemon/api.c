@@ -140,6 +140,7 @@ static const struct handler {
 	[R_VM_DELETE]	= { vm_api_delete, H_VM },
 	[R_VM_STATS]	= { h_vm_stats, H_VM },
 	[R_VM_CONSOLE]	= { vm_api_console, H_VM },
+	[R_VM_SCREENSHOT] = { display_api_screenshot, H_VM },
 	[R_VM_EXEC]	= { agent_api_exec, H_VM },
 	[R_VM_PASSWORD]	= { agent_api_password, H_VM },
 	[R_VM_FREEZE]	= { agent_api_freeze, H_VM },

@@ -29,6 +29,7 @@
 #define VMGR_VERSION	"0.1.0"
 
 struct qmp;
+struct evconnlistener;
 struct proc_watch;
 struct mon;
 struct api_call;
@@ -162,6 +163,7 @@ struct vm {
 	int64_t			 agent_since;	/* unix ms it answered; 0: not */
 	char			 agent_error[160]; /* why it is not connected */
 	json_t			*guest;		/* its view: os, hostname, ... */
+	struct evconnlistener	*vnc;		/* VMDIR/vnc.sock (display.c) */
 	enum agent_freeze	 freeze;	/* its file systems */
 	struct event		*thaw_timer;	/* the window's end, a retry */
 	double			 frozen_at;	/* monotonic: the freeze sent */
@@ -466,6 +468,14 @@ int	 vm_api_console(struct api_call *);
 void	 agent_attach(struct vm *);
 void	 agent_port(struct vm *, int open);
 void	 agent_detach(struct vm *);
+/*
+ * display.c: the graphical console of a VM whose spec has vnc: vmgrd
+ * listens on VMDIR/vnc.sock from QMP up to QEMU's exit and gives QEMU each
+ * client; GET .../screenshot.
+ */
+void	 display_attach(struct vm *);
+void	 display_detach(struct vm *);
+int	 display_api_screenshot(struct api_call *);
 /* 1 when the guest agent answers. */
 int	 agent_ready(const struct vm *);
 /* guest-shutdown sent (VMF_AGENT_OFF set); -1 when there is no agent. */

@@ -411,6 +411,11 @@ monitor_vm_json(const struct vm *vm, long history_s)
 			json_object_set_new(o, "running", json_boolean(
 			    vm->pid > 0));
 		}
+		/* The guest's own view, where its agent gives it. */
+		json_t *fs = json_object_get(vm->guest, "filesystems");
+		if (json_array_size(fs))
+			json_object_set_new(o, "guest_filesystems",
+			    json_deep_copy(fs));
 		return o;
 	}
 	json_t *arr = json_array();

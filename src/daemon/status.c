@@ -71,6 +71,69 @@ help(struct evbuffer *b, const char *name, const char *type, const char *text)
 	    name, type);
 }
 
+/* A label value as the exposition format wants it: \\, \" and \n. */
+static void
+label(struct evbuffer *b, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '\\' || *s == '"')
+			evbuffer_add_printf(b, "\\%c", *s);
+		else if (*s == '\n')
+			evbuffer_add(b, "\\n", 2);
+		else
+			evbuffer_add(b, s, 1);
+	}
+}
+
+/* What the guest agents say: connected or not, and file systems' use. */
+static void
+guest_metrics(struct evbuffer *b)
+{
+	static const char *const key[2] = { "used_bytes", "total_bytes" };
+	static const char *const name[2] = {
+		"vmgr_vm_guest_filesystem_used_bytes",
+		"vmgr_vm_guest_filesystem_size_bytes" };
+	static const char *const text[2] = {
+		"Bytes in use on a file system of the guest, as its agent says.",
+		"Size of a file system of the guest, as its agent says." };
+	struct vm *vm;
+	int any = 0;
+
+	TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+		if (vm->pid <= 0 || !vm->spec.agent.enabled)
+			continue;
+		if (!any++)
+			help(b, "vmgr_vm_guest_agent_connected", "gauge",
+			    "1 when the VM's guest agent answers.");
+		evbuffer_add_printf(b, "vmgr_vm_guest_agent_connected{vm=\"%s\"}"
+		    " %d\n", vm->spec.name, agent_ready(vm));
+	}
+	for (int k = 0; k < 2; k++) {
+		any = 0;
+		TAILQ_FOREACH(vm, &vmgrd->vms, entry) {
+			json_t *f;
+			size_t i;
+			if (vm->pid <= 0)
+				continue;
+			json_array_foreach(json_object_get(vm->guest,
+			    "filesystems"), i, f) {
+				json_t *v = json_object_get(f, key[k]);
+				const char *mp = json_string_value(
+				    json_object_get(f, "mountpoint"));
+				if (!json_is_integer(v) || mp == NULL)
+					continue;
+				if (!any++)
+					help(b, name[k], "gauge", text[k]);
+				evbuffer_add_printf(b, "%s{vm=\"%s\",mountpoint="
+				    "\"", name[k], vm->spec.name);
+				label(b, mp);
+				evbuffer_add_printf(b, "\"} %lld\n", (long long)
+				    json_integer_value(v));
+			}
+		}
+	}
+}
+
 /* The host's lines. */
 static void
 metrics_host(struct evbuffer *b)
@@ -233,6 +296,7 @@ metrics_devices(struct evbuffer *b)
 				    (unsigned long long)c[nm[k].which]);
 			}
 	}
+	guest_metrics(b);
 }
 
 int

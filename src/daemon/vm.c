@@ -81,6 +81,7 @@ vm_free(struct vm *vm)
 		job_qmp_gone(vm->qmp, "VM freed");
 	qmp_free(vm->qmp);
 	agent_detach(vm);
+	display_detach(vm);
 	proc_watch_free(vm->watch);
 	if (vm->timer)
 		event_free(vm->timer);
@@ -202,6 +203,10 @@ vm_json(const struct vm *vm)
 	json_object_set_new(rt, "console_socket", json_string(path));
 	vm_path(vm, "console.log", path, sizeof(path));
 	json_object_set_new(rt, "console_log", json_string(path));
+	if (vm->vnc) {
+		vm_path(vm, "vnc.sock", path, sizeof(path));
+		json_object_set_new(rt, "vnc_socket", json_string(path));
+	}
 	json_object_set_new(rt, "dir", json_string(vm->dir));
 	if (vm->pid > 0) {
 		char started[40];
@@ -458,7 +463,7 @@ void
 vm_remove_runtime_files(const struct vm *vm)
 {
 	static const char *const files[] = { "qmp.sock", "console.sock",
-	    "agent.sock", "qemu.pid", "state.new" };
+	    "agent.sock", "vnc.sock", "qemu.pid", "state.new" };
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {

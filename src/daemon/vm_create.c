@@ -363,6 +363,11 @@ check_spec(struct vm *vm, json_t *body, struct api_err *e)
 		    "here: it %s", vm->spec.name, msg);
 	if (check_boot(vm, e) < 0)
 		return -1;
+	/* A screen for what boots through firmware (installers, desktops). */
+	if (!vm->spec.vnc_given) {
+		vm->spec.vnc = !vm_boots_kernel(&vm->spec);
+		vm->spec.vnc_given = true;
+	}
 	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
 	    sizeof(msg)) < 0)
 		return api_err(e, 422, vm->spec.image[0] ? "no_such_image" :

@@ -59,6 +59,7 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 	qmp_free(vm->qmp);	/* fails its pending commands */
 	vm->qmp = NULL;
 	agent_detach(vm);
+	display_detach(vm);
 	vm_remove_runtime_files(vm);
 	cgroup_remove(vm);
 	net_forget_vm(vm);
@@ -310,6 +311,7 @@ vm_qmp_ready(struct qmp *q, void *arg)
 	if (vm->state == VM_STOPPING && vm->busy == OP_NONE)
 		qmp_command(q, "system_powerdown", NULL, NULL, NULL);
 	agent_attach(vm);
+	display_attach(vm);
 }
 
 static void

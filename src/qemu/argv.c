@@ -280,6 +280,17 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	push(&sv, "-device");
 	push(&sv, "pvpanic");
 	/*
+	 * A screen: standard VGA (firmware, installers and Linux all draw on
+	 * it) into a VNC display that listens nowhere: vmgrd hands it each
+	 * client (add_client), and screendump reads it.
+	 */
+	if (spec->vnc) {
+		push(&sv, "-device");
+		push(&sv, "VGA,id=vga0");
+		push(&sv, "-vnc");
+		push(&sv, "none");
+	}
+	/*
 	 * The guest agent's port: a listening socket of vmgrd's that vmgrd
 	 * itself connects to; QMP's VSERPORT_CHANGE (id qga0) tells when the
 	 * agent in the guest opens or closes it.

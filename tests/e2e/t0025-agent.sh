@@ -71,6 +71,14 @@ root_fs() {	# what the agent says of /: a few GiB, partly used
 wait_until 30 root_fs; rc=$?
 ok $rc "the file systems' use: / is a few GiB, partly used"
 [ $rc = 0 ] || fail_diag "filesystems: $(vmgr info web --json | jq -c .guest.filesystems)"
+m=$(curl -s --unix-socket "$STATE/vmgrd.sock" http://vmgrd/metrics)
+like "$m" 'vmgr_vm_guest_agent_connected\{vm="web"\} 1' "/metrics: the guest agent answers"
+like "$m" 'vmgr_vm_guest_filesystem_size_bytes\{vm="web",mountpoint="/"\} [0-9]{9,}' \
+    "/metrics: the size of the guest's /, as its agent says"
+like "$m" 'vmgr_vm_guest_filesystem_used_bytes\{vm="web",mountpoint="/"\} [0-9]{8,}' \
+    "/metrics: what is used of it"
+check "promtool check metrics passes" sh -c "printf '%s\n' \"\$1\" | promtool check metrics" _ "$m"
+like "$(vmgr stats web)" 'guest fs / \(ext4\): .* used of ' "vmgr stats shows the guest's file systems"
 check "web answers on SSH" wait_until 120 sh -c "timeout 20 '$VMGR_BIN' --state-dir '$STATE' ssh web -- -o BatchMode=yes -i '$W/key' true </dev/null"
 # The guest's own view, through ssh, against the agent's through vmgr.
 theirs=$(gssh ip -4 -o addr show | awk '{print $4}' | sort | tr '\n' ' ')

@@ -276,6 +276,15 @@ test_agent(void **unused)
 	c.agent = 0;
 	argv = qemu_argv(&spec, &c);
 	assert_int_equal(count(argv, "virtio-serial-pci,id=vser0"), 0);
+	/* No screen unless the spec has one. */
+	assert_int_equal(count(argv, "-vnc"), 0);
+	assert_int_equal(count(argv, "VGA,id=vga0"), 0);
+	strv_free(argv);
+	spec.vnc = true;
+	argv = qemu_argv(&spec, &c);
+	assert_opt(argv, "-device", "VGA,id=vga0");
+	assert_opt(argv, "-vnc", "none");
+	assert_string_equal(opt_value(argv, "-display"), "none");
 	strv_free(argv);
 	spec_clear(&spec);
 }

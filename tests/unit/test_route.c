@@ -43,6 +43,7 @@ static const struct ok_case {
 	{ G, "/v1/vms/w%65b", R_VM_GET, "web", NULL, BODY_NONE },
 	{ G, "/v1/vms/web/stats", R_VM_STATS, "web", NULL, BODY_NONE },
 	{ G, "/v1/vms/web/console", R_VM_CONSOLE, "web", NULL, BODY_NONE },
+	{ G, "/v1/vms/web/screenshot", R_VM_SCREENSHOT, "web", NULL, BODY_NONE },
 	{ P, "/v1/vms/web/exec", R_VM_EXEC, "web", NULL, BODY_OBJECT },
 	{ P, "/v1/vms/web/password", R_VM_PASSWORD, "web", NULL, BODY_OBJECT },
 	{ P, "/v1/vms/web/freeze", R_VM_FREEZE, "web", NULL, BODY_OPTIONAL },

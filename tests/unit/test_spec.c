@@ -101,7 +101,7 @@ static const struct good {
 	  "'resources':{'policy':'hybrid','priority':10,"
 	  "'weight':0.25},"
 	  "'schedule':{'preemptible':true},'autostart':true,"
-	  "'agent':{'enabled':false,'freeze':false}}",
+	  "'agent':{'enabled':false,'freeze':false},'vnc':true}",
 	  .name = "0.b_c-d", .vcpus = 255, .memory = 16, .machine = "pc",
 	  .image = "", .kernel = "/k", .policy = "hybrid", .priority = 10,
 	  .weight = 0.25, .min_memory = 16, .preemptible = 1,
@@ -354,6 +354,7 @@ static const struct bad {
 	  "agent.enabled" },
 	{ A "'agent':{'freeze':0}}", 422, "invalid_value", "agent.freeze" },
 	{ A "'agent':{'freez':false}}", 422, "unknown_field", "agent.freez" },
+	{ A "'vnc':1}", 422, "invalid_value", "vnc" },
 };
 
 #undef A
@@ -450,6 +451,8 @@ assert_same_spec(const struct vm_spec *a, const struct vm_spec *b)
 	assert_int_equal(a->autostart, b->autostart);
 	assert_int_equal(a->agent.enabled, b->agent.enabled);
 	assert_int_equal(a->agent.freeze, b->agent.freeze);
+	assert_int_equal(a->vnc, b->vnc);
+	assert_int_equal(a->vnc_given, b->vnc_given);
 }
 
 static void
