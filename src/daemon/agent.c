@@ -624,7 +624,11 @@ agent_freeze(struct vm *vm, double timeout_s, double window_s,
 		    vm->agent_error[0] ? ": " : "", vm->agent_error);
 		return -1;
 	}
-	if (vm->freeze != AF_THAWED) {
+	/*
+	 * A thaw still on its way (the last backup's) is no obstacle: the
+	 * agent takes commands in order, so this freeze comes after it.
+	 */
+	if (vm->freeze == AF_FREEZING || vm->freeze == AF_FROZEN) {
 		snprintf(why, whylen, "a freeze of %s is in progress",
 		    vm->spec.name);
 		return -1;
@@ -746,7 +750,7 @@ agent_api_freeze(struct api_call *c)
 	    api_body_int(&c->err, c->body, "timeout_s", 1, 3600, &window) < 0 ||
 	    need_agent(vm, &c->err) < 0)
 		return API_FAIL;
-	if (vm->freeze != AF_THAWED)
+	if (vm->freeze == AF_FREEZING || vm->freeze == AF_FROZEN)
 		return api_err(&c->err, 409, "busy", "a freeze of %s is in "
 		    "progress", vm->spec.name);
 	struct agent_op *op = op_park(c);
