@@ -48,6 +48,7 @@ struct agent_op {
 static TAILQ_HEAD(, agent_op) ops = TAILQ_HEAD_INITIALIZER(ops);
 
 static void	refresh(struct vm *vm, int all);
+static void	thaw_timer_clear(struct vm *vm);
 
 static struct agent_op *
 op_new(struct vm *vm, struct parked *p)
@@ -460,10 +461,7 @@ agent_detach(struct vm *vm)
 		event_free(vm->agent_timer);
 		vm->agent_timer = NULL;
 	}
-	if (vm->thaw_timer) {
-		event_free(vm->thaw_timer);
-		vm->thaw_timer = NULL;
-	}
+	thaw_timer_clear(vm);
 	vm->freeze = AF_THAWED;
 	/* Work waiting on the agent ends here; its callbacks see g gone. */
 	for (op = TAILQ_FIRST(&ops); op; op = next) {
@@ -485,13 +483,20 @@ agent_detach(struct vm *vm)
 static void	thaw_send(struct vm *vm);
 
 static void
+thaw_timer_clear(struct vm *vm)
+{
+	if (vm->thaw_timer) {
+		event_free(vm->thaw_timer);
+		vm->thaw_timer = NULL;
+	}
+}
+
+static void
 thaw_timer_set(struct vm *vm, double seconds, event_callback_fn fn)
 {
-	struct timeval tv = { (time_t)seconds, (suseconds_t)((seconds -
-	    (double)(time_t)seconds) * 1e6) };
+	struct timeval tv = tv_of(seconds);
 
-	if (vm->thaw_timer)
-		event_free(vm->thaw_timer);
+	thaw_timer_clear(vm);
 	vm->thaw_timer = evtimer_new(vmgrd->base, fn, vm);
 	if (vm->thaw_timer)
 		evtimer_add(vm->thaw_timer, &tv);
@@ -536,10 +541,7 @@ thawed(struct qga *g, json_t *r, const char *error, void *arg)
 		    (long long)json_integer_value(r));
 	vm->frozen_at = 0;
 	vm->freeze = AF_THAWED;
-	if (vm->thaw_timer) {
-		event_free(vm->thaw_timer);
-		vm->thaw_timer = NULL;
-	}
+	thaw_timer_clear(vm);
 }
 
 static void
@@ -777,28 +779,31 @@ api_thawed(struct qga *g, json_t *r, const char *error, void *arg)
 	}
 	if (vm->freeze == AF_FROZEN || vm->freeze == AF_THAWING) {
 		vm->freeze = AF_THAWED;
-		if (vm->thaw_timer) {
-			event_free(vm->thaw_timer);
-			vm->thaw_timer = NULL;
-		}
+		thaw_timer_clear(vm);
 	}
 	api_answer(op->p, 200, json_pack("{s:s, s:I}", "vm", vm->spec.name,
 	    "thawed", json_integer_value(r)));
 	op_free(op);
 }
 
-int
-agent_api_thaw(struct api_call *c)
+/* An endpoint of no body that is one agent command. */
+static int
+one_command(struct api_call *c, const char *cmd, double timeout,
+    qga_reply_cb cb)
 {
 	static const char *const none[] = { NULL };
-	struct vm *vm = c->vm;
-
 	struct agent_op *op;
 
 	if (api_body_keys(&c->err, c->body, none) < 0 ||
-	    need_agent(vm, &c->err) < 0 || (op = op_park(c)) == NULL)
+	    need_agent(c->vm, &c->err) < 0 || (op = op_park(c)) == NULL)
 		return API_FAIL;
-	return op_send(op, "guest-fsfreeze-thaw", NULL, THAW_TIMEOUT_S,
+	return op_send(op, cmd, NULL, timeout, cb);
+}
+
+int
+agent_api_thaw(struct api_call *c)
+{
+	return one_command(c, "guest-fsfreeze-thaw", THAW_TIMEOUT_S,
 	    api_thawed);
 }
 
@@ -823,15 +828,7 @@ api_pinged(struct qga *g, json_t *r, const char *error, void *arg)
 int
 agent_api_ping(struct api_call *c)
 {
-	static const char *const none[] = { NULL };
-	struct vm *vm = c->vm;
-
-	struct agent_op *op;
-
-	if (api_body_keys(&c->err, c->body, none) < 0 ||
-	    need_agent(vm, &c->err) < 0 || (op = op_park(c)) == NULL)
-		return API_FAIL;
-	return op_send(op, "guest-ping", NULL, INFO_TIMEOUT_S, api_pinged);
+	return one_command(c, "guest-ping", INFO_TIMEOUT_S, api_pinged);
 }
 
 /* ---- shutdown */

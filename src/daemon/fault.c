@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "../lib/log.h"
+#include "../lib/util.h"
 
 /* Whether the environment variable env names the point name. */
 static int
@@ -69,8 +70,7 @@ fault_stall(const char *name, pid_t pid)
 
 	if (pid <= 0 || !named("VMGR_STALL_AT", name) || !(s > 0 && s < 600))
 		return;
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	tv = tv_of(s);
 	log_warnx("stall point %s reached: stopping pid %d for %gs "
 	    "(VMGR_STALL_AT)", name, (int)pid, s);
 	kill(pid, SIGSTOP);

@@ -299,8 +299,7 @@ tick(evutil_socket_t fd, short what, void *arg)
 void
 monitor_init(double interval, void (*on_tick)(void))
 {
-	struct timeval tv = { (time_t)interval,
-	    (suseconds_t)((interval - (time_t)interval) * 1e6) };
+	struct timeval tv = tv_of(interval);
 
 	const char *r = getenv("VMGR_ROLLUP_SECONDS");
 

@@ -130,7 +130,7 @@ rr_arm(int queue_waiting)
 	double d = first - now_mono();
 	if (d < 0.01)
 		d = 0.01;
-	struct timeval tv = { (time_t)d, (suseconds_t)((d - (time_t)d) * 1e6) };
+	struct timeval tv = tv_of(d);
 	if (vmgrd->sched_timer == NULL)
 		vmgrd->sched_timer = evtimer_new(vmgrd->base, rr_timer, NULL);
 	evtimer_add(vmgrd->sched_timer, &tv);

@@ -479,3 +479,15 @@ base64_decode(const char *s, size_t *outlen)
 	*outlen = k;
 	return out;
 }
+
+struct timeval
+tv_of(double seconds)
+{
+	struct timeval tv;
+
+	if (seconds < 0)
+		seconds = 0;
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	return tv;
+}

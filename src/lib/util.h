@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/time.h>
 #include <sys/types.h>
 
 /*
@@ -76,6 +77,9 @@ int	write_file_atomic(const char *path, const void *data, size_t len,
  */
 char	*base64_encode(const void *data, size_t len);
 unsigned char *base64_decode(const char *s, size_t *outlen);
+
+/* seconds (>= 0) as a struct timeval, for libevent's timers. */
+struct timeval tv_of(double seconds);
 
 double	 now_mono(void);
 int64_t	 now_unix_ms(void);

@@ -65,8 +65,7 @@ arm(struct qga *g, double timeout)
 {
 	g->deadline = now_mono() + timeout;
 	if (g->timer) {
-		struct timeval tv = { (time_t)timeout,
-		    (suseconds_t)((timeout - (double)(time_t)timeout) * 1e6) };
+		struct timeval tv = tv_of(timeout);
 		evtimer_add(g->timer, &tv);
 	}
 }
@@ -313,11 +312,7 @@ timer_fire(evutil_socket_t fd, short what, void *arg)
 	qga_tick(g, now_mono());
 	/* Something out with a later deadline: wait for it. */
 	if (!g->dead && !g->closed_ && (g->sent || g->syncing)) {
-		double left = g->deadline - now_mono();
-		if (left < 0)
-			left = 0;
-		struct timeval tv = { (time_t)left,
-		    (suseconds_t)((left - (double)(time_t)left) * 1e6) };
+		struct timeval tv = tv_of(g->deadline - now_mono());
 		evtimer_add(g->timer, &tv);
 	}
 }
