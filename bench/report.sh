@@ -17,12 +17,13 @@ jq -n --slurpfile meta "$D/meta.json" \
     --argjson load "$([ -f "$D/load.json" ] && cat "$D/load.json" || echo null)" \
     --argjson debian "$([ -f "$D/debian.json" ] && cat "$D/debian.json" || echo null)" \
     --argjson agent "$([ -f "$D/agent.json" ] && cat "$D/agent.json" || echo null)" \
+    --argjson net "$([ -f "$D/net.json" ] && cat "$D/net.json" || echo null)" \
     '{meta: $meta[0].meta, floor: $floor.ops, vmgr_cli: $cli.ops,
       vmgr_api: $api.ops, libvirt: $virsh.ops,
       scale: ($scale + {list_100_cli: $list100.ops.list100, start_10_concurrent: $par.ops.all}),
       scheduler: {pure: $sched, rr_50: $rr},
       monitor: ($mon + {metrics_30_vms: $m30.ops.get}), backup: $backup, load: $load,
-      debian: $debian, agent: $agent}' \
+      debian: $debian, agent: $agent, net: $net}' \
     >"$D/results.json"
 
 defs='
@@ -67,6 +68,11 @@ jq -r '
   if .debian then
     "a real OS (Debian 12, 2 vCPUs, 1 GiB, TCG): vmgr create --image \(.debian.create_image_ms) ms, the clone \(.debian.create_image_bytes / 1024 | round) KiB",
     (.debian.boots[] | "  \(.firmware): start to login prompt \(.vmgr_login_ms) ms (floor \(.floor_login_ms), \(pct(.vmgr_login_ms; .floor_login_ms))), to SSH \(.vmgr_ssh_ms) ms (floor \(.floor_ssh_ms), \(pct(.vmgr_ssh_ms; .floor_ssh_ms)))")
+  else empty end,
+  if .net then
+    "networks (2 Debian 12 guests, 1 vCPU, 512 MiB, TCG; iperf3 \(.net.seconds) s, medians of \(.net.rounds)): bridge \(.net.bridge.a_to_b_mbit)/\(.net.bridge.b_to_a_mbit) Mbit/s, rtt \(.net.bridge.rtt_ms) ms; isolated \(.net.isolated.a_to_b_mbit)/\(.net.isolated.b_to_a_mbit) Mbit/s (\(.net.isolated.ratio_a_to_b * 100 | round)%/\(.net.isolated.ratio_b_to_a * 100 | round)% of the bridge; target 80%), rtt \(.net.isolated.rtt_ms) ms (\(.net.isolated.ratio_rtt * 100 | round)%; target under 150%)",
+    "  the switch: \(.net.isolated.switch_cpu_pct_per_gbit)% of a core per Gbit/s (vmgrd in all \(.net.isolated.vmgrd_cpu_pct_per_gbit)%); vmgr list while saturated p50 \(.net.isolated.list_p50_ms) ms, p99 \(.net.isolated.list_p99_ms) ms (target under 20)",
+    (.net.nat[] | "  NAT \(.backend): guest->host \(.guest_to_host_mbit) Mbit/s, host->guest \(.host_to_guest_mbit) Mbit/s")
   else empty end,
   if .agent then
     "guest agent (Debian 12, TCG): guest-ping p50 \(.agent.ping.p50_ms * 100 | round / 100) ms, p99 \(.agent.ping.p99_ms * 100 | round / 100) ms (n \(.agent.ping.n)); freeze window of \(.agent.freeze_window.backups) backups under write load p50 \(.agent.freeze_window.p50_ms) ms, p99 \(.agent.freeze_window.p99_ms) ms, max \(.agent.freeze_window.max_ms) ms (target p99 < 1000)"

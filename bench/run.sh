@@ -90,6 +90,10 @@ if [ "$QUICK" = 0 ]; then
 	"$top/bench/debian.sh" "$OUT/debian.json"
 	say "the guest agent: guest-ping, and the freeze window of backups under write load"
 	"$top/bench/agent.sh" "$OUT/agent.json"
+	if [ "$(id -u)" = 0 ]; then
+		say "networks: isolated (vmgrd's switch) and bridge (the kernel's), NAT by passt and slirp"
+		"$top/bench/net.sh" "$OUT/net.json"
+	fi
 fi
 
 if [ "$QUICK" = 1 ]; then

@@ -8,7 +8,7 @@ libcmocka-dev qemu-system-x86 qemu-utils
 busybox-static xz-utils perl curl jq sqlite3 prometheus openssl
 iproute2 dnsmasq-base clang libclang-rt-dev valgrind libssl-dev strace
 libyaml-dev mmdebstrap fdisk dosfstools mtools e2fsprogs grub-common
-grub-pc-bin grub-efi-amd64-bin ovmf xorriso openssh-client"
+grub-pc-bin grub-efi-amd64-bin ovmf xorriso openssh-client passt nftables iperf3 iputils-ping"
 
 if [ "${1:-}" = "--list" ]; then
 	echo $PKGS

@@ -21,6 +21,13 @@ show(json_t *n)
 		printf("bridge:   %s%s\n", jstr(n, "bridge"), json_is_true(
 		    json_object_get(n, "adopted")) ? " (adopted: used as it is, "
 		    "never deleted)" : "");
+	if (json_is_true(json_object_get(n, "nat")))
+		printf("nat:      to the host's uplink (nftables table ip "
+		    "vmgr_%lld)\n", (long long)json_integer_value(
+		    json_object_get(n, "id")));
+	if (json_object_get(n, "mtu"))
+		printf("mtu:      %lld\n", (long long)json_integer_value(
+		    json_object_get(n, "mtu")));
 	if (strcmp(jstr(n, "state"), "down") == 0)
 		printf("state:    down: %s\n", jstr(n, "error"));
 	json_array_foreach(json_object_get(n, "members"), i, m)
@@ -83,6 +90,17 @@ cmd_network(int argc, char **argv)
 				json_object_set_new(body, "type",
 				    json_string("bridge"));
 			a++;
+		} else if (strcmp(argv[a], "--nat") == 0) {
+			json_object_set_new(body, "nat", json_true());
+		} else if (strcmp(argv[a], "--mtu") == 0 && a + 1 < argc) {
+			char *end;
+			long v = strtol(argv[++a], &end, 10);
+			if (*argv[a] == '\0' || *end) {
+				json_decref(body);
+				return usage_error("network", "--mtu: a number of "
+				    "bytes, such as 1500");
+			}
+			json_object_set_new(body, "mtu", json_integer(v));
 		} else {
 			json_decref(body);
 			return usage_error("network", "unknown argument \"%s\"",
@@ -96,10 +114,11 @@ cmd_network(int argc, char **argv)
 	if (cli.json)
 		print_json(resp);
 	else
-		printf("created network %s (%s, %s%s%s)\n", jstr(resp, "name"),
+		printf("created network %s (%s, %s%s%s%s)\n", jstr(resp, "name"),
 		    jstr(resp, "type"), *jstr(resp, "subnet") ? jstr(resp,
 		    "subnet") : "adopted", *jstr(resp, "bridge") ? ", bridge " :
-		    "", jstr(resp, "bridge"));
+		    "", jstr(resp, "bridge"), json_is_true(json_object_get(resp,
+		    "nat")) ? ", NAT to the uplink" : "");
 	json_decref(resp);
 	return 0;
 }

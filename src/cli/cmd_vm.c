@@ -199,8 +199,13 @@ cmd_info(int argc, char **argv)
 	json_array_foreach(json_object_get(spec, "nics"), i, v) {
 		json_t *f;
 		size_t k;
-		printf("nic %zu:        %s %s\n", i, jstr(v, "network"),
-		    jstr(v, "mac"));
+		/* A running VM's NIC says what carries it: passt or slirp
+		 * for NAT, vmgrd's switch, a bridge. */
+		json_t *b = json_object_get(json_array_get(json_object_get(rt,
+		    "nics"), i), "backend");
+		printf("nic %zu:        %s %s%s%s%s\n", i, jstr(v, "network"),
+		    jstr(v, "mac"), b ? " (" : "", b ? json_string_value(b) : "",
+		    b ? ")" : "");
 		json_array_foreach(json_object_get(v, "forwards"), k, f)
 			printf("forward:      %s %s:%lld -> guest port %lld\n",
 			    jstr(f, "proto"), jstr(f, "host_addr"),

@@ -199,20 +199,29 @@ const struct command commands[] = {
 	  "a terminal (or with --once) it prints one screen and exits.\n" },
 	{ "network", cmd_network,
 	  "vmgr network create NAME [--subnet CIDR] [--type isolated|bridge]\n"
-	  "                     [--bridge-name IFNAME | --adopt-bridge IFNAME] |\n"
+	  "                     [--bridge-name IFNAME | --adopt-bridge IFNAME]\n"
+	  "                     [--nat] [--mtu BYTES] |\n"
 	  "                     list | show NAME | delete NAME",
 	  "Isolated networks: an Ethernet segment for VMs only, switched by vmgrd\n"
 	  "(no root needed).  VMs join with `vmgr create VM --nic NAME`; each NIC\n"
 	  "gets the next free address of the subnet (default: the first free\n"
 	  "10.N.0.0/24), which the built-in guest configures at boot.  VMs on\n"
-	  "different networks cannot reach each other.  Overlapping subnets are\n"
+	  "different networks cannot reach each other.  Their guests use a large\n"
+	  "MTU (--mtu, default 65520; 1280 to 65520), set at boot like the\n"
+	  "address: the switch's NICs have no offloads, so large frames are what\n"
+	  "makes them fast.  Overlapping subnets are\n"
 	  "refused, and so is deleting a network a VM uses.  --type bridge (root\n"
 	  "only): a Linux bridge of vmgr's own (vmgrbrN, or --bridge-name IFNAME,\n"
 	  "which must not exist) with the subnet's first address, a tap per NIC\n"
 	  "and a DHCP server (dnsmasq) run by vmgrd; vmgr never touches an\n"
 	  "interface it did not make.  --adopt-bridge IFNAME puts the VMs' taps\n"
 	  "on a bridge the host has (its LAN): vmgr adds no address or DHCP\n"
-	  "there and never deletes it.\n" },
+	  "there and never deletes it.  --nat (a bridge of vmgr's own): the guests\n"
+	  "reach out through the host's uplink, masqueraded, and nothing from\n"
+	  "outside reaches them unasked; the rules are an nftables table of\n"
+	  "vmgr's own (ip vmgr_ID), made and removed with the network, and vmgr\n"
+	  "turns on net.ipv4.ip_forward.  `--nic nat` is something else: a NIC\n"
+	  "of its own behind user-mode NAT (passt, or QEMU's slirp), no root.\n" },
 	{ "volume", cmd_volume,
 	  "vmgr volume create NAME --size SIZE [--from BASE] | import NAME FILE |\n"
 	  "                    list | show NAME | resize NAME [+]SIZE | delete NAME",

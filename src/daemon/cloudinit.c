@@ -145,6 +145,9 @@ network_config(const struct vm_spec *spec, struct evbuffer *b)
 		    "\"%s\"\n    set-name: eth%d\n", i, mac, i);
 		if (net_nic_static(spec, i, cidr, sizeof(cidr)))
 			evbuffer_add_printf(b, "    addresses: [\"%s\"]\n", cidr);
+		if (net_nic_mtu(spec, i))
+			evbuffer_add_printf(b, "    mtu: %d\n", net_nic_mtu(spec,
+			    i));
 		else
 			evbuffer_add_printf(b, "    dhcp4: true\n");
 	}

@@ -149,6 +149,7 @@ struct vm {
 	uint64_t		 nic_rx_packets[SPEC_MAX_NICS];
 	uint64_t		 nic_tx_packets[SPEC_MAX_NICS];
 	uint64_t		 nic_spoofed[SPEC_MAX_NICS];	/* dropped */
+	uint64_t		 nic_dropped[SPEC_MAX_NICS];	/* its queue full */
 	uid_t			 qemu_uid;	/* who its QEMU runs as */
 
 	/* Save and restore */
@@ -275,6 +276,8 @@ struct net_row {
 	int64_t		 created_at;
 	const char	*ifname;	/* a bridge's interface, or NULL */
 	int		 adopted;	/* the user's bridge: never deleted */
+	int		 nat;		/* a bridge's NAT to the uplink */
+	int		 mtu;		/* the guests' MTU on it */
 };
 typedef int (*db_net_cb)(const struct net_row *, void *arg);
 int	 db_net_foreach(sqlite3 *, db_net_cb, void *);
@@ -545,11 +548,24 @@ int	 net_assign_ips(struct vm_spec *, char *err, size_t errlen);
 /* 1 with "IP/PREFIX" when NIC i has a static address (an isolated vmgr
  * network); 0 when it asks DHCP (NAT, or a bridge's dnsmasq). */
 int	 net_nic_static(const struct vm_spec *, int i, char *cidr, size_t len);
+int	 net_nic_mtu(const struct vm_spec *, int i);
 /* NIC i is on a bridge network with an address vmgr assigned. */
 int	 net_nic_bridged_ip(const struct vm_spec *, int i);
 void	 net_cmdline(const struct vm_spec *, char *buf, size_t len);
 void	 net_forget_vm(const struct vm *);
 void	 net_ports_changed(void);
+void	 switch_stats(uint64_t *frames, uint64_t *wakeups, int *ports);
+
+/* net_nat.c: `--nic nat` through passt, or QEMU's slirp. */
+struct proc_cred;
+int	 nat_setup(const char *mode, char *err, size_t errlen);
+int	 nat_uses_passt(void);
+json_t	*nat_host_json(void);
+int	 nat_passt_spawn(const struct vm *, int nic, int fd,
+	    char *const *cgroups, const struct proc_cred *, char *err,
+	    size_t errlen);
+const char *nat_backend(const struct vm *, int nic);
+void	 nat_stop(const struct vm *);
 void	 net_hosts_changed(void);
 /* 0 when every network vm's NICs are on is up; else -1 with err. */
 int	 net_vm_ready(const struct vm *, char *err, size_t errlen);
@@ -558,9 +574,10 @@ int	 net_taps_up(const struct vm *, char taps[][16], char *err,
 	    size_t errlen);
 void	 net_taps_down(const struct vm *);
 int	 net_nic_is_tap(const struct vm *, int nic);
-/* rx bytes, tx bytes, rx frames, tx frames, spoofed frames dropped
- * (NIC_UNCOUNTED where the backend does not say). */
-#define NIC_NCOUNTERS	5
+/* rx bytes, tx bytes, rx frames, tx frames, spoofed frames dropped,
+ * frames dropped because the NIC's queue was full (NIC_UNCOUNTED where
+ * the backend does not say). */
+#define NIC_NCOUNTERS	6
 #define NIC_UNCOUNTED	UINT64_MAX
 void	 net_nic_counters(const struct vm *, int nic,
 	    uint64_t c[NIC_NCOUNTERS]);
@@ -745,7 +762,6 @@ struct proc_cred;
 void	 priv_set_base(unsigned);
 int	 priv_enabled(void);
 int	 priv_init(void);
-void	 priv_net_socket(const char *path);
 int	 priv_prepare_vm(const struct vm *, struct proc_cred *, int *use,
 	    char *err, size_t errlen);
 /* vm/ID (root's) and vm/ID/qemu (its QEMU's), made or put right. */

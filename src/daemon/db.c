@@ -100,6 +100,12 @@ static const char *const migrations[] = {
 	"  partitions TEXT NOT NULL,"
 	"  source TEXT NOT NULL,"
 	"  created_at INTEGER NOT NULL);",
+	/*
+	 * 8: a bridge network's NAT to the host's uplink (nftables), and an
+	 * isolated network's MTU (networks made before it keep 1500).
+	 */
+	"ALTER TABLE networks ADD COLUMN nat INTEGER NOT NULL DEFAULT 0;"
+	"ALTER TABLE networks ADD COLUMN mtu INTEGER NOT NULL DEFAULT 1500;",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -635,9 +641,9 @@ db_net_insert(sqlite3 *db, const struct net_row *r, int64_t *id)
 {
 	op_begin();
 	if (run(db, "INSERT INTO networks(name, type, subnet, created_at, "
-	    "ifname, adopted) VALUES (?,?,?,?,?,?)", "tttIti", r->name,
-	    r->type, r->subnet, r->created_at, r->ifname && r->ifname[0] ?
-	    r->ifname : NULL, r->adopted) < 0)
+	    "ifname, adopted, nat, mtu) VALUES (?,?,?,?,?,?,?,?)", "tttItiii",
+	    r->name, r->type, r->subnet, r->created_at, r->ifname &&
+	    r->ifname[0] ? r->ifname : NULL, r->adopted, r->nat, r->mtu) < 0)
 		return -1;
 	*id = sqlite3_last_insert_rowid(db);
 	return 0;
@@ -666,7 +672,8 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 
 	op_begin();
 	if ((st = query(db, "SELECT id, name, type, subnet, created_at, "
-	    "ifname, adopted FROM networks ORDER BY id", "")) == NULL)
+	    "ifname, adopted, nat, mtu FROM networks ORDER BY id", "")) ==
+	    NULL)
 		return -1;
 	while (sqlite3_step(st) == SQLITE_ROW && rc == 0) {
 		struct net_row r = {
@@ -677,6 +684,8 @@ db_net_foreach(sqlite3 *db, db_net_cb cb, void *arg)
 			.created_at = sqlite3_column_int64(st, 4),
 			.ifname = (const char *)sqlite3_column_text(st, 5),
 			.adopted = sqlite3_column_int(st, 6),
+			.nat = sqlite3_column_int(st, 7),
+			.mtu = sqlite3_column_int(st, 8),
 		};
 		rc = cb(&r, arg);
 	}

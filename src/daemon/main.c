@@ -38,6 +38,7 @@ usage(FILE *out)
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
 "             [--sample-interval SECONDS] [--socket-group GROUP]\n"
 "             [--max-connections N] [--qmp-timeout SECONDS]\n"
+"             [--nat auto|passt|slirp]\n"
 "             [--listen tcp:HOST:PORT --token-file FILE\n"
 "              [--tls-cert FILE --tls-key FILE]] [--verbose]\n"
 "\n"
@@ -76,6 +77,9 @@ usage(FILE *out)
 "  --qmp-timeout S        how long QEMU may leave a QMP command unanswered\n"
 "                         before its monitor link is dropped and retried\n"
 "                         (default 10; snapshots with memory may take longer)\n"
+"  --nat auto|passt|slirp what carries `--nic nat`: passt (Debian's passt,\n"
+"                         faster) or QEMU's own slirp; auto (the default)\n"
+"                         takes passt when it is installed and works here\n"
 "  --qemu-uid-base N      as root, run each VM's QEMU as uid N + the VM's id\n"
 "                         (default 0x40000000; 0 keeps QEMU as root)\n"
 "  --verbose, -v          log QMP events too\n"
@@ -235,7 +239,7 @@ open_log(void)
 
 /* What the command line says, besides what goes straight into vmgrd. */
 struct options {
-	const char	*state_dir, *images, *image_cache;
+	const char	*state_dir, *images, *image_cache, *nat;
 	const char	*listen, *token_file, *tls_cert, *tls_key;
 	int		 foreground, verbose, policy_given;
 	long long	 timeout;
@@ -272,6 +276,12 @@ parse_option(int ch, const char *arg, struct options *o)
 	case 'f': o->foreground = 1; break;
 	case 'i': o->images = arg; break;
 	case 'X': o->image_cache = arg; break;
+	case 'n':
+		if (strcmp(arg, "auto") != 0 && strcmp(arg, "passt") != 0 &&
+		    strcmp(arg, "slirp") != 0)
+			return bad("--nat: auto, passt or slirp");
+		o->nat = arg;
+		break;
 	case 'v': o->verbose = 1; break;
 	case 'L': o->listen = arg; break;
 	case 'T': o->token_file = arg; break;
@@ -374,6 +384,7 @@ parse_options(int argc, char *argv[], struct options *o)
 		{ "listen", required_argument, NULL, 'L' },
 		{ "qemu-uid-base", required_argument, NULL, 'U' },
 		{ "qmp-timeout", required_argument, NULL, 'O' },
+		{ "nat", required_argument, NULL, 'n' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
@@ -452,7 +463,8 @@ load(const struct options *o)
 	struct vmgrd *d = vmgrd;
 	char err[1024], path[PATH_MAX];
 
-	if (host_probe(err, sizeof(err)) < 0)
+	if (host_probe(err, sizeof(err)) < 0 ||
+	    nat_setup(o->nat ? o->nat : "auto", err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	host_capacity();
 	cgroup_probe();

@@ -365,6 +365,9 @@ sample_json(const struct vm *vm, const struct sample *s, int detail)
 			if (c[4] != NIC_UNCOUNTED)
 				json_object_set_new(nic, "spoofed_frames",
 				    json_integer((json_int_t)c[4]));
+			if (c[5] != NIC_UNCOUNTED)
+				json_object_set_new(nic, "dropped_frames",
+				    json_integer((json_int_t)c[5]));
 			json_array_append_new(nics, nic);
 		}
 		if (json_array_size(nics))

@@ -108,12 +108,15 @@ net_json(const struct net *n)
 	    cidr, sizeof(cidr))), "created_at", fmt_time_ms(n->created_at, when,
 	    sizeof(when)), "members", members, "state", n->down[0] ? "down" :
 	    "up");
+	if (!is_bridge(n))
+		json_object_set_new(o, "mtu", json_integer(n->mtu));
 	if (n->down[0])
 		json_object_set_new(o, "error", json_string(n->down));
 	if (is_bridge(n)) {
 		char gw[16];
 		json_object_set_new(o, "bridge", json_string(n->ifname));
 		json_object_set_new(o, "adopted", json_boolean(n->adopted));
+		json_object_set_new(o, "nat", json_boolean(n->nat));
 		if (!n->adopted)
 			json_object_set_new(o, "gateway", json_string(ipv4(
 			    n->addr + 1, gw, sizeof(gw))));
@@ -210,6 +213,15 @@ net_nic_static(const struct vm_spec *spec, int i, char *cidr, size_t len)
 	return 1;
 }
 
+/* The MTU a NIC's guest should set, or 0 for the usual 1500. */
+int
+net_nic_mtu(const struct vm_spec *spec, int i)
+{
+	struct net *n = net_find(spec->nics[i].network);
+
+	return n != NULL && !is_bridge(n) && n->mtu != 1500 ? n->mtu : 0;
+}
+
 void
 net_cmdline(const struct vm_spec *spec, char *buf, size_t len)
 {
@@ -223,6 +235,9 @@ net_cmdline(const struct vm_spec *spec, char *buf, size_t len)
 			continue;
 		int w = snprintf(buf + o, len - o, " vmgr.ip.eth%d=%s/%d", i,
 		    spec->nics[i].ip, n->prefix);
+		if (w > 0 && (size_t)w < len - o && net_nic_mtu(spec, i))
+			w += snprintf(buf + o + w, len - o - (size_t)w,
+			    " vmgr.mtu.eth%d=%d", i, n->mtu);
 		if (w < 0 || (size_t)w >= len - o)
 			break;
 		o += (size_t)w;

@@ -54,12 +54,13 @@ load_cb(const struct net_row *r, void *arg)
 	if (n == NULL)
 		return -1;
 	n->id = r->id;
-	n->fd = -1;
 	snprintf(n->name, sizeof(n->name), "%s", r->name);
 	snprintf(n->type, sizeof(n->type), "%s", r->type);
 	snprintf(n->ifname, sizeof(n->ifname), "%s", r->ifname ? r->ifname :
 	    "");
 	n->adopted = r->adopted;
+	n->nat = r->nat;
+	n->mtu = r->mtu;
 	n->created_at = r->created_at;
 	if (!n->adopted && spec_cidr_parse(r->subnet, &n->addr, &n->prefix) <
 	    0) {
@@ -146,6 +147,8 @@ struct net_req {
 	const char	*name, *type, *subnet;
 	const char	*bridge;	/* a new bridge's name, or NULL */
 	const char	*adopt;		/* the user's bridge, or NULL */
+	int		 nat;		/* NAT to the host's uplink */
+	int		 mtu;
 };
 
 /* The body, checked against the networks and the host: 0, or -1. */
@@ -153,9 +156,10 @@ static int
 net_req_check(json_t *body, struct net_req *r, struct api_err *e)
 {
 	static const char *const keys[] = { "name", "type", "subnet",
-	    "bridge", "adopt", NULL };
+	    "bridge", "adopt", "nat", "mtu", NULL };
 	json_t *jbridge = json_object_get(body, "bridge");
 	json_t *jadopt = json_object_get(body, "adopt");
+	json_t *jnat = json_object_get(body, "nat");
 	struct net *o;
 
 	if (api_body_keys(e, body, keys) < 0)
@@ -169,6 +173,17 @@ net_req_check(json_t *body, struct net_req *r, struct api_err *e)
 		r->subnet = json_string_value(json_object_get(body, "subnet"));
 	r->bridge = json_string_value(jbridge);
 	r->adopt = json_string_value(jadopt);
+	if (jnat && !json_is_boolean(jnat))
+		return api_err(e, 422, "invalid_value", "nat must be true or "
+		    "false");
+	r->nat = json_is_true(jnat);
+	json_t *jmtu = json_object_get(body, "mtu");
+	double mtu = json_number_value(jmtu);	/* bodies decode as reals */
+	r->mtu = 1500;
+	if (jmtu && (!json_is_number(jmtu) || !(mtu >= 1280) ||
+	    mtu > NET_MTU_MAX || mtu != (double)(int)mtu))
+		return api_err(e, 422, "invalid_value", "mtu must be a whole "
+		    "number from 1280 to %d", NET_MTU_MAX);
 	if (r->name == NULL || !spec_name_valid(r->name) ||
 	    strcmp(r->name, "nat") == 0 || strcmp(r->name, "default") == 0 ||
 	    strcmp(r->name, "user") == 0)
@@ -186,6 +201,15 @@ net_req_check(json_t *body, struct net_req *r, struct api_err *e)
 		return api_err(e, 422, "invalid_value", "give bridge (a new "
 		    "interface's name) or adopt (an existing bridge's), 1 to "
 		    "15 of A-Z a-z 0-9 _ . -");
+	if (jmtu && strcmp(r->type, "isolated") != 0)
+		return api_err(e, 422, "invalid_value", "mtu is for isolated "
+		    "networks (a bridge's taps have the kernel's offloads)");
+	if (strcmp(r->type, "isolated") == 0)
+		r->mtu = jmtu ? (int)mtu : NET_MTU_MAX;
+	if (r->nat && (strcmp(r->type, "bridge") != 0 || jadopt))
+		return api_err(e, 422, "invalid_value", "nat is for bridges of "
+		    "vmgr's own making (an isolated network has no way out; an "
+		    "adopted bridge's network is its own)");
 	if (jadopt && json_object_get(body, "subnet"))
 		return api_err(e, 422, "invalid_value", "an adopted bridge's "
 		    "addresses are its network's: give no subnet");
@@ -265,15 +289,16 @@ int
 net_api_create(struct api_call *c)
 {
 	char cidr[32] = "", err[256];
-	struct net_req r;
+	struct net_req r = { 0 };
 	struct net *n;
 
 	if (net_req_check(c->body, &r, &c->err) < 0)
 		return API_FAIL;
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return api_err(&c->err, 500, "no_memory", "out of memory");
-	n->fd = -1;
 	n->adopted = r.adopt != NULL;
+	n->nat = r.nat;
+	n->mtu = r.mtu;
 	if (net_subnet(n, r.subnet, &c->err) < 0) {
 		free(n);
 		return API_FAIL;
@@ -287,7 +312,7 @@ net_api_create(struct api_call *c)
 		cidr_str(n->addr, n->prefix, cidr, sizeof(cidr));
 	struct net_row row = { .name = n->name, .type = n->type, .subnet = cidr,
 	    .created_at = n->created_at, .ifname = n->ifname, .adopted =
-	    n->adopted };
+	    n->adopted, .nat = n->nat, .mtu = n->mtu };
 	if (db_net_insert(vmgrd->db, &row, &n->id) < 0) {
 		free(n);
 		return net_db_err(&c->err);
@@ -352,14 +377,11 @@ net_nic_counters(const struct vm *vm, int i, uint64_t c[NIC_NCOUNTERS])
 	char tap[16], path[128], *s;
 
 	if (!net_nic_is_tap(vm, i)) {
-		c[0] = vm->nic_rx_bytes[i];
-		c[1] = vm->nic_tx_bytes[i];
-		c[2] = vm->nic_rx_packets[i];
-		c[3] = vm->nic_tx_packets[i];
-		c[4] = vm->nic_spoofed[i];
+		switch_counters(vm, i, c);
 		return;
 	}
-	c[4] = NIC_UNCOUNTED;	/* the kernel's bridge switches taps */
+	/* The kernel's bridge switches taps. */
+	c[4] = c[5] = NIC_UNCOUNTED;
 	nic_tap_name(vm, i, tap, sizeof(tap));
 	for (int k = 0; k < 4; k++) {
 		snprintf(path, sizeof(path), "/sys/class/net/%s/statistics/%s",

@@ -275,7 +275,82 @@ if_is_bridge(const char *ifname)
 	return if_has(ifname, "bridge");
 }
 
-/* The bridge with the gateway address, and its DHCP server. */
+/* The nftables table of a network's NAT: vmgr's own, one per network. */
+static void
+nat_table(const struct net *n, char *buf, size_t len)
+{
+	snprintf(buf, len, "vmgr_%lld", (long long)n->id);
+}
+
+/*
+ * NAT from the bridge's subnet to whatever the host routes it out of:
+ * masquerade, guests' own connections let out and their answers in, and
+ * nothing else in.  All in one table of vmgr's own, written whole in one
+ * nft transaction (made anew if it is there), so no other table is ever
+ * touched and no half of it is ever in force.  The host must forward
+ * IPv4: vmgr turns it on (and says so), and leaves it on at the end, as
+ * other users of the host may rely on it by then.
+ */
+static int
+bridge_nat_up(struct net *n, char *err, size_t errlen)
+{
+	char table[32], cidr[32], rules[2048], out[512], *fwd;
+	char *argv[] = { "nft", "-f", "-", NULL };
+
+	nat_table(n, table, sizeof(table));
+	cidr_str(n->addr, n->prefix, cidr, sizeof(cidr));
+	snprintf(rules, sizeof(rules),
+	    "table ip %s\n"
+	    "delete table ip %s\n"
+	    "table ip %s {\n"
+	    "  chain postrouting {\n"
+	    "    type nat hook postrouting priority srcnat; policy accept;\n"
+	    "    ip saddr %s ip daddr != %s counter masquerade\n"
+	    "  }\n"
+	    "  chain forward {\n"
+	    "    type filter hook forward priority filter; policy accept;\n"
+	    "    iifname \"%s\" counter accept\n"
+	    "    oifname \"%s\" ct state established,related counter accept\n"
+	    "    oifname \"%s\" counter drop\n"
+	    "  }\n"
+	    "}\n", table, table, table, cidr, cidr, n->ifname, n->ifname,
+	    n->ifname);
+	if (proc_run_sync(argv, rules, out, sizeof(out)) < 0) {
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(err, errlen, "nft (NAT of %s): %s", n->name, out[0] ?
+		    out : "cannot run nft (Debian's package nftables)");
+		return -1;
+	}
+	fwd = read_file("/proc/sys/net/ipv4/ip_forward", 16, NULL);
+	if (fwd == NULL || fwd[0] != '1') {
+		int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY |
+		    O_CLOEXEC);
+		if (fd < 0 || write(fd, "1\n", 2) != 2)
+			log_warn("%s: net.ipv4.ip_forward", __func__);
+		else
+			log_info("network %s: NAT needs IPv4 forwarding: "
+			    "net.ipv4.ip_forward is now 1", n->name);
+		if (fd >= 0)
+			close(fd);
+	}
+	free(fwd);
+	return 0;
+}
+
+static void
+bridge_nat_down(struct net *n)
+{
+	char table[32], out[512];
+	char *argv[] = { "nft", "delete", "table", "ip", table, NULL };
+
+	nat_table(n, table, sizeof(table));
+	if (proc_run_sync(argv, NULL, out, sizeof(out)) < 0 &&
+	    strstr(out, "No such file") == NULL)
+		log_warnx("network %s: nft delete table ip %s: %.200s",
+		    n->name, table, out);
+}
+
+/* The bridge with the gateway address, its DHCP server, its NAT. */
 int
 bridge_up(struct net *n, char *err, size_t errlen)
 {
@@ -310,6 +385,8 @@ bridge_up(struct net *n, char *err, size_t errlen)
 		return -1;
 	if (run_ip(err, errlen, addr) < 0 || run_ip(err, errlen, up) < 0)
 		return -1;
+	if (n->nat && bridge_nat_up(n, err, errlen) < 0)
+		return -1;
 	dnsmasq_stop(n);	/* one left by an earlier vmgrd */
 	return dnsmasq_start(n, err, errlen);
 }
@@ -321,6 +398,8 @@ bridge_down(struct net *n)
 	char *del[] = { "ip", "link", "del", n->ifname, NULL };
 
 	dnsmasq_stop(n);
+	if (n->nat)
+		bridge_nat_down(n);
 	if_alias(alias, sizeof(alias), "network", n->id, -1);
 	if (n->adopted || !if_ours(n->ifname, alias))
 		return;		/* not ours to delete */

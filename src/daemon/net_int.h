@@ -8,21 +8,15 @@
 #include "daemon.h"
 #include "../core/fdb.h"
 
+struct port;		/* net_switch.c's */
+
 /*
- * A NIC of a running VM on an isolated network, as the switch sees it.
- * The ports of a network are rebuilt from the VMs when one starts or
- * stops (net_ports_changed, net_forget_vm), never kept past their VM.
+ * An isolated network's largest MTU, and its default: passt's, frames of
+ * 64 KiB less the Ethernet header, rounded to whole words.  The switch's
+ * NICs have no offloads (no TSO, no checksums), so a large MTU is what
+ * makes guests send few frames.
  */
-struct port {
-	int64_t		 key;		/* VM id * SPEC_MAX_NICS + NIC */
-	struct vm	*vm;
-	int		 nic;
-	uint8_t		 mac[6];
-	int		 mac_filter;	/* drop frames from other sources */
-	char		 path[160];	/* its QEMU's socket: where frames come from */
-	int		 pfd;		/* O_PATH of that socket, or -1 */
-	int		 refused;	/* it is not its QEMU's: said once */
-};
+#define NET_MTU_MAX	65520
 
 struct net {
 	TAILQ_ENTRY(net) entry;
@@ -32,14 +26,13 @@ struct net {
 	unsigned	 addr;		/* network address, host order */
 	int		 prefix;
 	int64_t		 created_at;
-	int		 fd;
-	struct event	*ev;
-	struct port	*ports;
+	struct port	**ports;	/* isolated: its running NICs */
 	int		 nports;
-	int		 ports_stale;
 	struct fdb	 fdb;		/* MACs learned from unfiltered ports */
 	char		 ifname[16];	/* bridge: the Linux bridge */
 	int		 adopted;	/* the user's bridge, used as it is */
+	int		 nat;		/* bridge: NAT to the host's uplink */
+	int		 mtu;		/* the guests' MTU: 1500, or up to 65520 */
 	char		 down[256];	/* why it could not be set up, or "" */
 	pid_t		 dnsmasq;
 	struct proc_watch *dnsmasq_watch;
@@ -60,6 +53,7 @@ json_t	*net_json(const struct net *);
 /* net_switch.c: isolated networks */
 int	 switch_open(struct net *, char *err, size_t errlen);
 void	 switch_close(struct net *);
+void	 switch_counters(const struct vm *, int nic, uint64_t c[NIC_NCOUNTERS]);
 
 /* net_bridge.c: bridge networks */
 void	 if_alias(char *buf, size_t len, const char *what, int64_t id,

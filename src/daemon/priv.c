@@ -82,14 +82,6 @@ priv_init(void)
 	return 0;
 }
 
-/* A network's socket: every QEMU may send to it. */
-void
-priv_net_socket(const char *path)
-{
-	if (priv_enabled())
-		set_mode(path, 0, base, 0660);
-}
-
 /* A base of linked clones, readable by every QEMU and written by none. */
 static void
 share_backing(const char *volume, int depth)

@@ -68,10 +68,12 @@ net_sock_path(int64_t id, char *buf, size_t len)
 	snprintf(buf, len, "%s/net/%lld.sock", vmgrd->state_dir, (long long)id);
 }
 
-/* A NIC's own socket, bound by its QEMU in the one directory it owns. */
+/*
+ * A NIC's socket on an isolated network: bound by vmgrd in the run dir,
+ * which is root's, and listened on by its QEMU.
+ */
 void
 nic_sock_path(const struct vm *vm, int nic, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/%snet%d.sock", vm->dir, vm_has(vm, VMF_LEGACY) ?
-	    "" : "qemu/", nic);
+	snprintf(buf, len, "%s/nic%d.sock", vm->dir, nic);
 }

@@ -58,6 +58,7 @@ host_json(void)
 	json_object_update(h, sh);
 	json_decref(sh);
 	json_object_set_new(h, "scheduler", sched_json());
+	json_object_set_new(h, "nat", nat_host_json());
 	json_object_set_new(h, "api", json_pack("{s:i, s:i}", "connections",
 	    api_limit_count(vmgrd->api_limit), "max_connections", vmgrd->max_conns));
 	return h;
@@ -169,6 +170,19 @@ metrics_host(struct evbuffer *b)
 	    "queue")));
 	json_decref(h);
 #undef N
+	uint64_t frames, wakeups;
+	int ports;
+	switch_stats(&frames, &wakeups, &ports);
+	help(b, "vmgr_switch_frames_total", "counter", "Frames the switch of "
+	    "isolated networks took from NICs.");
+	evbuffer_add_printf(b, "vmgr_switch_frames_total %llu\n",
+	    (unsigned long long)frames);
+	help(b, "vmgr_switch_wakeups_total", "counter", "Times the switch "
+	    "woke to move frames (frames per wakeup: its batching).");
+	evbuffer_add_printf(b, "vmgr_switch_wakeups_total %llu\n",
+	    (unsigned long long)wakeups);
+	help(b, "vmgr_switch_ports", "gauge", "NICs connected to the switch.");
+	evbuffer_add_printf(b, "vmgr_switch_ports %d\n", ports);
 }
 
 /* Each VM's state and size, and what its last sample says. */
@@ -276,6 +290,8 @@ metrics_devices(struct evbuffer *b)
 		  3 },
 		{ "vmgr_vm_nic_spoofed_frames_total", "Frames the switch "
 		  "dropped because their source was not the NIC's MAC.", 4 },
+		{ "vmgr_vm_nic_dropped_frames_total", "Frames the switch "
+		  "dropped because the NIC's queue was full.", 5 },
 	};
 	for (size_t k = 0; k < sizeof(nm) / sizeof(nm[0]); k++) {
 		int any = 0;

@@ -219,6 +219,16 @@ vm_json(const struct vm *vm)
 		json_object_set_new(rt, "accel", json_string(vmgrd->accel));
 		json_object_set_new(rt, "qmp_connected", json_boolean(
 		    vm->qmp && qmp_is_ready(vm->qmp)));
+		/* What carries each NIC's frames. */
+		json_t *nics = json_array();
+		for (int i = 0; i < vm->spec.nnics; i++) {
+			const char *net = vm->spec.nics[i].network;
+			json_array_append_new(nics, json_pack("{s:i, s:s, s:s}",
+			    "nic", i, "network", net, "backend",
+			    strcmp(net, "nat") == 0 ? nat_backend(vm, i) :
+			    net_nic_is_tap(vm, i) ? "bridge" : "switch"));
+		}
+		json_object_set_new(rt, "nics", nics);
 	}
 	if (vm->busy != OP_NONE) {
 		static const char *const ops[] = { "", "create", "start",
@@ -472,6 +482,11 @@ vm_remove_runtime_files(const struct vm *vm)
 	}
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		nic_sock_path(vm, i, path, sizeof(path));
+		unlink(path);
+		/* Where vmgr 0.2 and 0.1 had QEMU bind a datagram socket. */
+		snprintf(path, sizeof(path), "%s/qemu/net%d.sock", vm->dir, i);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/net%d.sock", vm->dir, i);
 		unlink(path);
 	}
 }

@@ -53,6 +53,7 @@ adopt(struct vm *vm)
 	    !is_its_qemu(vm, vm->pid, &legacy)) {
 		int pid = vm->pid;
 		vm->pid = 0;
+		nat_stop(vm);
 		vm_remove_runtime_files(vm);
 		vm_set_state(vm, EV_CRASH, "vmgrd", "lost: QEMU (pid %d) is gone",
 		    pid);

@@ -60,6 +60,7 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 	vm->qmp = NULL;
 	agent_detach(vm);
 	display_detach(vm);
+	nat_stop(vm);
 	vm_remove_runtime_files(vm);
 	cgroup_remove(vm);
 	net_forget_vm(vm);

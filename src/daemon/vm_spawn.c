@@ -147,9 +147,11 @@ struct launch {
 	char		 disks[SPEC_MAX_DISKS][PATH_MAX];
 	const char	*diskp[SPEC_MAX_DISKS];
 	char		 cgroups[2][PATH_MAX];
-	char		 netsock[SPEC_MAX_NICS][PATH_MAX];
 	char		 taps[SPEC_MAX_NICS][16];
-	const char	*nets[SPEC_MAX_NICS];
+	int		 netfd[SPEC_MAX_NICS];	/* a switch's listener, or -1 */
+	int		 qnetfd[SPEC_MAX_NICS];	/* its number in QEMU, or 0 */
+	int		 natfd[SPEC_MAX_NICS][2]; /* passt's and QEMU's, or -1 */
+	int		 qnatfd[SPEC_MAX_NICS];	/* QEMU's number, or 0 */
 	const char	*tapp[SPEC_MAX_NICS];
 	int		 tapfd[SPEC_MAX_NICS];	/* vmgrd's, or -1 */
 	int		 qtapfd[SPEC_MAX_NICS];	/* their numbers in QEMU */
@@ -169,7 +171,8 @@ launch_init(struct launch *l)
 {
 	memset(l, 0, sizeof(*l));
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
-		l->tapfd[i] = l->qtapfd[i] = -1;
+		l->tapfd[i] = l->qtapfd[i] = l->netfd[i] = l->natfd[i][0] =
+		    l->natfd[i][1] = -1;
 	l->lfd = l->confd = l->logfd = l->restfd = l->agentfd = -1;
 	l->varsfd = l->varsrofd = l->seedfd = l->cdromfd = -1;
 }
@@ -196,6 +199,13 @@ launch_free(struct vm *vm, struct launch *l)
 		close(l->seedfd);
 	if (l->cdromfd >= 0)
 		close(l->cdromfd);
+	for (int i = 0; i < SPEC_MAX_NICS; i++) {
+		if (l->netfd[i] >= 0)
+			close(l->netfd[i]);
+		for (int k = 0; k < 2; k++)
+			if (l->natfd[i][k] >= 0)
+				close(l->natfd[i][k]);
+	}
 	for (int i = 0; i < SPEC_MAX_NICS; i++)
 		if (l->tapfd[i] >= 0)
 			close(l->tapfd[i]);
@@ -284,10 +294,19 @@ launch_files(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	return 0;
 }
 
+/* QEMU gets fd as its next descriptor; its number there. */
+static int
+pass_fd(struct launch *l, int fd)
+{
+	l->fds[l->nfds] = fd;
+	return 3 + l->nfds++;
+}
+
 /*
- * Its NICs: on an isolated network the switch's socket; on a bridge a tap
- * that vmgrd opens and hands over, so that QEMU, running as its own user,
- * needs no access to /dev/net/tun.
+ * Its NICs: on an isolated network a socket vmgrd binds in the run dir
+ * (root's) and QEMU listens on, for the switch to connect to; on a bridge
+ * a tap that vmgrd opens and hands over, so that QEMU, running as its own
+ * user, needs no access to /dev/net/tun.
  */
 static int
 launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
@@ -296,8 +315,25 @@ launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
 
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		int64_t id = net_id(vm->spec.nics[i].network);
-		nic_sock_path(vm, i, path, sizeof(path));
-		unlink(path);
+		if (strcmp(vm->spec.nics[i].network, "nat") == 0 &&
+		    nat_uses_passt()) {
+			/* passt's end and QEMU's: passt starts before QEMU. */
+			if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+			    l->natfd[i]) < 0) {
+				snprintf(err, errlen, "socketpair: %s",
+				    strerror(errno));
+				return -1;
+			}
+			/*
+			 * passt sends frames of up to 64 KiB (the MTU it
+			 * offers): the default 208 KiB of a unix socket holds
+			 * three, and host-to-guest TCP then crawls.
+			 */
+			for (int k = 0; k < 2; k++)
+				sock_buffers(l->natfd[i][k], 4 << 20);
+			l->qnatfd[i] = pass_fd(l, l->natfd[i][1]);
+			continue;
+		}
 		if (strcmp(vm->spec.nics[i].network, "nat") == 0 ||
 		    net_nic_is_tap(vm, i))
 			continue;
@@ -306,13 +342,13 @@ launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
 			    vm->spec.nics[i].network);
 			return -1;
 		}
-		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
-			snprintf(err, errlen, "%.300s: path too long for a "
-			    "socket", path);
+		nic_sock_path(vm, i, path, sizeof(path));
+		if ((l->netfd[i] = sock_bind(path, SOCK_STREAM, 4, 0600)) < 0) {
+			snprintf(err, errlen, "%.300s: %s", path,
+			    strerror(errno));
 			return -1;
 		}
-		net_sock_path(id, l->netsock[i], sizeof(l->netsock[i]));
-		l->nets[i] = l->netsock[i];
+		l->qnetfd[i] = pass_fd(l, l->netfd[i]);
 	}
 	l->taps_up = 1;
 	if (net_taps_up(vm, l->taps, err, errlen) < 0)
@@ -336,13 +372,6 @@ launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	return 0;
 }
 
-/* QEMU gets fd as its next descriptor; its number there. */
-static int
-pass_fd(struct launch *l, int fd)
-{
-	l->fds[l->nfds] = fd;
-	return 3 + l->nfds++;
-}
 
 /*
  * What firmware and the guest read besides the disks: UEFI's variable
@@ -420,7 +449,8 @@ launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		.paused = 1,
 		.agent = vm->spec.agent.enabled,
 		.incoming = vm_has(vm, VMF_RESTORING),
-		.nets = l->nets,
+		.netfds = l->qnetfd,
+		.natfds = l->qnatfd,
 		.taps = l->tapp,
 		.tapfds = l->qtapfd,
 	};
@@ -445,6 +475,7 @@ launched(struct vm *vm, const struct launch *l, pid_t pid)
 	memset(vm->nic_rx_packets, 0, sizeof(vm->nic_rx_packets));
 	memset(vm->nic_tx_packets, 0, sizeof(vm->nic_tx_packets));
 	memset(vm->nic_spoofed, 0, sizeof(vm->nic_spoofed));
+	memset(vm->nic_dropped, 0, sizeof(vm->nic_dropped));
 	vm->qemu_uid = l->as_user ? l->cred.uid : geteuid();
 }
 
@@ -461,6 +492,15 @@ launch_exec(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	for (int i = 0, k = 0; i < 2; i++)
 		if (l->cgroups[i][0])
 			cgv[k++] = l->cgroups[i];
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		if (l->natfd[i][0] < 0)
+			continue;
+		if (nat_passt_spawn(vm, i, l->natfd[i][0], cgv, l->as_user ?
+		    &l->cred : NULL, err, errlen) < 0)
+			return -1;
+		close(l->natfd[i][0]);
+		l->natfd[i][0] = -1;
+	}
 	struct proc_spawn sp = {
 		.argv = l->argv,
 		.logpath = logpath,

@@ -19,4 +19,10 @@ int	 sock_bind(const char *path, int type, int backlog, mode_t mode);
 /* A stream socket connected to path; flags may add SOCK_NONBLOCK. */
 int	 sock_connect(const char *path, int flags);
 
+/*
+ * Send and receive buffers of bytes each: past the system's limit too when
+ * the caller may (root), else as much as the limit allows.
+ */
+void	 sock_buffers(int fd, int bytes);
+
 #endif

@@ -181,12 +181,12 @@ push_firmware(struct strv *sv, const struct vm_spec *spec,
 
 /*
  * Each NIC: its backend (a tap vmgrd opened, an isolated network's
- * socket, or user-mode NAT with its host forwards) and a virtio-net
- * device.  vmdir is the run dir with its commas escaped.
+ * socket, passt's socket, or QEMU's user-mode NAT with its host forwards)
+ * and a virtio-net device.
  */
 static void
 push_nics(struct strv *sv, const struct vm_spec *spec,
-    const struct qemu_conf *c, const char *vmdir)
+    const struct qemu_conf *c)
 {
 	for (int i = 0; i < spec->nnics; i++) {
 		char fwd[SPEC_MAX_FORWARDS * 48] = "";
@@ -204,13 +204,19 @@ push_nics(struct strv *sv, const struct vm_spec *spec,
 		} else if (c->taps && c->taps[i]) {
 			push(sv, "tap,id=net%d,ifname=%s,script=no,downscript=no",
 			    i, c->taps[i]);
-		} else if (c->nets && c->nets[i]) {
-			char e3[4096];
-			if (escape_commas(c->nets[i], e3, sizeof(e3)) == NULL)
-				sv->failed = 1;
-			push(sv, "dgram,id=net%d,local.type=unix,local.path="
-			    "%s/qemu/net%d.sock,remote.type=unix,remote.path=%s",
-			    i, vmdir, i, e3);
+		} else if (c->netfds && c->netfds[i] > 0) {
+			/*
+			 * An isolated network: QEMU listens on the socket vmgrd
+			 * bound for it and vmgrd's switch connects, again after
+			 * a restart of vmgrd.  Frames go as a stream, each with
+			 * its length, so the switch reads and writes many at once.
+			 */
+			push(sv, "stream,id=net%d,server=on,addr.type=fd,"
+			    "addr.str=%d", i, c->netfds[i]);
+		} else if (c->natfds && c->natfds[i] > 0) {
+			/* passt's end of a socket pair: NAT outside QEMU. */
+			push(sv, "stream,id=net%d,addr.type=fd,addr.str=%d", i,
+			    c->natfds[i]);
 		} else
 			push(sv, "user,id=net%d%s", i, fwd);
 		push(sv, "-device");
@@ -322,7 +328,7 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	}
 	push_disks(&sv, spec, c);	/* vda, vdb...: the spec's disks first */
 	push_firmware(&sv, spec, c);
-	push_nics(&sv, spec, c, e1);
+	push_nics(&sv, spec, c);
 	if (c->paused)
 		push(&sv, "-S");
 	if (c->incoming) {

@@ -38,10 +38,13 @@ struct qemu_conf {
 	int		 agent;		/* a guest agent channel on QEMU_AGENT_FD */
 	int		 incoming;	/* -incoming defer: a restore follows */
 	/*
-	 * Per NIC: NULL for user-mode NAT, else the vmgr network's switch
-	 * socket (the NIC becomes -netdev dgram from VMDIR/qemu/netN.sock).
+	 * Per NIC, QEMU's descriptor numbers, or 0: a listening socket of an
+	 * isolated network's switch (-netdev stream,server=on), or the end of
+	 * a socket pair whose other end is passt's (-netdev stream).  A NIC
+	 * with neither and no tap is QEMU's own user-mode NAT (slirp).
 	 */
-	const char	*const *nets;
+	const int	*netfds;
+	const int	*natfds;
 	/* Per NIC: a tap device on a bridge network (-netdev tap), or NULL. */
 	const char	*const *taps;
 	const int	*tapfds;	/* per NIC: an open tap's fd in QEMU, or -1 */

@@ -289,6 +289,50 @@ test_agent(void **unused)
 	spec_clear(&spec);
 }
 
+/* Each NIC's backend: a switch's listening socket, passt's pair, a tap,
+ * or QEMU's own NAT with its forwards. */
+static void
+test_nic_backends(void **unused)
+{
+	static const char four[] =
+	    "{\"name\":\"n4\",\"boot\":{\"kernel\":\"/k\"},\"nics\":["
+	    "{\"network\":\"lan\",\"mac\":\"52:54:00:00:00:01\"},"
+	    "{\"network\":\"nat\",\"mac\":\"52:54:00:00:00:02\","
+	    "\"forwards\":[{\"host_port\":2222,\"guest_port\":22}]},"
+	    "{\"network\":\"br\",\"mac\":\"52:54:00:00:00:03\"},"
+	    "{\"network\":\"nat\",\"mac\":\"52:54:00:00:00:04\"}]}";
+	static const int netfds[] = { 8, 0, 0, 0 };
+	static const int natfds[] = { 0, 9, 0, 0 };
+	static const int tapfds[] = { -1, -1, 10, -1 };
+	struct vm_spec spec;
+	struct qemu_conf c = conf("tcg", 0);
+	char **argv;
+
+	(void)unused;
+	load_spec(four, &spec);
+	c.netfds = netfds;
+	c.natfds = natfds;
+	c.tapfds = tapfds;
+	argv = qemu_argv(&spec, &c);
+	assert_non_null(argv);
+	assert_int_equal(count(argv, "-netdev"), 4);
+	assert_opt(argv, "-netdev", "stream,id=net0,server=on,addr.type=fd,"
+	    "addr.str=8");
+	assert_opt(argv, "-netdev", "stream,id=net1,addr.type=fd,addr.str=9");
+	assert_opt(argv, "-netdev", "tap,id=net2,fd=10");
+	assert_opt(argv, "-netdev", "user,id=net3");
+	assert_opt(argv, "-device", "virtio-net-pci,netdev=net3,id=nic3,"
+	    "mac=52:54:00:00:00:04,romfile=");
+	strv_free(argv);
+	/* Without passt, QEMU's NAT takes the forwards itself. */
+	c.natfds = NULL;
+	argv = qemu_argv(&spec, &c);
+	assert_opt(argv, "-netdev", "user,id=net1,hostfwd=tcp:127.0.0.1:2222-"
+	    ":22");
+	strv_free(argv);
+	spec_clear(&spec);
+}
+
 static void
 test_strv_free_null(void **unused)
 {
@@ -304,6 +348,7 @@ main(void)
 		cmocka_unit_test(test_kvm_paused),
 		cmocka_unit_test(test_minimal),
 		cmocka_unit_test(test_agent),
+		cmocka_unit_test(test_nic_backends),
 		cmocka_unit_test(test_strv_free_null),
 	};
 
