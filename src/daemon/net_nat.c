@@ -34,7 +34,7 @@
 #include "../qemu/proc.h"
 
 static char passt[PATH_MAX];		/* the binary, or "": slirp */
-static char nat_why[256];		/* why this backend */
+static char nat_why[PATH_MAX + 256];	/* why this backend */
 
 static int
 find_passt(char *buf, size_t len)
