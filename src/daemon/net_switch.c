@@ -540,7 +540,7 @@ switch_open(struct net *n, char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 
-	/* vmgr 0.2 switched through a datagram socket of the network's. */
+	/* Earlier vmgrds switched through a datagram socket of the network's. */
 	net_sock_path(n->id, path, sizeof(path));
 	unlink(path);
 	if (switch_start(err, errlen) < 0)

@@ -483,7 +483,7 @@ vm_remove_runtime_files(const struct vm *vm)
 	for (int i = 0; i < vm->spec.nnics; i++) {
 		nic_sock_path(vm, i, path, sizeof(path));
 		unlink(path);
-		/* Where vmgr 0.2 and 0.1 had QEMU bind a datagram socket. */
+		/* Where earlier vmgrds had QEMU bind a datagram socket. */
 		snprintf(path, sizeof(path), "%s/qemu/net%d.sock", vm->dir, i);
 		unlink(path);
 		snprintf(path, sizeof(path), "%s/net%d.sock", vm->dir, i);
