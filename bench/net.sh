@@ -4,12 +4,15 @@
 # build/image-cache; iperf3 is in it), 1 vCPU and 512 MiB each, side by
 # side in one run: TCP throughput with iperf3 (SECONDS each way, default
 # 8) and round-trip time (ping -c 100), ROUNDS times (default 3, medians;
-# the order alternates), over a vmgr isolated
-# network (vmgrd's switch) and over a vmgr bridge (the kernel's), and
-# guest to host through a port forward over NAT, with each NAT backend
-# this host has (passt, QEMU's slirp).  Ratios are to the bridge.
-# While the isolated network is saturated: vmgrd's CPU (its switch thread
-# and the whole process) per Gbit/s forwarded, and `vmgr list`'s latency
+# the order alternates), over a vmgr isolated network and over a vmgr
+# bridge, and guest to host through a port forward over NAT, with each
+# NAT backend this host has (passt, QEMU's slirp).  The isolated network
+# is measured on each switch vmgrd has: first what it picks (the
+# kernel's bridges in its namespace, as root), then, with vmgrd started
+# again with --switch user and the guests too, vmgrd's own switch; each
+# phase has bridge runs of its own, and ratios are to those.  While the
+# isolated network is saturated: vmgrd's CPU (its switch thread and the
+# whole process) per Gbit/s forwarded, and `vmgr list`'s latency
 # (p50/p99).  Needs root (the bridge).
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -74,7 +77,7 @@ sleep 1
 pct() {	# pct P FILE: the P-th percentile of the numbers in FILE
 	sort -n "$2" | awk -v p="$1" '{a[NR] = $1} END {i = int(NR * p / 100 + 0.999); if (i < 1) i = 1; print a[i]}'
 }
-ticks() { awk '{print $14 + $15}' "$1"; }
+ticks() { awk '{print $14 + $15} END {if (NR == 0) print 0}' "$1"; }
 switch_stat() {
 	for t in /proc/$D/task/*; do
 		[ "$(cat "$t/comm")" = vmgr-switch ] && { echo "$t/stat"; return; }
@@ -119,40 +122,63 @@ sampled() {
 }
 med() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 hz=$(getconf CLK_TCK)
-st=$(switch_stat)
-# ---- the bridge (the kernel's switch) and the isolated network (vmgrd's),
-# ROUNDS times, alternating which goes first; vmgr list sampled during
-# each a->b run; vmgrd's CPU counted over the isolated a->b runs.
-: >"$STATE/list.br"; : >"$STATE/list.lan"
-brt= brr= brl= lat= lar= lal= sw_t=0 d_t=0 wall=0 lan_mbit_s=0
-one() {	# one br|lan ADDR
-	if [ "$1" = lan ]; then
+# ---- the bridge and the isolated network, ROUNDS times, alternating
+# which goes first; vmgr list sampled during each a->b run; vmgrd's CPU
+# (and its switch thread's) counted over the isolated a->b runs.  A
+# phase is one vmgrd's switch: "kernel" (its bridges, vmgrd as root) or
+# "user" (vmgrd's own switch thread).  Results go to STATE/PHASE.*.
+one() {	# one PHASE br|lan ADDR
+	if [ "$2" = lan ]; then
+		st=$(switch_stat)
 		s0=$(ticks "$st") p0=$(ticks /proc/$D/stat) f0=$(date +%s%N)
-		sampled lan iperf "$2" >"$STATE/tx"
+		sampled "$1.lan" iperf "$3" >"$STATE/tx"
 		f1=$(date +%s%N) s1=$(ticks "$st") p1=$(ticks /proc/$D/stat)
-		sw_t=$((sw_t + s1 - s0)) d_t=$((d_t + p1 - p0)) wall=$((wall + (f1 - f0) / 1000000))
-		lan_mbit_s=$((lan_mbit_s + $(cat "$STATE/tx") * (f1 - f0) / 1000000))
-		lat="$lat $(cat "$STATE/tx")" lar="$lar $(iperf "$2" -R)" lal="$lal $(rtt "$2")"
-		say "isolated, round $r: $(echo $lat | awk '{print $NF}') and $(echo $lar | awk '{print $NF}') Mbit/s, rtt $(echo $lal | awk '{print $NF}') ms"
+		echo "$((s1 - s0)) $((p1 - p0)) $(( (f1 - f0) / 1000000 )) $(( $(cat "$STATE/tx") * (f1 - f0) / 1000000 ))" >>"$STATE/$1.cpu"
 	else
-		sampled br iperf "$2" >"$STATE/tx"
-		brt="$brt $(cat "$STATE/tx")" brr="$brr $(iperf "$2" -R)" brl="$brl $(rtt "$2")"
-		say "bridge, round $r: $(echo $brt | awk '{print $NF}') and $(echo $brr | awk '{print $NF}') Mbit/s, rtt $(echo $brl | awk '{print $NF}') ms"
+		sampled "$1.br" iperf "$3" >"$STATE/tx"
 	fi
+	cat "$STATE/tx" >>"$STATE/$1.$2.tx"
+	iperf "$3" -R >>"$STATE/$1.$2.rx"
+	rtt "$3" >>"$STATE/$1.$2.rtt"
+	say "$1 $2, round $r: $(tail -1 "$STATE/$1.$2.tx") and $(tail -1 "$STATE/$1.$2.rx") Mbit/s, rtt $(tail -1 "$STATE/$1.$2.rtt") ms"
 }
-for r in $(seq 1 "$ROUNDS"); do
-	if [ $((r % 2)) = 1 ]; then one br "$br_b"; one lan "$lan_b"
-	else one lan "$lan_b"; one br "$br_b"; fi
-done
-br_tx=$(med $brt) br_rx=$(med $brr) br_rtt=$(med $brl)
-lan_tx=$(med $lat) lan_rx=$(med $lar) lan_rtt=$(med $lal)
-# CPU share of one core per Gbit/s forwarded, over the isolated a->b runs:
-# CPU seconds / wall seconds / (Gbit/s on average).
-cpu() { echo "$1 $hz $wall $lan_mbit_s" | awk '{c = $1 / $2; w = $3 / 1000; g = $4 / $3 / 1000; printf "%.1f", 100 * c / w / g}'; }
-sw_cpu=$(cpu $sw_t) d_cpu=$(cpu $d_t)
+phase() {	# phase NAME
+	: >"$STATE/$1.cpu"; : >"$STATE/list.$1.br"; : >"$STATE/list.$1.lan"
+	for r in $(seq 1 "$ROUNDS"); do
+		if [ $((r % 2)) = 1 ]; then one "$1" br "$br_b"; one "$1" lan "$lan_b"
+		else one "$1" lan "$lan_b"; one "$1" br "$br_b"; fi
+	done
+}
+fmed() { sort -n "$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+# CPU share of one core per Gbit/s forwarded, over a phase's isolated
+# a->b runs: CPU seconds / wall seconds / (Gbit/s on average).  Column 1
+# is the switch thread's ticks, 2 vmgrd's.
+cpu() {	# cpu PHASE COLUMN
+	awk -v hz="$hz" -v k="$2" '{c += $k; w += $3; m += $4}
+	    END {g = m / w / 1000; printf "%.1f", g > 0 ? 100 * (c / hz) / (w / 1000) / g : 0}' "$STATE/$1.cpu"
+}
 lp() { awk '{print $1 / 1000}' "$STATE/list.$1" | pct "$2" /dev/stdin; }
-list_p50=$(lp lan 50) list_p99=$(lp lan 99) br_list_p99=$(lp br 99)
-list_n=$(wc -l <"$STATE/list.lan")
+ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
+# phase_json PHASE: its figures, ratios to the same phase's bridge runs.
+phase_json() {
+	jq -n --argjson brtx "$(fmed "$STATE/$1.br.tx")" --argjson brrx "$(fmed "$STATE/$1.br.rx")" \
+	    --argjson brrtt "$(fmed "$STATE/$1.br.rtt")" \
+	    --argjson ltx "$(fmed "$STATE/$1.lan.tx")" --argjson lrx "$(fmed "$STATE/$1.lan.rx")" \
+	    --argjson lrtt "$(fmed "$STATE/$1.lan.rtt")" \
+	    --argjson swcpu "$(cpu "$1" 1)" --argjson dcpu "$(cpu "$1" 2)" \
+	    --argjson lp50 "$(lp "$1.lan" 50)" --argjson lp99 "$(lp "$1.lan" 99)" \
+	    --argjson blp99 "$(lp "$1.br" 99)" --argjson n "$(wc -l <"$STATE/list.$1.lan")" \
+	    --arg sw "$1" '{switch: $sw,
+	    bridge: {a_to_b_mbit: $brtx, b_to_a_mbit: $brrx, rtt_ms: $brrtt,
+		list_p99_ms: $blp99},
+	    isolated: {a_to_b_mbit: $ltx, b_to_a_mbit: $lrx, rtt_ms: $lrtt,
+		ratio_a_to_b: ($ltx / $brtx), ratio_b_to_a: ($lrx / $brrx),
+		ratio_rtt: ($lrtt / $brrtt),
+		switch_cpu_pct_per_gbit: $swcpu, vmgrd_cpu_pct_per_gbit: $dcpu,
+		list_p50_ms: $lp50, list_p99_ms: $lp99, list_calls: $n}}'
+}
+first=$($V host --json | jq -r .switch.backend)
+phase "$first"
 
 # ---- NAT: host to guest through a's forward, each backend there is
 nat_json=
@@ -178,44 +204,58 @@ nat_run() {	# nat_run BACKEND: iperf3 from the host through the forward
 	    "$(echo "$tx $br_tx" | awk '{printf "%.2fx", $1 / $2}')" >>"$STATE/table"
 }
 : >"$STATE/table"
+br_tx=$(fmed "$STATE/$first.br.tx")
 backend=$($V info na --json | jq -r '.runtime.nics[0].backend // "slirp"')
 nat_run "$backend"
-if [ "$backend" = passt ]; then
-	# The same guest again on QEMU's own NAT.
-	$V stop na >/dev/null
+
+# ---- vmgrd again on its own switch (and slirp, when the first NAT was
+# passt): the guests start again, since a running NIC keeps its switch.
+phases=$first
+if [ "$first" = kernel ] || [ "$backend" = passt ]; then
+	for g in na nb; do $V stop $g >/dev/null; done
 	kill $D; wait $D 2>/dev/null || true
-	start_vmgrd --nat slirp
-	$V start na >/dev/null
-	i=0; until agent_up na; do [ $i -lt 900 ] || exit 1; sleep 0.5; i=$((i + 1)); done
-	gx na -- sh -c 'iperf3 -s -D >/dev/null 2>&1' >/dev/null
+	start_vmgrd --switch user --nat slirp
+	for g in na nb; do $V start $g >/dev/null; done
+	for g in na nb; do
+		i=0; until agent_up $g; do [ $i -lt 900 ] || exit 1; sleep 0.5; i=$((i + 1)); done
+		gx $g -- sh -c 'iperf3 -s -D >/dev/null 2>&1' >/dev/null
+	done
 	sleep 1
-	nat_run slirp
+	if [ "$first" = kernel ]; then
+		phase user
+		phases="$phases user"
+	fi
+	[ "$backend" != passt ] || nat_run slirp
 fi
 
-ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
 {
 	echo "networks: 2 guests (Debian 12, 1 vCPU, 512 MiB), iperf3 ${SECS}s, ping -c 100; medians of $ROUNDS rounds"
 	printf '%-22s %8s %8s %8s   %s\n' network "a->b" "b->a" "rtt ms" "vs bridge (a->b, b->a, rtt)"
-	printf '%-22s %8s %8s %8s   %s\n' "bridge (kernel)" "$br_tx" "$br_rx" "$br_rtt" "1.00x"
-	printf '%-22s %8s %8s %8s   %sx %sx %sx\n' "isolated (vmgrd)" "$lan_tx" "$lan_rx" "$lan_rtt" \
-	    "$(ratio "$lan_tx" "$br_tx")" "$(ratio "$lan_rx" "$br_rx")" "$(ratio "$lan_rtt" "$br_rtt")"
+	for p in $phases; do
+		printf '%-22s %8s %8s %8s   %s\n' "bridge ($p run)" "$(fmed "$STATE/$p.br.tx")" \
+		    "$(fmed "$STATE/$p.br.rx")" "$(fmed "$STATE/$p.br.rtt")" "1.00x"
+		printf '%-22s %8s %8s %8s   %sx %sx %sx\n' "isolated ($p)" "$(fmed "$STATE/$p.lan.tx")" \
+		    "$(fmed "$STATE/$p.lan.rx")" "$(fmed "$STATE/$p.lan.rtt")" \
+		    "$(ratio "$(fmed "$STATE/$p.lan.tx")" "$(fmed "$STATE/$p.br.tx")")" \
+		    "$(ratio "$(fmed "$STATE/$p.lan.rx")" "$(fmed "$STATE/$p.br.rx")")" \
+		    "$(ratio "$(fmed "$STATE/$p.lan.rtt")" "$(fmed "$STATE/$p.br.rtt")")"
+	done
 	echo "NAT, Mbit/s guest->host and host->guest through a forward:"
 	cat "$STATE/table"
-	echo "isolated, saturated: switch thread ${sw_cpu}% of a core per Gbit/s (vmgrd in all ${d_cpu}%);" \
-	    "vmgr list p50 ${list_p50} ms, p99 ${list_p99} ms ($list_n calls; p99 ${br_list_p99} ms during the bridge's)"
+	for p in $phases; do
+		echo "isolated ($p), saturated: vmgrd's switch thread $(cpu "$p" 1)% of a core per Gbit/s" \
+		    "(vmgrd in all $(cpu "$p" 2)%); vmgr list p50 $(lp "$p.lan" 50) ms, p99 $(lp "$p.lan" 99) ms" \
+		    "($(wc -l <"$STATE/list.$p.lan") calls; p99 $(lp "$p.br" 99) ms during the bridge's)"
+	done
 } | tee "$STATE/summary" >&2
-jq -n --argjson brtx "$br_tx" --argjson brrx "$br_rx" --argjson brrtt "$br_rtt" \
-    --argjson ltx "$lan_tx" --argjson lrx "$lan_rx" --argjson lrtt "$lan_rtt" \
-    --argjson swcpu "$sw_cpu" --argjson dcpu "$d_cpu" \
-    --argjson lp50 "$list_p50" --argjson lp99 "$list_p99" --argjson secs "$SECS" \
-    --argjson blp99 "$br_list_p99" --argjson rounds "$ROUNDS" \
-    --argjson nat "[$nat_json]" '{
-	seconds: $secs, rounds: $rounds,
-	bridge: {a_to_b_mbit: $brtx, b_to_a_mbit: $brrx, rtt_ms: $brrtt,
-	    list_p99_ms: $blp99},
-	isolated: {a_to_b_mbit: $ltx, b_to_a_mbit: $lrx, rtt_ms: $lrtt,
-	    ratio_a_to_b: ($ltx / $brtx), ratio_b_to_a: ($lrx / $brrx),
-	    ratio_rtt: ($lrtt / $brrtt),
-	    switch_cpu_pct_per_gbit: $swcpu, vmgrd_cpu_pct_per_gbit: $dcpu,
-	    list_p50_ms: $lp50, list_p99_ms: $lp99},
+# "isolated" is the first phase (what vmgrd picks by default here);
+# "isolated_user" vmgrd's own switch, when the first was the kernel's.
+phase_json "$first" >"$STATE/p1.json"
+if [ "$phases" != "$first" ]; then phase_json user; else echo null; fi >"$STATE/p2.json"
+jq -n --argjson secs "$SECS" --argjson rounds "$ROUNDS" --argjson nat "[$nat_json]" \
+    --slurpfile p1 "$STATE/p1.json" --slurpfile p2 "$STATE/p2.json" '
+	$p1[0] as $a | $p2[0] as $b | {
+	seconds: $secs, rounds: $rounds, switch: $a.switch,
+	bridge: $a.bridge, isolated: $a.isolated,
+	bridge_user_run: ($b.bridge // null), isolated_user: ($b.isolated // null),
 	nat: $nat}' >"$OUT"

@@ -70,8 +70,11 @@ jq -r '
     (.debian.boots[] | "  \(.firmware): start to login prompt \(.vmgr_login_ms) ms (floor \(.floor_login_ms), \(pct(.vmgr_login_ms; .floor_login_ms))), to SSH \(.vmgr_ssh_ms) ms (floor \(.floor_ssh_ms), \(pct(.vmgr_ssh_ms; .floor_ssh_ms)))")
   else empty end,
   if .net then
-    "networks (2 Debian 12 guests, 1 vCPU, 512 MiB, TCG; iperf3 \(.net.seconds) s, medians of \(.net.rounds)): bridge \(.net.bridge.a_to_b_mbit)/\(.net.bridge.b_to_a_mbit) Mbit/s, rtt \(.net.bridge.rtt_ms) ms; isolated \(.net.isolated.a_to_b_mbit)/\(.net.isolated.b_to_a_mbit) Mbit/s (\(.net.isolated.ratio_a_to_b * 100 | round)%/\(.net.isolated.ratio_b_to_a * 100 | round)% of the bridge; target 80%), rtt \(.net.isolated.rtt_ms) ms (\(.net.isolated.ratio_rtt * 100 | round)%; target under 150%)",
-    "  the switch: \(.net.isolated.switch_cpu_pct_per_gbit)% of a core per Gbit/s (vmgrd in all \(.net.isolated.vmgrd_cpu_pct_per_gbit)%); vmgr list while saturated p50 \(.net.isolated.list_p50_ms) ms, p99 \(.net.isolated.list_p99_ms) ms (target under 20)",
+    "networks (2 Debian 12 guests, 1 vCPU, 512 MiB, TCG; iperf3 \(.net.seconds) s, medians of \(.net.rounds)): bridge \(.net.bridge.a_to_b_mbit)/\(.net.bridge.b_to_a_mbit) Mbit/s, rtt \(.net.bridge.rtt_ms) ms; isolated on the \(.net.switch // "user") switch \(.net.isolated.a_to_b_mbit)/\(.net.isolated.b_to_a_mbit) Mbit/s (\(.net.isolated.ratio_a_to_b * 100 | round)%/\(.net.isolated.ratio_b_to_a * 100 | round)% of the bridge; target 80%), rtt \(.net.isolated.rtt_ms) ms (\(.net.isolated.ratio_rtt * 100 | round)%; target under 150%)",
+    "  vmgrd while saturated: its switch thread \(.net.isolated.switch_cpu_pct_per_gbit)% of a core per Gbit/s (vmgrd in all \(.net.isolated.vmgrd_cpu_pct_per_gbit)%); vmgr list p50 \(.net.isolated.list_p50_ms) ms, p99 \(.net.isolated.list_p99_ms) ms (target under 20)",
+    (if .net.isolated_user then
+      "  isolated on the user switch (vmgrd --switch user): \(.net.isolated_user.a_to_b_mbit)/\(.net.isolated_user.b_to_a_mbit) Mbit/s (\(.net.isolated_user.ratio_a_to_b * 100 | round)%/\(.net.isolated_user.ratio_b_to_a * 100 | round)% of the bridge in that run, \(.net.bridge_user_run.a_to_b_mbit)/\(.net.bridge_user_run.b_to_a_mbit)), rtt \(.net.isolated_user.rtt_ms) ms (\(.net.isolated_user.ratio_rtt * 100 | round)%); the switch thread \(.net.isolated_user.switch_cpu_pct_per_gbit)% of a core per Gbit/s; vmgr list p99 \(.net.isolated_user.list_p99_ms) ms"
+    else empty end),
     (.net.nat[] | "  NAT \(.backend): guest->host \(.guest_to_host_mbit) Mbit/s, host->guest \(.host_to_guest_mbit) Mbit/s")
   else empty end,
   if .agent then

@@ -91,7 +91,7 @@ if [ "$QUICK" = 0 ]; then
 	say "the guest agent: guest-ping, and the freeze window of backups under write load"
 	"$top/bench/agent.sh" "$OUT/agent.json"
 	if [ "$(id -u)" = 0 ]; then
-		say "networks: isolated (vmgrd's switch) and bridge (the kernel's), NAT by passt and slirp"
+		say "networks: isolated (on the kernel's bridges, then vmgrd's own switch) and bridge, NAT by passt and slirp"
 		"$top/bench/net.sh" "$OUT/net.json"
 	fi
 fi

@@ -34,6 +34,12 @@ cmd_host(int argc, char **argv)
 	printf("qemu:         %s (%s)\n", S("qemu_version"), S("qemu_binary"));
 	printf("kernel:       %s\n", S("kernel"));
 	printf("cgroups:      %s\n", S("cgroup_mode"));
+#define SUB(o, k) json_string_value(json_object_get(json_object_get(h, o), k))
+	printf("nat:          %s (%s)\n", SUB("nat", "backend"),
+	    SUB("nat", "reason"));
+	printf("isolated:     %s switch (%s)\n", SUB("switch", "backend"),
+	    SUB("switch", "reason"));
+#undef SUB
 	printf("state dir:    %s\n", S("state_dir"));
 	json_t *cap = json_object_get(h, "capacity");
 	json_t *res = json_object_get(h, "reserved");

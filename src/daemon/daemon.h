@@ -556,6 +556,11 @@ void	 net_forget_vm(const struct vm *);
 void	 net_ports_changed(void);
 void	 switch_stats(uint64_t *frames, uint64_t *wakeups, int *ports);
 
+/* net_kernel.c: isolated networks on the kernel's bridge, as root. */
+int	 kswitch_setup(const char *mode, char *err, size_t errlen);
+int	 kswitch_on(void);
+json_t	*kswitch_host_json(void);
+
 /* net_nat.c: `--nic nat` through passt, or QEMU's slirp. */
 struct proc_cred;
 int	 nat_setup(const char *mode, char *err, size_t errlen);
@@ -574,6 +579,12 @@ int	 net_taps_up(const struct vm *, char taps[][16], char *err,
 	    size_t errlen);
 void	 net_taps_down(const struct vm *);
 int	 net_nic_is_tap(const struct vm *, int nic);
+/* What carries NIC i: "bridge", "kernel", "switch", "passt" or "slirp". */
+const char *net_nic_backend(const struct vm *, int nic);
+/* The tap of NIC i opened for QEMU (vnet header on), or -1. */
+int	 net_tap_open(const struct vm *, int nic, const char *tap);
+/* A VM found running at start: say which NICs its QEMU cannot use. */
+void	 net_adopt_check(const struct vm *);
 /* rx bytes, tx bytes, rx frames, tx frames, spoofed frames dropped,
  * frames dropped because the NIC's queue was full (NIC_UNCOUNTED where
  * the backend does not say). */

@@ -38,7 +38,7 @@ usage(FILE *out)
 "             [--policy fcfs|sjf|priority|rr] [--quantum DURATION]\n"
 "             [--sample-interval SECONDS] [--socket-group GROUP]\n"
 "             [--max-connections N] [--qmp-timeout SECONDS]\n"
-"             [--nat auto|passt|slirp]\n"
+"             [--nat auto|passt|slirp] [--switch auto|kernel|user]\n"
 "             [--listen tcp:HOST:PORT --token-file FILE\n"
 "              [--tls-cert FILE --tls-key FILE]] [--verbose]\n"
 "\n"
@@ -80,6 +80,10 @@ usage(FILE *out)
 "  --nat auto|passt|slirp what carries `--nic nat`: passt (Debian's passt,\n"
 "                         faster) or QEMU's own slirp; auto (the default)\n"
 "                         takes passt when it is installed and works here\n"
+"  --switch auto|kernel|user  what carries isolated networks: the kernel's\n"
+"                         bridges in a network namespace of vmgrd's own\n"
+"                         (root; guests get offloads) or vmgrd's own switch;\n"
+"                         auto (the default) takes the kernel's as root\n"
 "  --qemu-uid-base N      as root, run each VM's QEMU as uid N + the VM's id\n"
 "                         (default 0x40000000; 0 keeps QEMU as root)\n"
 "  --verbose, -v          log QMP events too\n"
@@ -239,7 +243,7 @@ open_log(void)
 
 /* What the command line says, besides what goes straight into vmgrd. */
 struct options {
-	const char	*state_dir, *images, *image_cache, *nat;
+	const char	*state_dir, *images, *image_cache, *nat, *kswitch;
 	const char	*listen, *token_file, *tls_cert, *tls_key;
 	int		 foreground, verbose, policy_given;
 	long long	 timeout;
@@ -281,6 +285,12 @@ parse_option(int ch, const char *arg, struct options *o)
 		    strcmp(arg, "slirp") != 0)
 			return bad("--nat: auto, passt or slirp");
 		o->nat = arg;
+		break;
+	case 'W':
+		if (strcmp(arg, "auto") != 0 && strcmp(arg, "kernel") != 0 &&
+		    strcmp(arg, "user") != 0)
+			return bad("--switch: auto, kernel or user");
+		o->kswitch = arg;
 		break;
 	case 'v': o->verbose = 1; break;
 	case 'L': o->listen = arg; break;
@@ -385,6 +395,7 @@ parse_options(int argc, char *argv[], struct options *o)
 		{ "qemu-uid-base", required_argument, NULL, 'U' },
 		{ "qmp-timeout", required_argument, NULL, 'O' },
 		{ "nat", required_argument, NULL, 'n' },
+		{ "switch", required_argument, NULL, 'W' },
 		{ "token-file", required_argument, NULL, 'T' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
@@ -464,7 +475,9 @@ load(const struct options *o)
 	char err[1024], path[PATH_MAX];
 
 	if (host_probe(err, sizeof(err)) < 0 ||
-	    nat_setup(o->nat ? o->nat : "auto", err, sizeof(err)) < 0)
+	    nat_setup(o->nat ? o->nat : "auto", err, sizeof(err)) < 0 ||
+	    kswitch_setup(o->kswitch ? o->kswitch : "auto", err,
+	    sizeof(err)) < 0)
 		fatalx("%s", err);
 	host_capacity();
 	cgroup_probe();

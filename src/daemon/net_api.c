@@ -19,7 +19,9 @@ net_open(struct net *n, char *err, size_t errlen)
 
 	snprintf(dir, sizeof(dir), "%s/net", vmgrd->state_dir);
 	mkdir_p(dir, 0700);
-	return is_bridge(n) ? bridge_up(n, err, errlen) :
+	if (is_bridge(n))
+		return bridge_up(n, err, errlen);
+	return kswitch_on() ? kswitch_open(n, err, errlen) :
 	    switch_open(n, err, errlen);
 }
 
@@ -28,6 +30,8 @@ net_close(struct net *n)
 {
 	if (is_bridge(n))
 		bridge_close(n);
+	else if (n->kernel)
+		kswitch_close(n);
 	else
 		switch_close(n);
 }
@@ -376,6 +380,12 @@ net_nic_counters(const struct vm *vm, int i, uint64_t c[NIC_NCOUNTERS])
 	    "rx_packets" };
 	char tap[16], path[128], *s;
 
+	struct net *n = net_find(vm->spec.nics[i].network);
+
+	if (n && n->kernel) {
+		kswitch_counters(vm, i, c);
+		return;
+	}
 	if (!net_nic_is_tap(vm, i)) {
 		switch_counters(vm, i, c);
 		return;

@@ -8,10 +8,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -445,13 +449,18 @@ net_taps_up(const struct vm *vm, char taps[][16], char *err, size_t errlen)
 		struct net *n = net_find(vm->spec.nics[i].network);
 		char alias[256], uid[16];
 		taps[i][0] = '\0';
-		if (n == NULL || !is_bridge(n))
+		if (n == NULL || !(is_bridge(n) || n->kernel))
 			continue;
 		nic_tap_name(vm, i, taps[i], 16);
 		if (!taps[i][0]) {
 			snprintf(err, errlen, "VM id %lld is too large for a tap "
 			    "name", (long long)vm->id);
 			return -1;
+		}
+		if (n->kernel) {
+			if (kswitch_tap_up(vm, i, n, taps[i], err, errlen) < 0)
+				return -1;
+			continue;
 		}
 		if_alias(alias, sizeof(alias), "vm", vm->id, i);
 		tap_del(vm, i);		/* a stale one of ours */
@@ -483,16 +492,84 @@ net_taps_down(const struct vm *vm)
 		struct net *n = net_find(vm->spec.nics[i].network);
 		if (n != NULL && is_bridge(n))
 			tap_del(vm, i);
+		else if (n != NULL && n->kernel)
+			kswitch_tap_down(vm, i);
 	}
 }
 
-/* 1 when NIC i of vm is on a bridge network. */
+/* 1 when NIC i of vm is a tap: on a bridge, or on the kernel's switch. */
 int
 net_nic_is_tap(const struct vm *vm, int i)
 {
 	struct net *n = net_find(vm->spec.nics[i].network);
 
-	return n && is_bridge(n);
+	return n && (is_bridge(n) || n->kernel);
+}
+
+const char *
+net_nic_backend(const struct vm *vm, int i)
+{
+	struct net *n = net_find(vm->spec.nics[i].network);
+
+	if (strcmp(vm->spec.nics[i].network, "nat") == 0)
+		return nat_backend(vm, i);
+	return n && is_bridge(n) ? "bridge" : n && n->kernel ? "kernel" :
+	    "switch";
+}
+
+/* Open the existing tap device name, as QEMU would (vnet header on). */
+int
+net_tap_fd(const char *name)
+{
+	struct ifreq ifr;
+	int fd;
+
+	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
+int
+net_tap_open(const struct vm *vm, int i, const char *tap)
+{
+	struct net *n = net_find(vm->spec.nics[i].network);
+
+	return n && n->kernel ? kswitch_tap_open(tap) : net_tap_fd(tap);
+}
+
+/*
+ * A QEMU found running at start holds the NICs it was started with: one
+ * on vmgrd's own switch cannot join a kernel's bridge (or the other way
+ * round) until the VM is started again.
+ */
+void
+net_adopt_check(const struct vm *vm)
+{
+	for (int i = 0; i < vm->spec.nnics; i++) {
+		struct net *n = net_find(vm->spec.nics[i].network);
+		char path[PATH_MAX];
+		struct stat st;
+		if (n == NULL || is_bridge(n) || n->down[0])
+			continue;
+		nic_sock_path(vm, i, path, sizeof(path));
+		if (n->kernel && !kswitch_has_tap(vm, i))
+			log_warnx("%s: NIC %d was started on vmgrd's own switch "
+			    "(--switch user); it is not on network %s until the "
+			    "VM is started again", vm->spec.name, i, n->name);
+		else if (!n->kernel && stat(path, &st) < 0)
+			log_warnx("%s: NIC %d was started on the kernel's bridge "
+			    "(--switch kernel); it is not on network %s until "
+			    "the VM is started again", vm->spec.name, i,
+			    n->name);
+	}
 }
 
 /* Down, and its files gone. */

@@ -32,6 +32,7 @@ struct net {
 	char		 ifname[16];	/* bridge: the Linux bridge */
 	int		 adopted;	/* the user's bridge, used as it is */
 	int		 nat;		/* bridge: NAT to the host's uplink */
+	int		 kernel;	/* isolated, on net_kernel.c's bridge */
 	int		 mtu;		/* the guests' MTU: 1500, or up to 65520 */
 	char		 down[256];	/* why it could not be set up, or "" */
 	pid_t		 dnsmasq;
@@ -55,7 +56,19 @@ int	 switch_open(struct net *, char *err, size_t errlen);
 void	 switch_close(struct net *);
 void	 switch_counters(const struct vm *, int nic, uint64_t c[NIC_NCOUNTERS]);
 
+/* net_kernel.c: isolated networks on the kernel's bridge (root) */
+int	 kswitch_open(struct net *, char *err, size_t errlen);
+void	 kswitch_close(struct net *);
+int	 kswitch_tap_up(const struct vm *, int nic, const struct net *,
+	    const char *tap, char *err, size_t errlen);
+void	 kswitch_tap_down(const struct vm *, int nic);
+int	 kswitch_tap_open(const char *tap);
+int	 kswitch_has_tap(const struct vm *, int nic);
+void	 kswitch_counters(const struct vm *, int nic,
+	    uint64_t c[NIC_NCOUNTERS]);
+
 /* net_bridge.c: bridge networks */
+int	 net_tap_fd(const char *tap);
 void	 if_alias(char *buf, size_t len, const char *what, int64_t id,
 	    int nic);
 int	 if_exists(const char *ifname);

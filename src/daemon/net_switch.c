@@ -275,7 +275,7 @@ net_ports_changed(void)
 
 	pthread_mutex_lock(&sw.lock);
 	TAILQ_FOREACH(n, &nets, entry)
-		if (!is_bridge(n) && !n->down[0])
+		if (!is_bridge(n) && !n->kernel && !n->down[0])
 			ports_rebuild(n);
 	pthread_mutex_unlock(&sw.lock);
 }

@@ -59,6 +59,7 @@ host_json(void)
 	json_decref(sh);
 	json_object_set_new(h, "scheduler", sched_json());
 	json_object_set_new(h, "nat", nat_host_json());
+	json_object_set_new(h, "switch", kswitch_host_json());
 	json_object_set_new(h, "api", json_pack("{s:i, s:i}", "connections",
 	    api_limit_count(vmgrd->api_limit), "max_connections", vmgrd->max_conns));
 	return h;

@@ -225,8 +225,7 @@ vm_json(const struct vm *vm)
 			const char *net = vm->spec.nics[i].network;
 			json_array_append_new(nics, json_pack("{s:i, s:s, s:s}",
 			    "nic", i, "network", net, "backend",
-			    strcmp(net, "nat") == 0 ? nat_backend(vm, i) :
-			    net_nic_is_tap(vm, i) ? "bridge" : "switch"));
+			    net_nic_backend(vm, i)));
 		}
 		json_object_set_new(rt, "nics", nics);
 	}

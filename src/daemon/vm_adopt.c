@@ -68,6 +68,7 @@ adopt(struct vm *vm)
 	if (proc_uid(vm->pid, &vm->qemu_uid) < 0)
 		vm->qemu_uid = (uid_t)priv_uid(vm);
 	vm_flag(vm, VMF_LEGACY, legacy);
+	net_adopt_check(vm);
 	net_ports_changed();
 	vm_path(vm, "qmp.sock", sock, sizeof(sock));
 	if ((fd = sock_connect(sock, SOCK_NONBLOCK)) < 0 || (vm->qmp = qmp_new(vmgrd->base,

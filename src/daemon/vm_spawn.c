@@ -103,26 +103,6 @@ fail:
 	return -1;
 }
 
-/* Open the existing tap device name, as QEMU would (vnet header on). */
-static int
-tap_open(const char *name)
-{
-	struct ifreq ifr;
-	int fd;
-
-	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		int e = errno;
-		close(fd);
-		return errno = e, -1;
-	}
-	return fd;
-}
-
 static void
 rotate(const struct vm *vm, const char *name)
 {
@@ -357,7 +337,7 @@ launch_nics(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		if (!l->taps[i][0])
 			continue;
 		l->tapp[i] = l->taps[i];
-		if ((l->tapfd[i] = tap_open(l->taps[i])) < 0) {
+		if ((l->tapfd[i] = net_tap_open(vm, i, l->taps[i])) < 0) {
 			snprintf(err, errlen, "tap %s: %s", l->taps[i],
 			    strerror(errno));
 			return -1;

@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then
 	echo "1..0 # SKIP needs root (QEMU runs as a user of its own only then)"
 	_done=1; _n=0; trap - EXIT; rm -rf "$STATE"; exit 0
 fi
-start_daemon
+start_daemon --switch user
 T=$STATE/attacker
 mkdir -p "$T"
 victim=$T/victim
@@ -101,7 +101,7 @@ check "as a's QEMU: nor a link put in its place" sh -c "! setpriv --reuid=$qu --
 is "$(stat -c '%u %F' "$run/nic0.sock")" "0 socket" "... it is still vmgrd's socket"
 # vmgrd restarts: the switch connects to it anew, and to nothing else.
 kill_daemon KILL
-start_daemon
+start_daemon --switch user
 printf 'ping -c 3 -W 2 %s >/dev/null && echo b-a-after-$((3+3))\n' "$(vmgr info a --json | jq -r '.spec.nics[0].ip')" | vmgr console b >/dev/null
 check "b reaches a through the switch vmgrd connected again" wait_until 30 console_has b b-a-after-6
 
