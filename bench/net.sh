@@ -30,11 +30,14 @@ start_vmgrd() {	# start_vmgrd [ARGS]: a vmgrd on STATE (the VMs go on)
 	i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
 }
 cleanup() {
+	set +e		# every step, whatever failed before
 	# vmgrd takes down what it made: the VMs' taps, the bridge, its DHCP.
 	for g in na nb; do $V stop $g >/dev/null 2>&1; $V delete $g >/dev/null 2>&1; done
 	for n in br lan; do $V network delete $n >/dev/null 2>&1; done
 	pkill -9 -f "qemu-system.*$STATE/" 2>/dev/null || true
 	[ -z "$D" ] || { kill $D 2>/dev/null; wait $D 2>/dev/null; }
+	# The namespace of the kernel's switch, bound in the state dir.
+	umount "$STATE/net/ns" 2>/dev/null
 	rm -rf "$STATE"
 }
 trap cleanup EXIT

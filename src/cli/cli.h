@@ -17,6 +17,7 @@
 struct cli {
 	char	sock[4096];
 	int	json;
+	char	remote[128];	/* --remote NAME: through vmgrd to that host */
 };
 extern struct cli cli;
 
@@ -110,6 +111,7 @@ int	read_ssh_keys(const char *cmd, const char *path, json_t *keys);
 int	cmd_ssh(int, char **);
 int	cmd_snapshot(int, char **);
 int	cmd_backup(int, char **);
+int	cmd_remote(int, char **);
 
 /* Print a reply (--json: as is; else with show) and free it.  0. */
 int	cli_print(json_t *resp, void (*show)(json_t *));

@@ -15,10 +15,16 @@ static long
 request(const char *method, const char *path, json_t *json,
     struct httpc_body *b, double timeout_s)
 {
-	char err[512], *payload = NULL;
+	char err[512], *payload = NULL, fwd[2048];
 	struct httpc *c;
 	long status;
 
+	if (cli.remote[0]) {
+		/* vmgrd forwards it to the remote, with the remote's token. */
+		snprintf(fwd, sizeof(fwd), "/v1/remotes/%s/api%s", cli.remote,
+		    path);
+		path = fwd;
+	}
 	if ((c = httpc_open(cli.sock, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "vmgr: cannot reach vmgrd at %s (is it running?"
 		    " start it with `vmgrd`, or pass --state-dir)\n", err);
@@ -70,6 +76,11 @@ api_get_bytes(const char *path, char **data, size_t *len, long timeout_s)
 long
 api_stream(const char *path, void (*cb)(const char *, void *), void *arg)
 {
+	if (cli.remote[0]) {
+		fprintf(stderr, "vmgr: a followed stream is not available "
+		    "through --remote yet\n");
+		return -1;
+	}
 	struct httpc_body b = { .line_cb = cb, .arg = arg };
 	long status = request("GET", path, NULL, &b, 0);
 

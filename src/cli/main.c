@@ -308,6 +308,20 @@ const struct command commands[] = {
 	  "the disks of the stopped VM of that name.  prune keeps the newest N\n"
 	  "backups of VM, merging a kept incremental whose base goes, so every\n"
 	  "kept backup still restores.  delete refuses a backup others build on.\n" },
+	{ "remote", cmd_remote,
+	  "vmgr remote add NAME URL --token-file FILE [--cacert FILE] |\n"
+	  "                  list | show NAME | remove NAME",
+	  "Other vmgrd hosts this vmgrd knows, by name.  URL is the remote\n"
+	  "vmgrd's --listen: https://HOST[:PORT] (default port 8443) or\n"
+	  "http://HOST[:PORT] for a listener without TLS.  --token-file is a\n"
+	  "file holding the remote's token (its vmgrd --token-file); --cacert\n"
+	  "a PEM file of the CA that signed its certificate (default: the\n"
+	  "system's CAs).  The certificate must name the URL's host or address.\n"
+	  "add checks that the remote answers with that token before keeping\n"
+	  "it; vmgrd keeps the token (in its state dir, mode 0600) and never\n"
+	  "prints it.  show asks the remote again and says whether it answers.\n"
+	  "`vmgr --remote NAME COMMAND ...` runs a command on the remote through\n"
+	  "this vmgrd (not console, display, ssh or a followed stream).\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },
@@ -326,7 +340,8 @@ static void
 overview(FILE *out)
 {
 	fprintf(out,
-"usage: vmgr [--state-dir DIR | --socket PATH] [--json] COMMAND [ARGS]\n"
+"usage: vmgr [--state-dir DIR | --socket PATH] [--remote NAME] [--json]\n"
+"            COMMAND [ARGS]\n"
 "\n"
 "Commands:\n");
 	for (const struct command *c = commands; c->name; c++) {
@@ -340,6 +355,8 @@ overview(FILE *out)
 "  --state-dir DIR   talk to the vmgrd of DIR (default $VMGR_STATE_DIR,\n"
 "                    /var/lib/vmgr for root, ~/.local/state/vmgr otherwise)\n"
 "  --socket PATH     talk to vmgrd at this socket\n"
+"  --remote NAME     run the command on remote NAME (`vmgr remote`), through\n"
+"                    this vmgrd\n"
 "  --json            print the API's JSON instead of tables\n"
 "\n"
 "Exit status: 0 done, 1 refused or failed, 2 usage error.\n"
@@ -505,7 +522,7 @@ fmt_when(long long ms, char *buf, size_t len)
 static int
 global_options(int *argcp, char **argv)
 {
-	const char *state_dir = NULL, *sock = NULL;
+	const char *state_dir = NULL, *sock = NULL, *remote = NULL;
 	int argc = *argcp, out = 1;
 
 	for (int i = 1; i < argc; i++) {
@@ -525,6 +542,14 @@ global_options(int *argcp, char **argv)
 			}
 			*(a[2] == 's' && a[3] == 't' ? &state_dir : &sock) =
 			    argv[++i];
+		} else if (strcmp(a, "--remote") == 0) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "vmgr: --remote needs a value\n");
+				return -1;
+			}
+			remote = argv[++i];
+		} else if (strncmp(a, "--remote=", 9) == 0) {
+			remote = a + 9;
 		} else if (strncmp(a, "--state-dir=", 12) == 0) {
 			state_dir = a + 12;
 		} else if (strncmp(a, "--socket=", 9) == 0) {
@@ -534,6 +559,14 @@ global_options(int *argcp, char **argv)
 	}
 	argv[out] = NULL;
 	*argcp = out;
+	if (remote) {
+		if (!spec_name_valid(remote)) {
+			fprintf(stderr, "vmgr: --remote: \"%.64s\" is not a "
+			    "remote's name (see `vmgr remote list`)\n", remote);
+			return -1;
+		}
+		snprintf(cli.remote, sizeof(cli.remote), "%s", remote);
+	}
 	if (sock)
 		snprintf(cli.sock, sizeof(cli.sock), "%s", sock);
 	else {
@@ -581,6 +614,12 @@ main(int argc, char **argv)
 			printf("usage: %s\n\n%s", c->usage, c->help);
 			return 0;
 		}
+	if (cli.remote[0] && (strcmp(c->name, "console") == 0 ||
+	    strcmp(c->name, "display") == 0 || strcmp(c->name, "ssh") == 0)) {
+		fprintf(stderr, "vmgr: %s is not available through --remote: "
+		    "run it on %s's host\n", c->name, cli.remote);
+		return EXIT_USAGE;
+	}
 	rc = c->run(argc - 1, argv + 1);
 	return rc;
 }

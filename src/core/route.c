@@ -77,6 +77,10 @@ static const struct endpoint {
 	{ R_BK_DELETE,	 ROUTE_DELETE, "v1/backups/:id", BODY_NONE, "" },
 	{ R_BK_VERIFY,	 P, "v1/backups/:id/verify", BODY_OPTIONAL, "" },
 	{ R_BK_RESTORE,	 P, "v1/backups/:id/restore", BODY_OPTIONAL, "" },
+	{ R_REMOTE_LIST, G, "v1/remotes",	BODY_NONE, "" },
+	{ R_REMOTE_ADD,	 P, "v1/remotes",	BODY_OBJECT, "" },
+	{ R_REMOTE_GET,	 G, "v1/remotes/:remote", BODY_NONE, "" },
+	{ R_REMOTE_DELETE, ROUTE_DELETE, "v1/remotes/:remote", BODY_NONE, "" },
 };
 
 #define NENDPOINTS	(sizeof(endpoints) / sizeof(endpoints[0]))

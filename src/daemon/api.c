@@ -168,6 +168,10 @@ static const struct handler {
 	[R_BK_DELETE]	= { backup_api_delete, H_BACKUP },
 	[R_BK_VERIFY]	= { backup_api_verify, H_BACKUP },
 	[R_BK_RESTORE]	= { backup_api_restore, H_BACKUP | H_SPACE },
+	[R_REMOTE_LIST]	= { peer_api_list, 0 },
+	[R_REMOTE_ADD]	= { peer_api_add, H_SPACE },
+	[R_REMOTE_GET]	= { peer_api_get, 0 },
+	[R_REMOTE_DELETE] = { peer_api_delete, 0 },
 };
 
 /* Whether the call makes something new in the state dir. */
@@ -207,6 +211,8 @@ api_dispatch(struct evhttp_request *req, void *arg)
 	int ret;
 
 	(void)arg;
+	if (peer_proxy(req))
+		return;		/* for another vmgrd */
 	if ((ret = api_request_begin(req, &c)) == 0) {
 		const struct handler *h = &handlers[c.route.id];
 		if ((ret = prepare(&c, h)) == 0)

@@ -329,6 +329,15 @@ json_t	*event_json(const struct event_row *);
 void	 events_publish(const struct event_row *);
 int	 events_subscribe(struct api_call *, const char *vm, int64_t since);
 
+/* peer.c: other vmgrd hosts ("remotes") */
+void	 peer_load(void);
+void	 peer_close(void);
+int	 peer_api_list(struct api_call *);
+int	 peer_api_add(struct api_call *);
+int	 peer_api_get(struct api_call *);
+int	 peer_api_delete(struct api_call *);
+int	 peer_proxy(struct evhttp_request *);
+
 /* http.c */
 /*
  * One API call, as its handler sees it: the request made ready by

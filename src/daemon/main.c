@@ -513,6 +513,7 @@ load(const struct options *o)
 		fatalx("cannot load the image catalog: %s", db_errmsg(d->db));
 	if (backup_load_all() < 0)
 		fatalx("cannot load the backup catalog: %s", db_errmsg(d->db));
+	peer_load();
 	db_reserve_init(d->state_dir);
 	raise_fd_limit();
 }
@@ -602,6 +603,7 @@ main(int argc, char *argv[])
 
 	vm_shutdown_daemon();
 	remote_close();
+	peer_close();
 	evhttp_free(d.http);
 	unlink(path);
 	event_free(sigterm);

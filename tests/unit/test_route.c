@@ -77,6 +77,10 @@ static const struct ok_case {
 	{ D, "/v1/backups/42", R_BK_DELETE, "42", NULL, BODY_NONE },
 	{ P, "/v1/backups/42/verify", R_BK_VERIFY, "42", NULL, BODY_OPTIONAL },
 	{ P, "/v1/backups/7/restore", R_BK_RESTORE, "7", NULL, BODY_OPTIONAL },
+	{ G, "/v1/remotes", R_REMOTE_LIST, NULL, NULL, BODY_NONE },
+	{ P, "/v1/remotes", R_REMOTE_ADD, NULL, NULL, BODY_OBJECT },
+	{ G, "/v1/remotes/hostb", R_REMOTE_GET, "hostb", NULL, BODY_NONE },
+	{ D, "/v1/remotes/hostb", R_REMOTE_DELETE, "hostb", NULL, BODY_NONE },
 };
 
 static void
