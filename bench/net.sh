@@ -158,7 +158,7 @@ fmed() { sort -n "$1" | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 # is the switch thread's ticks, 2 vmgrd's.
 cpu() {	# cpu PHASE COLUMN
 	awk -v hz="$hz" -v k="$2" '{c += $k; w += $3; m += $4}
-	    END {g = m / w / 1000; printf "%.1f", g > 0 ? 100 * (c / hz) / (w / 1000) / g : 0}' "$STATE/$1.cpu"
+	    END {g = w > 0 ? m / w / 1000 : 0; printf "%.1f", (g > 0 ? 100 * (c / hz) / (w / 1000) / g : 0)}' "$STATE/$1.cpu"
 }
 lp() { awk '{print $1 / 1000}' "$STATE/list.$1" | pct "$2" /dev/stdin; }
 ratio() { echo "$1 $2" | awk '{printf "%.2f", $1 / $2}'; }
