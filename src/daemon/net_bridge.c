@@ -8,13 +8,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/if_tun.h>
-#include <net/if.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -411,19 +408,6 @@ bridge_down(struct net *n)
 		log_warnx("%s: %s", __func__, err);
 }
 
-/*
- * The tap of a VM's NIC on a bridge network: "vmgrt<vmid>n<nic>"; "" when
- * that does not fit an interface name (a VM id past 99999999).
- */
-void
-nic_tap_name(const struct vm *vm, int nic, char *buf, size_t len)
-{
-	int w = snprintf(buf, len, "vmgrt%lldn%d", (long long)vm->id, nic);
-
-	if (w < 0 || (size_t)w >= len || w > 15)
-		buf[0] = '\0';
-}
-
 /* Delete vm's tap for nic if it is there and ours. */
 static void
 tap_del(const struct vm *vm, int nic)
@@ -515,26 +499,6 @@ net_nic_backend(const struct vm *vm, int i)
 		return nat_backend(vm, i);
 	return n && is_bridge(n) ? "bridge" : n && n->kernel ? "kernel" :
 	    "switch";
-}
-
-/* Open the existing tap device name, as QEMU would (vnet header on). */
-int
-net_tap_fd(const char *name)
-{
-	struct ifreq ifr;
-	int fd;
-
-	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
-		return -1;
-	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
-	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
-		int e = errno;
-		close(fd);
-		return errno = e, -1;
-	}
-	return fd;
 }
 
 int

@@ -31,11 +31,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/if_tun.h>
 #include <linux/magic.h>
+#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -55,14 +58,51 @@ static char why[PATH_MAX + 256];	/* why this switch */
 /* Spoofed-frame counters, read in one `nft -j list` for all NICs. */
 static struct {
 	double	 at;
+	int	 busy;		/* a read is running */
 	int	 n;
 	struct { int64_t vm; int nic; uint64_t packets; } *c;
 } spoof;
 
+/*
+ * The tap of a VM's NIC, on a bridge network or on the kernel's switch
+ * (net_bridge.c uses these too): "vmgrt<vmid>n<nic>"; "" when
+ * that does not fit an interface name (a VM id past 99999999).
+ */
+void
+nic_tap_name(const struct vm *vm, int nic, char *buf, size_t len)
+{
+	int w = snprintf(buf, len, "vmgrt%lldn%d", (long long)vm->id, nic);
+
+	if (w < 0 || (size_t)w >= len || w > 15)
+		buf[0] = '\0';
+}
+
+/* Open the existing tap device name, as QEMU would (vnet header on). */
+int
+net_tap_fd(const char *name)
+{
+	struct ifreq ifr;
+	int fd;
+
+	if ((fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC)) < 0)
+		return -1;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%.15s", name);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int e = errno;
+		close(fd);
+		return errno = e, -1;
+	}
+	return fd;
+}
+
+static int kernel_ok;		/* the kernel's switch carries them */
+
 int
 kswitch_on(void)
 {
-	return ns_fd >= 0;
+	return kernel_ok;
 }
 
 static int
@@ -162,12 +202,7 @@ ns_make(char *err, size_t errlen)
  * every port), and broadcasts reach its local port: nothing goes out of
  * the namespace's stack to a guest, and nothing from a guest goes into it.
  */
-static int
-ns_table(char *err, size_t errlen)
-{
-	char *load[] = { "nft", "-f", "-", NULL };
-
-	return ns_run(load,
+static const char ns_rules[] =
 	    "add table bridge vmgr\n"
 	    "add map bridge vmgr ports { type ifname : verdict; }\n"
 	    "add chain bridge vmgr in { type filter hook prerouting "
@@ -177,7 +212,14 @@ ns_table(char *err, size_t errlen)
 	    "add chain bridge vmgr local { type filter hook input "
 	    "priority 0; policy drop; }\n"
 	    "add chain bridge vmgr out { type filter hook output "
-	    "priority 0; policy drop; }\n", err, errlen);
+	    "priority 0; policy drop; }\n";
+
+static int
+ns_table(char *err, size_t errlen)
+{
+	char *load[] = { "nft", "-f", "-", NULL };
+
+	return ns_run(load, ns_rules, err, errlen);
 }
 
 static void
@@ -191,16 +233,116 @@ ns_close(void)
 }
 
 /*
+ * Whether this host can give isolated networks the kernel's switch: in a
+ * namespace of its own, made for the trial and gone after it, this thread
+ * makes a bridge and loads the nftables table (commands run by a child of
+ * this thread are in its namespace).  0, or -1 with why not.
+ */
+static int
+trial(char *err, size_t errlen)
+{
+	char out[512];
+	char *bridge[] = { "ip", "link", "add", "vmgr-trial", "type", "bridge",
+	    NULL };
+	char *load[] = { "nft", "-f", "-", NULL };
+	int rc = -1;
+
+	if (unshare(CLONE_NEWNET) < 0) {
+		snprintf(err, errlen, "a network namespace: %s", strerror(errno));
+		return -1;
+	}
+	if (proc_run_sync(bridge, NULL, out, sizeof(out)) < 0) {
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(err, errlen, "ip link add type bridge: %s", out[0] ?
+		    out : "cannot run ip");
+	} else if (proc_run_sync(load, ns_rules, out, sizeof(out)) < 0) {
+		out[strcspn(out, "\n")] = '\0';
+		snprintf(err, errlen, "%s", out[0] ? out : "nft is not "
+		    "installed (Debian's package nftables)");
+	} else
+		rc = 0;
+	ns_leave();
+	return rc;
+}
+
+/* Enter the namespace bound at ns_path (made first if need be). */
+static int
+ns_attach(int make, char *err, size_t errlen)
+{
+	if (ns_fd >= 0)
+		return 0;
+	ns_fd = open(ns_path, O_RDONLY | O_CLOEXEC);
+	if (ns_fd >= 0 && !is_nsfs(ns_fd)) {
+		/* a file that is no namespace: a crash between making it
+		 * and binding it */
+		close(ns_fd);
+		ns_fd = -1;
+		if (umount2(ns_path, MNT_DETACH) < 0 && errno != EINVAL)
+			log_warn("%s: %s", __func__, ns_path);
+	}
+	if (ns_fd < 0) {
+		if (!make)
+			return 0;
+		if (ns_make(err, errlen) < 0)
+			return -1;
+		if ((ns_fd = open(ns_path, O_RDONLY | O_CLOEXEC)) < 0 ||
+		    !is_nsfs(ns_fd)) {
+			snprintf(err, errlen, "%s is no network namespace",
+			    ns_path);
+			ns_close();
+			return -1;
+		}
+		log_info("isolated networks: made the network namespace %s",
+		    ns_path);
+	}
+	if (ns_enter() < 0) {
+		snprintf(err, errlen, "setns: %s", strerror(errno));
+		ns_close();
+		return -1;
+	}
+	dev_fd = open("/proc/thread-self/net/dev", O_RDONLY | O_CLOEXEC);
+	ns_leave();
+	if (dev_fd < 0 || ns_table(err, errlen) < 0) {
+		if (dev_fd < 0)
+			snprintf(err, errlen, "the namespace's /proc/net/dev: "
+			    "%s", strerror(errno));
+		ns_close();
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * No isolated network is left: the namespace goes (its bridges and taps
+ * with it), so a state dir holds it only while it is used.
+ */
+static void
+ns_drop(void)
+{
+	struct net *n;
+
+	TAILQ_FOREACH(n, &nets, entry)
+		if (n->kernel)
+			return;
+	ns_close();
+	if (umount2(ns_path, MNT_DETACH) < 0 && errno != EINVAL &&
+	    errno != ENOENT)
+		log_warn("%s: %s", __func__, ns_path);
+	if (unlink(ns_path) < 0 && errno != ENOENT)
+		log_warn("%s: %s", __func__, ns_path);
+	spoof.n = 0;
+}
+
+/*
  * --switch MODE: "auto" (the kernel's as root when it can be had, else
  * vmgrd's), "kernel", or "user".  -1 with err when "kernel" cannot be had.
+ * The namespace is made with the first isolated network; one an earlier
+ * vmgrd bound is entered now.
  */
 int
 kswitch_setup(const char *mode, char *err, size_t errlen)
 {
 	char dir[PATH_MAX], e[PATH_MAX + 128] = "";
-	char *trial[] = { "ip", "link", "add", "vmgr-trial", "type", "bridge",
-	    NULL };
-	char *untrial[] = { "ip", "link", "del", "vmgr-trial", NULL };
 
 	if (strcmp(mode, "user") == 0) {
 		snprintf(why, sizeof(why), "--switch user");
@@ -224,39 +366,9 @@ kswitch_setup(const char *mode, char *err, size_t errlen)
 		    strerror(errno));
 		goto fail;
 	}
-	ns_fd = open(ns_path, O_RDONLY | O_CLOEXEC);
-	if (ns_fd < 0 || !is_nsfs(ns_fd)) {
-		ns_close();
-		if (ns_make(e, sizeof(e)) < 0)
-			goto fail;
-		if ((ns_fd = open(ns_path, O_RDONLY | O_CLOEXEC)) < 0 ||
-		    !is_nsfs(ns_fd)) {
-			snprintf(e, sizeof(e), "%s is no network namespace",
-			    ns_path);
-			goto fail;
-		}
-	}
-	if (ns_enter() < 0) {
-		snprintf(e, sizeof(e), "setns: %s", strerror(errno));
+	if (trial(e, sizeof(e)) < 0 || ns_attach(0, e, sizeof(e)) < 0)
 		goto fail;
-	}
-	dev_fd = open("/proc/thread-self/net/dev", O_RDONLY | O_CLOEXEC);
-	ns_leave();
-	if (dev_fd < 0) {
-		snprintf(e, sizeof(e), "the namespace's /proc/net/dev: %s",
-		    strerror(errno));
-		goto fail;
-	}
-	ns_run(untrial, NULL, NULL, 0);
-	if (ns_run(trial, NULL, e, sizeof(e)) < 0)
-		goto fail;
-	ns_run(untrial, NULL, NULL, 0);
-	if (ns_table(e, sizeof(e)) < 0) {
-		if (strstr(e, "cannot run"))
-			snprintf(e, sizeof(e), "nft is not installed (Debian's "
-			    "package nftables)");
-		goto fail;
-	}
+	kernel_ok = 1;
 	snprintf(why, sizeof(why), "Linux bridges in vmgrd's network "
 	    "namespace %s", ns_path);
 	log_info("isolated networks: the kernel's bridges (%s)", why);
@@ -298,6 +410,8 @@ kswitch_open(struct net *n, char *err, size_t errlen)
 		    "bridge name", (long long)n->id);
 		return -1;
 	}
+	if (ns_attach(1, err, errlen) < 0)
+		return -1;
 	snprintf(mtu, sizeof(mtu), "%d", n->mtu);
 	char *add[] = { "ip", "link", "add", br, "type", "bridge",
 	    "mcast_snooping", "0", NULL };
@@ -316,9 +430,11 @@ kswitch_close(struct net *n)
 
 	br_name(n, br, sizeof(br));
 	char *del[] = { "ip", "link", "del", br, NULL };
-	if (ns_run(del, NULL, err, sizeof(err)) < 0 &&
+	if (ns_fd >= 0 && ns_run(del, NULL, err, sizeof(err)) < 0 &&
 	    strstr(err, "Cannot find") == NULL)
 		log_warnx("network %s: %s", n->name, err);
+	n->kernel = 0;
+	ns_drop();
 }
 
 /* Remove NIC nic's port security (whether it is there or not). */
@@ -401,29 +517,16 @@ kswitch_tap_open(const char *tap)
 	return fd;
 }
 
-/* Every NIC's spoofed-frame count, read again when older than 100 ms. */
+/* The chains' counters of one `nft -j list table bridge vmgr`. */
 static void
-spoof_read(void)
+spoof_parse(const char *out)
 {
-	char *list[] = { "nsenter", ns_arg, "nft", "-j", "list", "table",
-	    "bridge", "vmgr", NULL };
-	size_t cap = 256 << 10;
-	char *out;
-	json_t *j, *a, *o;
+	json_t *j = json_loads(out, 0, NULL), *a, *o;
 	size_t i;
 
-	if (spoof.at > 0 && now_mono() - spoof.at < 0.1)
-		return;
+	if (j == NULL)
+		return;		/* the last counts stand */
 	spoof.n = 0;
-	if ((out = malloc(cap)) == NULL)
-		return;
-	if (proc_run_sync(list, NULL, out, cap) < 0 ||
-	    (j = json_loads(out, 0, NULL)) == NULL) {
-		free(out);
-		return;
-	}
-	free(out);
-	spoof.at = now_mono();
 	a = json_object_get(j, "nftables");
 	json_array_foreach(a, i, o) {
 		json_t *r = json_object_get(o, "rule"), *x, *e;
@@ -450,6 +553,33 @@ spoof_read(void)
 		}
 	}
 	json_decref(j);
+}
+
+static void
+spoof_done(int status, const char *output, void *arg)
+{
+	(void)arg;
+	spoof.busy = 0;
+	spoof.at = now_mono();
+	if (status == 0)
+		spoof_parse(output);
+}
+
+/*
+ * Every NIC's spoofed-frame count is read by nft, a process: never waited
+ * for on the loop.  A read older than a second starts the next, and the
+ * counts read last are what is asked meanwhile.
+ */
+static void
+spoof_read(void)
+{
+	char *list[] = { "nsenter", ns_arg, "nft", "-j", "list", "table",
+	    "bridge", "vmgr", NULL };
+
+	if (spoof.busy || (spoof.at > 0 && now_mono() - spoof.at < 1.0))
+		return;
+	if (proc_run(vmgrd->base, list, spoof_done, NULL) == 0)
+		spoof.busy = 1;
 }
 
 /* 1 when the tap is in the namespace (its line in /proc/net/dev). */
@@ -483,7 +613,7 @@ kswitch_has_tap(const struct vm *vm, int nic)
 	uint64_t v[16];
 
 	nic_tap_name(vm, nic, tap, sizeof(tap));
-	return kswitch_on() && dev_line(tap, v);
+	return ns_fd >= 0 && dev_line(tap, v);
 }
 
 /*
@@ -497,7 +627,8 @@ kswitch_counters(const struct vm *vm, int nic, uint64_t c[NIC_NCOUNTERS])
 	uint64_t v[16] = { 0 };
 
 	nic_tap_name(vm, nic, tap, sizeof(tap));
-	dev_line(tap, v);
+	if (ns_fd >= 0)
+		dev_line(tap, v);
 	c[0] = v[8];
 	c[1] = v[0];
 	c[2] = v[9];

@@ -5,7 +5,8 @@
 # the namespace has no address to answer guests from.  Guests keep
 # talking while vmgrd is down, and after it comes back; a vmgrd started
 # with the other switch says which VMs it cannot put on their network.
-# Deleting a network removes its bridge.  Bad --switch values are refused.
+# Deleting a network removes its bridge, and the last one the namespace.
+# Bad --switch values are refused.
 . "$(dirname "$0")/lib.sh"
 if [ "$(id -u)" != 0 ]; then
 	echo "1..0 # SKIP the kernel's bridges need root"
@@ -21,9 +22,10 @@ ns=$STATE/net/ns
 inns() { nsenter --net="$ns" "$@"; }
 is "$(vmgr host --json | jq -r .switch.backend)" kernel "vmgr host: the kernel's bridges carry isolated networks"
 like "$(vmgr host)" "isolated: +kernel switch \(Linux bridges in vmgrd's network namespace" "... and says so in words"
-like "$(stat -f -c %T "$ns" 2>&1; grep -c " $ns " /proc/self/mounts)" 'nsfs' "the namespace is bound to the state dir"
+check "no namespace before the first isolated network" sh -c "[ ! -e '$ns' ]"
 
 check "create k0" vmgr network create k0 --subnet 10.93.0.0/24
+like "$(stat -f -c %T "$ns" 2>&1)" 'nsfs' "the namespace is bound to the state dir"
 check "create k1" vmgr network create k1 --subnet 10.94.0.0/24
 for v in a b; do check "create $v on k0" vmgr create $v --image tiny --nic k0; done
 check "create c on k1" vmgr create c --image tiny --nic k1
@@ -81,4 +83,7 @@ is "$(inns ip -o link | grep -c ' vmgrt')" 0 "stopped VMs leave no tap"
 for v in a b; do check "delete $v" vmgr delete $v; done
 check "delete k0" vmgr network delete k0
 is "$(inns ip -o link show type bridge | wc -l)" 1 "deleting k0 removed its bridge (k1's is left)"
+check "delete c" vmgr delete c
+check "delete k1" vmgr network delete k1
+check "with the last isolated network, the namespace goes" sh -c "[ ! -e '$ns' ] && ! grep -q ' $ns ' /proc/mounts"
 done_testing
