@@ -820,5 +820,7 @@ void	 fault_stall(const char *name, pid_t pid);
 int	 host_probe(char *err, size_t errlen);
 void	 host_capacity(void);
 long long host_meminfo_kib(const char *key);
+const char *host_id(void);
+int	 host_id_load(char *err, size_t errlen);
 
 #endif

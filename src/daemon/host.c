@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/random.h>
 #include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <unistd.h>
@@ -161,3 +162,49 @@ host_capacity(void)
 		vmgrd->cap.memory_ratio = 1.0;
 }
 
+
+static char id[33];
+
+/*
+ * This vmgrd's id: 128 random bits made at its first start and kept in
+ * STATE/host_id, so another vmgrd (a remote, a migration's other end)
+ * can tell it from any other, and from itself.  "" until loaded.
+ */
+const char *
+host_id(void)
+{
+	return id;
+}
+
+int
+host_id_load(char *err, size_t errlen)
+{
+	char path[PATH_MAX], *s;
+	unsigned char r[16];
+
+	snprintf(path, sizeof(path), "%s/host_id", vmgrd->state_dir);
+	if ((s = read_file(path, 64, NULL)) != NULL) {
+		s[strcspn(s, "\n")] = '\0';
+		if (strlen(s) == 32 && strspn(s, "0123456789abcdef") == 32) {
+			memcpy(id, s, 33);
+			free(s);
+			return 0;
+		}
+		log_warnx("%s is not an id of 32 hex digits: made anew", path);
+		free(s);
+	}
+	if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+		snprintf(err, errlen, "getrandom: %s", strerror(errno));
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(id + 2 * i, 3, "%02x", r[i]);
+	char line[40];
+	snprintf(line, sizeof(line), "%s\n", id);
+	if (write_file_atomic(path, line, strlen(line), 0644) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		id[0] = '\0';
+		return -1;
+	}
+	return 0;
+}

@@ -482,7 +482,8 @@ load(const struct options *o)
 	host_capacity();
 	cgroup_probe();
 	snprintf(path, sizeof(path), "%s/vmgr.db", d->state_dir);
-	if (db_open(path, &d->db, err, sizeof(err)) < 0)
+	if (db_open(path, &d->db, err, sizeof(err)) < 0 ||
+	    host_id_load(err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	if ((d->base = event_base_new()) == NULL)
 		fatalx("cannot create the event loop");

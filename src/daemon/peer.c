@@ -585,6 +585,15 @@ host_done(struct peer_call *pc, int status, const char *why)
 		api_answer(pk, 200, out);
 		return;
 	}
+	if (adding && strcmp(json_string_value(json_object_get(host,
+	    "host_id")) ? json_string_value(json_object_get(host, "host_id")) :
+	    "", host_id()) == 0) {
+		api_answer_error(pk, 422, "remote_is_self", "remote %s: %s is "
+		    "this vmgrd itself", p->name, p->url);
+		peer_free(p);
+		json_decref(host);
+		return;
+	}
 	if (adding) {
 		if (peer_find(p->name)) {	/* added meanwhile */
 			api_answer_error(pk, 409, "exists", "remote %s exists",

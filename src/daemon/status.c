@@ -36,7 +36,7 @@ host_json(void)
 	}
 	uname(&un);
 	json_t *h = json_pack("{s:s, s:s, s:i, s:I, s:I, s:s, s:s, s:s, s:s, s:s,"
-	    " s:s, s:s, s:i, s:o}",
+	    " s:s, s:s, s:s, s:i, s:o}",
 	    "hostname", un.nodename,
 	    "kernel", un.release,
 	    "cpus", (int)sysconf(_SC_NPROCESSORS_ONLN),
@@ -49,6 +49,7 @@ host_json(void)
 	    "cgroup_mode", vmgrd->cgroup_mode,
 	    "state_dir", vmgrd->state_dir,
 	    "vmgrd_version", VMGR_VERSION,
+	    "host_id", host_id(),
 	    "vms_total", nvms,
 	    "vms", counts);
 	json_t *sh = sched_host_json();

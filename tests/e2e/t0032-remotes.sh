@@ -58,6 +58,10 @@ like "$(vmgr remote add hostb "$URL" --token-file "$B/token" 2>&1)" 'does not ve
 like "$(vmgr remote add hostb https://localhost:$PORT --token-file "$B/token" --cacert "$STATE/ca.pem" 2>&1)" 'does not verify' \
     "a certificate that does not name the URL's host: refused"
 like "$(vmgr remote add hostb http://127.0.0.1:1 --token-file "$B/token" 2>&1)" 'does not answer' "nobody listening: said so"
+like "$(vb host --json | jq -r .host_id)" '^[0-9a-f]{32}$' "each vmgrd has an id of its own"
+ok "$([ "$(vb host --json | jq -r .host_id)" != "$(vmgr host --json | jq -r .host_id)" ]; echo $?)" "... not A's"
+like "$(vb remote add self "$URL" --token-file "$B/token" --cacert "$STATE/ca.pem" 2>&1)" 'is this vmgrd itself \(422 remote_is_self\)' \
+    "B cannot take itself as a remote"
 is "$(vmgr remote list --json)" "[]" "none of those was kept"
 
 # ---- add, list, show
@@ -86,8 +90,10 @@ check "delete on B through A" vmgr --remote hostb delete web
 is "$(vb list --json | jq length)" 0 "B has no VM left"
 
 # ---- kept across a restart; B away; remove
+id_a=$(vmgr host --json | jq -r .host_id)
 kill_daemon TERM
 start_daemon
+is "$(vmgr host --json | jq -r .host_id)" "$id_a" "a vmgrd keeps its id across a restart"
 is "$(vmgr remote list --json | jq -r '.[].name')" hostb "remotes are kept across a vmgrd restart"
 is "$(vmgr --remote hostb host --json | jq -r .state_dir)" "$B" "and still work"
 kill $b_pid; wait $b_pid 2>/dev/null
