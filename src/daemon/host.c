@@ -10,10 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/statfs.h>
+#include <sys/stat.h>
 #include <sys/utsname.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 #include <linux/magic.h>
@@ -44,6 +48,125 @@ probe_qemu_kvm(void)
 	snprintf(vmgrd->accel, sizeof(vmgrd->accel), "tcg");
 	snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
 	    "QEMU cannot use /dev/kvm here: %.80s", last ? last : "probe failed");
+}
+
+#define PROBE_BOOT_S	10
+
+/*
+ * Run argv with its output on a pipe until it prints want, exits, or
+ * timeout_s pass; it is killed then.  1 when it printed want, 0 when not,
+ * -1 when it could not run.
+ */
+static int
+run_until(char *const argv[], const char *want, int timeout_s)
+{
+	char buf[8192];
+	size_t len = 0;
+	int p[2], found = 0, status;
+	double end = now_mono() + timeout_s;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		int null = open("/dev/null", O_RDWR);
+		setpgid(0, 0);
+		dup2(null, 0);
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	while (!found) {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+		int left = (int)((end - now_mono()) * 1000);
+		ssize_t n;
+		if (left <= 0 || poll(&pf, 1, left) <= 0)
+			break;
+		if ((n = read(p[0], buf + len, sizeof(buf) - 1 - len)) <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		found = strstr(buf, want) != NULL;
+		if (len > sizeof(buf) / 2) {	/* keep the tail */
+			memmove(buf, buf + len - 64, 64);
+			len = 64;
+		}
+	}
+	close(p[0]);
+	kill(-pid, SIGKILL);
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	return found;
+}
+
+/*
+ * KVM can pass QEMU's set-up and still hang every guest (nested hosts
+ * whose virtual CPU lacks what a kernel turns on: the decompressor prints,
+ * then nothing).  So the built-in guest must boot under KVM to its
+ * GUEST-READY within PROBE_BOOT_S, or vmgrd takes TCG and says why.  The
+ * verdict is kept for this boot of the host, QEMU and its binary (in
+ * /run/vmgr as root, else in the state dir): it costs about a second where
+ * KVM works and PROBE_BOOT_S where it does not.
+ */
+static void
+probe_kvm_boot(void)
+{
+	char kernel[PATH_MAX + 16], initrd[PATH_MAX + 16], cache[PATH_MAX];
+	char key[512], *boot, *old;
+	char *argv[] = { vmgrd->qemu_binary, "-machine", "q35,accel=kvm",
+	    "-cpu", "host", "-nodefaults", "-no-user-config", "-display",
+	    "none", "-m", "128", "-no-reboot", "-serial", "stdio", "-kernel",
+	    kernel, "-initrd", initrd, "-append",
+	    "console=ttyS0 quiet panic=-1", NULL };
+	int ok;
+
+	snprintf(kernel, sizeof(kernel), "%s/tiny/vmlinuz", vmgrd->images_dir);
+	snprintf(initrd, sizeof(initrd), "%s/tiny/initrd.img",
+	    vmgrd->images_dir);
+	if (access(kernel, R_OK) < 0 || access(initrd, R_OK) < 0)
+		return;		/* no guest to try: QEMU's set-up must do */
+	boot = read_file("/proc/sys/kernel/random/boot_id", 64, NULL);
+	snprintf(key, sizeof(key), "%.40s %.64s %.300s", boot ? boot : "?",
+	    vmgrd->qemu_version, vmgrd->qemu_binary);
+	free(boot);
+	for (char *c = key; *c; c++)
+		if (*c == '\n')
+			*c = ' ';
+	if (geteuid() == 0) {
+		mkdir("/run/vmgr", 0755);
+		snprintf(cache, sizeof(cache), "/run/vmgr/kvm-probe");
+	} else
+		snprintf(cache, sizeof(cache), "%s/kvm-probe",
+		    vmgrd->state_dir);
+	if ((old = read_file(cache, 4096, NULL)) != NULL) {
+		size_t n = strlen(key);
+		if (strncmp(old, key, n) == 0 && old[n] == '\n') {
+			ok = strncmp(old + n + 1, "ok", 2) == 0;
+			free(old);
+			goto verdict;
+		}
+		free(old);
+	}
+	ok = run_until(argv, "GUEST-READY", PROBE_BOOT_S) == 1;
+	char line[600];
+	snprintf(line, sizeof(line), "%s\n%s\n", key, ok ? "ok" : "hangs");
+	if (write_file_atomic(cache, line, strlen(line), 0644) < 0)
+		log_warn("%s: %s", __func__, cache);
+verdict:
+	if (ok)
+		return;
+	snprintf(vmgrd->accel, sizeof(vmgrd->accel), "tcg");
+	snprintf(vmgrd->accel_reason, sizeof(vmgrd->accel_reason),
+	    "/dev/kvm opens, but the built-in guest did not boot under KVM in "
+	    "%d s (a nested host?)", PROBE_BOOT_S);
 }
 
 /*
@@ -83,6 +206,8 @@ probe_accel(void)
 	close(fd);
 	if (strcmp(vmgrd->accel, "kvm") == 0)
 		probe_qemu_kvm();
+	if (strcmp(vmgrd->accel, "kvm") == 0)
+		probe_kvm_boot();
 }
 
 static void
