@@ -20,7 +20,7 @@ VMGR_IMAGE_CACHE=$B/image-cache "$B/vmgrd" --state-dir "$STATE" --foreground \
     >"$STATE/vmgrd.out" 2>&1 &
 D=$!
 trap 'kill $D 2>/dev/null; wait $D 2>/dev/null; pkill -9 -f "qemu-system.*$STATE/" 2>/dev/null; rm -rf "$STATE"' EXIT
-i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+i=0; until $V host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 
 $V image build debian-12 >/dev/null
 $V create ag --image debian-12 --vcpus 2 --memory 1G >/dev/null

@@ -17,7 +17,7 @@ V="$B/vmgr --state-dir $STATE"
 "$B/vmgrd" --state-dir "$STATE" --foreground >"$STATE/vmgrd.out" 2>&1 &
 D=$!
 trap 'kill $D 2>/dev/null; wait $D 2>/dev/null; rm -rf "$STATE"' EXIT
-i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+i=0; until $V host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 
 ms() { date +%s%N | cut -c1-13; }
 median3() { printf '%s\n' "$@" | sort -n | sed -n 2p; }

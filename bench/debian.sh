@@ -23,7 +23,7 @@ VMGR_IMAGE_CACHE=$B/image-cache "$B/vmgrd" --state-dir "$STATE" --foreground \
 D=$!
 FLOOR=
 trap 'kill $D 2>/dev/null; wait $D 2>/dev/null; [ -z "$FLOOR" ] || kill -9 $FLOOR 2>/dev/null; rm -rf "$STATE"' EXIT
-i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+i=0; until $V host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 
 ms() { date +%s%N | cut -c1-13; }
 ssh-keygen -q -t ed25519 -N '' -f "$STATE/key"

@@ -16,7 +16,7 @@ cleanup() {
 	rm -rf "$STATE"
 }
 trap cleanup EXIT
-i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+i=0; until $V host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 names=
 for k in $(seq 1 "$NVM"); do
 	$V create "l$k" --image tiny --memory 128M >/dev/null

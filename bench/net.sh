@@ -27,7 +27,7 @@ start_vmgrd() {	# start_vmgrd [ARGS]: a vmgrd on STATE (the VMs go on)
 	VMGR_IMAGE_CACHE=$B/image-cache "$B/vmgrd" --state-dir "$STATE" \
 	    --foreground "$@" >>"$STATE/vmgrd.out" 2>&1 &
 	D=$!
-	i=0; until $V host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	i=0; until $V host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 }
 cleanup() {
 	set +e		# every step, whatever failed before

@@ -153,7 +153,7 @@ if [ "$QUICK" = 0 ]; then
 	"$B/vmgrd" --state-dir "$S2" --foreground --capacity-memory 300M \
 	    --policy rr --quantum 2s >"$S2/vmgrd.out" 2>&1 &
 	D2=$!
-	i=0; until $V2 host >/dev/null 2>&1 || [ $i -gt 100 ]; do sleep 0.05; i=$((i + 1)); done
+	i=0; until $V2 host >/dev/null 2>&1 || [ $i -gt 600 ]; do sleep 0.05; i=$((i + 1)); done
 	for k in $(seq -w 1 50); do
 		$V2 create "r$k" --image tiny --memory 128M --preemptible >/dev/null
 		$V2 start "r$k" >/dev/null

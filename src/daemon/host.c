@@ -155,6 +155,8 @@ probe_kvm_boot(void)
 		}
 		free(old);
 	}
+	log_info("probing KVM: booting the built-in guest under it (at most "
+	    "%d s, once per boot of the host)", PROBE_BOOT_S);
 	ok = run_until(argv, "GUEST-READY", PROBE_BOOT_S) == 1;
 	char line[600];
 	snprintf(line, sizeof(line), "%s\n%s\n", key, ok ? "ok" : "hangs");

@@ -83,7 +83,7 @@ start_daemon() {
 	$VMGRD_WRAP "$VMGRD_BIN" --state-dir "$STATE" --foreground "$@" \
 	    >>"$STATE/vmgrd.out" 2>&1 &
 	_daemon_pid=$!
-	for _i in $(seq 1 100); do
+	for _i in $(seq 1 600); do	# 30 s: a first start may probe KVM
 		vmgr host >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done

@@ -31,7 +31,7 @@ head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$STATE/wrong-token"
 b_pid=$!
 trap 'kill $b_pid 2>/dev/null; wait $b_pid 2>/dev/null; cleanup' EXIT
 vb() { "$VMGR_BIN" --state-dir "$B" "$@"; }
-wait_until 10 vb host >/dev/null
+wait_until 30 vb host >/dev/null
 start_daemon
 URL=https://127.0.0.1:$PORT
 
