@@ -122,6 +122,6 @@ ok $? "delete succeeds"
 vmgr info web >/dev/null 2>&1
 is $? 1 "the VM is gone (info exits 1)"
 check "its volume is gone" test ! -e "$STATE/volumes/web-disk0.qcow2"
-left=$(cd "$STATE" && find . -mindepth 1 | grep -v -E '^\./(vmgr\.db(-wal|-shm)?|vmgrd\.(sock|lock|out)|\.body|\.reserve|follow\.out|vm|volumes|net)$' || true)
+left=$(cd "$STATE" && find . -mindepth 1 | grep -v -E '^\./(vmgr\.db(-wal|-shm)?|vmgrd\.(sock|lock|out)|host_id|\.body|\.reserve|follow\.out|vm|volumes|net)$' || true)
 is "$left" "" "delete leaves no files behind in the state dir"
 done_testing
