@@ -490,6 +490,20 @@ kswitch_tap_up(const struct vm *vm, int nic, const struct net *n,
 		return -1;
 	if (!vm->spec.nics[nic].mac_filter)
 		return 0;
+	/*
+	 * The NIC's MAC is its own: a static, sticky entry, which learning
+	 * never moves, so frames to it reach it alone even when an
+	 * unfiltered NIC sends from it (the bridge would otherwise learn it
+	 * there); and nothing is learned from the NIC, which may send from
+	 * that MAC only.
+	 */
+	char *fdb[] = { "bridge", "fdb", "replace", (char *)vm->spec.nics[
+	    nic].mac, "dev", (char *)tap, "master", "static", "sticky", NULL };
+	char *nolearn[] = { "bridge", "link", "set", "dev", (char *)tap,
+	    "learning", "off", NULL };
+	if (ns_run(fdb, NULL, err, errlen) < 0 || ns_run(nolearn, NULL, err,
+	    errlen) < 0)
+		return -1;
 	snprintf(rules, sizeof(rules),
 	    "add chain bridge vmgr nic_%lld_%d\n"
 	    "flush chain bridge vmgr nic_%lld_%d\n"

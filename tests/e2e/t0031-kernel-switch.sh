@@ -42,6 +42,11 @@ like "$k0" '^vmgri[0-9]+$' "the namespace has a bridge per network ($k0)"
 is "$(inns ip -o link show master "$k0" | wc -l)" 2 "k0's bridge holds a's and b's taps"
 tap=$(inns ip -o link show master "$k0" | awk -F': ' '{print $2}' | cut -d@ -f1 | head -1)
 like "$(inns ip -d link show dev "$tap")" "tun type tap .*user" "a tap is a tap of a QEMU user"
+for v in a b; do
+	m=$(vmgr info $v --json | jq -r '.spec.nics[0].mac')
+	like "$(inns bridge fdb show br "$k0" | grep "^$m ")" 'sticky master .* static' "$v's MAC is a static entry learning cannot move"
+done
+is "$(inns bridge -d link show | grep -c 'learning on')" 0 "nothing is learned from a filtered NIC"
 is "$(inns ip -o addr | grep -v ' lo ' | wc -l)" 0 "the namespace has no address"
 is "$(inns ip -6 -o addr | wc -l)" 0 "... and no IPv6"
 like "$( (inns nft list chain bridge vmgr out; inns nft list chain bridge vmgr local) | tr "\n" " ")" 'hook output priority [a-z0-9]+; policy drop;.*hook input priority [a-z0-9]+; policy drop;' \
