@@ -116,6 +116,9 @@ int	cmd_remote(int, char **);
 /* Print a reply (--json: as is; else with show) and free it.  0. */
 int	cli_print(json_t *resp, void (*show)(json_t *));
 
+/* A small text file given to option opt, whole; NULL after saying why. */
+char	*cli_option_file(const char *opt, const char *path, size_t max);
+
 /* GET path and print it (--json: as is; else with show).  Exit code. */
 int	cli_show(const char *path, void (*show)(json_t *));
 

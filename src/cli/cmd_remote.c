@@ -6,12 +6,10 @@
  */
 #include "cli.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/util.h"
 
 #define TOKEN_FILE_MAX	4096
 #define CA_FILE_MAX	(256 << 10)
@@ -31,16 +29,11 @@ show(json_t *r)
 
 /* A file's text without its trailing newlines, or NULL (said why). */
 static char *
-slurp(const char *what, const char *path, size_t max)
+slurp(const char *opt, const char *path, size_t max)
 {
-	size_t len;
-	char *s = read_file(path, max, &len);
+	char *s = cli_option_file(opt, path, max);
+	size_t len = s ? strlen(s) : 0;
 
-	if (s == NULL) {
-		fprintf(stderr, "vmgr: %s %s: %s\n", what, path, errno == EFBIG ?
-		    "too large" : strerror(errno));
-		return NULL;
-	}
 	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
 		s[--len] = '\0';
 	return s;

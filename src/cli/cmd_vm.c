@@ -302,27 +302,6 @@ struct create_args {
 	uint64_t	 disk_size;	/* of the image's clone; 0: the image's */
 };
 
-/* A small text file given to an option, whole; NULL after saying why. */
-static char *
-option_file(const char *opt, const char *path, size_t max)
-{
-	size_t len = 0;
-	char *text = read_file(path, max, &len);
-
-	if (text == NULL) {
-		fprintf(stderr, "vmgr: %s %s: %s\n", opt, path, errno ==
-		    EFBIG ? "too large" : strerror(errno));
-		return NULL;
-	}
-	if (strlen(text) != len) {
-		fprintf(stderr, "vmgr: %s %s: not a text file\n", opt,
-		    path);
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 static json_t *
 ci(struct create_args *a)
 {
@@ -335,7 +314,7 @@ ci(struct create_args *a)
 int
 read_ssh_keys(const char *cmd, const char *path, json_t *keys)
 {
-	char *text = option_file("--ssh-key", path, 256 * 1024), *line, *save;
+	char *text = cli_option_file("--ssh-key", path, 256 * 1024), *line, *save;
 	int n = 0;
 
 	if (text == NULL)
@@ -410,7 +389,7 @@ cli_password_hash(const char *cmd, const char *text)
 static int
 set_password(struct create_args *a, const char *path)
 {
-	char *text = option_file("--password-file", path, 4096), *hash;
+	char *text = cli_option_file("--password-file", path, 4096), *hash;
 
 	if (text == NULL)
 		return EXIT_USAGE;
@@ -573,7 +552,7 @@ create_option(struct create_args *a, int ch, const char *arg,
 	case 'p':
 		return set_password(a, arg);
 	case 'D': {
-		char *text = option_file("--user-data", arg, 1 << 20);
+		char *text = cli_option_file("--user-data", arg, 1 << 20);
 		if (text == NULL)
 			return EXIT_USAGE;
 		json_object_set_new(ci(a), "user_data", json_string(text));

@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -445,6 +446,27 @@ cli_print(json_t *resp, void (*show)(json_t *))
 		show(resp);
 	json_decref(resp);
 	return 0;
+}
+
+/* A small text file given to an option, whole; NULL after saying why. */
+char *
+cli_option_file(const char *opt, const char *path, size_t max)
+{
+	size_t len = 0;
+	char *text = read_file(path, max, &len);
+
+	if (text == NULL) {
+		fprintf(stderr, "vmgr: %s %s: %s\n", opt, path, errno ==
+		    EFBIG ? "too large" : strerror(errno));
+		return NULL;
+	}
+	if (strlen(text) != len) {
+		fprintf(stderr, "vmgr: %s %s: not a text file\n", opt,
+		    path);
+		free(text);
+		return NULL;
+	}
+	return text;
 }
 
 int

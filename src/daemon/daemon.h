@@ -28,6 +28,10 @@
 
 #define VMGR_VERSION	"0.1.0"
 
+/* A TCP listener's bearer token (remote.c; a remote's, peer.c). */
+#define TOKEN_MIN	16
+#define TOKEN_MAX	512
+
 struct qmp;
 struct evconnlistener;
 struct proc_watch;

@@ -13,14 +13,16 @@
  * them, and the namespace has no address, no route, no IPv6 and no link
  * to anything, so guests reach only each other.
  *
- * The namespace is bound to STATE/net/ns (as `ip netns add` binds its
- * own), so it outlives a vmgrd restart with its VMs running, and vmgrd
- * enters it again at start.  Port security is one nftables table in the
- * namespace ("bridge vmgr"): a verdict map from a tap's name to a chain
- * of that NIC, which drops and counts frames from any source MAC but the
- * NIC's own; the same table drops whatever the namespace's own stack would
- * send to the networks or take from them.  Counters are the taps' own (/proc/net/dev of the namespace,
- * read through a descriptor opened inside it) and the chains' counters.
+ * The namespace is made with the first isolated network and removed with
+ * the last; it is bound to STATE/net/ns (as `ip netns add` binds its own),
+ * so it outlives a vmgrd restart with its VMs running, and vmgrd enters it
+ * again at start.  Port security is one nftables table in the namespace
+ * ("bridge vmgr"): a verdict map from a tap's name to a chain of that NIC,
+ * which drops and counts frames from any source MAC but the NIC's own;
+ * the same table drops whatever the namespace's own stack would send to
+ * the networks or take from them.  Counters are the taps' own
+ * (/proc/net/dev of the namespace, read through a descriptor opened
+ * inside it) and the chains' counters.
  *
  * Commands (`ip`, `nft`) run inside through nsenter; the tap's descriptor
  * QEMU gets is opened by vmgrd's loop thread after a setns() into the

@@ -36,8 +36,6 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 
-#define TOKEN_MIN	16
-#define TOKEN_MAX	512
 #define CACERT_MAX	(256 << 10)
 #define CHECK_TIMEOUT_S	15	/* a remote's /v1/host */
 #define PROXY_TIMEOUT_S	3600	/* a call may wait that long (a shutdown) */

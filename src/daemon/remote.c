@@ -22,8 +22,6 @@
 #include "../lib/log.h"
 #include "../lib/util.h"
 
-#define TOKEN_MIN	16
-#define TOKEN_MAX	512
 
 static struct evhttp *http;
 static SSL_CTX *ssl_ctx;
