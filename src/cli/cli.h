@@ -112,6 +112,8 @@ int	cmd_ssh(int, char **);
 int	cmd_snapshot(int, char **);
 int	cmd_backup(int, char **);
 int	cmd_remote(int, char **);
+int	cmd_migrate(int, char **);
+int	cmd_migrations(int, char **);
 
 /* Print a reply (--json: as is; else with show) and free it.  0. */
 int	cli_print(json_t *resp, void (*show)(json_t *));

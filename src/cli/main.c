@@ -323,6 +323,31 @@ const struct command commands[] = {
 	  "prints it.  show asks the remote again and says whether it answers.\n"
 	  "`vmgr --remote NAME COMMAND ...` runs a command on the remote through\n"
 	  "this vmgrd (not console, display, ssh or a followed stream).\n" },
+	{ "migrate", cmd_migrate,
+	  "vmgr migrate NAME --to REMOTE [--max-downtime 300ms] [--bandwidth 1G]\n"
+	  "                  [--auto-converge] [--timeout S] [--no-wait] |\n"
+	  "                  NAME --cancel",
+	  "Move the running or paused VM NAME, with its disks, to the vmgrd\n"
+	  "host REMOTE (`vmgr remote add`), live: its disks are copied while it\n"
+	  "runs, then its memory (pre-copy, measured first: the dirty rate is\n"
+	  "said when it outruns the link), and it goes on there with the same\n"
+	  "name, spec and MACs; this host then forgets it.  Both streams are\n"
+	  "TLS with a key made for this migration alone.  --max-downtime is the\n"
+	  "pause the guest may see at the switch-over (default 300ms);\n"
+	  "--bandwidth caps the memory stream (bytes per second); --auto-converge\n"
+	  "slows a guest that dirties memory faster than the link moves it;\n"
+	  "--timeout fails a migration whose memory has not converged after S\n"
+	  "seconds (default 600): it stays here, running.  The command follows\n"
+	  "the migration to its end (a progress line on a terminal) and prints\n"
+	  "its downtime, time and bytes; --no-wait returns at once.  --cancel\n"
+	  "stops it before the switch-over; the VM stays here.  If either host\n"
+	  "or the link between them fails, the VM runs on exactly one of them.\n"
+	  "A VM with snapshots, a cdrom or UEFI firmware does not move yet;\n"
+	  "its backups stay here (the next backup there is a full one).\n" },
+	{ "migrations", cmd_migrations, "vmgr migrations [--json]",
+	  "Every migration this host took part in (as source or destination),\n"
+	  "oldest first: VM, from, to, state, phase, downtime and total time;\n"
+	  "--json adds setup, disk and memory figures.\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },

@@ -55,6 +55,7 @@ static const struct endpoint {
 	{ R_VM_FREEZE,	 P, "v1/vms/:vm/freeze", BODY_OPTIONAL, "" },
 	{ R_VM_THAW,	 P, "v1/vms/:vm/thaw",	BODY_OPTIONAL, "" },
 	{ R_VM_PING,	 P, "v1/vms/:vm/ping",	BODY_OPTIONAL, "" },
+	{ R_VM_MIGRATE,	 P, "v1/vms/:vm/migrate", BODY_OBJECT, "" },
 	{ R_VM_ACTION,	 P, "v1/vms/:vm/:action", BODY_OPTIONAL, "" },
 	{ R_SNAP_GET,	 G, "v1/vms/:vm/snapshots/:snapshot", BODY_NONE, "" },
 	{ R_SNAP_DELETE, ROUTE_DELETE, "v1/vms/:vm/snapshots/:snapshot",
@@ -81,6 +82,11 @@ static const struct endpoint {
 	{ R_REMOTE_ADD,	 P, "v1/remotes",	BODY_OBJECT, "" },
 	{ R_REMOTE_GET,	 G, "v1/remotes/:remote", BODY_NONE, "" },
 	{ R_REMOTE_DELETE, ROUTE_DELETE, "v1/remotes/:remote", BODY_NONE, "" },
+	{ R_MIG_LIST,	 G, "v1/migrations",	BODY_NONE, "" },
+	{ R_MIG_IN,	 P, "v1/migrations",	BODY_OBJECT, "" },
+	{ R_MIG_GET,	 G, "v1/migrations/:migration", BODY_NONE, "" },
+	{ R_MIG_ACTION,	 P, "v1/migrations/:migration/:action", BODY_OPTIONAL,
+	    "" },
 };
 
 #define NENDPOINTS	(sizeof(endpoints) / sizeof(endpoints[0]))

@@ -60,7 +60,7 @@ vm_list_json(json_t *(*one)(const struct vm *))
 	struct vm *vm;
 
 	TAILQ_FOREACH(vm, &vmgrd->vms, entry)
-		if (!vm_has(vm, VMF_CREATING))
+		if (!vm_has(vm, VMF_CREATING | VMF_INCOMING))
 			json_array_append_new(arr, one(vm));
 	return arr;
 }
@@ -172,6 +172,11 @@ static const struct handler {
 	[R_REMOTE_ADD]	= { peer_api_add, H_SPACE },
 	[R_REMOTE_GET]	= { peer_api_get, 0 },
 	[R_REMOTE_DELETE] = { peer_api_delete, 0 },
+	[R_VM_MIGRATE]	= { mig_api_start, H_VM | H_SPACE },
+	[R_MIG_LIST]	= { mig_api_list, 0 },
+	[R_MIG_IN]	= { mig_api_incoming, H_SPACE },
+	[R_MIG_GET]	= { mig_api_get, 0 },
+	[R_MIG_ACTION]	= { mig_api_action, 0 },
 };
 
 /* Whether the call makes something new in the state dir. */

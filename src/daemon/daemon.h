@@ -38,10 +38,11 @@ struct proc_watch;
 struct mon;
 struct api_call;
 struct backup;
+struct mig;
 
 /* What a VM's lifecycle is busy with; a parked request waits for one. */
 enum vm_op { OP_NONE, OP_CREATE, OP_START, OP_PAUSE, OP_RESUME, OP_SHUTDOWN,
-	OP_STOP, OP_SAVE };
+	OP_STOP, OP_SAVE, OP_MIGRATE };
 
 /*
  * Disk work on a VM (snapshot.c, backup*.c).  While there is some, the
@@ -76,6 +77,8 @@ enum {
 	VMF_SAVE_WAS_RUNNING = 1 << 13,	/* the guest ran before the save */
 	/* the guest agent */
 	VMF_AGENT_OFF	= 1 << 14,	/* its shutdown went through the agent */
+	/* a migration (migrate.c) */
+	VMF_INCOMING	= 1 << 15,	/* arriving from another host: unlisted */
 };
 
 /*
@@ -173,6 +176,7 @@ struct vm {
 	struct event		*thaw_timer;	/* the window's end, a retry */
 	double			 frozen_at;	/* monotonic: the freeze sent */
 	double			 freeze_window;	/* s, its bound */
+	struct mig		*mig;		/* its migration (migrate.c) */
 };
 
 static inline int
@@ -328,6 +332,13 @@ int	 db_backup_update(sqlite3 *, const struct backup_row *);
 int	 db_backup_delete(sqlite3 *, int64_t id);
 int	 db_backup_foreach(sqlite3 *, db_backup_cb, void *);
 
+int	 db_mig_put(sqlite3 *, const char *id, const char *vm,
+	    const char *role, const char *phase, int64_t started_at,
+	    const char *doc);
+typedef int (*db_mig_cb)(const char *id, const char *vm, const char *role,
+	    const char *phase, int64_t started_at, const char *doc, void *arg);
+int	 db_mig_foreach(sqlite3 *, db_mig_cb, void *);
+
 /* events.c */
 json_t	*event_json(const struct event_row *);
 void	 events_publish(const struct event_row *);
@@ -341,6 +352,31 @@ int	 peer_api_add(struct api_call *);
 int	 peer_api_get(struct api_call *);
 int	 peer_api_delete(struct api_call *);
 int	 peer_proxy(struct evhttp_request *);
+int	 peer_exists(const char *name);
+/* The host of remote name's URL (for its QEMU's ports), or NULL. */
+const char *peer_host(const char *name);
+/*
+ * Call remote name: method, path, body (or NULL); done gets the status
+ * and the answer as JSON (NULL if it is none), or status 0 and why.
+ * 0, or -1 with err (done is then never called).
+ */
+typedef void (*peer_json_cb)(int status, json_t *reply, const char *why,
+	    void *arg);
+int	 peer_request(const char *name, enum evhttp_cmd_type, const char *path,
+	    json_t *body, int timeout_s, peer_json_cb, void *arg, char *err,
+	    size_t errlen);
+
+/* migrate.c: live migration to another vmgrd host */
+int	 migrate_load(void);
+/* vmgrd stops: migrate_stop() before the VMs go, migrate_close() after. */
+void	 migrate_stop(void);
+void	 migrate_close(void);
+int	 mig_api_start(struct api_call *);
+int	 mig_api_list(struct api_call *);
+int	 mig_api_incoming(struct api_call *);
+int	 mig_api_get(struct api_call *);
+int	 mig_api_action(struct api_call *);
+json_t	*migrate_metrics(void);
 
 /* http.c */
 /*
@@ -449,6 +485,44 @@ struct vm_hooks {
 	void	(*json)(const struct vm *, json_t *);
 };
 void	 vm_set_hooks(const struct vm_hooks *);
+/*
+ * What a migration (migrate.c) hears of a VM it owns (busy OP_MIGRATE):
+ * its QMP is up, a QMP event, its QEMU's exit (after the runtime is
+ * cleaned up; an incoming VM is then left as it is), and its part of the
+ * VM's object.
+ */
+struct vm_mig_hooks {
+	void	(*ready)(struct vm *);
+	void	(*event)(struct vm *, const char *name, json_t *data);
+	void	(*exited)(struct vm *, const char *how);
+	void	(*json)(const struct vm *, json_t *);
+};
+void	 vm_set_mig_hooks(const struct vm_mig_hooks *);
+/*
+ * A VM arriving from another host: spec as it has it (its disks made here,
+ * empty, at their sizes; attached volumes too), hidden (VMF_INCOMING) and
+ * paused, owned by a migration (busy OP_MIGRATE) until it commits.  -1
+ * with *err when refused at once; else 0 and made(vm, NULL, arg) once it
+ * is recorded, or made(NULL, why, arg) when its disks cannot be made.
+ */
+typedef void (*vm_made_cb)(struct vm *, const char *error, void *arg);
+int	 vm_create_incoming(json_t *spec, const char *from, vm_made_cb,
+	    void *arg, struct api_err *err);
+/* End its QEMU now (SIGKILL); its exit is handled as ever. */
+void	 vm_kill_qemu(struct vm *);
+/*
+ * An arrived VM is this host's: how 1 runs it on (cont), 0 leaves it
+ * paused, -1 stops it (its memory did not arrive).
+ */
+void	 vm_arrived(struct vm *, int how, const char *from);
+/* Spawn the QEMU of an incoming VM (-incoming defer): 0, or -1 with err. */
+int	 vm_spawn_incoming(struct vm *, char *err, size_t errlen);
+/*
+ * Forget a VM entirely: its record (event, reason), the volumes it owns,
+ * its run dir, and the struct.  Its QEMU must be gone.  0, or -1 when the
+ * database failed (then nothing is gone).
+ */
+int	 vm_remove(struct vm *, const char *event, const char *reason);
 void	 vm_db_sync(void);
 json_t	*vm_json(const struct vm *);
 void	 vm_to_alloc(const struct vm *, struct alloc_vm *);
@@ -533,6 +607,8 @@ json_t	*sched_json(void);
 int	 sched_api_put(struct api_call *);
 void	 sched_vm_json(const struct vm *, json_t *);
 json_t	*sched_host_json(void);
+/* Would a VM of this claim fit next to what runs now?  0, or -1 with why. */
+int	 sched_room(const struct alloc_vm *, char *why, size_t len);
 
 /* monitor.c */
 /* Sample every interval_s; on_tick (or NULL) runs after each round. */

@@ -106,6 +106,18 @@ static const char *const migrations[] = {
 	 */
 	"ALTER TABLE networks ADD COLUMN nat INTEGER NOT NULL DEFAULT 0;"
 	"ALTER TABLE networks ADD COLUMN mtu INTEGER NOT NULL DEFAULT 1500;",
+	/*
+	 * 9: migrations between hosts, each side's record (role "out" on
+	 * the source, "in" on the destination) with its phase; doc holds
+	 * the rest (peer, figures, error) as JSON.
+	 */
+	"CREATE TABLE migrations ("
+	"  id TEXT PRIMARY KEY,"
+	"  vm TEXT NOT NULL,"
+	"  role TEXT NOT NULL,"
+	"  phase TEXT NOT NULL,"
+	"  started_at INTEGER NOT NULL,"
+	"  doc TEXT NOT NULL);",
 };
 #define SCHEMA_VERSION	((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -861,6 +873,56 @@ db_backup_foreach(sqlite3 *db, db_backup_cb cb, void *arg)
 		};
 		rc = cb(&b, arg);
 	}
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * A migration's record, written through to the disk (synchronous FULL):
+ * a phase it reports to the other host must survive a power loss.
+ */
+int
+db_mig_put(sqlite3 *db, const char *id, const char *vm, const char *role,
+    const char *phase, int64_t started_at, const char *doc)
+{
+	static const char sql[] = "INSERT OR REPLACE INTO migrations(id, vm, "
+	    "role, phase, started_at, doc) VALUES (?,?,?,?,?,?)";
+	int rc;
+
+	op_begin();
+	exec(db, "PRAGMA synchronous=FULL");
+	rc = run(db, sql, "ttttIt", id, vm, role, phase, started_at, doc);
+	exec(db, "PRAGMA synchronous=NORMAL");
+	if (rc < 0) {
+		op_fail(db);
+		log_warnx("%s: %s", __func__, op_err.msg);
+	}
+	return rc;
+}
+
+int
+db_mig_foreach(sqlite3 *db, db_mig_cb cb, void *arg)
+{
+	static const char sql[] = "SELECT id, vm, role, phase, started_at, "
+	    "doc FROM migrations ORDER BY started_at, id";
+	sqlite3_stmt *st;
+	int rc = 0, step;
+
+	op_begin();
+	if ((st = query(db, sql, "")) == NULL)
+		return -1;
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		rc = cb((const char *)sqlite3_column_text(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    (const char *)sqlite3_column_text(st, 2),
+		    (const char *)sqlite3_column_text(st, 3),
+		    sqlite3_column_int64(st, 4),
+		    (const char *)sqlite3_column_text(st, 5), arg);
+		if (rc)
+			break;
+	}
+	if (step != SQLITE_DONE && step != SQLITE_ROW)
+		rc = -1;
 	sqlite3_finalize(st);
 	return rc;
 }

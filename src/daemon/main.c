@@ -515,6 +515,8 @@ load(const struct options *o)
 	if (backup_load_all() < 0)
 		fatalx("cannot load the backup catalog: %s", db_errmsg(d->db));
 	peer_load();
+	if (migrate_load() < 0)
+		fatalx("cannot load the migrations: %s", db_errmsg(d->db));
 	db_reserve_init(d->state_dir);
 	raise_fd_limit();
 }
@@ -602,8 +604,10 @@ main(int argc, char *argv[])
 	}
 	event_base_dispatch(d.base);
 
+	migrate_stop();
 	vm_shutdown_daemon();
 	remote_close();
+	migrate_close();
 	peer_close();
 	evhttp_free(d.http);
 	unlink(path);

@@ -776,3 +776,71 @@ peer_proxy(struct evhttp_request *req)
 		    p->name, err);
 	return 1;
 }
+
+/* ---- calls of other layers (migrate.c) */
+
+int
+peer_exists(const char *name)
+{
+	return peer_find(name) != NULL;
+}
+
+const char *
+peer_host(const char *name)
+{
+	struct peer *p = peer_find(name);
+
+	return p ? p->host : NULL;
+}
+
+struct json_call {
+	peer_json_cb	 cb;
+	void		*arg;
+};
+
+static void
+json_done(struct peer_call *pc, int status, const char *why)
+{
+	struct json_call *jc = pc->arg;
+	json_t *j = NULL;
+
+	if (status)
+		j = json_loadb((const char *)evbuffer_pullup(pc->body, -1),
+		    evbuffer_get_length(pc->body), 0, NULL);
+	jc->cb(status, j, why, jc->arg);
+	json_decref(j);
+	free(jc);
+}
+
+int
+peer_request(const char *name, enum evhttp_cmd_type method, const char *path,
+    json_t *body, int timeout_s, peer_json_cb cb, void *arg, char *err,
+    size_t errlen)
+{
+	struct peer *p = peer_find(name);
+	struct json_call *jc;
+	char *text = NULL;
+	int rc;
+
+	if (p == NULL) {
+		snprintf(err, errlen, "no remote named \"%s\"", name);
+		return -1;
+	}
+	if ((jc = calloc(1, sizeof(*jc))) == NULL || (body && (text =
+	    json_dumps(body, JSON_COMPACT)) == NULL)) {
+		free(jc);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	jc->cb = cb;
+	jc->arg = arg;
+	rc = peer_call(p, method, path, text, text ? strlen(text) : 0,
+	    timeout_s, json_done, jc, err, errlen);
+	if (text) {
+		explicit_bzero(text, strlen(text));	/* it may hold a key */
+		free(text);
+	}
+	if (rc < 0)
+		free(jc);
+	return rc;
+}

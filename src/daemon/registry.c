@@ -23,13 +23,13 @@ vm_find_any(const char *name)
 	return NULL;
 }
 
-/* A VM whose create has not finished is not visible yet. */
+/* A VM whose create (or arrival) has not finished is not visible yet. */
 struct vm *
 vm_find(const char *name)
 {
 	struct vm *vm = vm_find_any(name);
 
-	return vm && !vm_has(vm, VMF_CREATING) ? vm : NULL;
+	return vm && !vm_has(vm, VMF_CREATING | VMF_INCOMING) ? vm : NULL;
 }
 
 struct vm *

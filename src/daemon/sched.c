@@ -470,3 +470,13 @@ sched_api_put(struct api_call *c)
 	sched_kick();
 	return api_ok(c, 200, sched_json());
 }
+
+int
+sched_room(const struct alloc_vm *cand, char *why, size_t len)
+{
+	static struct alloc_vm a[QUEUE_MAX];
+	size_t n = holders(NULL, a, QUEUE_MAX);
+	int by_mem = 0;
+
+	return alloc_admit(&vmgrd->cap, a, n, cand, &by_mem, why, len);
+}

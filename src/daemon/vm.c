@@ -31,6 +31,7 @@
 
 /* What the layers above want to hear of (vm_set_hooks). */
 static struct vm_hooks hooks;
+static struct vm_mig_hooks mig_hooks;
 
 const char *
 vm_storage_name(enum vm_storage s)
@@ -45,6 +46,18 @@ void
 vm_set_hooks(const struct vm_hooks *h)
 {
 	hooks = *h;
+}
+
+void
+vm_set_mig_hooks(const struct vm_mig_hooks *h)
+{
+	mig_hooks = *h;
+}
+
+const struct vm_mig_hooks *
+vm_mig_hooks(void)
+{
+	return &mig_hooks;
 }
 
 /* The picture changed (a VM came, went, started, stopped): tell above. */
@@ -231,7 +244,7 @@ vm_json(const struct vm *vm)
 	}
 	if (vm->busy != OP_NONE) {
 		static const char *const ops[] = { "", "create", "start",
-		    "pause", "resume", "shutdown", "stop", "save" };
+		    "pause", "resume", "shutdown", "stop", "save", "migrate" };
 		json_object_set_new(o, "operation", json_string(ops[vm->busy]));
 	}
 	if (vm->storage)
@@ -247,6 +260,8 @@ vm_json(const struct vm *vm)
 		json_object_set_new(o, "ip", json_string(ip));
 	if (hooks.json)
 		hooks.json(vm, o);
+	if (mig_hooks.json && vm->mig)
+		mig_hooks.json(vm, o);
 	return o;
 }
 

@@ -5,6 +5,8 @@
 #include "vm_int.h"
 
 #include <errno.h>
+#include <signal.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,10 @@ vm_api_action(struct api_call *c)
 		return api_err(&c->err, 409, "busy", "%s is busy (%s in "
 		    "progress); try again when it has finished", vm->spec.name,
 		    vm_storage_name(vm->storage));
+	if (vm->busy == OP_MIGRATE)
+		return api_err(&c->err, 409, "migrating", "%s is migrating; "
+		    "cancel that first (vmgr migrate %s --cancel)",
+		    vm->spec.name, vm->spec.name);
 	/* Stop always goes through; anything else waits its turn. */
 	if (vm->busy != OP_NONE && strcmp(action, "stop") != 0)
 		return api_err(&c->err, 409, "busy", "%s is busy (%s in "
@@ -361,4 +367,38 @@ vm_api_console(struct api_call *c)
 	evbuffer_add(buf, start, strlen(start));
 	free(log);
 	return api_ok_text(c, "text/plain; charset=utf-8", buf);
+}
+
+void
+vm_kill_qemu(struct vm *vm)
+{
+	vm_kill(vm, SIGKILL);
+}
+
+void
+vm_arrived(struct vm *vm, int how, const char *from)
+{
+	vm->flags &= ~VMF_INCOMING;
+	vm->busy = OP_NONE;
+	if (how > 0 && vm->qmp) {
+		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
+		vm_set_state(vm, EV_RESUME, "migration", "migrated from %s",
+		    from);
+	} else if (how == 0) {
+		snprintf(vm->reason, sizeof(vm->reason), "migrated from %s "
+		    "(paused, as it was there)", from);
+		if (db_vm_save_state(vmgrd->db, vm) < 0)
+			vm->flags |= VMF_DB_STALE;
+	} else {
+		if (vm->pid > 0)
+			vm_kill(vm, SIGKILL);
+		vm->flags |= VMF_STOP_ASKED;
+		if (vm->pid <= 0) {
+			vm->flags &= ~VMF_STOP_ASKED;
+			vm_set_state(vm, EV_STOP, "migration", "migrated from "
+			    "%s; its memory was lost in the switch-over, its "
+			    "disks are whole", from);
+		}
+	}
+	vm_changed();
 }

@@ -463,17 +463,30 @@ vm_api_delete(struct api_call *c)
 		    vm->spec.name, vm_state_name(vm->state),
 		    vm->busy ? " and busy" : "", vm_state_name(vm->state),
 		    vm_allowed_events(vm->state, allowed, sizeof(allowed)));
+	json_t *out = json_pack("{s:s, s:s}", "name", vm->spec.name, "state",
+	    "deleted");
+	if (vm_remove(vm, "delete", "") < 0) {
+		json_decref(out);
+		return vm_db_err(&c->err);
+	}
+	c->vm = NULL;
+	return api_ok(c, 200, out);
+}
+
+int
+vm_remove(struct vm *vm, const char *event, const char *reason)
+{
 	struct event_row row = {
 		.time = now_unix_ms(),
 		.vm = vm->spec.name,
 		.from = vm_state_name(vm->state),
 		.to = vm_state_name(VM_DELETED),
-		.event = "delete",
-		.reason = "",
+		.event = event,
+		.reason = reason,
 		.actor = "api",
 	};
-	if (db_vm_delete(vmgrd->db, vm, &row) < 0)
-		return vm_db_err(&c->err);
+	if (vm->id > 0 && db_vm_delete(vmgrd->db, vm, &row) < 0)
+		return -1;
 	fault_point("delete:after-row");
 	/*
 	 * The record is gone first: a crash here leaves volumes owned by no
@@ -482,17 +495,17 @@ vm_api_delete(struct api_call *c)
 	for (int i = 0; i < vm->spec.ndisks; i++)
 		if (volume_owned_by(vm->spec.disks[i].volume, vm->spec.name))
 			volume_forget(vm->spec.disks[i].volume);
-	if (rm_rf(vm->dir) < 0)
+	if (vm->dir[0] && rm_rf(vm->dir) < 0)
 		log_warn("%s: rm -r %s", __func__, vm->dir);
-	log_info("%s: deleted", vm->spec.name);
-	events_publish(&row);
-	api_ok(c, 200, json_pack("{s:s, s:s}", "name", vm->spec.name,
-	    "state", "deleted"));
+	log_info("%s: %s", vm->spec.name, strcmp(event, "delete") == 0 ?
+	    "deleted" : reason);
+	if (vm->id > 0)
+		events_publish(&row);
 	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
 	net_hosts_changed();	/* its MACs leave the DHCP servers */
 	vm_free(vm);
-	c->vm = NULL;
-	return API_OK;
+	vm_changed();
+	return 0;
 }
 
 /* An ejected cdrom leaves the boot order too. */
@@ -633,4 +646,172 @@ vm_api_patch(struct api_call *c)
 	    spec.resources.policy);
 	vm_changed();	/* new order, new division, new cgroup limits */
 	return api_ok(c, 200, vm_json(vm));
+}
+
+/* ---- a VM arriving from another host (migrate.c) */
+
+struct incoming {
+	struct vm	*vm;
+	vm_made_cb	 cb;
+	void		*arg;
+	char		 from[128];
+};
+
+static void
+incoming_fail(struct incoming *in, const char *why)
+{
+	struct vm *vm = in->vm;
+
+	remove_new_disks(vm);
+	TAILQ_REMOVE(&vmgrd->vms, vm, entry);
+	vm_free(vm);
+	in->cb(NULL, why, in->arg);
+	free(in);
+}
+
+static void
+incoming_disk_made(const char *error, int no_space, void *arg)
+{
+	struct incoming *in = arg;
+	struct vm *vm = in->vm;
+	char *spec_json = NULL;
+	json_t *sj;
+
+	(void)no_space;
+	if (error && !vm->create_error[0])
+		snprintf(vm->create_error, sizeof(vm->create_error), "%s",
+		    error);
+	if (--vm->ndisks_left > 0)
+		return;
+	if (vm->create_error[0]) {
+		char why[300];
+		snprintf(why, sizeof(why), "cannot make its disks: %s",
+		    vm->create_error);
+		incoming_fail(in, why);
+		return;
+	}
+	struct event_row row = {
+		.time = vm->created_at,
+		.vm = vm->spec.name,
+		.from = NULL,
+		.to = vm_state_name(vm->state),
+		.event = "migrate-in",
+		.reason = vm->reason,
+		.actor = "migration",
+	};
+	sj = spec_to_json(&vm->spec);
+	spec_json = json_dumps(sj, JSON_COMPACT);
+	json_decref(sj);
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (volume_register(vm->spec.disks[i].volume,
+		    vm->spec.name) < 0)
+			goto dberr;
+	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
+	    &row) < 0)
+		goto dberr;
+	free(spec_json);
+	vm_set_dir(vm);
+	char derr[256];
+	if (priv_run_dir(vm, derr, sizeof(derr)) < 0)
+		log_warnx("%s: %s", __func__, derr);
+	vm->flags &= ~VMF_CREATING;
+	in->cb(vm, NULL, in->arg);
+	free(in);
+	return;
+dberr:
+	free(spec_json);
+	incoming_fail(in, db_errmsg(vmgrd->db));
+}
+
+int
+vm_create_incoming(json_t *body, const char *from, vm_made_cb cb, void *arg,
+    struct api_err *e)
+{
+	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
+	struct spec_error err;
+	struct incoming *in;
+	struct alloc_vm a;
+	struct vm *vm;
+
+	if ((vm = vm_new()) == NULL || (in = calloc(1, sizeof(*in))) == NULL) {
+		vm_free(vm);
+		return api_err(e, 500, "no_memory", "out of memory");
+	}
+	in->vm = vm;
+	in->cb = cb;
+	in->arg = arg;
+	snprintf(in->from, sizeof(in->from), "%s", from);
+	if (spec_from_json(body, &vm->spec, &err) < 0) {
+		api_err(e, err.status, err.code, "%s", err.message);
+		goto fail;
+	}
+	if (vm_find_any(vm->spec.name)) {
+		api_err(e, 409, "exists", "a VM named \"%s\" already exists "
+		    "here", vm->spec.name);
+		goto fail;
+	}
+	vm_to_alloc(vm, &a);
+	if (alloc_fits_host(&vmgrd->cap, &a, msg, sizeof(msg)) < 0) {
+		api_err(e, 409, "exceeds_capacity", "%s can never run here: it "
+		    "%s", vm->spec.name, msg);
+		goto fail;
+	}
+	if (vm_resolve_boot(&vm->spec, kernel, initrd, &cmdline, msg,
+	    sizeof(msg)) < 0) {
+		api_err(e, 422, "no_such_image", "%s", msg);
+		goto fail;
+	}
+	free(cmdline);
+	/* Its disks become volumes of its own here, whole (no base). */
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		struct spec_disk *d = &vm->spec.disks[i];
+		if (d->size == 0) {
+			api_err(e, 422, "invalid_value", "disks[%d]: the size "
+			    "of %s is needed", i, d->volume);
+			goto fail;
+		}
+		if (volume_exists(d->volume)) {
+			api_err(e, 409, "volume_exists", "a volume named "
+			    "\"%s\" already exists here", d->volume);
+			goto fail;
+		}
+		d->image[0] = '\0';
+	}
+	if (check_nics(vm, e) < 0)
+		goto fail;
+	if (vm_forwards_free(vm, msg, sizeof(msg)) < 0) {
+		api_err(e, 409, "port_in_use", "%s", msg);
+		goto fail;
+	}
+	if (net_assign_ips(&vm->spec, msg, sizeof(msg)) < 0) {
+		api_err(e, 422, "unknown_network", "%s", msg);
+		goto fail;
+	}
+	if (vm->spec.cloud_init && cloudinit_check(&vm->spec, msg,
+	    sizeof(msg)) < 0) {
+		api_err(e, 422, "bad_cloud_init", "%s", msg);
+		goto fail;
+	}
+	if (reserve_disks(vm, e) < 0)
+		goto fail;
+	vm->state = VM_PAUSED;
+	snprintf(vm->reason, sizeof(vm->reason), "arriving from %s", from);
+	vm->created_at = vm->state_since = now_unix_ms();
+	vm->flags |= VMF_CREATING | VMF_INCOMING;
+	vm->busy = OP_MIGRATE;
+	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
+	vm->ndisks_left = vm->spec.ndisks + 1;
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (volume_make_empty(vm->spec.disks[i].volume,
+		    vm->spec.disks[i].size, incoming_disk_made, in) < 0) {
+			snprintf(vm->create_error, sizeof(vm->create_error),
+			    "cannot run qemu-img: %s", strerror(errno));
+			vm->ndisks_left--;
+		}
+	incoming_disk_made(NULL, 0, in);	/* the one more */
+	return 0;
+fail:
+	vm_free(vm);
+	free(in);
+	return -1;
 }

@@ -14,6 +14,7 @@
 
 /* vm.c: the VM object, its state, its waiters and its deadline */
 void	 vm_changed(void);
+const struct vm_mig_hooks *vm_mig_hooks(void);
 struct vm	*vm_new(void);
 void	 vm_free(struct vm *vm);
 int	 vm_set_state(struct vm *vm, enum vm_event ev, const char *actor,

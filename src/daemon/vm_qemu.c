@@ -69,6 +69,14 @@ vm_qemu_exited(pid_t pid, int status, void *arg)
 	vm->balloon_mib = vm->balloon_actual_mib = 0;
 	vm->alloc_cpu = vm->alloc_memory_mib = 0;
 
+	if (vm->busy == OP_MIGRATE && vm_mig_hooks()->exited) {
+		/* The migration decides; an arriving VM stays as it is. */
+		vm_mig_hooks()->exited(vm, how);
+		if (vm_has(vm, VMF_INCOMING) || vm->busy == OP_MIGRATE) {
+			vm_changed();
+			return;
+		}
+	}
 	if (vm->busy == OP_SAVE &&
 	    vm_has(vm, VMF_SAVE_OK) && vm_has(vm, VMF_STOP_ASKED)) {
 		/* Stopped while saving: a stop is a reset, saved state too. */
@@ -288,6 +296,13 @@ vm_qmp_ready(struct qmp *q, void *arg)
 {
 	struct vm *vm = arg;
 
+	if (vm->busy == OP_MIGRATE && vm_mig_hooks()->ready) {
+		vm_disarm(vm);	/* an incoming QEMU waits as long as it must */
+		vm_mig_hooks()->ready(vm);
+		agent_attach(vm);
+		display_attach(vm);
+		return;
+	}
 	/* Jobs a vmgrd or a link that went left behind, done but kept. */
 	job_dismiss_stale(q);
 	/* MIGRATION events tell when a save or a restore is done. */
@@ -322,6 +337,12 @@ vm_qmp_event(struct qmp *q, const char *name, json_t *data, void *arg)
 
 	log_debug("%s: QMP event %s", vm->spec.name, name);
 	job_event(q, name, data);
+	if (vm->busy == OP_MIGRATE && vm_mig_hooks()->event) {
+		vm_mig_hooks()->event(vm, name, data);
+		if (strcmp(name, "VSERPORT_CHANGE") != 0 &&
+		    strcmp(name, "BALLOON_CHANGE") != 0)
+			return;
+	}
 	if (strcmp(name, "SHUTDOWN") == 0) {
 		if (json_is_true(json_object_get(data, "guest")))
 			vm->flags |= VMF_GUEST_OFF;

@@ -425,7 +425,7 @@ launch_argv(struct vm *vm, struct launch *l, char *err, size_t errlen)
 		.disks = l->diskp,
 		.paused = 1,
 		.agent = vm->spec.agent.enabled,
-		.incoming = vm_has(vm, VMF_RESTORING),
+		.incoming = vm_has(vm, VMF_RESTORING | VMF_INCOMING),
 		.netfds = l->qnetfd,
 		.natfds = l->qnatfd,
 		.taps = l->tapp,
@@ -514,7 +514,8 @@ launch_exec(struct vm *vm, struct launch *l, char *err, size_t errlen)
 	}
 	l->taps_up = 0;	/* QEMU holds them now: they go when it does */
 	log_info("%s: QEMU started, pid %d (%s%s)", vm->spec.name, (int)pid,
-	    vmgrd->accel, vm_has(vm, VMF_RESTORING) ? ", restoring" : "");
+	    vmgrd->accel, vm_has(vm, VMF_RESTORING) ? ", restoring" :
+	    vm_has(vm, VMF_INCOMING) ? ", incoming" : "");
 	/* A QEMU that never gets ready is ended: the start fails. */
 	vm_arm(vm, START_TIMEOUT_S, vm_kill_now);
 	return 0;
@@ -591,4 +592,11 @@ vm_forwards_free(const struct vm *vm, char *err, size_t errlen)
 			}
 		}
 	return 0;
+}
+
+int
+vm_spawn_incoming(struct vm *vm, char *err, size_t errlen)
+{
+	vm->flags |= VMF_INCOMING;
+	return vm_spawn(vm, err, errlen);
 }

@@ -81,6 +81,12 @@ static const struct ok_case {
 	{ P, "/v1/remotes", R_REMOTE_ADD, NULL, NULL, BODY_OBJECT },
 	{ G, "/v1/remotes/hostb", R_REMOTE_GET, "hostb", NULL, BODY_NONE },
 	{ D, "/v1/remotes/hostb", R_REMOTE_DELETE, "hostb", NULL, BODY_NONE },
+	{ P, "/v1/vms/web/migrate", R_VM_MIGRATE, "web", NULL, BODY_OBJECT },
+	{ G, "/v1/migrations", R_MIG_LIST, NULL, NULL, BODY_NONE },
+	{ P, "/v1/migrations", R_MIG_IN, NULL, NULL, BODY_OBJECT },
+	{ G, "/v1/migrations/0123abcd", R_MIG_GET, "0123abcd", NULL, BODY_NONE },
+	{ P, "/v1/migrations/0123abcd/commit", R_MIG_ACTION, "0123abcd",
+	    "commit", BODY_OPTIONAL },
 };
 
 static void

@@ -1,0 +1,1872 @@
+/*
+ * migrate.c - live migration of a VM to another vmgrd host (a remote of
+ * peer.c), with its local disks, and the destination's side of it.
+ *
+ * The source (role "out") asks the destination (role "in") to prepare:
+ * the destination makes the VM's disks, empty, starts a hidden QEMU with
+ * -incoming, exports the disks over NBD and listens for the memory; both
+ * streams are TLS with a pre-shared key made for this one migration.  The
+ * source mirrors its disks into the exports (blockdev-mirror) until they
+ * are in sync, then migrates the memory with pause-before-switchover.  At
+ * pre-switchover (the guest is stopped) it completes the mirrors, records
+ * "handed-over" and lets QEMU finish; then it tells the destination to
+ * commit, which resumes the guest there, and forgets the VM.
+ *
+ * Never two copies: the destination runs the guest only on commit, and
+ * the source sends commit only after its record; the source resumes only
+ * before that record, or when the destination has answered an abort (it
+ * then never will).  Never none: after the record the source keeps its
+ * QEMU until the destination has taken the VM, and a destination whose
+ * QEMU died still keeps the disks until the source says.  The tables of
+ * docs/ARCHITECTURE.md say each phase and what a restart does in it.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include "../lib/log.h"
+#include "../lib/util.h"
+#include "../qemu/qmp.h"
+
+#define MIG_PREPARE_TIMEOUT_S	120	/* the destination makes disks */
+#define MIG_CALL_TIMEOUT_S	60
+#define MIG_RETRY_S		2	/* an unanswered commit or abort */
+#define MIG_DEFAULT_TIMEOUT_S	600	/* memory that never converges */
+#define MIG_COMMIT_WAIT_S	60	/* commit before the incoming is done */
+#define MIG_TLS_ID		"vmgr-mig-tls"
+#define MIG_PSK_USER		"vmgr"
+
+enum role { OUT, IN };
+
+struct mig {
+	TAILQ_ENTRY(mig)	 entry;
+	char			 id[33];
+	enum role		 role;
+	char			 vm_name[SPEC_NAME_MAX + 1];
+	struct vm		*vm;		/* while it is this host's */
+	char			 peer[128];	/* out: remote; in: source */
+	char			 phase[16];
+	char			 state[12];	/* running, completed, ... */
+	char			 error[300];
+	char			 note[300];
+	int64_t			 started_at, finished_at;	/* unix ms */
+	/* what was asked */
+	long long		 max_downtime_ms, bandwidth, timeout_s;
+	int			 auto_converge;
+	int			 was_running;
+	/* the figures */
+	double			 setup_ms, disk_ms, total_ms, downtime_ms;
+	long long		 disk_bytes, memory_bytes, memory_total;
+	long long		 memory_remaining, passes;
+	double			 dirty_mibs, mbps;
+	/* the wiring, in memory only */
+	char			 host[256];
+	int			 nbd_port, mig_port;
+	char			 psk[65];
+	int			 jobs_left;
+	int			 peer_clean;	/* the other side knows the end */
+	int			 qemu_dead;
+	int			 incoming;	/* in: 1 completed, -1 failed */
+	double			 t0, t_disks, t_memory;	/* monotonic s */
+	struct event		*timer;		/* progress, retries */
+	struct event		*deadline;	/* memory that never converges */
+	struct parked		*waiter;	/* in: prepare, commit, abort */
+};
+TAILQ_HEAD(migq, mig);
+static struct migq migs = TAILQ_HEAD_INITIALIZER(migs);
+/* vmgrd is stopping: what QEMU or a peer still answers changes nothing. */
+static int closing;
+
+static void	out_fail(struct mig *, const char *fmt, ...)
+		    __attribute__((format(printf, 2, 3)));
+static void	out_commit(struct mig *);
+static void	out_abort_peer(struct mig *);
+
+static int
+is_final(const struct mig *m)
+{
+	return strcmp(m->state, "running") != 0;
+}
+
+static struct mig *
+mig_find(const char *id)
+{
+	struct mig *m;
+
+	TAILQ_FOREACH(m, &migs, entry)
+		if (strcmp(m->id, id) == 0)
+			return m;
+	return NULL;
+}
+
+static json_t *
+mig_json(const struct mig *m)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}",
+	    "id", m->id, "vm", m->vm_name, "role", m->role == OUT ? "out" :
+	    "in", "from", m->role == OUT ? "this host" : m->peer, "to",
+	    m->role == OUT ? m->peer : "this host", "mode", "live",
+	    "phase", m->phase, "started_at", (json_int_t)m->started_at);
+
+	json_object_set_new(o, "state", json_string(m->state));
+	if (m->finished_at)
+		json_object_set_new(o, "finished_at",
+		    json_integer(m->finished_at));
+	if (m->error[0])
+		json_object_set_new(o, "error", json_string(m->error));
+	if (m->note[0])
+		json_object_set_new(o, "note", json_string(m->note));
+	if (m->role == IN)
+		return o;
+	json_object_set_new(o, "max_downtime_ms",
+	    json_integer(m->max_downtime_ms));
+	if (m->bandwidth)
+		json_object_set_new(o, "bandwidth", json_integer(m->bandwidth));
+	json_object_set_new(o, "auto_converge", json_boolean(m->auto_converge));
+	json_object_set_new(o, "setup_ms", json_real(m->setup_ms));
+	json_object_set_new(o, "disk_bytes", json_integer(m->disk_bytes));
+	json_object_set_new(o, "disk_ms", json_real(m->disk_ms));
+	json_object_set_new(o, "memory_bytes", json_integer(m->memory_bytes));
+	json_object_set_new(o, "memory_total", json_integer(m->memory_total));
+	json_object_set_new(o, "memory_remaining",
+	    json_integer(m->memory_remaining));
+	json_object_set_new(o, "memory_passes", json_integer(m->passes));
+	json_object_set_new(o, "mbps", json_real(m->mbps));
+	if (m->dirty_mibs >= 0)
+		json_object_set_new(o, "dirty_rate_mibs",
+		    json_real(m->dirty_mibs));
+	json_object_set_new(o, "downtime_ms", json_real(m->downtime_ms));
+	json_object_set_new(o, "total_ms", json_real(m->total_ms));
+	return o;
+}
+
+/* Its record, as it stands.  0, or -1 (the database failed). */
+static int
+mig_save(struct mig *m)
+{
+	json_t *j = mig_json(m);
+	char *doc;
+	int rc;
+
+	json_object_set_new(j, "peer_clean", json_boolean(m->peer_clean));
+	json_object_set_new(j, "was_running", json_boolean(m->was_running));
+	json_object_set_new(j, "peer", json_string(m->peer));
+	doc = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	if (doc == NULL)
+		return -1;
+	rc = db_mig_put(vmgrd->db, m->id, m->vm_name, m->role == OUT ? "out" :
+	    "in", m->phase, m->started_at, doc);
+	free(doc);
+	return rc;
+}
+
+static void
+mig_event(const struct mig *m, const char *event, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* The event log: a migration's steps, under its VM's name. */
+static void
+mig_event(const struct mig *m, const char *event, const char *fmt, ...)
+{
+	char reason[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	struct event_row row = {
+		.time = now_unix_ms(),
+		.vm = m->vm_name,
+		.from = m->vm ? vm_state_name(m->vm->state) : NULL,
+		.to = m->vm ? vm_state_name(m->vm->state) : "deleted",
+		.event = event,
+		.reason = reason,
+		.actor = "migration",
+	};
+	log_info("%s: %s: %s", m->vm_name, event, reason);
+	events_publish(&row);
+}
+
+static int
+set_phase(struct mig *m, const char *phase)
+{
+	char was[16];
+
+	snprintf(was, sizeof(was), "%s", m->phase);
+	snprintf(m->phase, sizeof(m->phase), "%s", phase);
+	if (mig_save(m) == 0)
+		return 0;
+	log_warnx("%s: migration %s: cannot record phase %s: %s", m->vm_name,
+	    m->id, phase, db_errmsg(vmgrd->db));
+	return -1;
+}
+
+static void
+mig_free(struct mig *m)
+{
+	if (m->timer)
+		event_free(m->timer);
+	if (m->deadline)
+		event_free(m->deadline);
+	explicit_bzero(m->psk, sizeof(m->psk));
+	free(m);
+}
+
+static void
+timer_in(struct mig *m, double s, void (*fn)(evutil_socket_t, short, void *))
+{
+	struct timeval tv = tv_of(s);
+
+	if (m->timer)
+		event_free(m->timer);
+	m->timer = evtimer_new(vmgrd->base, fn, m);
+	evtimer_add(m->timer, &tv);
+}
+
+/* ---- the pre-shared key: a file QEMU reads (tls-creds-psk dir=) */
+
+static void
+psk_dir(const struct vm *vm, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/qemu/mig", vm->dir);
+}
+
+static int
+psk_write(const struct mig *m, char *err, size_t errlen)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16], line[128];
+	uid_t uid = m->vm->qemu_uid;
+	int fd, n;
+
+	psk_dir(m->vm, dir, sizeof(dir));
+	if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || chown(dir, uid,
+	    (gid_t)-1) < 0) {
+		snprintf(err, errlen, "%.160s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/keys.psk", dir);
+	unlink(path);
+	n = snprintf(line, sizeof(line), "%s:%s\n", MIG_PSK_USER, m->psk);
+	if ((fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0 || write(fd, line, (size_t)n) != n ||
+	    fchown(fd, uid, (gid_t)-1) < 0) {
+		snprintf(err, errlen, "%.160s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		explicit_bzero(line, sizeof(line));
+		return -1;
+	}
+	explicit_bzero(line, sizeof(line));
+	close(fd);
+	return 0;
+}
+
+static void
+psk_remove(const struct vm *vm)
+{
+	char dir[PATH_MAX], path[PATH_MAX + 16];
+
+	if (vm == NULL || !vm->dir[0])
+		return;
+	psk_dir(vm, dir, sizeof(dir));
+	snprintf(path, sizeof(path), "%s/keys.psk", dir);
+	unlink(path);
+	rmdir(dir);
+}
+
+static json_t *
+tls_object(const struct vm *vm, const char *endpoint)
+{
+	char dir[PATH_MAX];
+
+	psk_dir(vm, dir, sizeof(dir));
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "qom-type",
+	    "tls-creds-psk", "id", MIG_TLS_ID, "endpoint", endpoint, "dir", dir);
+	if (strcmp(endpoint, "client") == 0)
+		json_object_set_new(o, "username", json_string(MIG_PSK_USER));
+	return o;
+}
+
+/* ---- the source */
+
+/* Every QMP step: a failure fails the migration (if it is still going). */
+static void
+out_step(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)q;
+	if (result == NULL && !is_final(m) && strcmp(m->phase,
+	    "handed-over") != 0 && strcmp(m->phase, "completing") != 0)
+		out_fail(m, "QEMU: %s", error);
+}
+
+static int
+out_qmp(struct mig *m, const char *cmd, json_t *args, qmp_reply_cb cb)
+{
+	if (m->vm == NULL || m->vm->qmp == NULL || !qmp_is_ready(m->vm->qmp)) {
+		json_decref(args);
+		return -1;
+	}
+	qmp_command(m->vm->qmp, cmd, args, cb ? cb : out_step, m);
+	return 0;
+}
+
+/* What the source's QEMU holds for the migration goes (errors ignored). */
+static void
+out_unwire(struct mig *m)
+{
+	struct vm *vm = m->vm;
+	char id[32];
+
+	if (vm == NULL || vm->qmp == NULL)
+		return;
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		qmp_command(vm->qmp, "block-job-cancel", json_pack("{s:s, s:b}",
+		    "device", id, "force", 1), NULL, NULL);
+		qmp_command(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", id),
+		    NULL, NULL);
+		snprintf(id, sizeof(id), "vmgr-mig-nbd%d", i);
+		qmp_command(vm->qmp, "blockdev-del", json_pack("{s:s}",
+		    "node-name", id), NULL, NULL);
+	}
+	qmp_command(vm->qmp, "migrate-set-parameters", json_pack("{s:s}",
+	    "tls-creds", ""), NULL, NULL);
+	qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
+	    MIG_TLS_ID), NULL, NULL);
+	psk_remove(vm);
+}
+
+static void
+out_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct vm *vm = arg;
+
+	(void)q;
+	(void)result;
+	if (error && vm->pid > 0)
+		log_warnx("%s: resume after the migration: %s", vm->spec.name,
+		    error);
+}
+
+/* The guest goes on here, as it was before the migration. */
+static void
+out_release(struct mig *m)
+{
+	struct vm *vm = m->vm;
+
+	if (vm == NULL)
+		return;
+	out_unwire(m);
+	if (vm->qmp && m->was_running && vm->pid > 0)
+		qmp_command(vm->qmp, "cont", NULL, out_resumed, vm);
+	vm->busy = OP_NONE;
+	vm->mig = NULL;
+	m->vm = NULL;
+	sched_kick();
+}
+
+static void
+out_finish(struct mig *m, const char *state)
+{
+	snprintf(m->state, sizeof(m->state), "%s", state);
+	m->finished_at = now_unix_ms();
+	m->total_ms = (double)(m->finished_at - m->started_at);
+	if (m->deadline) {
+		event_free(m->deadline);
+		m->deadline = NULL;
+	}
+	set_phase(m, m->phase);
+}
+
+/* Before the hand-over: the VM stays (or is again) here, running. */
+static void
+out_fail(struct mig *m, const char *fmt, ...)
+{
+	va_list ap;
+	int cancelled;
+
+	if (closing)
+		return;
+
+	if (is_final(m))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(m->error, sizeof(m->error), fmt, ap);
+	va_end(ap);
+	cancelled = strcmp(m->error, "cancelled") == 0;
+	if (m->vm && m->vm->qmp)
+		qmp_command(m->vm->qmp, "migrate_cancel", NULL, NULL, NULL);
+	out_release(m);
+	out_finish(m, cancelled ? "cancelled" : "failed");
+	mig_event(m, cancelled ? "migrate-cancelled" : "migrate-failed",
+	    "migration to %s %s%s%s; the VM stays here", m->peer, cancelled ?
+	    "cancelled" : "failed", cancelled ? "" : ": ", cancelled ? "" :
+	    m->error);
+	out_abort_peer(m);
+}
+
+/* ---- the source: telling the destination the end */
+
+static void out_retry(evutil_socket_t, short, void *);
+
+static void
+abort_answered(int status, json_t *reply, const char *why, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)reply;
+	if (status == 200 || status == 404) {
+		m->peer_clean = 1;
+		set_phase(m, m->phase);
+		return;
+	}
+	log_warnx("%s: migration %s: the abort at %s: %s (%d); again in %d s",
+	    m->vm_name, m->id, m->peer, why ? why : "refused", status,
+	    MIG_RETRY_S);
+	timer_in(m, MIG_RETRY_S, out_retry);
+}
+
+static void
+out_abort_peer(struct mig *m)
+{
+	char path[96], err[256];
+
+	if (m->peer_clean)
+		return;
+	snprintf(path, sizeof(path), "/v1/migrations/%s/abort", m->id);
+	if (peer_request(m->peer, EVHTTP_REQ_POST, path, NULL,
+	    MIG_CALL_TIMEOUT_S, abort_answered, m, err, sizeof(err)) < 0) {
+		log_warnx("%s: migration %s: %s", m->vm_name, m->id, err);
+		if (peer_exists(m->peer))
+			timer_in(m, MIG_RETRY_S, out_retry);
+	}
+}
+
+/* The VM is the destination's: forget it here (after QEMU has gone). */
+static void
+out_forget(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+	struct vm *vm = m->vm;
+	char reason[300];
+
+	(void)fd;
+	(void)what;
+	if (vm == NULL)
+		return;
+	if (vm->pid > 0) {
+		vm_kill_qemu(vm);	/* its exit brings us back */
+		return;
+	}
+	snprintf(reason, sizeof(reason), "migrated to %s", m->peer);
+	psk_remove(vm);
+	fault_point("migrate:out:before-forget");
+	vm->mig = NULL;
+	if (vm_remove(vm, "migrate-out", reason) < 0) {
+		vm->mig = m;
+		log_warnx("%s: cannot forget the migrated VM: %s", vm->spec.name,
+		    db_errmsg(vmgrd->db));
+		timer_in(m, MIG_RETRY_S, out_forget);
+		return;
+	}
+	m->vm = NULL;
+	out_finish(m, "completed");
+}
+
+static void
+commit_answered(int status, json_t *reply, const char *why, void *arg)
+{
+	struct mig *m = arg;
+	const char *st = json_string_value(json_object_get(reply, "vm_state"));
+
+	if (status == 200) {
+		m->peer_clean = 1;
+		mig_event(m, "migrated", "now on %s (%s): downtime %.0f ms, "
+		    "%lld MiB of disk and %lld MiB of memory in %.1f s",
+		    m->peer, st ? st : "?", m->downtime_ms, m->disk_bytes >> 20,
+		    m->memory_bytes >> 20, (now_mono() - m->t0));
+		out_forget(-1, 0, m);
+		return;
+	}
+	if (status == 409 && !m->qemu_dead) {
+		/* It could not take the state: abort it, and go on here. */
+		const char *msg = json_string_value(json_object_get(json_object_get(
+		    reply, "error"), "message"));
+		snprintf(m->error, sizeof(m->error), "%s could not take the VM: "
+		    "%s", m->peer, msg ? msg : "refused");
+		snprintf(m->phase, sizeof(m->phase), "reclaiming");
+		set_phase(m, "reclaiming");
+		out_abort_peer(m);
+		return;
+	}
+	log_warnx("%s: migration %s: the commit at %s: %s (%d); again in %d s",
+	    m->vm_name, m->id, m->peer, why ? why : "refused", status,
+	    MIG_RETRY_S);
+	timer_in(m, MIG_RETRY_S, out_retry);
+}
+
+/* After the hand-over: the destination takes the VM. */
+static void
+out_commit(struct mig *m)
+{
+	char path[96], err[256];
+	json_t *body = json_pack("{s:b}", "force", m->qemu_dead);
+
+	if (closing)
+		return;
+
+	if (strcmp(m->phase, "completing") != 0)
+		set_phase(m, "completing");
+	fault_point("migrate:out:before-commit");
+	snprintf(path, sizeof(path), "/v1/migrations/%s/commit", m->id);
+	if (peer_request(m->peer, EVHTTP_REQ_POST, path, body,
+	    MIG_CALL_TIMEOUT_S + MIG_COMMIT_WAIT_S, commit_answered, m, err,
+	    sizeof(err)) < 0) {
+		log_warnx("%s: migration %s: %s", m->vm_name, m->id, err);
+		timer_in(m, MIG_RETRY_S, out_retry);
+	}
+	json_decref(body);
+}
+
+/*
+ * An abort the destination answered, after the hand-over: it has thrown
+ * its copy away, so the VM goes on here.
+ */
+static void
+out_reclaimed(struct mig *m)
+{
+	char why[300];
+
+	snprintf(why, sizeof(why), "%s", m->error);
+	out_release(m);
+	out_finish(m, "failed");
+	mig_event(m, "migrate-failed", "%s; the VM stays here", why);
+}
+
+static void
+out_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (strcmp(m->phase, "completing") == 0 && !m->peer_clean)
+		out_commit(m);
+	else if (strcmp(m->phase, "reclaiming") == 0 && m->peer_clean)
+		out_reclaimed(m);
+	else if (!m->peer_clean && is_final(m))
+		out_abort_peer(m);
+	else if (strcmp(m->phase, "reclaiming") == 0)
+		out_abort_peer(m);
+}
+
+/* ---- the source: its QEMU's progress */
+
+static void
+figures(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	json_t *ram = json_object_get(r, "ram");
+
+	(void)q;
+	(void)error;
+	if (r == NULL)
+		return;
+	if (json_object_get(r, "setup-time"))
+		m->setup_ms = json_number_value(json_object_get(r,
+		    "setup-time"));
+	if (json_object_get(r, "downtime"))
+		m->downtime_ms = json_number_value(json_object_get(r,
+		    "downtime"));
+	if (ram) {
+		m->memory_bytes = (long long)json_number_value(json_object_get(
+		    ram, "transferred"));
+		m->memory_total = (long long)json_number_value(json_object_get(
+		    ram, "total"));
+		m->memory_remaining = (long long)json_number_value(
+		    json_object_get(ram, "remaining"));
+		m->passes = (long long)json_number_value(json_object_get(ram,
+		    "dirty-sync-count"));
+		m->mbps = json_number_value(json_object_get(ram, "mbps"));
+	}
+}
+
+static void
+progress(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (is_final(m) || m->vm == NULL || strcmp(m->phase, "memory") != 0)
+		return;
+	out_qmp(m, "query-migrate", NULL, figures);
+	timer_in(m, 1, progress);
+}
+
+static void
+memory_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (strcmp(m->phase, "memory") == 0)
+		out_fail(m, "the memory did not converge in %lld s (dirty rate "
+		    "%.0f MiB/s, %lld passes, %lld MiB left); try "
+		    "--auto-converge, a larger --max-downtime, or more "
+		    "--bandwidth", m->timeout_s, m->dirty_mibs, m->passes,
+		    m->memory_remaining >> 20);
+}
+
+static void
+migrate_sent(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)q;
+	if (result == NULL) {
+		out_fail(m, "migrate: %s", error);
+		return;
+	}
+	struct timeval tv = { m->timeout_s, 0 };
+	m->deadline = evtimer_new(vmgrd->base, memory_deadline, m);
+	evtimer_add(m->deadline, &tv);
+	timer_in(m, 1, progress);
+}
+
+static void
+start_memory(struct mig *m)
+{
+	char uri[300];
+
+	if (closing)
+		return;
+	json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]",
+	    "capability", "events", "state", 1,
+	    "capability", "pause-before-switchover", "state", 1,
+	    "capability", "auto-converge", "state", m->auto_converge);
+	json_t *params = json_pack("{s:s, s:I}", "tls-creds", MIG_TLS_ID,
+	    "downtime-limit", (json_int_t)m->max_downtime_ms);
+
+	if (m->bandwidth)
+		json_object_set_new(params, "max-bandwidth",
+		    json_integer(m->bandwidth));
+	set_phase(m, "memory");
+	fault_point("migrate:out:memory");
+	m->t_memory = now_mono();
+	out_qmp(m, "migrate-set-capabilities", json_pack("{s:o}",
+	    "capabilities", caps), NULL);
+	out_qmp(m, "migrate-set-parameters", params, NULL);
+	snprintf(uri, sizeof(uri), strchr(m->host, ':') ? "tcp:[%s]:%d" :
+	    "tcp:%s:%d", m->host, m->mig_port);
+	if (out_qmp(m, "migrate", json_pack("{s:s}", "uri", uri),
+	    migrate_sent) < 0)
+		out_fail(m, "QEMU's monitor is not connected");
+}
+
+static void
+dirty_rate(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	double link = m->bandwidth ? (double)m->bandwidth / 1048576 : 0;
+
+	(void)q;
+	(void)error;
+	if (r && json_object_get(r, "dirty-rate"))
+		m->dirty_mibs = json_number_value(json_object_get(r,
+		    "dirty-rate"));
+	/* The disks' copy says what the link moves, when no cap is set. */
+	if (link == 0 && m->disk_ms > 0 && m->disk_bytes > (64 << 20))
+		link = (double)m->disk_bytes / 1048576 / (m->disk_ms / 1000);
+	if (m->dirty_mibs >= 0 && link > 0 && m->dirty_mibs > link * 0.8 &&
+	    !m->auto_converge) {
+		snprintf(m->note, sizeof(m->note), "the guest dirties %.0f MiB/s "
+		    "and the link moves about %.0f MiB/s: pre-copy may not "
+		    "converge (--auto-converge would slow the guest until it "
+		    "does)", m->dirty_mibs, link);
+		mig_event(m, "migrate-warning", "%s", m->note);
+	}
+	if (!is_final(m))
+		start_memory(m);
+}
+
+static void
+dirty_measured(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (!is_final(m) && out_qmp(m, "query-dirty-rate", NULL, dirty_rate) <
+	    0)
+		out_fail(m, "QEMU's monitor is not connected");
+}
+
+static void
+dirty_started(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)q;
+	if (result == NULL) {
+		log_info("%s: calc-dirty-rate: %s", m->vm_name, error);
+		if (!is_final(m))
+			start_memory(m);
+		return;
+	}
+	timer_in(m, 1.2, dirty_measured);
+}
+
+/* Every disk is in sync: measure how fast the guest dirties memory. */
+static void
+disks_ready(struct mig *m)
+{
+
+	if (closing)
+		return;
+	m->disk_ms = (now_mono() - m->t_disks) * 1000;
+	mig_event(m, "migrate-disks", "%lld MiB of disk in sync at %s in %.1f s",
+	    m->disk_bytes >> 20, m->peer, m->disk_ms / 1000);
+	if (!m->was_running) {
+		start_memory(m);
+		return;
+	}
+	out_qmp(m, "calc-dirty-rate", json_pack("{s:i}", "calc-time", 1),
+	    dirty_started);
+}
+
+/* A mirror ended: at the switch-over (cancel: complete, no pivot) or not. */
+static void
+mirror_done(const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	if (closing || is_final(m))
+		return;
+	if (strcmp(m->phase, "switchover") != 0) {
+		out_fail(m, "the copy of a disk stopped: %s", error ? error :
+		    "ended early");
+		return;
+	}
+	if (error) {
+		out_fail(m, "a disk's copy failed at the switch-over: %s", error);
+		return;
+	}
+	if (--m->jobs_left > 0)
+		return;
+	/* The disks there are whole and the guest is stopped: hand over. */
+	for (int i = 0; i < m->vm->spec.ndisks; i++) {
+		char id[32];
+		snprintf(id, sizeof(id), "vmgr-mig-nbd%d", i);
+		out_qmp(m, "blockdev-del", json_pack("{s:s}", "node-name", id),
+		    NULL);
+	}
+	fault_point("migrate:out:before-handover");
+	if (set_phase(m, "handed-over") < 0) {
+		snprintf(m->phase, sizeof(m->phase), "switchover");
+		/* Not recorded: it cannot be handed over. */
+		out_fail(m, "cannot record the hand-over: %s",
+		    db_errmsg(vmgrd->db));
+		return;
+	}
+	fault_point("migrate:out:after-handover");
+	out_qmp(m, "migrate-continue", json_pack("{s:s}", "state",
+	    "pre-switchover"), NULL);
+}
+
+/* QEMU stopped the guest before the last of its memory: complete disks. */
+static void
+switchover(struct mig *m)
+{
+	char id[32];
+
+	if (closing)
+		return;
+
+	set_phase(m, "switchover");
+	fault_point("migrate:out:switchover");
+	m->jobs_left = m->vm->spec.ndisks;
+	if (m->jobs_left == 0) {
+		m->jobs_left = 1;
+		mirror_done(NULL, m);
+		return;
+	}
+	for (int i = 0; i < m->vm->spec.ndisks; i++) {
+		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		out_qmp(m, "block-job-cancel", json_pack("{s:s, s:b}", "device",
+		    id, "force", 0), NULL);
+	}
+}
+
+static void
+final_figures(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	figures(q, r, error, arg);
+	if (strcmp(m->phase, "handed-over") == 0 && !is_final(m))
+		out_commit(m);
+}
+
+static void
+out_event(struct mig *m, const char *name, json_t *data)
+{
+	const char *st = json_string_value(json_object_get(data, "status"));
+
+	if (strcmp(name, "BLOCK_JOB_READY") == 0 && strcmp(m->phase, "disks") ==
+	    0) {
+		const char *dev = json_string_value(json_object_get(data,
+		    "device"));
+		if (dev && strncmp(dev, "vmgr-mig-disk", 13) == 0 &&
+		    --m->jobs_left == 0)
+			disks_ready(m);
+		return;
+	}
+	if (strcmp(name, "MIGRATION") != 0 || st == NULL)
+		return;
+	if (strcmp(st, "pre-switchover") == 0 && strcmp(m->phase, "memory") ==
+	    0)
+		switchover(m);
+	else if (strcmp(st, "completed") == 0 && strcmp(m->phase,
+	    "handed-over") == 0)
+		out_qmp(m, "query-migrate", NULL, final_figures);
+	else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
+		if (strcmp(m->phase, "handed-over") == 0)
+			out_commit(m);	/* it says whether it has the VM */
+		else
+			out_fail(m, "QEMU's migration %s", st);
+	}
+}
+
+/* The destination is ready: copy the disks into its exports. */
+static void
+start_disks(struct mig *m)
+{
+	char err[256], id[32], node[32], exp[16];
+	struct vm *vm = m->vm;
+
+	if (closing)
+		return;
+
+	if (psk_write(m, err, sizeof(err)) < 0) {
+		out_fail(m, "%s", err);
+		return;
+	}
+	set_phase(m, "disks");
+	fault_point("migrate:out:disks");
+	m->t_disks = now_mono();
+	m->setup_ms = (m->t_disks - m->t0) * 1000;
+	out_qmp(m, "object-add", tls_object(vm, "client"), NULL);
+	m->jobs_left = vm->spec.ndisks;
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		char port[8];
+		snprintf(node, sizeof(node), "vmgr-mig-nbd%d", i);
+		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		snprintf(exp, sizeof(exp), "disk%d", i);
+		snprintf(port, sizeof(port), "%d", m->nbd_port);
+		out_qmp(m, "blockdev-add", json_pack("{s:s, s:s, s:{s:s, s:s, "
+		    "s:s}, s:s, s:s}", "driver", "nbd", "node-name", node,
+		    "server", "type", "inet", "host", m->host, "port", port,
+		    "export", exp, "tls-creds", MIG_TLS_ID), NULL);
+		out_qmp(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, "
+		    "s:b}", "job-id", id, "device", exp,
+		    "target", node, "sync", "full", "auto-dismiss", 0), NULL);
+		job_watch(vm->qmp, id, mirror_done, m);
+	}
+	if (vm->spec.ndisks == 0)
+		disks_ready(m);
+}
+
+static void
+prepared(int status, json_t *reply, const char *why, void *arg)
+{
+	struct mig *m = arg;
+	json_t *err = json_object_get(reply, "error");
+
+	if (is_final(m))
+		return;
+	if (status == 0) {
+		out_fail(m, "%s does not answer: %s", m->peer, why);
+		return;
+	}
+	if (status != 201) {
+		const char *msg = json_string_value(json_object_get(err,
+		    "message"));
+		const char *code = json_string_value(json_object_get(err,
+		    "code"));
+		out_fail(m, "%s refused it (%d %s): %s", m->peer, status,
+		    code ? code : "", msg ? msg : "no reason given");
+		return;
+	}
+	m->nbd_port = (int)json_integer_value(json_object_get(reply,
+	    "nbd_port"));
+	m->mig_port = (int)json_integer_value(json_object_get(reply, "port"));
+	if (m->nbd_port <= 0 || m->mig_port <= 0) {
+		out_fail(m, "%s answered without its ports", m->peer);
+		return;
+	}
+	start_disks(m);
+}
+
+/* ---- the source: the API */
+
+static int
+hex_key(char *buf, size_t len)
+{
+	unsigned char r[32];
+
+	if (getrandom(r, sizeof(r), 0) != sizeof(r) || len < 65)
+		return -1;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(buf + 2 * i, 3, "%02x", r[i]);
+	explicit_bzero(r, sizeof(r));
+	return 0;
+}
+
+/* What a VM must be (and not have) to move live. */
+static int
+can_move(const struct vm *vm, struct api_err *e)
+{
+	if (vm->state != VM_RUNNING && vm->state != VM_PAUSED)
+		return api_err(e, 409, "invalid_state", "%s is %s: only a "
+		    "running or paused VM moves (live) for now", vm->spec.name,
+		    vm_state_name(vm->state));
+	if (vm->busy != OP_NONE || vm->storage)
+		return api_err(e, 409, "busy", "%s is busy (%s in progress)",
+		    vm->spec.name, vm->storage ? vm_storage_name(vm->storage) :
+		    vm->busy == OP_MIGRATE ? "a migration" : "an operation");
+	if (backup_busy(vm))
+		return api_err(e, 409, "busy", "%s has a backup running",
+		    vm->spec.name);
+	if (vm_has(vm, VMF_PREEMPTED))
+		return api_err(e, 409, "preempted", "%s is paused by the "
+		    "scheduler; it moves once it runs", vm->spec.name);
+	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+		return api_err(e, 503, "qmp_unavailable", "%s: QEMU's monitor "
+		    "is not connected", vm->spec.name);
+	if (vm->spec.cdrom)
+		return api_err(e, 409, "has_cdrom", "%s has a cdrom inserted "
+		    "(a file of this host): eject it first", vm->spec.name);
+	if (firmware_uefi(&vm->spec))
+		return api_err(e, 409, "uefi", "%s boots through UEFI: its "
+		    "variable store does not move live yet", vm->spec.name);
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		char path[PATH_MAX], err[256];
+		struct qcow2_header h;
+		int nsnaps = 0;
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, &nsnaps, NULL, 0, NULL,
+		    err, sizeof(err)) < 0)
+			return api_err(e, 500, "bad_image", "%s", err);
+		if (nsnaps > 0 || h.nb_snapshots > 0)
+			return api_err(e, 409, "has_snapshots", "%s has "
+			    "snapshots, which stay in its disk files here: "
+			    "delete them first (vmgr snapshot list %s)",
+			    vm->spec.name, vm->spec.name);
+	}
+	return 0;
+}
+
+/* The spec the destination makes the VM of: each disk at its size. */
+static json_t *
+spec_for_peer(const struct vm *vm, struct api_err *e)
+{
+	json_t *spec = spec_to_json(&vm->spec);
+	json_t *disks = json_object_get(spec, "disks"), *d;
+	size_t i;
+
+	json_array_foreach(disks, i, d) {
+		char path[PATH_MAX], err[256];
+		struct qcow2_header h;
+		volume_path(vm->spec.disks[i].volume, path, sizeof(path));
+		if (qcow2_read_info(path, &h, NULL, 0, NULL, NULL, 0, NULL, err,
+		    sizeof(err)) < 0) {
+			json_decref(spec);
+			api_err(e, 500, "bad_image", "%s", err);
+			return NULL;
+		}
+		json_object_del(d, "image");
+		json_object_del(d, "size_mib");
+		json_object_set_new(d, "size", json_integer((json_int_t)h.size));
+	}
+	return spec;
+}
+
+static long long
+opt_int(json_t *body, const char *key, long long dflt)
+{
+	json_t *v = json_object_get(body, key);
+
+	return v ? (long long)json_integer_value(v) : dflt;
+}
+
+int
+mig_api_start(struct api_call *c)
+{
+	static const char *const keys[] = { "to", "max_downtime_ms",
+	    "bandwidth", "auto_converge", "timeout_s", "postcopy", "offline",
+	    NULL };
+	struct vm *vm = c->vm;
+	const char *to, *host;
+	long long dt, bw, tmo;
+	struct mig *m;
+	char err[256];
+	json_t *body, *spec;
+
+	if (api_body_keys(&c->err, c->body, keys) < 0)
+		return API_FAIL;
+	to = json_string_value(json_object_get(c->body, "to"));
+	if (to == NULL)
+		return api_err(&c->err, 422, "invalid_value", "\"to\": the remote "
+		    "to move %s to (vmgr remote list)", vm->spec.name);
+	if (!peer_exists(to) || (host = peer_host(to)) == NULL)
+		return api_err(&c->err, 422, "no_such_remote", "no remote named "
+		    "\"%s\" (vmgr remote add)", to);
+	if (json_is_true(json_object_get(c->body, "postcopy")))
+		return api_err(&c->err, 422, "unsupported", "post-copy is not "
+		    "supported yet; use --auto-converge");
+	if (json_is_true(json_object_get(c->body, "offline")))
+		return api_err(&c->err, 422, "unsupported", "offline migration "
+		    "is not supported yet; a running or paused VM moves live");
+	if (api_body_int(&c->err, c->body, "max_downtime_ms", 1, 60000, &dt) <
+	    0 || api_body_int(&c->err, c->body, "bandwidth", 0, 1LL << 40,
+	    &bw) < 0 || api_body_int(&c->err, c->body, "timeout_s", 1, 86400,
+	    &tmo) < 0)
+		return API_FAIL;
+	if (json_object_get(c->body, "auto_converge") &&
+	    !json_is_boolean(json_object_get(c->body, "auto_converge")))
+		return api_err(&c->err, 422, "invalid_value", "auto_converge: "
+		    "true or false");
+	if (can_move(vm, &c->err) < 0)
+		return API_FAIL;
+	if ((spec = spec_for_peer(vm, &c->err)) == NULL)
+		return API_FAIL;
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		json_decref(spec);
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	}
+	if (hex_key(m->psk, sizeof(m->psk)) < 0 || hex_key(m->id,
+	    sizeof(m->psk)) < 0) {
+		json_decref(spec);
+		free(m);
+		return api_err(&c->err, 500, "internal", "no random bytes");
+	}
+	m->id[32] = '\0';
+	m->role = OUT;
+	m->vm = vm;
+	snprintf(m->vm_name, sizeof(m->vm_name), "%s", vm->spec.name);
+	snprintf(m->peer, sizeof(m->peer), "%s", to);
+	snprintf(m->host, sizeof(m->host), "%s", host);
+	snprintf(m->state, sizeof(m->state), "running");
+	m->max_downtime_ms = opt_int(c->body, "max_downtime_ms", 300);
+	m->bandwidth = opt_int(c->body, "bandwidth", 0);
+	m->timeout_s = opt_int(c->body, "timeout_s", MIG_DEFAULT_TIMEOUT_S);
+	m->auto_converge = json_is_true(json_object_get(c->body,
+	    "auto_converge"));
+	m->was_running = vm->state == VM_RUNNING;
+	m->dirty_mibs = -1;
+	m->started_at = now_unix_ms();
+	m->t0 = now_mono();
+	snprintf(m->phase, sizeof(m->phase), "preparing");
+	if (mig_save(m) < 0) {
+		json_decref(spec);
+		free(m);
+		return api_err(&c->err, 500, "database", "%s",
+		    db_errmsg(vmgrd->db));
+	}
+	TAILQ_INSERT_TAIL(&migs, m, entry);
+	vm->busy = OP_MIGRATE;
+	vm->mig = m;
+	sched_kick();
+	body = json_pack("{s:s, s:o, s:b, s:s, s:s, s:s}", "id", m->id,
+	    "spec", spec, "running", m->was_running, "host", host, "psk", m->psk,
+	    "from", host_id());
+	char hn[64] = "";
+	gethostname(hn, sizeof(hn) - 1);
+	json_object_set_new(body, "from_name", json_string(hn));
+	mig_event(m, "migrate-start", "live migration to %s (max downtime %lld "
+	    "ms%s)", to, m->max_downtime_ms, m->auto_converge ?
+	    ", auto-converge" : "");
+	fault_point("migrate:out:preparing");
+	if (peer_request(to, EVHTTP_REQ_POST, "/v1/migrations", body,
+	    MIG_PREPARE_TIMEOUT_S, prepared, m, err, sizeof(err)) < 0)
+		out_fail(m, "%s", err);
+	json_decref(body);
+	return api_ok(c, 202, mig_json(m));
+}
+
+/* ---- the destination */
+
+static void
+in_forget_vm(struct mig *m, const char *why)
+{
+	struct vm *vm = m->vm;
+
+	if (vm == NULL)
+		return;
+	vm->mig = NULL;
+	m->vm = NULL;
+	if (vm_remove(vm, "migrate-aborted", why) < 0)
+		log_warnx("%s: cannot remove the arrival: %s", m->vm_name,
+		    db_errmsg(vmgrd->db));
+}
+
+/* The arrival is given up: its QEMU, disks and record go. */
+static void
+in_abort(struct mig *m, const char *why)
+{
+
+	if (closing)
+		return;
+	if (m->vm && m->vm->pid > 0) {
+		snprintf(m->error, sizeof(m->error), "%s", why);
+		snprintf(m->state, sizeof(m->state), "aborting");
+		vm_kill_qemu(m->vm);	/* in_exited() goes on */
+		return;
+	}
+	in_forget_vm(m, why);
+	snprintf(m->state, sizeof(m->state), "failed");
+	if (!m->error[0])
+		snprintf(m->error, sizeof(m->error), "%s", why);
+	m->finished_at = now_unix_ms();
+	set_phase(m, "aborted");
+	if (m->waiter) {
+		if (m->waiter->tag == 'p')
+			api_answer_error(m->waiter, 500, "prepare_failed", "%s",
+			    why);
+		else
+			api_answer(m->waiter, 200, mig_json(m));
+		m->waiter = NULL;
+	}
+}
+
+static void
+in_step(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)q;
+	if (result == NULL && strcmp(m->phase, "preparing") == 0 &&
+	    strcmp(m->state, "running") == 0) {
+		char why[300];
+		snprintf(why, sizeof(why), "QEMU: %s", error);
+		in_abort(m, why);
+	}
+}
+
+static void
+in_listening(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	json_t *sa = json_array_get(json_object_get(r, "socket-address"), 0);
+	const char *port = json_string_value(json_object_get(sa, "port"));
+
+	(void)q;
+	if (closing || strcmp(m->state, "running") != 0)
+		return;
+	if (port == NULL) {
+		in_abort(m, error ? error : "QEMU does not say its port");
+		return;
+	}
+	m->mig_port = atoi(port);
+	set_phase(m, "prepared");
+	fault_point("migrate:in:prepared");
+	if (m->waiter)
+		api_answer(m->waiter, 201, json_pack("{s:s, s:i, s:i}", "id",
+		    m->id, "nbd_port", m->nbd_port, "port", m->mig_port));
+	m->waiter = NULL;
+}
+
+/* A listening TCP socket on host (or any address), its port in *port. */
+static int
+listen_on(const char *host, int *port)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+	    .ai_flags = AI_NUMERICHOST | AI_PASSIVE }, *ai = NULL;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int fd = -1;
+
+	if (getaddrinfo(host, "0", &hints, &ai) != 0 || (fd = socket(
+	    ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+		if (ai)
+			freeaddrinfo(ai);
+		ai = NULL;
+		/* Not one of ours by that name (NAT, a proxy): any address. */
+		struct sockaddr_in6 any = { .sin6_family = AF_INET6 };
+		if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+		    bind(fd, (struct sockaddr *)&any, sizeof(any)) < 0) {
+			if (fd >= 0)
+				close(fd);
+			return -1;
+		}
+	}
+	if (ai)
+		freeaddrinfo(ai);
+	if (listen(fd, 8) < 0 || getsockname(fd, (struct sockaddr *)&ss,
+	    &sl) < 0) {
+		close(fd);
+		return -1;
+	}
+	*port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->
+	    sin6_port : ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+static void	in_fd_given(struct qmp *, json_t *, const char *, void *);
+
+/* The hidden QEMU is up: TLS, the NBD exports, the memory's port. */
+static void
+in_ready(struct mig *m)
+{
+	struct vm *vm = m->vm;
+	char err[256];
+	int fd;
+
+	if (strcmp(m->phase, "prepared") == 0) {
+		/* After a restart: has the memory come meanwhile? */
+		qmp_command(vm->qmp, "migrate-set-capabilities", json_pack(
+		    "{s:[{s:s, s:b}]}", "capabilities", "capability", "events",
+		    "state", 1), NULL, NULL);
+		return;
+	}
+	if (psk_write(m, err, sizeof(err)) < 0) {
+		in_abort(m, err);
+		return;
+	}
+	qmp_command(vm->qmp, "object-add", tls_object(vm, "server"), in_step, m);
+	qmp_command(vm->qmp, "migrate-set-capabilities", json_pack(
+	    "{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state",
+	    1), in_step, m);
+	qmp_command(vm->qmp, "migrate-set-parameters", json_pack("{s:s}",
+	    "tls-creds", MIG_TLS_ID), in_step, m);
+	if ((fd = listen_on(m->host, &m->nbd_port)) < 0) {
+		snprintf(err, sizeof(err), "cannot listen for NBD: %s",
+		    strerror(errno));
+		in_abort(m, err);
+		return;
+	}
+	/*
+	 * QEMU keeps a passed descriptor only until its next read: nothing
+	 * else goes out before getfd is answered.
+	 */
+	if (qmp_command_fd(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
+	    "vmgr-mig-nbd"), fd, in_fd_given, m) < 0)
+	{
+		char why[128];
+		snprintf(why, sizeof(why), "cannot pass QEMU its NBD socket: %s",
+		    strerror(errno));
+		in_abort(m, why);
+	}
+	close(fd);
+}
+
+static void
+in_fd_given(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	struct vm *vm = m->vm;
+	char uri[300];
+
+	in_step(q, result, error, arg);
+	if (result == NULL || closing || vm == NULL || strcmp(m->state,
+	    "running") != 0)
+		return;
+	qmp_command(vm->qmp, "nbd-server-start", json_pack("{s:{s:s, s:{s:s}}, "
+	    "s:s}", "addr", "type", "fd", "data", "str", "vmgr-mig-nbd",
+	    "tls-creds", MIG_TLS_ID), in_step, m);
+	for (int i = 0; i < vm->spec.ndisks; i++) {
+		char node[16], id[32];
+		snprintf(node, sizeof(node), "disk%d", i);
+		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		qmp_command(vm->qmp, "block-export-add", json_pack("{s:s, s:s, "
+		    "s:s, s:b, s:s}", "type", "nbd", "id", id, "node-name", node,
+		    "writable", 1, "name", node), in_step, m);
+	}
+	snprintf(uri, sizeof(uri), strchr(m->host, ':') ? "tcp:[%s]:0" :
+	    "tcp:%s:0", m->host);
+	/* A host that is not ours by that name: any address. */
+	{
+		int tfd, p;
+		if ((tfd = listen_on(m->host, &p)) >= 0) {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (getsockname(tfd, (struct sockaddr *)&ss, &sl) == 0 &&
+			    ss.ss_family == AF_INET6 && strchr(m->host, ':') ==
+			    NULL && strcmp(m->host, "::") != 0) {
+				struct addrinfo h2 = { .ai_flags = AI_NUMERICHOST },
+				    *a2 = NULL;
+				if (getaddrinfo(m->host, NULL, &h2, &a2) != 0 ||
+				    a2->ai_family != AF_INET6)
+					snprintf(uri, sizeof(uri), "tcp:[::]:0");
+				if (a2)
+					freeaddrinfo(a2);
+			}
+			close(tfd);
+		}
+	}
+	qmp_command(vm->qmp, "migrate-incoming", json_pack("{s:s}", "uri", uri),
+	    in_step, m);
+	qmp_command(vm->qmp, "query-migrate", NULL, in_listening, m);
+}
+
+static void
+in_made(struct vm *vm, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	char err[300];
+
+	if (vm == NULL) {
+		in_abort(m, error);
+		return;
+	}
+	m->vm = vm;
+	vm->mig = m;
+	if (vm_spawn_incoming(vm, err, sizeof(err)) < 0) {
+		in_abort(m, err);
+		return;
+	}
+	/* in_ready() goes on once its QMP is up. */
+}
+
+static void
+prepare_gone(struct parked *p)
+{
+	struct mig *m = p->arg;
+
+	/* The source gave up waiting: it will abort; nothing to answer. */
+	api_drop(p);
+	if (m->waiter == p)
+		m->waiter = NULL;
+}
+
+int
+mig_api_incoming(struct api_call *c)
+{
+	static const char *const keys[] = { "id", "spec", "running", "host",
+	    "psk", "from", "from_name", NULL };
+	const char *id, *host, *psk, *from, *from_name;
+	json_t *spec;
+	struct mig *m;
+	struct vm tmp;
+	struct alloc_vm a;
+	struct spec_error se;
+	char why[512];
+
+	if (api_body_keys(&c->err, c->body, keys) < 0)
+		return API_FAIL;
+	id = json_string_value(json_object_get(c->body, "id"));
+	host = json_string_value(json_object_get(c->body, "host"));
+	psk = json_string_value(json_object_get(c->body, "psk"));
+	from = json_string_value(json_object_get(c->body, "from"));
+	from_name = json_string_value(json_object_get(c->body, "from_name"));
+	spec = json_object_get(c->body, "spec");
+	if (id == NULL || strlen(id) != 32 || strspn(id, "0123456789abcdef") !=
+	    32 || host == NULL || strlen(host) >= sizeof(m->host) || psk ==
+	    NULL || strlen(psk) != 64 || strspn(psk, "0123456789abcdef") != 64 ||
+	    from == NULL || !json_is_object(spec))
+		return api_err(&c->err, 422, "invalid_value", "a migration needs "
+		    "id (32 hex digits), spec, host, psk (64 hex digits) and "
+		    "from");
+	if (strcmp(from, host_id()) == 0)
+		return api_err(&c->err, 422, "migrate_to_self", "this is the "
+		    "VM's own host");
+	if (mig_find(id))
+		return api_err(&c->err, 409, "exists", "migration %s exists", id);
+	memset(&tmp, 0, sizeof(tmp));
+	if (spec_from_json(spec, &tmp.spec, &se) < 0)
+		return api_err(&c->err, se.status, se.code, "%s", se.message);
+	vm_to_alloc(&tmp, &a);
+	spec_clear(&tmp.spec);
+	if (sched_room(&a, why, sizeof(why)) < 0)
+		return api_err(&c->err, 409, "no_room", "no room here now: %s",
+		    why);
+	if ((m = calloc(1, sizeof(*m))) == NULL)
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	m->role = IN;
+	snprintf(m->vm_name, sizeof(m->vm_name), "%s",
+	    json_string_value(json_object_get(spec, "name")));
+	snprintf(m->peer, sizeof(m->peer), "%s", from_name && *from_name ?
+	    from_name : from);
+	snprintf(m->host, sizeof(m->host), "%s", host);
+	snprintf(m->psk, sizeof(m->psk), "%s", psk);
+	snprintf(m->state, sizeof(m->state), "running");
+	snprintf(m->phase, sizeof(m->phase), "preparing");
+	m->was_running = json_is_true(json_object_get(c->body, "running"));
+	m->started_at = now_unix_ms();
+	m->dirty_mibs = -1;
+	if ((m->waiter = api_park(c->req, 'p')) == NULL) {
+		free(m);
+		return api_err(&c->err, 500, "no_memory", "out of memory");
+	}
+	m->waiter->arg = m;
+	m->waiter->gone = prepare_gone;
+	if (vm_create_incoming(spec, m->peer, in_made, m, &c->err) < 0) {
+		api_unpark(m->waiter);
+		free(m);
+		return API_FAIL;
+	}
+	TAILQ_INSERT_TAIL(&migs, m, entry);
+	/* The arrival's name is taken now; a restart from here aborts it. */
+	set_phase(m, "preparing");
+	mig_event(m, "migrate-in", "arriving from %s", m->peer);
+	return API_WAIT;
+}
+
+/* Commit: the VM is this host's from now on. */
+static void
+in_commit(struct mig *m, int force)
+{
+	struct vm *vm = m->vm;
+	struct parked *p = m->waiter;
+
+	if (closing)
+		return;
+
+	m->waiter = NULL;
+	if (m->incoming <= 0 && !force) {
+		api_answer_error(p, 409, "incoming_failed", "the memory did not "
+		    "arrive whole here%s", vm && vm->pid > 0 ? "" :
+		    " (its QEMU ended)");
+		return;
+	}
+	snprintf(m->state, sizeof(m->state), "completed");
+	m->finished_at = now_unix_ms();
+	if (set_phase(m, "done") < 0) {
+		snprintf(m->state, sizeof(m->state), "running");
+		snprintf(m->phase, sizeof(m->phase), "prepared");
+		api_answer_error(p, 500, "database", "%s", db_errmsg(vmgrd->db));
+		return;
+	}
+	fault_point("migrate:in:committed");
+	vm->mig = NULL;
+	m->vm = NULL;
+	psk_remove(vm);
+	if (m->incoming > 0 && vm->qmp) {
+		qmp_command(vm->qmp, "nbd-server-stop", NULL, NULL, NULL);
+		qmp_command(vm->qmp, "migrate-set-parameters", json_pack(
+		    "{s:s}", "tls-creds", ""), NULL, NULL);
+		qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
+		    MIG_TLS_ID), NULL, NULL);
+		vm_arrived(vm, m->was_running, m->peer);
+	} else
+		vm_arrived(vm, -1, m->peer);
+	mig_event(m, "migrated", "arrived from %s%s", m->peer, m->incoming > 0 ?
+	    "" : " without its memory (stopped; its disks are whole)");
+	api_answer(p, 200, json_pack("{s:s, s:s}", "id", m->id, "vm_state",
+	    vm_state_name(vm->state)));
+}
+
+static void
+commit_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (m->waiter && m->waiter->tag == 'c')
+		in_commit(m, 0);
+}
+
+static void
+in_event(struct mig *m, const char *name, json_t *data)
+{
+	const char *st = json_string_value(json_object_get(data, "status"));
+
+	if (strcmp(name, "MIGRATION") != 0 || st == NULL)
+		return;
+	if (strcmp(st, "completed") == 0)
+		m->incoming = 1;
+	else if (strcmp(st, "failed") == 0)
+		m->incoming = -1;
+	else
+		return;
+	if (m->waiter && m->waiter->tag == 'c')
+		in_commit(m, 0);
+}
+
+static void
+in_status(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	(void)q;
+	(void)error;
+	in_event(arg, "MIGRATION", r);
+}
+
+static void
+in_exited(struct mig *m)
+{
+	m->incoming = m->incoming > 0 ? 1 : -1;
+	if (strcmp(m->state, "aborting") == 0 || strcmp(m->phase,
+	    "preparing") == 0) {
+		snprintf(m->state, sizeof(m->state), "running");
+		in_abort(m, m->error[0] ? m->error : "its QEMU ended");
+		return;
+	}
+	/* Its disks stay until the source says (it may have handed over). */
+	if (m->waiter && m->waiter->tag == 'c')
+		in_commit(m, 0);
+}
+
+/* ---- the VM layer's hooks */
+
+static void
+hook_ready(struct vm *vm)
+{
+	struct mig *m = vm->mig;
+
+	if (m == NULL)
+		return;
+	if (m->role == IN) {
+		in_ready(m);
+		qmp_command(vm->qmp, "query-migrate", NULL, in_status, m);
+		return;
+	}
+	/* The source after a vmgrd restart: see migrate_load(). */
+	if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
+	    "completing") == 0)
+		out_qmp(m, "query-migrate", NULL, final_figures);
+	else if (strcmp(m->phase, "reclaiming") == 0)
+		out_abort_peer(m);
+	else
+		out_fail(m, "vmgrd restarted during the migration");
+}
+
+static void
+hook_event(struct vm *vm, const char *name, json_t *data)
+{
+	struct mig *m = vm->mig;
+
+	if (m == NULL)
+		return;
+	if (m->role == IN)
+		in_event(m, name, data);
+	else if (!is_final(m))
+		out_event(m, name, data);
+}
+
+static void
+hook_exited(struct vm *vm, const char *how)
+{
+	struct mig *m = vm->mig;
+	struct timeval now = { 0, 0 };
+
+	if (m == NULL) {
+		vm->busy = OP_NONE;
+		return;
+	}
+	m->qemu_dead = 1;
+	if (m->role == IN) {
+		in_exited(m);
+		return;
+	}
+	if (m->peer_clean && strcmp(m->phase, "completing") == 0) {
+		/* Migrated: forget it, once we are out of the VM layer. */
+		event_base_once(vmgrd->base, -1, EV_TIMEOUT, out_forget, m, &now);
+		return;
+	}
+	if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
+	    "completing") == 0) {
+		out_commit(m);	/* with force: the destination has the disks */
+		return;
+	}
+	if (strcmp(m->phase, "reclaiming") == 0)
+		vm->busy = OP_NONE;	/* it crashed here; the abort goes on */
+	else
+		out_fail(m, "its QEMU ended here (%s)", how);
+}
+
+static void
+hook_json(const struct vm *vm, json_t *o)
+{
+	const struct mig *m = vm->mig;
+
+	if (m && m->role == OUT)
+		json_object_set_new(o, "migration", mig_json(m));
+}
+
+/* ---- the API, both sides */
+
+int
+mig_api_list(struct api_call *c)
+{
+	json_t *a = json_array();
+	struct mig *m;
+
+	TAILQ_FOREACH(m, &migs, entry)
+		json_array_append_new(a, mig_json(m));
+	return api_ok(c, 200, a);
+}
+
+int
+mig_api_get(struct api_call *c)
+{
+	struct mig *m = mig_find(c->route.arg[0]);
+
+	if (m == NULL)
+		return api_err(&c->err, 404, "no_such_migration", "no migration "
+		    "%s", c->route.arg[0]);
+	return api_ok(c, 200, mig_json(m));
+}
+
+int
+mig_api_action(struct api_call *c)
+{
+	static const char *const keys[] = { "force", NULL };
+	struct mig *m = mig_find(c->route.arg[0]);
+	const char *a = c->route.arg[1];
+
+	if (m == NULL)
+		return api_err(&c->err, 404, "no_such_migration", "no migration "
+		    "%s", c->route.arg[0]);
+	if (api_body_keys(&c->err, c->body, keys) < 0)
+		return API_FAIL;
+	if (strcmp(a, "cancel") == 0) {
+		if (m->role != OUT)
+			return api_err(&c->err, 409, "wrong_side", "cancel it on "
+			    "its source, %s", m->peer);
+		if (is_final(m))
+			return api_err(&c->err, 409, "finished", "migration %s "
+			    "has ended (%s)", m->id, m->state);
+		if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
+		    "completing") == 0 || strcmp(m->phase, "reclaiming") == 0)
+			return api_err(&c->err, 409, "too_late", "%s has been "
+			    "handed over to %s; it is being completed",
+			    m->vm_name, m->peer);
+		out_fail(m, "cancelled");
+		return api_ok(c, 200, mig_json(m));
+	}
+	if (m->role != IN)
+		return api_err(&c->err, 404, "unknown_action", "a source takes "
+		    "cancel");
+	if (strcmp(a, "commit") == 0) {
+		if (strcmp(m->phase, "done") == 0)
+			return api_ok(c, 200, json_pack("{s:s, s:s}", "id", m->id,
+			    "vm_state", "running"));
+		if (strcmp(m->phase, "prepared") != 0 || m->waiter)
+			return api_err(&c->err, 409, "invalid_state", "migration "
+			    "%s is %s", m->id, m->phase);
+		if ((m->waiter = api_park(c->req, 'c')) == NULL)
+			return api_err(&c->err, 500, "no_memory", "out of memory");
+		if (m->incoming != 0 || json_is_true(json_object_get(c->body,
+		    "force")))
+			in_commit(m, json_is_true(json_object_get(c->body,
+			    "force")));
+		else
+			timer_in(m, MIG_COMMIT_WAIT_S, commit_timeout);
+		return API_WAIT;
+	}
+	if (strcmp(a, "abort") == 0) {
+		if (strcmp(m->phase, "done") == 0)
+			return api_err(&c->err, 409, "committed", "migration %s "
+			    "has committed: the VM is this host's", m->id);
+		if (strcmp(m->phase, "aborted") == 0)
+			return api_ok(c, 200, mig_json(m));
+		if (m->waiter)
+			return api_err(&c->err, 409, "busy", "migration %s is "
+			    "busy", m->id);
+		if ((m->waiter = api_park(c->req, 'a')) == NULL)
+			return api_err(&c->err, 500, "no_memory", "out of memory");
+		in_abort(m, "aborted by its source");
+		return API_WAIT;
+	}
+	return api_err(&c->err, 404, "unknown_action", "no action \"%s\"; "
+	    "actions are cancel (on the source), commit and abort", a);
+}
+
+/* ---- restarts */
+
+static int
+load_one(const char *id, const char *vm, const char *role, const char *phase,
+    int64_t started_at, const char *doc, void *arg)
+{
+	json_t *j = json_loads(doc, 0, NULL);
+	struct mig *m = calloc(1, sizeof(*m));
+
+	(void)arg;
+	if (m == NULL) {
+		json_decref(j);
+		return -1;
+	}
+	snprintf(m->id, sizeof(m->id), "%s", id);
+	snprintf(m->vm_name, sizeof(m->vm_name), "%s", vm);
+	m->role = strcmp(role, "in") == 0 ? IN : OUT;
+	snprintf(m->phase, sizeof(m->phase), "%s", phase);
+	m->started_at = started_at;
+#define S(f, k)	snprintf(m->f, sizeof(m->f), "%s", json_string_value( \
+	json_object_get(j, k)) ? json_string_value(json_object_get(j, k)) : "")
+#define N(f, k)	m->f = json_number_value(json_object_get(j, k))
+	S(peer, "peer");
+	S(state, "state");
+	S(error, "error");
+	S(note, "note");
+	N(finished_at, "finished_at");
+	N(max_downtime_ms, "max_downtime_ms");
+	N(bandwidth, "bandwidth");
+	N(setup_ms, "setup_ms");
+	N(disk_ms, "disk_ms");
+	N(total_ms, "total_ms");
+	N(downtime_ms, "downtime_ms");
+	N(disk_bytes, "disk_bytes");
+	N(memory_bytes, "memory_bytes");
+	N(memory_total, "memory_total");
+	N(passes, "memory_passes");
+	N(mbps, "mbps");
+	m->dirty_mibs = json_object_get(j, "dirty_rate_mibs") ?
+	    json_number_value(json_object_get(j, "dirty_rate_mibs")) : -1;
+#undef S
+#undef N
+	m->auto_converge = json_is_true(json_object_get(j, "auto_converge"));
+	m->peer_clean = json_is_true(json_object_get(j, "peer_clean"));
+	m->was_running = json_is_true(json_object_get(j, "was_running"));
+	m->timeout_s = MIG_DEFAULT_TIMEOUT_S;
+	m->t0 = now_mono();
+	json_decref(j);
+	if (!m->state[0])
+		snprintf(m->state, sizeof(m->state), "running");
+	TAILQ_INSERT_TAIL(&migs, m, entry);
+	return 0;
+}
+
+/* One migration not ended when vmgrd stopped: go on from its phase. */
+static void
+resume_one(struct mig *m)
+{
+	struct vm *vm = vm_find_any(m->vm_name);
+
+	if (m->role == IN) {
+		if (strcmp(m->phase, "done") == 0 || is_final(m))
+			return;
+		m->vm = vm;
+		if (vm) {
+			vm->mig = m;
+			vm->flags |= VMF_INCOMING;
+			vm->busy = OP_MIGRATE;
+			if (vm->pid <= 0)
+				m->incoming = -1;
+		}
+		if (strcmp(m->phase, "preparing") == 0 || vm == NULL) {
+			in_abort(m, "vmgrd restarted before the arrival was "
+			    "ready");
+			return;
+		}
+		log_info("%s: arriving from %s: waits for its source's word",
+		    m->vm_name, m->peer);
+		return;
+	}
+	if (is_final(m)) {
+		if (!m->peer_clean)
+			out_abort_peer(m);
+		return;
+	}
+	m->vm = vm;
+	if (vm == NULL) {
+		/* Forgotten here already: it was committed there. */
+		m->peer_clean = 1;
+		out_finish(m, "completed");
+		return;
+	}
+	vm->mig = m;
+	vm->busy = OP_MIGRATE;
+	m->qemu_dead = vm->pid <= 0;
+	if (m->qemu_dead)
+		hook_exited(vm, "gone after a vmgrd restart");
+	/* Else hook_ready() goes on once its QMP is up. */
+}
+
+int
+migrate_load(void)
+{
+	static const struct vm_mig_hooks h = {
+		.ready = hook_ready,
+		.event = hook_event,
+		.exited = hook_exited,
+		.json = hook_json,
+	};
+	struct mig *m, *next;
+
+	vm_set_mig_hooks(&h);
+	if (db_mig_foreach(vmgrd->db, load_one, NULL) < 0)
+		return -1;
+	for (m = TAILQ_FIRST(&migs); m; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		resume_one(m);
+	}
+	return 0;
+}
+
+void
+migrate_stop(void)
+{
+	struct mig *m;
+
+	closing = 1;
+	TAILQ_FOREACH(m, &migs, entry)
+		if (m->waiter) {
+			api_answer_error(m->waiter, 503, "shutting_down",
+			    "vmgrd is stopping");
+			m->waiter = NULL;
+		}
+}
+
+void
+migrate_close(void)
+{
+	struct mig *m;
+
+	while ((m = TAILQ_FIRST(&migs)) != NULL) {
+		TAILQ_REMOVE(&migs, m, entry);
+		while (job_unwatch(m) > 0)
+			;
+		mig_free(m);
+	}
+}
+
+json_t *
+migrate_metrics(void)
+{
+	json_t *o = json_object();
+	long long done = 0, failed = 0, running = 0;
+	double last_downtime = -1;
+	struct mig *m;
+
+	TAILQ_FOREACH(m, &migs, entry) {
+		if (m->role != OUT)
+			continue;
+		if (strcmp(m->state, "completed") == 0) {
+			done++;
+			last_downtime = m->downtime_ms;
+		} else if (strcmp(m->state, "running") == 0)
+			running++;
+		else
+			failed++;
+	}
+	json_object_set_new(o, "completed", json_integer(done));
+	json_object_set_new(o, "failed", json_integer(failed));
+	json_object_set_new(o, "running", json_integer(running));
+	json_object_set_new(o, "last_downtime_ms", json_real(last_downtime));
+	return o;
+}
