@@ -1137,7 +1137,9 @@ in_abort(struct mig *m, const char *why)
 	if (closing)
 		return;
 	if (m->vm && m->vm->pid > 0) {
-		snprintf(m->error, sizeof(m->error), "%s", why);
+		/* The first reason is the one that counts. */
+		if (!m->error[0])
+			snprintf(m->error, sizeof(m->error), "%s", why);
 		snprintf(m->state, sizeof(m->state), "aborting");
 		vm_kill_qemu(m->vm);	/* in_exited() goes on */
 		return;
