@@ -7,6 +7,7 @@
 #include "qmp.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -84,9 +85,25 @@ caps_done(struct qmp *q, json_t *result, const char *error, void *arg)
 		q->h.ready(q, q->arg);
 }
 
+/* Wait (a second at most) until sock takes more bytes. */
+static int
+wait_writable(int sock)
+{
+	struct pollfd p = { .fd = sock, .events = POLLOUT };
+	int n;
+
+	while ((n = poll(&p, 1, 1000)) < 0 && errno == EINTR)
+		;
+	if (n == 0)
+		errno = ETIMEDOUT;
+	return n > 0 ? 0 : -1;
+}
+
 /*
  * Send one message with a descriptor attached (SCM_RIGHTS), after what is
  * already queued: QEMU takes the descriptor with the bytes it arrives with.
+ * What is queued goes out first, here: a socket bufferevent keeps the front
+ * of its output frozen, so it is thawed for that, as libevent does itself.
  */
 static int
 send_with_fd(struct qmp *q, json_t *msg, int fd)
@@ -95,12 +112,17 @@ send_with_fd(struct qmp *q, json_t *msg, int fd)
 	int sock = bufferevent_getfd(q->bev);
 	char *s = json_dumps(msg, JSON_COMPACT), cbuf[CMSG_SPACE(sizeof(int))];
 	ssize_t n = -1;
+	int rc = 0;
 
 	if (s == NULL)
 		return -1;
-	while (evbuffer_get_length(out) > 0)
+	evbuffer_unfreeze(out, 1);
+	while (rc == 0 && evbuffer_get_length(out) > 0)
 		if (evbuffer_write(out, sock) <= 0)
-			goto out;
+			rc = errno == EAGAIN ? wait_writable(sock) : -1;
+	evbuffer_freeze(out, 1);
+	if (rc < 0)
+		goto out;
 	size_t len = strlen(s);
 	struct iovec iov[2] = { { s, len }, { "\n", 1 } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
@@ -110,9 +132,9 @@ send_with_fd(struct qmp *q, json_t *msg, int fd)
 	c->cmsg_type = SCM_RIGHTS;
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &fd, sizeof(int));
-	do
-		n = sendmsg(sock, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && (errno == EINTR ||
+	    (errno == EAGAIN && wait_writable(sock) == 0)))
+		;
 	/* A short write: the rest goes the ordinary way. */
 	if (n >= 0 && (size_t)n < len)
 		bufferevent_write(q->bev, s + n, len - (size_t)n);

@@ -902,6 +902,83 @@ test_socket_transport(void **unused)
 	event_base_free(t.base);
 }
 
+/*
+ * A descriptor passed after commands still queued: they go out first, in
+ * order, and the descriptor comes with the getfd line (a socket
+ * bufferevent's output is frozen at the front, so the client must thaw it).
+ */
+static void
+test_fd_after_queued(void **unused)
+{
+	static const char caps_ok[] = "{\"return\": {}, \"id\": 1}\r\n";
+	struct event_base *base = event_base_new();
+	char got[4096] = "", cbuf[CMSG_SPACE(sizeof(int))];
+	int sv[2], pfd[2], passed = -1;
+	size_t len = 0;
+
+	(void)unused;
+	assert_non_null(base);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+	assert_int_equal(fd_set_nonblock(sv[0], 1), 0);
+	assert_int_equal(pipe(pfd), 0);
+	rec.q = qmp_new(base, sv[0], &handlers, &rec);
+	assert_non_null(rec.q);
+	assert_int_equal(write(sv[1], greeting, strlen(greeting)),
+	    (ssize_t)strlen(greeting));
+	while (strchr(got, '\n') == NULL) {
+		event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		ssize_t n = recv(sv[1], got + len, sizeof(got) - len - 1,
+		    MSG_DONTWAIT);
+		if (n > 0)
+			got[len += (size_t)n] = '\0';
+	}
+	assert_int_equal(write(sv[1], caps_ok, strlen(caps_ok)),
+	    (ssize_t)strlen(caps_ok));
+	run_until(base, &rec.ready);
+
+	/* Two commands queued, not yet written; then the descriptor. */
+	assert_int_equal(command("stop", NULL, 2), 0);
+	assert_int_equal(command("query-status", NULL, 3), 0);
+	assert_int_equal(qmp_command_fd(rec.q, "getfd", json_pack("{s:s}",
+	    "fdname", "x"), pfd[0], on_reply, &rec.replies[4]), 0);
+	event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+
+	len = 0;
+	got[0] = '\0';
+	while (len < sizeof(got) - 1 && strstr(got, "getfd") == NULL) {
+		struct iovec iov = { got + len, sizeof(got) - len - 1 };
+		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+		    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+		ssize_t n = recvmsg(sv[1], &mh, 0);
+		assert_true(n > 0);
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		if (c && c->cmsg_type == SCM_RIGHTS) {
+			assert_int_equal(passed, -1);
+			memcpy(&passed, CMSG_DATA(c), sizeof(int));
+			/* It came with the getfd line, not before. */
+			assert_non_null(strstr(got + len, "getfd"));
+		}
+		got[len += (size_t)n] = '\0';
+	}
+	assert_string_equal(got,
+	    "{\"execute\":\"stop\",\"id\":2}\n"
+	    "{\"execute\":\"query-status\",\"id\":3}\n"
+	    "{\"execute\":\"getfd\",\"id\":4,\"arguments\":{\"fdname\":\"x\"}}\n");
+	assert_true(passed >= 0);
+	/* The very pipe: what goes in one end comes out of the other. */
+	assert_int_equal(write(pfd[1], "z", 1), 1);
+	char z = 0;
+	assert_int_equal(read(passed, &z, 1), 1);
+	assert_int_equal(z, 'z');
+	close(passed);
+	close(pfd[0]);
+	close(pfd[1]);
+	qmp_free(rec.q);
+	rec.q = NULL;
+	close(sv[1]);
+	event_base_free(base);
+}
+
 int
 main(void)
 {
@@ -937,6 +1014,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_free_in_callback, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_free_in_free, setup,
+		    teardown),
+		cmocka_unit_test_setup_teardown(test_fd_after_queued, setup,
 		    teardown),
 		cmocka_unit_test_setup_teardown(test_socket_transport, setup,
 		    teardown),
