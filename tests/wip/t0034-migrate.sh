@@ -75,9 +75,10 @@ out=$(vmgr migrate web --to hostb --bandwidth 1M --no-wait --json)
 like "$(echo "$out" | jq -r .id)" '^[0-9a-f]{32}$' "migrate --no-wait answers with the migration's id"
 sleep 1
 check "migrate --cancel" vmgr migrate web --cancel
-wait_until 20 sh -c '[ "$(vmgr info web --json | jq -r ".operation // \"none\"")" = none ]'
+not_busy() { [ "$(vmgr info web --json | jq -r '.operation // "none"')" = none ]; }
+wait_until 20 not_busy
 is "$(state_of web)" running "after the cancel web runs on A"
-check "B has no web" sh -c '! vb info web >/dev/null 2>&1'
+is "$(vb info web >/dev/null 2>&1 && echo yes || echo no)" no "B has no web"
 wait_until 20 sh -c '[ -z "$(pgrep -f "qemu-system.*'"$B"'/")" ]'
 is "$(b_qemus | wc -l)" 0 "and no QEMU for it"
 is "$(ls "$B/volumes" 2>/dev/null | wc -l)" 0 "and no volume"
@@ -89,7 +90,7 @@ is "$(echo "$out" | jq -r .state)" completed "the migration completed"
 diag "$(echo "$out" | jq -c '{setup_ms, disk_bytes, disk_ms, memory_bytes, memory_passes, downtime_ms, total_ms, dirty_rate_mibs}')"
 ok "$(echo "$out" | jq -e '.disk_bytes == 1073741824 and .memory_bytes > 0 and .downtime_ms >= 0 and .total_ms > 0' >/dev/null; echo $?)" \
     "its figures: 1 GiB of disk, memory bytes, downtime, total time"
-check "A has no web" sh -c '! vmgr info web >/dev/null 2>&1'
+is "$(vmgr info web >/dev/null 2>&1 && echo yes || echo no)" no "A has no web"
 is "$(a_qemus | wc -l)" 0 "A has no QEMU"
 is "$(ls "$STATE/volumes" | wc -l)" 0 "A has no volume left"
 is "$(ls "$STATE/vm" 2>/dev/null | wc -l)" 0 "A has no run dir left"
