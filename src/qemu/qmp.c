@@ -110,7 +110,12 @@ send_with_fd(struct qmp *q, json_t *msg, int fd)
 {
 	struct evbuffer *out = bufferevent_get_output(q->bev);
 	int sock = bufferevent_getfd(q->bev);
-	char *s = json_dumps(msg, JSON_COMPACT), cbuf[CMSG_SPACE(sizeof(int))];
+	char *s = json_dumps(msg, JSON_COMPACT);
+	/* Aligned for a cmsghdr, and zeroed: its padding goes to the kernel. */
+	union {
+		struct cmsghdr	align;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cbuf;
 	ssize_t n = -1;
 	int rc = 0;
 
@@ -124,9 +129,10 @@ send_with_fd(struct qmp *q, json_t *msg, int fd)
 	if (rc < 0)
 		goto out;
 	size_t len = strlen(s);
+	memset(&cbuf, 0, sizeof(cbuf));
 	struct iovec iov[2] = { { s, len }, { "\n", 1 } };
 	struct msghdr mh = { .msg_iov = iov, .msg_iovlen = 2,
-	    .msg_control = cbuf, .msg_controllen = sizeof(cbuf) };
+	    .msg_control = cbuf.buf, .msg_controllen = sizeof(cbuf.buf) };
 	struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
