@@ -511,8 +511,9 @@ int	 vm_create_incoming(json_t *spec, const char *from, vm_made_cb,
 /* End its QEMU now (SIGKILL); its exit is handled as ever. */
 void	 vm_kill_qemu(struct vm *);
 /*
- * An arrived VM is this host's: how 1 runs it on (cont), 0 leaves it
- * paused, -1 stops it (its memory did not arrive).
+ * An arrived VM is this host's: how 1 says it runs (the caller's cont
+ * was taken), 0 leaves it paused, -1 stops it (its memory did not
+ * arrive).
  */
 void	 vm_arrived(struct vm *, int how, const char *from);
 /* Spawn the QEMU of an incoming VM (-incoming defer): 0, or -1 with err. */

@@ -47,14 +47,26 @@
 #define MIG_RETRY_S		2	/* an unanswered commit or abort */
 #define MIG_DEFAULT_TIMEOUT_S	600	/* memory that never converges */
 #define MIG_COMMIT_WAIT_S	60	/* commit before the incoming is done */
-#define MIG_TLS_ID		"vmgr-mig-tls"
+#define MIG_SWITCHOVER_S	30	/* mirrors completing, guest stopped */
 #define MIG_PSK_USER		"vmgr"
 
 enum role { OUT, IN };
 
+struct mig;
+
+/* One disk's copy on the source: its mirror job, then its NBD node. */
+struct mirror {
+	struct mig		*m;
+	int			 i;
+	int			 job;		/* its job is watched */
+	struct qmp		*q;		/* on this QMP (job.c's, to its end) */
+	long long		 offset, len;	/* bytes: copied, to copy */
+};
+
 struct mig {
 	TAILQ_ENTRY(mig)	 entry;
 	char			 id[33];
+	char			 tag[9];	/* QEMU's names: vmgr-mig-TAG-... */
 	enum role		 role;
 	char			 vm_name[SPEC_NAME_MAX + 1];
 	struct vm		*vm;		/* while it is this host's */
@@ -70,7 +82,8 @@ struct mig {
 	int			 was_running;
 	/* the figures */
 	double			 setup_ms, disk_ms, total_ms, downtime_ms;
-	long long		 disk_bytes, memory_bytes, memory_total;
+	double			 pause_ms;	/* guest stopped here to running there */
+	long long		 disk_bytes, disk_size, memory_bytes, memory_total;
 	long long		 memory_remaining, passes;
 	double			 dirty_mibs, mbps;
 	/* the wiring, in memory only */
@@ -78,12 +91,17 @@ struct mig {
 	int			 nbd_port, mig_port;
 	char			 psk[65];
 	int			 jobs_left;
+	struct mirror		 mirrors[SPEC_MAX_DISKS];
+	int			 figure_tries;	/* QEMU's downtime, not yet set */
+	char			 vm_state_there[16];
 	int			 peer_clean;	/* the other side knows the end */
 	int			 qemu_dead;
 	int			 incoming;	/* in: 1 completed, -1 failed */
 	double			 t0, t_disks, t_memory;	/* monotonic s */
+	double			 t_completed, t_committed;
 	struct event		*timer;		/* progress, retries */
-	struct event		*deadline;	/* memory that never converges */
+	struct event		*deadline;	/* memory that never converges, a
+						   switch-over that never ends */
 	struct parked		*waiter;	/* in: prepare, commit, abort */
 };
 TAILQ_HEAD(migq, mig);
@@ -94,6 +112,8 @@ static int closing;
 static void	out_fail(struct mig *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	out_commit(struct mig *);
+static void	out_migrated(struct mig *);
+static void	final_figures(struct qmp *, json_t *, const char *, void *);
 static void	out_abort_peer(struct mig *);
 
 static int
@@ -138,6 +158,7 @@ mig_json(const struct mig *m)
 		json_object_set_new(o, "bandwidth", json_integer(m->bandwidth));
 	json_object_set_new(o, "auto_converge", json_boolean(m->auto_converge));
 	json_object_set_new(o, "setup_ms", json_real(m->setup_ms));
+	json_object_set_new(o, "disk_size", json_integer(m->disk_size));
 	json_object_set_new(o, "disk_bytes", json_integer(m->disk_bytes));
 	json_object_set_new(o, "disk_ms", json_real(m->disk_ms));
 	json_object_set_new(o, "memory_bytes", json_integer(m->memory_bytes));
@@ -150,6 +171,7 @@ mig_json(const struct mig *m)
 		json_object_set_new(o, "dirty_rate_mibs",
 		    json_real(m->dirty_mibs));
 	json_object_set_new(o, "downtime_ms", json_real(m->downtime_ms));
+	json_object_set_new(o, "switchover_ms", json_real(m->pause_ms));
 	json_object_set_new(o, "total_ms", json_real(m->total_ms));
 	return o;
 }
@@ -205,10 +227,8 @@ mig_event(const struct mig *m, const char *event, const char *fmt, ...)
 static int
 set_phase(struct mig *m, const char *phase)
 {
-	char was[16];
-
-	snprintf(was, sizeof(was), "%s", m->phase);
-	snprintf(m->phase, sizeof(m->phase), "%s", phase);
+	if (phase != m->phase)
+		snprintf(m->phase, sizeof(m->phase), "%s", phase);
 	if (mig_save(m) == 0)
 		return 0;
 	log_warnx("%s: migration %s: cannot record phase %s: %s", m->vm_name,
@@ -289,14 +309,36 @@ psk_remove(const struct vm *vm)
 	rmdir(dir);
 }
 
-static json_t *
-tls_object(const struct vm *vm, const char *endpoint)
+/*
+ * QEMU's name of one of the migration's objects, vmgr-mig-TAG-WHAT (and
+ * I when i >= 0): each migration has its own, so nothing an earlier one
+ * left behind can stand in its way.
+ */
+static void
+qname(const struct mig *m, const char *what, int i, char *buf, size_t len)
 {
-	char dir[PATH_MAX];
+	if (i < 0)
+		snprintf(buf, len, "vmgr-mig-%s-%s", m->tag, what);
+	else
+		snprintf(buf, len, "vmgr-mig-%s-%s%d", m->tag, what, i);
+}
 
-	psk_dir(vm, dir, sizeof(dir));
+static void
+mig_set_id(struct mig *m, const char *id)
+{
+	snprintf(m->id, sizeof(m->id), "%.32s", id);
+	snprintf(m->tag, sizeof(m->tag), "%.8s", id);
+}
+
+static json_t *
+tls_object(const struct mig *m, const char *endpoint)
+{
+	char dir[PATH_MAX], id[48];
+
+	psk_dir(m->vm, dir, sizeof(dir));
+	qname(m, "tls", -1, id, sizeof(id));
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s}", "qom-type",
-	    "tls-creds-psk", "id", MIG_TLS_ID, "endpoint", endpoint, "dir", dir);
+	    "tls-creds-psk", "id", id, "endpoint", endpoint, "dir", dir);
 	if (strcmp(endpoint, "client") == 0)
 		json_object_set_new(o, "username", json_string(MIG_PSK_USER));
 	return o;
@@ -327,42 +369,152 @@ out_qmp(struct mig *m, const char *cmd, json_t *args, qmp_reply_cb cb)
 	return 0;
 }
 
-/* What the source's QEMU holds for the migration goes (errors ignored). */
+/* A disk's NBD node goes, once no job holds it (errors ignored). */
+static void
+node_del(struct qmp *q, const struct mig *m, int i)
+{
+	char node[48];
+
+	if (q == NULL)
+		return;
+	qname(m, "nbd", i, node, sizeof(node));
+	qmp_command(q, "blockdev-del", json_pack("{s:s}", "node-name", node),
+	    NULL, NULL);
+}
+
+static void	mirror_done(const char *, void *);
+
+/* A cancel QEMU refused: the job is gone (or ended); so goes its node. */
+static void
+cancel_refused(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct mirror *mr = arg;
+	char id[48];
+
+	(void)error;
+	if (result || !mr->job)
+		return;
+	mr->job = 0;
+	job_unwatch(mr);
+	qname(mr->m, "disk", mr->i, id, sizeof(id));
+	qmp_command(q, "job-dismiss", json_pack("{s:s}", "id", id), NULL, NULL);
+	node_del(q, mr->m, mr->i);
+}
+
+/*
+ * What the source's QEMU holds for the migration goes: each mirror is
+ * cancelled, and its node goes when its job has ended (mirror_done); the
+ * TLS credentials and the key file go now.
+ */
 static void
 out_unwire(struct mig *m)
 {
 	struct vm *vm = m->vm;
-	char id[32];
+	char id[48];
 
 	if (vm == NULL || vm->qmp == NULL)
 		return;
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		struct mirror *mr = &m->mirrors[i];
+		if (!mr->job) {
+			node_del(vm->qmp, m, i);
+			continue;
+		}
+		qname(m, "disk", i, id, sizeof(id));
 		qmp_command(vm->qmp, "block-job-cancel", json_pack("{s:s, s:b}",
-		    "device", id, "force", 1), NULL, NULL);
-		qmp_command(vm->qmp, "job-dismiss", json_pack("{s:s}", "id", id),
-		    NULL, NULL);
-		snprintf(id, sizeof(id), "vmgr-mig-nbd%d", i);
-		qmp_command(vm->qmp, "blockdev-del", json_pack("{s:s}",
-		    "node-name", id), NULL, NULL);
+		    "device", id, "force", 1), cancel_refused, mr);
 	}
 	qmp_command(vm->qmp, "migrate-set-parameters", json_pack("{s:s}",
 	    "tls-creds", ""), NULL, NULL);
-	qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
-	    MIG_TLS_ID), NULL, NULL);
+	qname(m, "tls", -1, id, sizeof(id));
+	qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id", id), NULL,
+	    NULL);
 	psk_remove(vm);
 }
 
-static void
-out_resumed(struct qmp *q, json_t *result, const char *error, void *arg)
-{
-	struct vm *vm = arg;
+/*
+ * After a migration that did not happen, the guest runs again as it did.
+ * QEMU resumes it itself once its migration has ended (cancelled or
+ * failed); this makes sure of it, and resumes it where QEMU will not
+ * (after a completed migration the destination could not take).
+ */
+struct resume {
+	char		 name[SPEC_NAME_MAX + 1];
+	int64_t		 id;	/* the VM's row: the same VM, not a new one */
+	int		 tries;
+};
 
-	(void)q;
-	(void)result;
-	if (error && vm->pid > 0)
-		log_warnx("%s: resume after the migration: %s", vm->spec.name,
-		    error);
+static void	resume_check(evutil_socket_t, short, void *);
+
+static void
+resume_later(struct resume *r)
+{
+	struct timeval tv = { 0, 250 * 1000 };
+
+	if (++r->tries > 40 || event_base_once(vmgrd->base, -1, EV_TIMEOUT,
+	    resume_check, r, &tv) < 0) {
+		log_warnx("%s: the guest did not run again after the migration",
+		    r->name);
+		free(r);
+	}
+}
+
+static void
+resume_status(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct resume *r = arg;
+	const char *st = json_string_value(json_object_get(result, "status"));
+
+	if (result == NULL) {
+		log_warnx("%s: after the migration: %s", r->name, error);
+		free(r);
+		return;
+	}
+	if (st && strcmp(st, "running") == 0) {
+		free(r);
+		return;
+	}
+	if (st && (strcmp(st, "paused") == 0 || strcmp(st, "postmigrate") ==
+	    0)) {
+		qmp_command(q, "cont", NULL, NULL, NULL);
+		free(r);
+		return;
+	}
+	resume_later(r);	/* finish-migrate, ...: not yet */
+}
+
+static void
+resume_migrated(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct resume *r = arg;
+	const char *st = json_string_value(json_object_get(result, "status"));
+
+	(void)error;
+	if (st && (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
+	    strcmp(st, "cancelled") == 0 || strcmp(st, "none") == 0))
+		qmp_command(q, "query-status", NULL, resume_status, r);
+	else if (result == NULL)
+		free(r);
+	else
+		resume_later(r);
+}
+
+static void
+resume_check(evutil_socket_t fd, short what, void *arg)
+{
+	struct resume *r = arg;
+	struct vm *vm;
+
+	(void)fd;
+	(void)what;
+	/* The VM may have gone meanwhile (stopped, deleted): look it up. */
+	vm = vm_find_any(r->name);
+	if (vm == NULL || vm->id != r->id || vm->qmp == NULL || vm->pid <= 0 || vm->busy !=
+	    OP_NONE || vm->state != VM_RUNNING) {
+		free(r);
+		return;
+	}
+	qmp_command(vm->qmp, "query-migrate", NULL, resume_migrated, r);
 }
 
 /* The guest goes on here, as it was before the migration. */
@@ -370,15 +522,20 @@ static void
 out_release(struct mig *m)
 {
 	struct vm *vm = m->vm;
+	struct resume *r;
 
 	if (vm == NULL)
 		return;
 	out_unwire(m);
-	if (vm->qmp && m->was_running && vm->pid > 0)
-		qmp_command(vm->qmp, "cont", NULL, out_resumed, vm);
 	vm->busy = OP_NONE;
 	vm->mig = NULL;
 	m->vm = NULL;
+	if (vm->qmp && m->was_running && vm->pid > 0 &&
+	    (r = calloc(1, sizeof(*r))) != NULL) {
+		snprintf(r->name, sizeof(r->name), "%s", vm->spec.name);
+		r->id = vm->id;
+		resume_later(r);
+	}
 	sched_kick();
 }
 
@@ -498,11 +655,13 @@ commit_answered(int status, json_t *reply, const char *why, void *arg)
 
 	if (status == 200) {
 		m->peer_clean = 1;
-		mig_event(m, "migrated", "now on %s (%s): downtime %.0f ms, "
-		    "%lld MiB of disk and %lld MiB of memory in %.1f s",
-		    m->peer, st ? st : "?", m->downtime_ms, m->disk_bytes >> 20,
-		    m->memory_bytes >> 20, (now_mono() - m->t0));
-		out_forget(-1, 0, m);
+		m->t_committed = now_mono();
+		snprintf(m->vm_state_there, sizeof(m->vm_state_there), "%s",
+		    st ? st : "?");
+		set_phase(m, m->phase);
+		/* QEMU's own figures, then this host forgets the VM. */
+		if (out_qmp(m, "query-migrate", NULL, final_figures) < 0)
+			out_migrated(m);
 		return;
 	}
 	if (status == 409 && !m->qemu_dead) {
@@ -589,9 +748,6 @@ figures(struct qmp *q, json_t *r, const char *error, void *arg)
 	(void)error;
 	if (r == NULL)
 		return;
-	if (json_object_get(r, "setup-time"))
-		m->setup_ms = json_number_value(json_object_get(r,
-		    "setup-time"));
 	if (json_object_get(r, "downtime"))
 		m->downtime_ms = json_number_value(json_object_get(r,
 		    "downtime"));
@@ -608,17 +764,25 @@ figures(struct qmp *q, json_t *r, const char *error, void *arg)
 	}
 }
 
+static void	jobs_seen(struct qmp *, json_t *, const char *, void *);
+
+/* While disks or memory are copied: their figures, twice a second. */
 static void
 progress(evutil_socket_t fd, short what, void *arg)
 {
 	struct mig *m = arg;
+	int disks;
 
 	(void)fd;
 	(void)what;
-	if (is_final(m) || m->vm == NULL || strcmp(m->phase, "memory") != 0)
+	if (is_final(m) || m->vm == NULL)
 		return;
-	out_qmp(m, "query-migrate", NULL, figures);
-	timer_in(m, 1, progress);
+	if ((disks = strcmp(m->phase, "disks") == 0) == 0 &&
+	    strcmp(m->phase, "memory") != 0)
+		return;
+	out_qmp(m, disks ? "query-block-jobs" : "query-migrate", NULL,
+	    disks ? jobs_seen : figures);
+	timer_in(m, 0.5, progress);
 }
 
 static void
@@ -649,13 +813,13 @@ migrate_sent(struct qmp *q, json_t *result, const char *error, void *arg)
 	struct timeval tv = { m->timeout_s, 0 };
 	m->deadline = evtimer_new(vmgrd->base, memory_deadline, m);
 	evtimer_add(m->deadline, &tv);
-	timer_in(m, 1, progress);
+	timer_in(m, 0.5, progress);
 }
 
 static void
 start_memory(struct mig *m)
 {
-	char uri[300];
+	char uri[300], tls[48];
 
 	if (closing)
 		return;
@@ -663,12 +827,15 @@ start_memory(struct mig *m)
 	    "capability", "events", "state", 1,
 	    "capability", "pause-before-switchover", "state", 1,
 	    "capability", "auto-converge", "state", m->auto_converge);
-	json_t *params = json_pack("{s:s, s:I}", "tls-creds", MIG_TLS_ID,
-	    "downtime-limit", (json_int_t)m->max_downtime_ms);
-
-	if (m->bandwidth)
-		json_object_set_new(params, "max-bandwidth",
-		    json_integer(m->bandwidth));
+	/*
+	 * Every parameter is set each time: QEMU keeps them from one
+	 * migration to the next.  No cap means none (QEMU's default is
+	 * 128 MiB/s).
+	 */
+	qname(m, "tls", -1, tls, sizeof(tls));
+	json_t *params = json_pack("{s:s, s:I, s:I}", "tls-creds", tls,
+	    "downtime-limit", (json_int_t)m->max_downtime_ms, "max-bandwidth",
+	    (json_int_t)(m->bandwidth ? m->bandwidth : 1LL << 40));
 	set_phase(m, "memory");
 	fault_point("migrate:out:memory");
 	m->t_memory = now_mono();
@@ -753,12 +920,27 @@ disks_ready(struct mig *m)
 	    dirty_started);
 }
 
+/* The disks' figures: bytes copied so far (jobs count what they redo). */
+static void
+disk_sum(struct mig *m)
+{
+	long long done = 0;
+
+	for (int i = 0; m->vm && i < m->vm->spec.ndisks; i++)
+		done += m->mirrors[i].offset;
+	m->disk_bytes = done;
+}
+
 /* A mirror ended: at the switch-over (cancel: complete, no pivot) or not. */
 static void
 mirror_done(const char *error, void *arg)
 {
-	struct mig *m = arg;
+	struct mirror *mr = arg;
+	struct mig *m = mr->m;
 
+	if (mr->job)
+		node_del(mr->q, m, mr->i);	/* the job has let go of it */
+	mr->job = 0;
 	if (closing || is_final(m))
 		return;
 	if (strcmp(m->phase, "switchover") != 0) {
@@ -773,12 +955,6 @@ mirror_done(const char *error, void *arg)
 	if (--m->jobs_left > 0)
 		return;
 	/* The disks there are whole and the guest is stopped: hand over. */
-	for (int i = 0; i < m->vm->spec.ndisks; i++) {
-		char id[32];
-		snprintf(id, sizeof(id), "vmgr-mig-nbd%d", i);
-		out_qmp(m, "blockdev-del", json_pack("{s:s}", "node-name", id),
-		    NULL);
-	}
 	fault_point("migrate:out:before-handover");
 	if (set_phase(m, "handed-over") < 0) {
 		snprintf(m->phase, sizeof(m->phase), "switchover");
@@ -787,43 +963,130 @@ mirror_done(const char *error, void *arg)
 		    db_errmsg(vmgrd->db));
 		return;
 	}
+	if (m->deadline) {
+		event_free(m->deadline);
+		m->deadline = NULL;
+	}
 	fault_point("migrate:out:after-handover");
 	out_qmp(m, "migrate-continue", json_pack("{s:s}", "state",
 	    "pre-switchover"), NULL);
+}
+
+static void
+switchover_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (strcmp(m->phase, "switchover") == 0)
+		out_fail(m, "the disks' copies did not complete in %d s at the "
+		    "switch-over", MIG_SWITCHOVER_S);
 }
 
 /* QEMU stopped the guest before the last of its memory: complete disks. */
 static void
 switchover(struct mig *m)
 {
-	char id[32];
+	struct timeval tv = { MIG_SWITCHOVER_S, 0 };
+	char id[48];
 
 	if (closing)
 		return;
 
 	set_phase(m, "switchover");
 	fault_point("migrate:out:switchover");
+	/* The guest is stopped: that cannot last for ever. */
+	if (m->deadline)
+		event_free(m->deadline);
+	m->deadline = evtimer_new(vmgrd->base, switchover_deadline, m);
+	evtimer_add(m->deadline, &tv);
 	m->jobs_left = m->vm->spec.ndisks;
 	if (m->jobs_left == 0) {
 		m->jobs_left = 1;
-		mirror_done(NULL, m);
+		m->mirrors[0].m = m;
+		mirror_done(NULL, &m->mirrors[0]);
 		return;
 	}
 	for (int i = 0; i < m->vm->spec.ndisks; i++) {
-		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		qname(m, "disk", i, id, sizeof(id));
 		out_qmp(m, "block-job-cancel", json_pack("{s:s, s:b}", "device",
 		    id, "force", 0), NULL);
 	}
 }
 
+/* Committed there: say what it cost, and forget the VM here. */
+static void
+out_migrated(struct mig *m)
+{
+	/*
+	 * What the guest saw: QEMU's downtime (its stop here to the end of
+	 * the stream) and the commit's round trip, which ends when it runs
+	 * there.
+	 */
+	if (m->t_completed > 0 && m->t_committed >= m->t_completed)
+		m->pause_ms = m->downtime_ms + (m->t_committed -
+		    m->t_completed) * 1000;
+	mig_event(m, "migrated", "now on %s (%s): downtime %.0f ms (%.0f ms "
+	    "until it ran there), %lld MiB of disk and %lld MiB of memory in "
+	    "%.1f s", m->peer, m->vm_state_there, m->downtime_ms, m->pause_ms,
+	    m->disk_bytes >> 20, m->memory_bytes >> 20, now_mono() - m->t0);
+	out_forget(-1, 0, m);
+}
+
+static void
+figures_again(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	if (out_qmp(m, "query-migrate", NULL, final_figures) < 0)
+		out_migrated(m);
+}
+
+/*
+ * QEMU sets its downtime a moment after it says "completed" (its
+ * migration thread, then its main loop): ask again for up to a second.
+ */
 static void
 final_figures(struct qmp *q, json_t *r, const char *error, void *arg)
 {
 	struct mig *m = arg;
 
 	figures(q, r, error, arg);
-	if (strcmp(m->phase, "handed-over") == 0 && !is_final(m))
-		out_commit(m);
+	if (is_final(m) || m->vm == NULL)
+		return;
+	if (r && json_object_get(r, "downtime") == NULL &&
+	    ++m->figure_tries < 20) {
+		timer_in(m, 0.05, figures_again);
+		return;
+	}
+	out_migrated(m);
+}
+
+/*
+ * A job's figures (an event's data or query-block-jobs' entry), when it
+ * is one of this migration's mirrors: its disk's index, or -1.
+ */
+static int
+mirror_seen(struct mig *m, json_t *job)
+{
+	const char *dev = json_string_value(json_object_get(job, "device"));
+	char prefix[48];
+	int i;
+
+	qname(m, "disk", -1, prefix, sizeof(prefix));
+	if (dev == NULL || strncmp(dev, prefix, strlen(prefix)) != 0 ||
+	    m->vm == NULL || (i = atoi(dev + strlen(prefix))) < 0 ||
+	    i >= m->vm->spec.ndisks)
+		return -1;
+	m->mirrors[i].offset = (long long)json_integer_value(json_object_get(job,
+	    "offset"));
+	m->mirrors[i].len = (long long)json_integer_value(json_object_get(job,
+	    "len"));
+	disk_sum(m);
+	return i;
 }
 
 static void
@@ -831,12 +1094,10 @@ out_event(struct mig *m, const char *name, json_t *data)
 {
 	const char *st = json_string_value(json_object_get(data, "status"));
 
-	if (strcmp(name, "BLOCK_JOB_READY") == 0 && strcmp(m->phase, "disks") ==
-	    0) {
-		const char *dev = json_string_value(json_object_get(data,
-		    "device"));
-		if (dev && strncmp(dev, "vmgr-mig-disk", 13) == 0 &&
-		    --m->jobs_left == 0)
+	if ((strcmp(name, "BLOCK_JOB_READY") == 0 || strcmp(name,
+	    "BLOCK_JOB_COMPLETED") == 0) && mirror_seen(m, data) >= 0) {
+		if (strcmp(name, "BLOCK_JOB_READY") == 0 && strcmp(m->phase,
+		    "disks") == 0 && --m->jobs_left == 0)
 			disks_ready(m);
 		return;
 	}
@@ -846,8 +1107,11 @@ out_event(struct mig *m, const char *name, json_t *data)
 	    0)
 		switchover(m);
 	else if (strcmp(st, "completed") == 0 && strcmp(m->phase,
-	    "handed-over") == 0)
-		out_qmp(m, "query-migrate", NULL, final_figures);
+	    "handed-over") == 0) {
+		/* The guest waits, stopped on both hosts: commit first. */
+		m->t_completed = now_mono();
+		out_commit(m);
+	}
 	else if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0) {
 		if (strcmp(m->phase, "handed-over") == 0)
 			out_commit(m);	/* it says whether it has the VM */
@@ -856,11 +1120,24 @@ out_event(struct mig *m, const char *name, json_t *data)
 	}
 }
 
+/* The disks' progress, while they are copied. */
+static void
+jobs_seen(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	size_t k;
+	json_t *j;
+
+	(void)q;
+	(void)error;
+	json_array_foreach(r, k, j)
+		mirror_seen(arg, j);
+}
+
 /* The destination is ready: copy the disks into its exports. */
 static void
 start_disks(struct mig *m)
 {
-	char err[256], id[32], node[32], exp[16];
+	char err[256], id[48], node[48], tls[48], exp[16];
 	struct vm *vm = m->vm;
 
 	if (closing)
@@ -874,25 +1151,33 @@ start_disks(struct mig *m)
 	fault_point("migrate:out:disks");
 	m->t_disks = now_mono();
 	m->setup_ms = (m->t_disks - m->t0) * 1000;
-	out_qmp(m, "object-add", tls_object(vm, "client"), NULL);
+	out_qmp(m, "object-add", tls_object(m, "client"), NULL);
+	qname(m, "tls", -1, tls, sizeof(tls));
 	m->jobs_left = vm->spec.ndisks;
 	for (int i = 0; i < vm->spec.ndisks; i++) {
+		struct mirror *mr = &m->mirrors[i];
 		char port[8];
-		snprintf(node, sizeof(node), "vmgr-mig-nbd%d", i);
-		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		qname(m, "nbd", i, node, sizeof(node));
+		qname(m, "disk", i, id, sizeof(id));
 		snprintf(exp, sizeof(exp), "disk%d", i);
 		snprintf(port, sizeof(port), "%d", m->nbd_port);
 		out_qmp(m, "blockdev-add", json_pack("{s:s, s:s, s:{s:s, s:s, "
 		    "s:s}, s:s, s:s}", "driver", "nbd", "node-name", node,
 		    "server", "type", "inet", "host", m->host, "port", port,
-		    "export", exp, "tls-creds", MIG_TLS_ID), NULL);
+		    "export", exp, "tls-creds", tls), NULL);
 		out_qmp(m, "blockdev-mirror", json_pack("{s:s, s:s, s:s, s:s, "
 		    "s:b}", "job-id", id, "device", exp,
 		    "target", node, "sync", "full", "auto-dismiss", 0), NULL);
-		job_watch(vm->qmp, id, mirror_done, m);
+		mr->m = m;
+		mr->i = i;
+		mr->job = 1;
+		mr->q = vm->qmp;
+		job_watch(vm->qmp, id, mirror_done, mr);
 	}
 	if (vm->spec.ndisks == 0)
 		disks_ready(m);
+	else
+		timer_in(m, 0.5, progress);
 }
 
 static void
@@ -987,7 +1272,7 @@ can_move(const struct vm *vm, struct api_err *e)
 
 /* The spec the destination makes the VM of: each disk at its size. */
 static json_t *
-spec_for_peer(const struct vm *vm, struct api_err *e)
+spec_for_peer(const struct vm *vm, long long *size, struct api_err *e)
 {
 	json_t *spec = spec_to_json(&vm->spec);
 	json_t *disks = json_object_get(spec, "disks"), *d;
@@ -1006,6 +1291,7 @@ spec_for_peer(const struct vm *vm, struct api_err *e)
 		json_object_del(d, "image");
 		json_object_del(d, "size_mib");
 		json_object_set_new(d, "size", json_integer((json_int_t)h.size));
+		*size += (long long)h.size;
 	}
 	return spec;
 }
@@ -1057,21 +1343,25 @@ mig_api_start(struct api_call *c)
 		    "true or false");
 	if (can_move(vm, &c->err) < 0)
 		return API_FAIL;
-	if ((spec = spec_for_peer(vm, &c->err)) == NULL)
+	long long disk_size = 0;
+	if ((spec = spec_for_peer(vm, &disk_size, &c->err)) == NULL)
 		return API_FAIL;
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		json_decref(spec);
 		return api_err(&c->err, 500, "no_memory", "out of memory");
 	}
-	if (hex_key(m->psk, sizeof(m->psk)) < 0 || hex_key(m->id,
-	    sizeof(m->psk)) < 0) {
+	char idbuf[65];
+	if (hex_key(m->psk, sizeof(m->psk)) < 0 || hex_key(idbuf,
+	    sizeof(idbuf)) < 0) {
 		json_decref(spec);
 		free(m);
 		return api_err(&c->err, 500, "internal", "no random bytes");
 	}
-	m->id[32] = '\0';
+	idbuf[32] = '\0';
+	mig_set_id(m, idbuf);
 	m->role = OUT;
 	m->vm = vm;
+	m->disk_size = disk_size;
 	snprintf(m->vm_name, sizeof(m->vm_name), "%s", vm->spec.name);
 	snprintf(m->peer, sizeof(m->peer), "%s", to);
 	snprintf(m->host, sizeof(m->host), "%s", host);
@@ -1244,7 +1534,7 @@ static void
 in_ready(struct mig *m)
 {
 	struct vm *vm = m->vm;
-	char err[256];
+	char err[256], tls[48], fdname[48];
 	int fd;
 
 	if (strcmp(m->phase, "prepared") == 0) {
@@ -1258,12 +1548,14 @@ in_ready(struct mig *m)
 		in_abort(m, err);
 		return;
 	}
-	qmp_command(vm->qmp, "object-add", tls_object(vm, "server"), in_step, m);
+	qname(m, "tls", -1, tls, sizeof(tls));
+	qname(m, "nbd", -1, fdname, sizeof(fdname));
+	qmp_command(vm->qmp, "object-add", tls_object(m, "server"), in_step, m);
 	qmp_command(vm->qmp, "migrate-set-capabilities", json_pack(
 	    "{s:[{s:s, s:b}]}", "capabilities", "capability", "events", "state",
 	    1), in_step, m);
 	qmp_command(vm->qmp, "migrate-set-parameters", json_pack("{s:s}",
-	    "tls-creds", MIG_TLS_ID), in_step, m);
+	    "tls-creds", tls), in_step, m);
 	if ((fd = listen_on(m->host, &m->nbd_port)) < 0) {
 		snprintf(err, sizeof(err), "cannot listen for NBD: %s",
 		    strerror(errno));
@@ -1275,7 +1567,7 @@ in_ready(struct mig *m)
 	 * else goes out before getfd is answered.
 	 */
 	if (qmp_command_fd(vm->qmp, "getfd", json_pack("{s:s}", "fdname",
-	    "vmgr-mig-nbd"), fd, in_fd_given, m) < 0)
+	    fdname), fd, in_fd_given, m) < 0)
 	{
 		char why[128];
 		snprintf(why, sizeof(why), "cannot pass QEMU its NBD socket: %s",
@@ -1290,19 +1582,21 @@ in_fd_given(struct qmp *q, json_t *result, const char *error, void *arg)
 {
 	struct mig *m = arg;
 	struct vm *vm = m->vm;
-	char uri[300];
+	char uri[300], tls[48], fdname[48];
 
 	in_step(q, result, error, arg);
 	if (result == NULL || closing || vm == NULL || strcmp(m->state,
 	    "running") != 0)
 		return;
+	qname(m, "tls", -1, tls, sizeof(tls));
+	qname(m, "nbd", -1, fdname, sizeof(fdname));
 	qmp_command(vm->qmp, "nbd-server-start", json_pack("{s:{s:s, s:{s:s}}, "
-	    "s:s}", "addr", "type", "fd", "data", "str", "vmgr-mig-nbd",
-	    "tls-creds", MIG_TLS_ID), in_step, m);
+	    "s:s}", "addr", "type", "fd", "data", "str", fdname,
+	    "tls-creds", tls), in_step, m);
 	for (int i = 0; i < vm->spec.ndisks; i++) {
-		char node[16], id[32];
+		char node[16], id[48];
 		snprintf(node, sizeof(node), "disk%d", i);
-		snprintf(id, sizeof(id), "vmgr-mig-disk%d", i);
+		qname(m, "disk", i, id, sizeof(id));
 		qmp_command(vm->qmp, "block-export-add", json_pack("{s:s, s:s, "
 		    "s:s, s:b, s:s}", "type", "nbd", "id", id, "node-name", node,
 		    "writable", 1, "name", node), in_step, m);
@@ -1341,7 +1635,15 @@ in_made(struct vm *vm, const char *error, void *arg)
 	char err[300];
 
 	if (vm == NULL) {
-		in_abort(m, error);
+		if (!is_final(m))
+			in_abort(m, error);
+		return;
+	}
+	if (is_final(m)) {
+		/* Aborted while its disks were being made: they go now. */
+		if (vm_remove(vm, "migrate-aborted", m->error) < 0)
+			log_warnx("%s: cannot remove the arrival: %s", m->vm_name,
+			    db_errmsg(vmgrd->db));
 		return;
 	}
 	m->vm = vm;
@@ -1407,7 +1709,7 @@ mig_api_incoming(struct api_call *c)
 		    why);
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return api_err(&c->err, 500, "no_memory", "out of memory");
-	snprintf(m->id, sizeof(m->id), "%s", id);
+	mig_set_id(m, id);
 	m->role = IN;
 	snprintf(m->vm_name, sizeof(m->vm_name), "%s",
 	    json_string_value(json_object_get(spec, "name")));
@@ -1438,12 +1740,82 @@ mig_api_incoming(struct api_call *c)
 	return API_WAIT;
 }
 
-/* Commit: the VM is this host's from now on. */
+/*
+ * Commit, second half: the guest runs here (or stays paused, or stopped
+ * when its memory did not come); the record says the VM is this host's.
+ */
+static void
+in_commit_record(struct mig *m, struct parked *p, int how)
+{
+	struct vm *vm = m->vm;
+	char tls[48];
+
+	fault_point("migrate:in:before-record");
+	snprintf(m->state, sizeof(m->state), "completed");
+	m->finished_at = now_unix_ms();
+	if (set_phase(m, "done") < 0) {
+		/* The source asks again; cont is harmless twice. */
+		snprintf(m->state, sizeof(m->state), "running");
+		snprintf(m->phase, sizeof(m->phase), "prepared");
+		api_answer_error(p, 500, "database", "%s", db_errmsg(vmgrd->db));
+		return;
+	}
+	fault_point("migrate:in:committed");
+	vm->mig = NULL;
+	m->vm = NULL;
+	psk_remove(vm);
+	if (vm->qmp && vm->pid > 0) {
+		qmp_command(vm->qmp, "nbd-server-stop", NULL, NULL, NULL);
+		qmp_command(vm->qmp, "migrate-set-parameters", json_pack(
+		    "{s:s}", "tls-creds", ""), NULL, NULL);
+		qname(m, "tls", -1, tls, sizeof(tls));
+		qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
+		    tls), NULL, NULL);
+	}
+	vm_arrived(vm, how, m->peer);
+	mig_event(m, "migrated", "arrived from %s%s", m->peer, how >= 0 ? "" :
+	    " without its memory (stopped; its disks are whole)");
+	api_answer(p, 200, json_pack("{s:s, s:s}", "id", m->id, "vm_state",
+	    vm_state_name(vm->state)));
+}
+
+struct cont_wait {
+	struct mig	*m;
+	struct parked	*p;
+};
+
+static void
+in_running(struct qmp *q, json_t *result, const char *error, void *arg)
+{
+	struct cont_wait *cw = arg;
+	struct mig *m = cw->m;
+	struct parked *p = cw->p;
+
+	(void)q;
+	free(cw);
+	if (closing)
+		return;
+	if (result == NULL || m->vm == NULL) {
+		/* It never ran here: the source may take it back (abort). */
+		api_answer_error(p, 409, "cannot_run", "the guest cannot run "
+		    "here: %s", error ? error : "its QEMU ended");
+		return;
+	}
+	in_commit_record(m, p, 1);
+}
+
+/*
+ * Commit: the VM is this host's from now on.  The guest runs first and
+ * the record follows, so that a crash between them leaves a running guest
+ * whose source still asks for the commit (it never aborts after asking):
+ * the commit again finds the memory complete and records it.
+ */
 static void
 in_commit(struct mig *m, int force)
 {
 	struct vm *vm = m->vm;
 	struct parked *p = m->waiter;
+	struct cont_wait *cw;
 
 	if (closing)
 		return;
@@ -1455,31 +1827,21 @@ in_commit(struct mig *m, int force)
 		    " (its QEMU ended)");
 		return;
 	}
-	snprintf(m->state, sizeof(m->state), "completed");
-	m->finished_at = now_unix_ms();
-	if (set_phase(m, "done") < 0) {
-		snprintf(m->state, sizeof(m->state), "running");
-		snprintf(m->phase, sizeof(m->phase), "prepared");
-		api_answer_error(p, 500, "database", "%s", db_errmsg(vmgrd->db));
+	if (m->incoming <= 0 || vm->pid <= 0 || vm->qmp == NULL) {
+		in_commit_record(m, p, -1);	/* the disks alone */
 		return;
 	}
-	fault_point("migrate:in:committed");
-	vm->mig = NULL;
-	m->vm = NULL;
-	psk_remove(vm);
-	if (m->incoming > 0 && vm->qmp) {
-		qmp_command(vm->qmp, "nbd-server-stop", NULL, NULL, NULL);
-		qmp_command(vm->qmp, "migrate-set-parameters", json_pack(
-		    "{s:s}", "tls-creds", ""), NULL, NULL);
-		qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
-		    MIG_TLS_ID), NULL, NULL);
-		vm_arrived(vm, m->was_running, m->peer);
-	} else
-		vm_arrived(vm, -1, m->peer);
-	mig_event(m, "migrated", "arrived from %s%s", m->peer, m->incoming > 0 ?
-	    "" : " without its memory (stopped; its disks are whole)");
-	api_answer(p, 200, json_pack("{s:s, s:s}", "id", m->id, "vm_state",
-	    vm_state_name(vm->state)));
+	if (!m->was_running) {
+		in_commit_record(m, p, 0);
+		return;
+	}
+	if ((cw = calloc(1, sizeof(*cw))) == NULL) {
+		api_answer_error(p, 500, "no_memory", "out of memory");
+		return;
+	}
+	cw->m = m;
+	cw->p = p;
+	qmp_command(vm->qmp, "cont", NULL, in_running, cw);
 }
 
 static void
@@ -1535,6 +1897,35 @@ in_exited(struct mig *m)
 
 /* ---- the VM layer's hooks */
 
+/*
+ * After a restart past the hand-over, QEMU's migration is where vmgrd
+ * left it.  Its end (the MIGRATION event) commits as ever.
+ */
+static void
+restart_status(struct qmp *q, json_t *r, const char *error, void *arg)
+{
+	struct mig *m = arg;
+	const char *st = json_string_value(json_object_get(r, "status"));
+
+	(void)q;
+	(void)error;
+	if (is_final(m) || m->vm == NULL)
+		return;
+	if (st && strcmp(st, "pre-switchover") == 0)
+		/* Handed over, so promised: let QEMU finish. */
+		out_qmp(m, "migrate-continue", json_pack("{s:s}", "state",
+		    "pre-switchover"), NULL);
+	else if (st && (strcmp(st, "active") == 0 || strcmp(st, "device") ==
+	    0 || strcmp(st, "setup") == 0))
+		;	/* its MIGRATION event comes */
+	else {
+		/* completed, failed, ...: the destination says if it has it. */
+		if (st && strcmp(st, "completed") == 0)
+			m->t_completed = now_mono();
+		out_commit(m);
+	}
+}
+
 static void
 hook_ready(struct vm *vm)
 {
@@ -1548,9 +1939,11 @@ hook_ready(struct vm *vm)
 		return;
 	}
 	/* The source after a vmgrd restart: see migrate_load(). */
-	if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
+	if (m->peer_clean && strcmp(m->phase, "completing") == 0)
+		out_forget(-1, 0, m);	/* committed there already */
+	else if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
 	    "completing") == 0)
-		out_qmp(m, "query-migrate", NULL, final_figures);
+		out_qmp(m, "query-migrate", NULL, restart_status);
 	else if (strcmp(m->phase, "reclaiming") == 0)
 		out_abort_peer(m);
 	else
@@ -1687,6 +2080,12 @@ mig_api_action(struct api_call *c)
 			    "has committed: the VM is this host's", m->id);
 		if (strcmp(m->phase, "aborted") == 0)
 			return api_ok(c, 200, mig_json(m));
+		if (m->waiter && m->waiter->tag == 'p') {
+			/* The source gave up before it heard we were ready. */
+			api_answer_error(m->waiter, 409, "aborted", "migration "
+			    "%s was aborted by its source", m->id);
+			m->waiter = NULL;
+		}
 		if (m->waiter)
 			return api_err(&c->err, 409, "busy", "migration %s is "
 			    "busy", m->id);
@@ -1713,7 +2112,7 @@ load_one(const char *id, const char *vm, const char *role, const char *phase,
 		json_decref(j);
 		return -1;
 	}
-	snprintf(m->id, sizeof(m->id), "%s", id);
+	mig_set_id(m, id);
 	snprintf(m->vm_name, sizeof(m->vm_name), "%s", vm);
 	m->role = strcmp(role, "in") == 0 ? IN : OUT;
 	snprintf(m->phase, sizeof(m->phase), "%s", phase);
@@ -1733,6 +2132,8 @@ load_one(const char *id, const char *vm, const char *role, const char *phase,
 	N(total_ms, "total_ms");
 	N(downtime_ms, "downtime_ms");
 	N(disk_bytes, "disk_bytes");
+	N(disk_size, "disk_size");
+	N(pause_ms, "switchover_ms");
 	N(memory_bytes, "memory_bytes");
 	N(memory_total, "memory_total");
 	N(passes, "memory_passes");
@@ -1847,28 +2248,39 @@ migrate_close(void)
 	}
 }
 
+/*
+ * For /metrics: {"count": [{role, state, n}...], "last": {figures of the
+ * last migration out that completed} or absent}.
+ */
 json_t *
 migrate_metrics(void)
 {
-	json_t *o = json_object();
-	long long done = 0, failed = 0, running = 0;
-	double last_downtime = -1;
-	struct mig *m;
+	static const char *const states[] = { "running", "completed",
+	    "failed", "cancelled", NULL };
+	long long n[2][4] = { { 0 } };
+	const struct mig *m, *last = NULL;
+	json_t *count = json_array(), *o;
 
 	TAILQ_FOREACH(m, &migs, entry) {
-		if (m->role != OUT)
-			continue;
-		if (strcmp(m->state, "completed") == 0) {
-			done++;
-			last_downtime = m->downtime_ms;
-		} else if (strcmp(m->state, "running") == 0)
-			running++;
-		else
-			failed++;
+		for (int k = 0; states[k]; k++)
+			if (strcmp(m->state, states[k]) == 0 ||
+			    (k == 2 && strcmp(m->state, "aborting") == 0))
+				n[m->role][k]++;
+		if (m->role == OUT && strcmp(m->state, "completed") == 0)
+			last = m;
 	}
-	json_object_set_new(o, "completed", json_integer(done));
-	json_object_set_new(o, "failed", json_integer(failed));
-	json_object_set_new(o, "running", json_integer(running));
-	json_object_set_new(o, "last_downtime_ms", json_real(last_downtime));
+	for (int r = 0; r < 2; r++)
+		for (int k = 0; states[k]; k++)
+			json_array_append_new(count, json_pack("{s:s, s:s, s:I}",
+			    "role", r == OUT ? "out" : "in", "state", states[k],
+			    "n", (json_int_t)n[r][k]));
+	o = json_pack("{s:o}", "count", count);
+	if (last)
+		json_object_set_new(o, "last", json_pack("{s:s, s:f, s:f, s:f, "
+		    "s:I, s:I}", "vm", last->vm_name, "downtime_ms",
+		    last->downtime_ms, "switchover_ms", last->pause_ms,
+		    "total_ms", last->total_ms, "disk_bytes",
+		    (json_int_t)last->disk_bytes, "memory_bytes",
+		    (json_int_t)last->memory_bytes));
 	return o;
 }

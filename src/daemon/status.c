@@ -317,6 +317,46 @@ metrics_devices(struct evbuffer *b)
 	guest_metrics(b);
 }
 
+/* Migrations to and from this host, and what the last one out cost. */
+static void
+metrics_migrations(struct evbuffer *b)
+{
+	json_t *o = migrate_metrics(), *v, *last;
+	size_t i;
+
+	help(b, "vmgr_migrations", "gauge", "Migrations this host took part "
+	    "in, by role (out: the source, in: the destination) and state.");
+	json_array_foreach(json_object_get(o, "count"), i, v)
+		evbuffer_add_printf(b, "vmgr_migrations{role=\"%s\",state="
+		    "\"%s\"} %lld\n", json_string_value(json_object_get(v,
+		    "role")), json_string_value(json_object_get(v, "state")),
+		    (long long)json_integer_value(json_object_get(v, "n")));
+	if ((last = json_object_get(o, "last")) != NULL) {
+		static const char *const f[][3] = {
+			{ "downtime_ms", "vmgr_migration_last_downtime_seconds",
+			  "QEMU's downtime of the last migration out." },
+			{ "switchover_ms", "vmgr_migration_last_switchover_seconds",
+			  "The guest's stop here to its run there, last migration." },
+			{ "total_ms", "vmgr_migration_last_total_seconds",
+			  "The last migration out, from start to end." },
+		};
+		for (size_t k = 0; k < sizeof(f) / sizeof(f[0]); k++) {
+			help(b, f[k][1], "gauge", f[k][2]);
+			evbuffer_add_printf(b, "%s %.3f\n", f[k][1],
+			    json_number_value(json_object_get(last, f[k][0])) /
+			    1000);
+		}
+		help(b, "vmgr_migration_last_bytes", "gauge", "Bytes the last "
+		    "migration out moved, by stream.");
+		evbuffer_add_printf(b, "vmgr_migration_last_bytes{stream=\"disk\"}"
+		    " %lld\nvmgr_migration_last_bytes{stream=\"memory\"} %lld\n",
+		    (long long)json_integer_value(json_object_get(last,
+		    "disk_bytes")), (long long)json_integer_value(
+		    json_object_get(last, "memory_bytes")));
+	}
+	json_decref(o);
+}
+
 int
 status_metrics(struct api_call *c)
 {
@@ -325,5 +365,6 @@ status_metrics(struct api_call *c)
 	metrics_host(b);
 	metrics_vms(b);
 	metrics_devices(b);
+	metrics_migrations(b);
 	return api_ok_text(c, "text/plain; version=0.0.4; charset=utf-8", b);
 }

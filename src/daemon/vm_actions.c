@@ -380,8 +380,7 @@ vm_arrived(struct vm *vm, int how, const char *from)
 {
 	vm->flags &= ~VMF_INCOMING;
 	vm->busy = OP_NONE;
-	if (how > 0 && vm->qmp) {
-		qmp_command(vm->qmp, "cont", NULL, NULL, NULL);
+	if (how > 0) {
 		vm_set_state(vm, EV_RESUME, "migration", "migrated from %s",
 		    from);
 	} else if (how == 0) {
