@@ -489,13 +489,15 @@ void	 vm_set_hooks(const struct vm_hooks *);
  * What a migration (migrate.c) hears of a VM it owns (busy OP_MIGRATE):
  * its QMP is up, a QMP event, its QEMU's exit (after the runtime is
  * cleaned up; an incoming VM is then left as it is), and its part of the
- * VM's object.
+ * VM's object; and of any VM whose QEMU vmgrd adopts after a restart.
  */
 struct vm_mig_hooks {
 	void	(*ready)(struct vm *);
 	void	(*event)(struct vm *, const char *name, json_t *data);
 	void	(*exited)(struct vm *, const char *how);
 	void	(*json)(const struct vm *, json_t *);
+	/* any VM's QMP is up after a vmgrd restart: what an arrival left */
+	void	(*adopted)(struct vm *);
 };
 void	 vm_set_mig_hooks(const struct vm_mig_hooks *);
 /*

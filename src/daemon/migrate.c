@@ -490,8 +490,10 @@ resume_migrated(struct qmp *q, json_t *result, const char *error, void *arg)
 	const char *st = json_string_value(json_object_get(result, "status"));
 
 	(void)error;
-	if (st && (strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
-	    strcmp(st, "cancelled") == 0 || strcmp(st, "none") == 0))
+	/* No status: QEMU never began to migrate (a cancel before it). */
+	if (result && (st == NULL || strcmp(st, "completed") == 0 ||
+	    strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0 ||
+	    strcmp(st, "none") == 0))
 		qmp_command(q, "query-status", NULL, resume_status, r);
 	else if (result == NULL)
 		free(r);
@@ -1193,6 +1195,11 @@ prepared(int status, json_t *reply, const char *why, void *arg)
 		return;
 	}
 	if (status != 201) {
+		/*
+		 * An answer: the destination has made nothing, or has undone
+		 * what it made before it answered.
+		 */
+		m->peer_clean = 1;
 		const char *msg = json_string_value(json_object_get(err,
 		    "message"));
 		const char *code = json_string_value(json_object_get(err,
@@ -1648,6 +1655,7 @@ in_made(struct vm *vm, const char *error, void *arg)
 	}
 	m->vm = vm;
 	vm->mig = m;
+	fault_point("migrate:in:disks-made");
 	if (vm_spawn_incoming(vm, err, sizeof(err)) < 0) {
 		in_abort(m, err);
 		return;
@@ -1744,11 +1752,12 @@ mig_api_incoming(struct api_call *c)
  * Commit, second half: the guest runs here (or stays paused, or stopped
  * when its memory did not come); the record says the VM is this host's.
  */
+static void	in_unwire(struct mig *, struct vm *);
+
 static void
 in_commit_record(struct mig *m, struct parked *p, int how)
 {
 	struct vm *vm = m->vm;
-	char tls[48];
 
 	fault_point("migrate:in:before-record");
 	snprintf(m->state, sizeof(m->state), "completed");
@@ -1764,14 +1773,7 @@ in_commit_record(struct mig *m, struct parked *p, int how)
 	vm->mig = NULL;
 	m->vm = NULL;
 	psk_remove(vm);
-	if (vm->qmp && vm->pid > 0) {
-		qmp_command(vm->qmp, "nbd-server-stop", NULL, NULL, NULL);
-		qmp_command(vm->qmp, "migrate-set-parameters", json_pack(
-		    "{s:s}", "tls-creds", ""), NULL, NULL);
-		qname(m, "tls", -1, tls, sizeof(tls));
-		qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id",
-		    tls), NULL, NULL);
-	}
+	in_unwire(m, vm);
 	vm_arrived(vm, how, m->peer);
 	mig_event(m, "migrated", "arrived from %s%s", m->peer, how >= 0 ? "" :
 	    " without its memory (stopped; its disks are whole)");
@@ -1946,8 +1948,24 @@ hook_ready(struct vm *vm)
 		out_qmp(m, "query-migrate", NULL, restart_status);
 	else if (strcmp(m->phase, "reclaiming") == 0)
 		out_abort_peer(m);
-	else
+	else {
+		/*
+		 * Its mirrors may still run (or have ended, not dismissed):
+		 * watched again, each is cancelled or cleared as ever.
+		 */
+		for (int i = 0; strcmp(m->phase, "preparing") != 0 &&
+		    i < vm->spec.ndisks; i++) {
+			struct mirror *mr = &m->mirrors[i];
+			char id[48];
+			qname(m, "disk", i, id, sizeof(id));
+			mr->m = m;
+			mr->i = i;
+			mr->job = 1;
+			mr->q = vm->qmp;
+			job_watch(vm->qmp, id, mirror_done, mr);
+		}
 		out_fail(m, "vmgrd restarted during the migration");
+	}
 }
 
 static void
@@ -1992,6 +2010,41 @@ hook_exited(struct vm *vm, const char *how)
 		vm->busy = OP_NONE;	/* it crashed here; the abort goes on */
 	else
 		out_fail(m, "its QEMU ended here (%s)", how);
+}
+
+/*
+ * What an arrival leaves in its QEMU (the NBD server, whose exports hold
+ * the disks writable, and the TLS credentials) goes when it commits; a
+ * vmgrd that died between the commit's record and that leaves it to its
+ * next start, which clears it in the QEMU it adopts (errors ignored).
+ */
+static void
+in_unwire(struct mig *m, struct vm *vm)
+{
+	char tls[48];
+
+	if (vm->qmp == NULL || vm->pid <= 0)
+		return;
+	qmp_command(vm->qmp, "nbd-server-stop", NULL, NULL, NULL);
+	qmp_command(vm->qmp, "migrate-set-parameters", json_pack("{s:s}",
+	    "tls-creds", ""), NULL, NULL);
+	qname(m, "tls", -1, tls, sizeof(tls));
+	qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id", tls), NULL,
+	    NULL);
+}
+
+static void
+hook_adopted(struct vm *vm)
+{
+	struct mig *m, *last = NULL;
+
+	TAILQ_FOREACH(m, &migs, entry)
+		if (m->role == IN && strcmp(m->vm_name, vm->spec.name) == 0)
+			last = m;
+	/* Its QEMU is the one that arrived (not one started since). */
+	if (last && strcmp(last->phase, "done") == 0 && vm->started_at <=
+	    last->finished_at)
+		in_unwire(last, vm);
 }
 
 static void
@@ -2208,6 +2261,7 @@ migrate_load(void)
 		.event = hook_event,
 		.exited = hook_exited,
 		.json = hook_json,
+		.adopted = hook_adopted,
 	};
 	struct mig *m, *next;
 

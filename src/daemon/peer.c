@@ -373,6 +373,8 @@ call_error(struct peer_call *pc, char *buf, size_t len)
 {
 	unsigned long e = pc->bev && pc->tls ?
 	    bufferevent_get_openssl_error(pc->bev) : 0;
+	/* A system error (a refused connection) has no reason string. */
+	const char *reason = e ? ERR_reason_error_string(e) : NULL;
 	long v = X509_V_OK;
 
 	if (pc->bev && pc->tls) {
@@ -383,8 +385,8 @@ call_error(struct peer_call *pc, char *buf, size_t len)
 	if (v != X509_V_OK)
 		snprintf(buf, len, "its TLS certificate does not verify: %s",
 		    X509_verify_cert_error_string(v));
-	else if (e)
-		snprintf(buf, len, "TLS: %s", ERR_reason_error_string(e));
+	else if (reason)
+		snprintf(buf, len, "TLS: %s", reason);
 	else if (pc->failed == 1 + EVREQ_HTTP_TIMEOUT)
 		snprintf(buf, len, "no answer in %d s", pc->timeout_s);
 	else if (pc->failed == 1 + EVREQ_HTTP_INVALID_HEADER)

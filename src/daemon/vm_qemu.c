@@ -317,8 +317,11 @@ vm_qmp_ready(struct qmp *q, void *arg)
 		qmp_command(q, "query-migrate", NULL, restore_status, vm);
 	else if (vm->busy == OP_START)
 		qmp_command(q, "cont", NULL, vm_started, vm);
-	else
+	else {
 		qmp_command(q, "query-status", NULL, reconciled, vm);
+		if (vm_mig_hooks()->adopted)
+			vm_mig_hooks()->adopted(vm);
+	}
 	/*
 	 * A shutdown under way when vmgrd died: its button press may never
 	 * have left vmgrd's buffer.  Pressing again is harmless to a guest

@@ -598,5 +598,17 @@ int
 vm_spawn_incoming(struct vm *vm, char *err, size_t errlen)
 {
 	vm->flags |= VMF_INCOMING;
-	return vm_spawn(vm, err, errlen);
+	if (vm_spawn(vm, err, errlen) < 0)
+		return -1;
+	/*
+	 * Its state does not change, so nothing else records its pid: a
+	 * vmgrd restarted must find this QEMU (it may run the guest by then).
+	 */
+	if (db_vm_save_state(vmgrd->db, vm) < 0) {
+		snprintf(err, errlen, "cannot record its QEMU: %s",
+		    db_errmsg(vmgrd->db));
+		vm_kill(vm, SIGKILL);
+		return -1;
+	}
+	return 0;
 }
