@@ -17,7 +17,7 @@ layers='
 2 net net_switch net_kernel net_bridge net_nat net_api volume image cloudinit monitor agent display
 3 vm vm_create vm_spawn vm_qemu vm_save vm_actions vm_adopt firmware
 4 sched snapshot backup backup_qsd backup_job backup_verify backup_restore backup_prune backup_api
-5 status peer migrate
+5 status peer migrate migrate_offline
 6 api
 7 remote
 8 main

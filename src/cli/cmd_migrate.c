@@ -23,12 +23,19 @@ figures(json_t *m)
 	long long mb = json_integer_value(json_object_get(m, "memory_bytes"));
 
 	printf("%s to %s: %s", jstr(m, "vm"), jstr(m, "to"), jstr(m, "state"));
-	if (strcmp(jstr(m, "state"), "completed") == 0)
-		printf(": downtime %.0f ms, total %.1f s, disks %lld MiB in "
-		    "%.1f s, memory %lld MiB in %lld passes", dt, tt / 1000,
-		    db >> 20, json_number_value(json_object_get(m, "disk_ms")) /
-		    1000, mb >> 20, (long long)json_integer_value(
-		    json_object_get(m, "memory_passes")));
+	if (strcmp(jstr(m, "state"), "completed") == 0 && strcmp(jstr(m,
+	    "mode"), "offline") == 0)
+		printf(" (offline): %.1f MiB of files in %.1f s, total %.1f s",
+		    (double)db / 1048576, json_number_value(json_object_get(m,
+		    "disk_ms")) / 1000, tt / 1000);
+	else if (strcmp(jstr(m, "state"), "completed") == 0)
+		printf(": downtime %.0f ms (%.0f ms until it ran there), total "
+		    "%.1f s, disks %lld MiB in %.1f s, memory %lld MiB in %lld "
+		    "passes", dt, json_number_value(json_object_get(m,
+		    "switchover_ms")), tt / 1000, db >> 20, json_number_value(
+		    json_object_get(m, "disk_ms")) / 1000, mb >> 20,
+		    (long long)json_integer_value(json_object_get(m,
+		    "memory_passes")));
 	if (json_object_get(m, "error"))
 		printf(": %s", jstr(m, "error"));
 	printf("\n");
@@ -56,8 +63,16 @@ follow(const char *id)
 			    "memory_total"));
 			long long rem = json_integer_value(json_object_get(m,
 			    "memory_remaining"));
+			long long dsz = json_integer_value(json_object_get(m,
+			    "disk_size"));
+			long long dby = json_integer_value(json_object_get(m,
+			    "disk_bytes"));
 			fprintf(stderr, "\r%-12s", ph);
-			if (strcmp(ph, "memory") == 0 && tot > 0)
+			if (strcmp(ph, "disks") == 0 && dsz > 0)
+				fprintf(stderr, " %3lld%% of %lld MiB%22s",
+				    (dby > dsz ? dsz : dby) * 100 / dsz,
+				    dsz >> 20, "");
+			else if (strcmp(ph, "memory") == 0 && tot > 0)
 				fprintf(stderr, " %3lld%% of %lld MiB, pass %lld, "
 				    "%.0f Mbit/s   ", (tot - rem) * 100 / tot,
 				    tot >> 20, (long long)json_integer_value(

@@ -64,7 +64,6 @@ int	 qsd_spawn(struct qsd *, const struct vm *, const int *tfd,
 	    size_t errlen);
 int	 qsd_lend(const int *fds, int n, uid_t, gid_t, char *err,
 	    size_t errlen);
-void	 qsd_kill_stale(const char *pidfile);
 
 /* backup_verify.c */
 /* A file of a backup chain, as its manifest describes it. */

@@ -501,21 +501,23 @@ struct vm_mig_hooks {
 };
 void	 vm_set_mig_hooks(const struct vm_mig_hooks *);
 /*
- * A VM arriving from another host: spec as it has it (its disks made here,
- * empty, at their sizes; attached volumes too), hidden (VMF_INCOMING) and
- * paused, owned by a migration (busy OP_MIGRATE) until it commits.  -1
- * with *err when refused at once; else 0 and made(vm, NULL, arg) once it
- * is recorded, or made(NULL, why, arg) when its disks cannot be made.
+ * A VM arriving from another host: spec as it has it (disk i made here,
+ * empty, at its size when bit i of make is set, else only its name
+ * reserved: its file comes whole), hidden (VMF_INCOMING) and in state
+ * (paused for a live arrival), owned by a migration (busy OP_MIGRATE)
+ * until it commits.  -1 with *err when refused at once; else 0 and
+ * made(vm, NULL, arg) once it is recorded, or made(NULL, why, arg) when
+ * its disks cannot be made.
  */
 typedef void (*vm_made_cb)(struct vm *, const char *error, void *arg);
-int	 vm_create_incoming(json_t *spec, const char *from, vm_made_cb,
-	    void *arg, struct api_err *err);
+int	 vm_create_incoming(json_t *spec, const char *from, unsigned make,
+	    enum vm_state state, vm_made_cb, void *arg, struct api_err *err);
 /* End its QEMU now (SIGKILL); its exit is handled as ever. */
 void	 vm_kill_qemu(struct vm *);
 /*
  * An arrived VM is this host's: how 1 says it runs (the caller's cont
- * was taken), 0 leaves it paused, -1 stops it (its memory did not
- * arrive).
+ * was taken), 0 leaves it as it is (paused; created or saved when it
+ * came offline), -1 stops it (its memory did not arrive).
  */
 void	 vm_arrived(struct vm *, int how, const char *from);
 /* Spawn the QEMU of an incoming VM (-incoming defer): 0, or -1 with err. */
@@ -860,6 +862,9 @@ int	 backup_api_delete(struct api_call *);
 int	 backup_api_verify(struct api_call *);
 int	 backup_api_restore(struct api_call *);
 
+/* backup_qsd.c: a storage daemon left running by a vmgrd that died */
+void	 qsd_kill_stale(const char *pidfile);
+
 /* priv.c */
 struct proc_cred;
 void	 priv_set_base(unsigned);
@@ -867,6 +872,11 @@ int	 priv_enabled(void);
 int	 priv_init(void);
 int	 priv_prepare_vm(const struct vm *, struct proc_cred *, int *use,
 	    char *err, size_t errlen);
+/*
+ * Who the VM's own processes run as, when priv_enabled(): its uid and
+ * group, and the group that may enter the state dir's vm/ and volumes/.
+ */
+void	 priv_cred(const struct vm *, struct proc_cred *);
 /* vm/ID (root's) and vm/ID/qemu (its QEMU's), made or put right. */
 int	 priv_run_dir(const struct vm *, char *err, size_t errlen);
 unsigned priv_uid(const struct vm *);

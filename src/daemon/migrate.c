@@ -20,7 +20,7 @@
  * QEMU died still keeps the disks until the source says.  The tables of
  * docs/ARCHITECTURE.md say each phase and what a restart does in it.
  */
-#include "daemon.h"
+#include "migrate_int.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -42,77 +42,25 @@
 #include "../lib/util.h"
 #include "../qemu/qmp.h"
 
-#define MIG_PREPARE_TIMEOUT_S	120	/* the destination makes disks */
-#define MIG_CALL_TIMEOUT_S	60
-#define MIG_RETRY_S		2	/* an unanswered commit or abort */
-#define MIG_DEFAULT_TIMEOUT_S	600	/* memory that never converges */
-#define MIG_COMMIT_WAIT_S	60	/* commit before the incoming is done */
-#define MIG_SWITCHOVER_S	30	/* mirrors completing, guest stopped */
-#define MIG_PSK_USER		"vmgr"
-
-enum role { OUT, IN };
-
-struct mig;
-
-/* One disk's copy on the source: its mirror job, then its NBD node. */
-struct mirror {
-	struct mig		*m;
-	int			 i;
-	int			 job;		/* its job is watched */
-	struct qmp		*q;		/* on this QMP (job.c's, to its end) */
-	long long		 offset, len;	/* bytes: copied, to copy */
-};
-
-struct mig {
-	TAILQ_ENTRY(mig)	 entry;
-	char			 id[33];
-	char			 tag[9];	/* QEMU's names: vmgr-mig-TAG-... */
-	enum role		 role;
-	char			 vm_name[SPEC_NAME_MAX + 1];
-	struct vm		*vm;		/* while it is this host's */
-	char			 peer[128];	/* out: remote; in: source */
-	char			 phase[16];
-	char			 state[12];	/* running, completed, ... */
-	char			 error[300];
-	char			 note[300];
-	int64_t			 started_at, finished_at;	/* unix ms */
-	/* what was asked */
-	long long		 max_downtime_ms, bandwidth, timeout_s;
-	int			 auto_converge;
-	int			 was_running;
-	/* the figures */
-	double			 setup_ms, disk_ms, total_ms, downtime_ms;
-	double			 pause_ms;	/* guest stopped here to running there */
-	long long		 disk_bytes, disk_size, memory_bytes, memory_total;
-	long long		 memory_remaining, passes;
-	double			 dirty_mibs, mbps;
-	/* the wiring, in memory only */
-	char			 host[256];
-	int			 nbd_port, mig_port;
-	char			 psk[65];
-	int			 jobs_left;
-	struct mirror		 mirrors[SPEC_MAX_DISKS];
-	int			 figure_tries;	/* QEMU's downtime, not yet set */
-	char			 vm_state_there[16];
-	int			 peer_clean;	/* the other side knows the end */
-	int			 qemu_dead;
-	int			 incoming;	/* in: 1 completed, -1 failed */
-	double			 t0, t_disks, t_memory;	/* monotonic s */
-	double			 t_completed, t_committed;
-	struct event		*timer;		/* progress, retries */
-	struct event		*deadline;	/* memory that never converges, a
-						   switch-over that never ends */
-	struct parked		*waiter;	/* in: prepare, commit, abort */
-};
 TAILQ_HEAD(migq, mig);
 static struct migq migs = TAILQ_HEAD_INITIALIZER(migs);
-/* vmgrd is stopping: what QEMU or a peer still answers changes nothing. */
-static int closing;
+static int mig_closing;
 
+static int
+is_closing(void)
+{
+	return mig_closing;
+}
+
+static void	out_migrated(struct mig *);
 static void	out_fail(struct mig *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	out_commit(struct mig *);
-static void	out_migrated(struct mig *);
+static void	in_abort(struct mig *, const char *);
+static void	in_commit_record(struct mig *, struct parked *, int);
+static void	mig_event(const struct mig *, const char *, const char *, ...)
+		    __attribute__((format(printf, 3, 4)));
+static int	set_phase(struct mig *, const char *);
 static void	final_figures(struct qmp *, json_t *, const char *, void *);
 static void	out_abort_peer(struct mig *);
 
@@ -139,7 +87,8 @@ mig_json(const struct mig *m)
 	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}",
 	    "id", m->id, "vm", m->vm_name, "role", m->role == OUT ? "out" :
 	    "in", "from", m->role == OUT ? "this host" : m->peer, "to",
-	    m->role == OUT ? m->peer : "this host", "mode", "live",
+	    m->role == OUT ? m->peer : "this host", "mode", m->offline ?
+	    "offline" : "live",
 	    "phase", m->phase, "started_at", (json_int_t)m->started_at);
 
 	json_object_set_new(o, "state", json_string(m->state));
@@ -187,6 +136,8 @@ mig_save(struct mig *m)
 	json_object_set_new(j, "peer_clean", json_boolean(m->peer_clean));
 	json_object_set_new(j, "was_running", json_boolean(m->was_running));
 	json_object_set_new(j, "peer", json_string(m->peer));
+	if (m->offline)
+		json_object_set_new(j, "offline", off_json(m));
 	doc = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (doc == NULL)
@@ -196,10 +147,6 @@ mig_save(struct mig *m)
 	free(doc);
 	return rc;
 }
-
-static void
-mig_event(const struct mig *m, const char *event, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* The event log: a migration's steps, under its VM's name. */
 static void
@@ -267,10 +214,9 @@ psk_dir(const struct vm *vm, char *buf, size_t len)
 }
 
 static int
-psk_write(const struct mig *m, char *err, size_t errlen)
+psk_write(const struct mig *m, uid_t uid, char *err, size_t errlen)
 {
 	char dir[PATH_MAX], path[PATH_MAX + 16], line[128];
-	uid_t uid = m->vm->qemu_uid;
 	int fd, n;
 
 	psk_dir(m->vm, dir, sizeof(dir));
@@ -412,7 +358,10 @@ out_unwire(struct mig *m)
 	struct vm *vm = m->vm;
 	char id[48];
 
-	if (vm == NULL || vm->qmp == NULL)
+	if (vm == NULL)
+		return;
+	psk_remove(vm);
+	if (vm->qmp == NULL || m->offline)
 		return;
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		struct mirror *mr = &m->mirrors[i];
@@ -429,7 +378,6 @@ out_unwire(struct mig *m)
 	qname(m, "tls", -1, id, sizeof(id));
 	qmp_command(vm->qmp, "object-del", json_pack("{s:s}", "id", id), NULL,
 	    NULL);
-	psk_remove(vm);
 }
 
 /*
@@ -561,7 +509,7 @@ out_fail(struct mig *m, const char *fmt, ...)
 	va_list ap;
 	int cancelled;
 
-	if (closing)
+	if (mig_closing)
 		return;
 
 	if (is_final(m))
@@ -690,7 +638,7 @@ out_commit(struct mig *m)
 	char path[96], err[256];
 	json_t *body = json_pack("{s:b}", "force", m->qemu_dead);
 
-	if (closing)
+	if (mig_closing)
 		return;
 
 	if (strcmp(m->phase, "completing") != 0)
@@ -823,7 +771,7 @@ start_memory(struct mig *m)
 {
 	char uri[300], tls[48];
 
-	if (closing)
+	if (mig_closing)
 		return;
 	json_t *caps = json_pack("[{s:s, s:b}, {s:s, s:b}, {s:s, s:b}]",
 	    "capability", "events", "state", 1,
@@ -909,7 +857,7 @@ static void
 disks_ready(struct mig *m)
 {
 
-	if (closing)
+	if (mig_closing)
 		return;
 	m->disk_ms = (now_mono() - m->t_disks) * 1000;
 	mig_event(m, "migrate-disks", "%lld MiB of disk in sync at %s in %.1f s",
@@ -943,7 +891,7 @@ mirror_done(const char *error, void *arg)
 	if (mr->job)
 		node_del(mr->q, m, mr->i);	/* the job has let go of it */
 	mr->job = 0;
-	if (closing || is_final(m))
+	if (mig_closing || is_final(m))
 		return;
 	if (strcmp(m->phase, "switchover") != 0) {
 		out_fail(m, "the copy of a disk stopped: %s", error ? error :
@@ -986,6 +934,27 @@ switchover_deadline(evutil_socket_t fd, short what, void *arg)
 		    "switch-over", MIG_SWITCHOVER_S);
 }
 
+/* An offline move's files are all there: hand over, then commit. */
+static void
+out_copied(struct mig *m)
+{
+	if (mig_closing || is_final(m))
+		return;
+	m->disk_ms = (now_mono() - m->t_disks) * 1000;
+	mig_event(m, "migrate-disks", "%lld MiB in %d files copied to %s in "
+	    "%.1f s", m->disk_bytes >> 20, m->nfiles, m->peer, m->disk_ms /
+	    1000);
+	fault_point("migrate:out:before-handover");
+	if (set_phase(m, "handed-over") < 0) {
+		snprintf(m->phase, sizeof(m->phase), "disks");
+		out_fail(m, "cannot record the hand-over: %s",
+		    db_errmsg(vmgrd->db));
+		return;
+	}
+	fault_point("migrate:out:after-handover");
+	out_commit(m);
+}
+
 /* QEMU stopped the guest before the last of its memory: complete disks. */
 static void
 switchover(struct mig *m)
@@ -993,7 +962,7 @@ switchover(struct mig *m)
 	struct timeval tv = { MIG_SWITCHOVER_S, 0 };
 	char id[48];
 
-	if (closing)
+	if (mig_closing)
 		return;
 
 	set_phase(m, "switchover");
@@ -1142,10 +1111,10 @@ start_disks(struct mig *m)
 	char err[256], id[48], node[48], tls[48], exp[16];
 	struct vm *vm = m->vm;
 
-	if (closing)
+	if (mig_closing)
 		return;
 
-	if (psk_write(m, err, sizeof(err)) < 0) {
+	if (psk_write(m, m->vm->qemu_uid, err, sizeof(err)) < 0) {
 		out_fail(m, "%s", err);
 		return;
 	}
@@ -1211,11 +1180,14 @@ prepared(int status, json_t *reply, const char *why, void *arg)
 	m->nbd_port = (int)json_integer_value(json_object_get(reply,
 	    "nbd_port"));
 	m->mig_port = (int)json_integer_value(json_object_get(reply, "port"));
-	if (m->nbd_port <= 0 || m->mig_port <= 0) {
+	if (m->nbd_port <= 0 || (m->mig_port <= 0 && !m->offline)) {
 		out_fail(m, "%s answered without its ports", m->peer);
 		return;
 	}
-	start_disks(m);
+	if (m->offline)
+		off_copy(m);
+	else
+		start_disks(m);
 }
 
 /* ---- the source: the API */
@@ -1235,12 +1207,19 @@ hex_key(char *buf, size_t len)
 
 /* What a VM must be (and not have) to move live. */
 static int
-can_move(const struct vm *vm, struct api_err *e)
+can_move(const struct vm *vm, int offline, struct api_err *e)
 {
-	if (vm->state != VM_RUNNING && vm->state != VM_PAUSED)
-		return api_err(e, 409, "invalid_state", "%s is %s: only a "
-		    "running or paused VM moves (live) for now", vm->spec.name,
-		    vm_state_name(vm->state));
+	int live = vm->state == VM_RUNNING || vm->state == VM_PAUSED;
+
+	if (!live && vm->state != VM_CREATED && vm->state != VM_SAVED &&
+	    vm->state != VM_CRASHED)
+		return api_err(e, 409, "invalid_state", "%s is %s: a running or "
+		    "paused VM moves live, a stopped or saved one offline",
+		    vm->spec.name, vm_state_name(vm->state));
+	if (live && offline)
+		return api_err(e, 409, "invalid_state", "%s is %s: it moves "
+		    "live (stop or save it first to move it offline)",
+		    vm->spec.name, vm_state_name(vm->state));
 	if (vm->busy != OP_NONE || vm->storage)
 		return api_err(e, 409, "busy", "%s is busy (%s in progress)",
 		    vm->spec.name, vm->storage ? vm_storage_name(vm->storage) :
@@ -1251,15 +1230,18 @@ can_move(const struct vm *vm, struct api_err *e)
 	if (vm_has(vm, VMF_PREEMPTED))
 		return api_err(e, 409, "preempted", "%s is paused by the "
 		    "scheduler; it moves once it runs", vm->spec.name);
-	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
-		return api_err(e, 503, "qmp_unavailable", "%s: QEMU's monitor "
-		    "is not connected", vm->spec.name);
 	if (vm->spec.cdrom)
 		return api_err(e, 409, "has_cdrom", "%s has a cdrom inserted "
 		    "(a file of this host): eject it first", vm->spec.name);
+	if (!live)
+		return 0;	/* off_plan() says what its files allow */
+	if (vm->qmp == NULL || !qmp_is_ready(vm->qmp))
+		return api_err(e, 503, "qmp_unavailable", "%s: QEMU's monitor "
+		    "is not connected", vm->spec.name);
 	if (firmware_uefi(&vm->spec))
 		return api_err(e, 409, "uefi", "%s boots through UEFI: its "
-		    "variable store does not move live yet", vm->spec.name);
+		    "variable store does not move live yet (stop or save it, "
+		    "and it moves offline)", vm->spec.name);
 	for (int i = 0; i < vm->spec.ndisks; i++) {
 		char path[PATH_MAX], err[256];
 		struct qcow2_header h;
@@ -1270,9 +1252,10 @@ can_move(const struct vm *vm, struct api_err *e)
 			return api_err(e, 500, "bad_image", "%s", err);
 		if (nsnaps > 0 || h.nb_snapshots > 0)
 			return api_err(e, 409, "has_snapshots", "%s has "
-			    "snapshots, which stay in its disk files here: "
-			    "delete them first (vmgr snapshot list %s)",
-			    vm->spec.name, vm->spec.name);
+			    "snapshots, which a live move cannot carry: stop "
+			    "it and it moves offline with them, or delete them "
+			    "(vmgr snapshot list %s)", vm->spec.name,
+			    vm->spec.name);
 	}
 	return 0;
 }
@@ -1336,9 +1319,10 @@ mig_api_start(struct api_call *c)
 	if (json_is_true(json_object_get(c->body, "postcopy")))
 		return api_err(&c->err, 422, "unsupported", "post-copy is not "
 		    "supported yet; use --auto-converge");
-	if (json_is_true(json_object_get(c->body, "offline")))
-		return api_err(&c->err, 422, "unsupported", "offline migration "
-		    "is not supported yet; a running or paused VM moves live");
+	if (json_object_get(c->body, "offline") &&
+	    !json_is_boolean(json_object_get(c->body, "offline")))
+		return api_err(&c->err, 422, "invalid_value", "offline: true or "
+		    "false");
 	if (api_body_int(&c->err, c->body, "max_downtime_ms", 1, 60000, &dt) <
 	    0 || api_body_int(&c->err, c->body, "bandwidth", 0, 1LL << 40,
 	    &bw) < 0 || api_body_int(&c->err, c->body, "timeout_s", 1, 86400,
@@ -1348,7 +1332,9 @@ mig_api_start(struct api_call *c)
 	    !json_is_boolean(json_object_get(c->body, "auto_converge")))
 		return api_err(&c->err, 422, "invalid_value", "auto_converge: "
 		    "true or false");
-	if (can_move(vm, &c->err) < 0)
+	int offline = vm->state != VM_RUNNING && vm->state != VM_PAUSED;
+	if (can_move(vm, json_is_true(json_object_get(c->body, "offline")),
+	    &c->err) < 0)
 		return API_FAIL;
 	long long disk_size = 0;
 	if ((spec = spec_for_peer(vm, &disk_size, &c->err)) == NULL)
@@ -1369,6 +1355,12 @@ mig_api_start(struct api_call *c)
 	m->role = OUT;
 	m->vm = vm;
 	m->disk_size = disk_size;
+	m->offline = offline;
+	if (offline && off_plan(m, vm, &c->err) < 0) {
+		json_decref(spec);
+		free(m);
+		return API_FAIL;
+	}
 	snprintf(m->vm_name, sizeof(m->vm_name), "%s", vm->spec.name);
 	snprintf(m->peer, sizeof(m->peer), "%s", to);
 	snprintf(m->host, sizeof(m->host), "%s", host);
@@ -1399,9 +1391,14 @@ mig_api_start(struct api_call *c)
 	char hn[64] = "";
 	gethostname(hn, sizeof(hn) - 1);
 	json_object_set_new(body, "from_name", json_string(hn));
-	mig_event(m, "migrate-start", "live migration to %s (max downtime %lld "
-	    "ms%s)", to, m->max_downtime_ms, m->auto_converge ?
-	    ", auto-converge" : "");
+	if (offline) {
+		json_object_set_new(body, "offline", off_json(m));
+		mig_event(m, "migrate-start", "offline migration to %s (%d "
+		    "files, %lld MiB)", to, m->nfiles, m->disk_size >> 20);
+	} else
+		mig_event(m, "migrate-start", "live migration to %s (max "
+		    "downtime %lld ms%s)", to, m->max_downtime_ms,
+		    m->auto_converge ? ", auto-converge" : "");
 	fault_point("migrate:out:preparing");
 	if (peer_request(to, EVHTTP_REQ_POST, "/v1/migrations", body,
 	    MIG_PREPARE_TIMEOUT_S, prepared, m, err, sizeof(err)) < 0)
@@ -1431,8 +1428,10 @@ static void
 in_abort(struct mig *m, const char *why)
 {
 
-	if (closing)
+	if (mig_closing)
 		return;
+	if (m->offline)
+		off_discard(m);
 	if (m->vm && m->vm->pid > 0) {
 		/* The first reason is the one that counts. */
 		if (!m->error[0])
@@ -1479,7 +1478,7 @@ in_listening(struct qmp *q, json_t *r, const char *error, void *arg)
 	const char *port = json_string_value(json_object_get(sa, "port"));
 
 	(void)q;
-	if (closing || strcmp(m->state, "running") != 0)
+	if (mig_closing || strcmp(m->state, "running") != 0)
 		return;
 	if (port == NULL) {
 		in_abort(m, error ? error : "QEMU does not say its port");
@@ -1551,7 +1550,7 @@ in_ready(struct mig *m)
 		    "state", 1), NULL, NULL);
 		return;
 	}
-	if (psk_write(m, err, sizeof(err)) < 0) {
+	if (psk_write(m, m->vm->qemu_uid, err, sizeof(err)) < 0) {
 		in_abort(m, err);
 		return;
 	}
@@ -1592,7 +1591,7 @@ in_fd_given(struct qmp *q, json_t *result, const char *error, void *arg)
 	char uri[300], tls[48], fdname[48];
 
 	in_step(q, result, error, arg);
-	if (result == NULL || closing || vm == NULL || strcmp(m->state,
+	if (result == NULL || mig_closing || vm == NULL || strcmp(m->state,
 	    "running") != 0)
 		return;
 	qname(m, "tls", -1, tls, sizeof(tls));
@@ -1656,6 +1655,10 @@ in_made(struct vm *vm, const char *error, void *arg)
 	m->vm = vm;
 	vm->mig = m;
 	fault_point("migrate:in:disks-made");
+	if (m->offline) {
+		off_serve(m);
+		return;
+	}
 	if (vm_spawn_incoming(vm, err, sizeof(err)) < 0) {
 		in_abort(m, err);
 		return;
@@ -1678,7 +1681,7 @@ int
 mig_api_incoming(struct api_call *c)
 {
 	static const char *const keys[] = { "id", "spec", "running", "host",
-	    "psk", "from", "from_name", NULL };
+	    "psk", "from", "from_name", "offline", NULL };
 	const char *id, *host, *psk, *from, *from_name;
 	json_t *spec;
 	struct mig *m;
@@ -1712,11 +1715,22 @@ mig_api_incoming(struct api_call *c)
 		return api_err(&c->err, se.status, se.code, "%s", se.message);
 	vm_to_alloc(&tmp, &a);
 	spec_clear(&tmp.spec);
-	if (sched_room(&a, why, sizeof(why)) < 0)
+	/* A stopped or saved VM takes room when it starts, not now. */
+	if (json_object_get(c->body, "offline") == NULL && sched_room(&a, why,
+	    sizeof(why)) < 0)
 		return api_err(&c->err, 409, "no_room", "no room here now: %s",
 		    why);
 	if ((m = calloc(1, sizeof(*m))) == NULL)
 		return api_err(&c->err, 500, "no_memory", "out of memory");
+	if (json_object_get(c->body, "offline")) {
+		int rc = off_parse(m, json_object_get(c->body, "offline"), 1,
+		    why, sizeof(why));
+		if (rc < 0) {
+			free(m);
+			return api_err(&c->err, rc == -2 ? 507 : 422, rc == -2 ?
+			    "no_space" : "invalid_value", "%s", why);
+		}
+	}
 	mig_set_id(m, id);
 	m->role = IN;
 	snprintf(m->vm_name, sizeof(m->vm_name), "%s",
@@ -1736,15 +1750,24 @@ mig_api_incoming(struct api_call *c)
 	}
 	m->waiter->arg = m;
 	m->waiter->gone = prepare_gone;
-	if (vm_create_incoming(spec, m->peer, in_made, m, &c->err) < 0) {
-		api_unpark(m->waiter);
-		free(m);
-		return API_FAIL;
-	}
+	/*
+	 * Recorded first: a restart from here aborts it, and the VM may be
+	 * made (and the prepare answered) before vm_create_incoming() returns.
+	 */
 	TAILQ_INSERT_TAIL(&migs, m, entry);
-	/* The arrival's name is taken now; a restart from here aborts it. */
 	set_phase(m, "preparing");
 	mig_event(m, "migrate-in", "arriving from %s", m->peer);
+	if (vm_create_incoming(spec, m->peer, m->offline ? off_make_mask(m) :
+	    ~0u, m->offline ? m->arrive : VM_PAUSED, in_made, m, &c->err) < 0) {
+		/* Refused: said in its record too. */
+		api_unpark(m->waiter);
+		m->waiter = NULL;
+		snprintf(m->state, sizeof(m->state), "failed");
+		snprintf(m->error, sizeof(m->error), "refused: %.280s", c->err.msg);
+		m->finished_at = now_unix_ms();
+		set_phase(m, "aborted");
+		return API_FAIL;
+	}
 	return API_WAIT;
 }
 
@@ -1752,6 +1775,7 @@ mig_api_incoming(struct api_call *c)
  * Commit, second half: the guest runs here (or stays paused, or stopped
  * when its memory did not come); the record says the VM is this host's.
  */
+
 static void	in_unwire(struct mig *, struct vm *);
 
 static void
@@ -1795,7 +1819,7 @@ in_running(struct qmp *q, json_t *result, const char *error, void *arg)
 
 	(void)q;
 	free(cw);
-	if (closing)
+	if (mig_closing)
 		return;
 	if (result == NULL || m->vm == NULL) {
 		/* It never ran here: the source may take it back (abort). */
@@ -1819,10 +1843,14 @@ in_commit(struct mig *m, int force)
 	struct parked *p = m->waiter;
 	struct cont_wait *cw;
 
-	if (closing)
+	if (mig_closing)
 		return;
 
 	m->waiter = NULL;
+	if (m->offline) {
+		off_commit(m, p);
+		return;
+	}
 	if (m->incoming <= 0 && !force) {
 		api_answer_error(p, 409, "incoming_failed", "the memory did not "
 		    "arrive whole here%s", vm && vm->pid > 0 ? "" :
@@ -2111,16 +2139,19 @@ mig_api_action(struct api_call *c)
 		return api_err(&c->err, 404, "unknown_action", "a source takes "
 		    "cancel");
 	if (strcmp(a, "commit") == 0) {
-		if (strcmp(m->phase, "done") == 0)
+		if (strcmp(m->phase, "done") == 0) {
+			/* Asked again (its answer was lost): the same answer. */
+			struct vm *v = vm_find_any(m->vm_name);
 			return api_ok(c, 200, json_pack("{s:s, s:s}", "id", m->id,
-			    "vm_state", "running"));
+			    "vm_state", v ? vm_state_name(v->state) : "?"));
+		}
 		if (strcmp(m->phase, "prepared") != 0 || m->waiter)
 			return api_err(&c->err, 409, "invalid_state", "migration "
 			    "%s is %s", m->id, m->phase);
 		if ((m->waiter = api_park(c->req, 'c')) == NULL)
 			return api_err(&c->err, 500, "no_memory", "out of memory");
-		if (m->incoming != 0 || json_is_true(json_object_get(c->body,
-		    "force")))
+		if (m->incoming != 0 || m->offline || json_is_true(
+		    json_object_get(c->body, "force")))
 			in_commit(m, json_is_true(json_object_get(c->body,
 			    "force")));
 		else
@@ -2200,6 +2231,12 @@ load_one(const char *id, const char *vm, const char *role, const char *phase,
 	m->was_running = json_is_true(json_object_get(j, "was_running"));
 	m->timeout_s = MIG_DEFAULT_TIMEOUT_S;
 	m->t0 = now_mono();
+	if (json_object_get(j, "offline")) {
+		char err[256];
+		if (off_parse(m, json_object_get(j, "offline"), 0, err,
+		    sizeof(err)) < 0)
+			log_warnx("migration %s: %s", m->id, err);
+	}
 	json_decref(j);
 	if (!m->state[0])
 		snprintf(m->state, sizeof(m->state), "running");
@@ -2216,6 +2253,8 @@ resume_one(struct mig *m)
 	if (m->role == IN) {
 		if (strcmp(m->phase, "done") == 0 || is_final(m))
 			return;
+		if (m->offline)
+			off_restarted(m);	/* its files wait, unserved */
 		m->vm = vm;
 		if (vm) {
 			vm->mig = m;
@@ -2247,6 +2286,15 @@ resume_one(struct mig *m)
 	}
 	vm->mig = m;
 	vm->busy = OP_MIGRATE;
+	if (m->offline) {
+		/* Its copies died with vmgrd: they are whole, or begin anew. */
+		if (strcmp(m->phase, "handed-over") == 0 || strcmp(m->phase,
+		    "completing") == 0)
+			out_commit(m);
+		else
+			out_fail(m, "vmgrd restarted during the migration");
+		return;
+	}
 	m->qemu_dead = vm->pid <= 0;
 	if (m->qemu_dead)
 		hook_exited(vm, "gone after a vmgrd restart");
@@ -2265,7 +2313,24 @@ migrate_load(void)
 	};
 	struct mig *m, *next;
 
+	static const struct mig_up up = {
+		.closing = is_closing,
+		.is_final = is_final,
+		.set_phase = set_phase,
+		.mig_event = mig_event,
+		.timer_in = timer_in,
+		.qname = qname,
+		.psk_write = psk_write,
+		.psk_dir = psk_dir,
+		.listen_on = listen_on,
+		.out_fail = out_fail,
+		.out_copied = out_copied,
+		.in_abort = in_abort,
+		.in_commit_record = in_commit_record,
+	};
+
 	vm_set_mig_hooks(&h);
+	off_init(&up);
 	if (db_mig_foreach(vmgrd->db, load_one, NULL) < 0)
 		return -1;
 	for (m = TAILQ_FIRST(&migs); m; m = next) {
@@ -2280,7 +2345,7 @@ migrate_stop(void)
 {
 	struct mig *m;
 
-	closing = 1;
+	mig_closing = 1;
 	TAILQ_FOREACH(m, &migs, entry)
 		if (m->waiter) {
 			api_answer_error(m->waiter, 503, "shutting_down",

@@ -156,6 +156,15 @@ priv_run_dir(const struct vm *vm, char *err, size_t errlen)
  * its own, and *cred says who it runs as.  0 with cred left unset when QEMU runs as
  * vmgrd's user; -1 with err set.
  */
+void
+priv_cred(const struct vm *vm, struct proc_cred *cred)
+{
+	memset(cred, 0, sizeof(*cred));
+	cred->uid = (uid_t)(base + (unsigned)vm->id);
+	cred->gid = cred->uid;
+	cred->groups[cred->ngroups++] = (gid_t)base;
+}
+
 int
 priv_prepare_vm(const struct vm *vm, struct proc_cred *cred, int *use,
     char *err, size_t errlen)
@@ -179,10 +188,7 @@ priv_prepare_vm(const struct vm *vm, struct proc_cred *cred, int *use,
 		}
 		share_backing(vm->spec.disks[i].volume, 0);
 	}
-	memset(cred, 0, sizeof(*cred));
-	cred->uid = uid;
-	cred->gid = uid;
-	cred->groups[cred->ngroups++] = (gid_t)base;
+	priv_cred(vm, cred);
 	if (strcmp(vmgrd->accel, "kvm") == 0 && stat("/dev/kvm", &st) == 0) {
 		if ((st.st_mode & 0006) != 0006 && (st.st_mode & 0060) != 0060) {
 			/* Only root may use KVM here: so be it, and say so. */

@@ -385,7 +385,7 @@ vm_arrived(struct vm *vm, int how, const char *from)
 		    from);
 	} else if (how == 0) {
 		snprintf(vm->reason, sizeof(vm->reason), "migrated from %s "
-		    "(paused, as it was there)", from);
+		    "(%s, as it was there)", from, vm_state_name(vm->state));
 		if (db_vm_save_state(vmgrd->db, vm) < 0)
 			vm->flags |= VMF_DB_STALE;
 	} else {

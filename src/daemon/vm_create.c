@@ -655,6 +655,7 @@ struct incoming {
 	vm_made_cb	 cb;
 	void		*arg;
 	char		 from[128];
+	unsigned	 make;	/* the disks made here, empty (a bit each) */
 };
 
 static void
@@ -702,9 +703,10 @@ incoming_disk_made(const char *error, int no_space, void *arg)
 	sj = spec_to_json(&vm->spec);
 	spec_json = json_dumps(sj, JSON_COMPACT);
 	json_decref(sj);
+	/* The others stay reserved: their files come whole, and wait. */
 	for (int i = 0; i < vm->spec.ndisks; i++)
-		if (volume_register(vm->spec.disks[i].volume,
-		    vm->spec.name) < 0)
+		if ((in->make & (1u << i)) && volume_register(
+		    vm->spec.disks[i].volume, vm->spec.name) < 0)
 			goto dberr;
 	if (spec_json == NULL || db_vm_insert(vmgrd->db, vm, spec_json,
 	    &row) < 0)
@@ -724,8 +726,8 @@ dberr:
 }
 
 int
-vm_create_incoming(json_t *body, const char *from, vm_made_cb cb, void *arg,
-    struct api_err *e)
+vm_create_incoming(json_t *body, const char *from, unsigned make,
+    enum vm_state state, vm_made_cb cb, void *arg, struct api_err *e)
 {
 	char kernel[PATH_MAX], initrd[PATH_MAX], msg[512], *cmdline;
 	struct spec_error err;
@@ -740,6 +742,7 @@ vm_create_incoming(json_t *body, const char *from, vm_made_cb cb, void *arg,
 	in->vm = vm;
 	in->cb = cb;
 	in->arg = arg;
+	in->make = make;
 	snprintf(in->from, sizeof(in->from), "%s", from);
 	if (spec_from_json(body, &vm->spec, &err) < 0) {
 		api_err(e, err.status, err.code, "%s", err.message);
@@ -794,7 +797,7 @@ vm_create_incoming(json_t *body, const char *from, vm_made_cb cb, void *arg,
 	}
 	if (reserve_disks(vm, e) < 0)
 		goto fail;
-	vm->state = VM_PAUSED;
+	vm->state = state;
 	snprintf(vm->reason, sizeof(vm->reason), "arriving from %s", from);
 	vm->created_at = vm->state_since = now_unix_ms();
 	vm->flags |= VMF_CREATING | VMF_INCOMING;
@@ -802,7 +805,9 @@ vm_create_incoming(json_t *body, const char *from, vm_made_cb cb, void *arg,
 	TAILQ_INSERT_TAIL(&vmgrd->vms, vm, entry);
 	vm->ndisks_left = vm->spec.ndisks + 1;
 	for (int i = 0; i < vm->spec.ndisks; i++)
-		if (volume_make_empty(vm->spec.disks[i].volume,
+		if (!(make & (1u << i)))
+			vm->ndisks_left--;
+		else if (volume_make_empty(vm->spec.disks[i].volume,
 		    vm->spec.disks[i].size, incoming_disk_made, in) < 0) {
 			snprintf(vm->create_error, sizeof(vm->create_error),
 			    "cannot run qemu-img: %s", strerror(errno));
