@@ -138,6 +138,8 @@ mig_save(struct mig *m)
 	json_object_set_new(j, "peer", json_string(m->peer));
 	if (m->offline)
 		json_object_set_new(j, "offline", off_json(m));
+	if (m->attached)
+		json_object_set_new(j, "attached", json_integer(m->attached));
 	doc = json_dumps(j, JSON_COMPACT);
 	json_decref(j);
 	if (doc == NULL)
@@ -586,6 +588,12 @@ out_forget(evutil_socket_t fd, short what, void *arg)
 	psk_remove(vm);
 	fault_point("migrate:out:before-forget");
 	vm->mig = NULL;
+	/* A volume it attached moved with it (vm_remove() takes its own). */
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size == 0 && volume_exists(
+		    vm->spec.disks[i].volume) && !volume_owned_by(
+		    vm->spec.disks[i].volume, vm->spec.name))
+			volume_forget(vm->spec.disks[i].volume);
 	if (vm_remove(vm, "migrate-out", reason) < 0) {
 		vm->mig = m;
 		log_warnx("%s: cannot forget the migrated VM: %s", vm->spec.name,
@@ -941,9 +949,9 @@ out_copied(struct mig *m)
 	if (mig_closing || is_final(m))
 		return;
 	m->disk_ms = (now_mono() - m->t_disks) * 1000;
-	mig_event(m, "migrate-disks", "%lld MiB in %d files copied to %s in "
-	    "%.1f s", m->disk_bytes >> 20, m->nfiles, m->peer, m->disk_ms /
-	    1000);
+	mig_event(m, "migrate-disks", "%.1f MiB in %d file%s copied to %s in "
+	    "%.1f s", (double)m->disk_bytes / 1048576, m->nfiles, m->nfiles ==
+	    1 ? "" : "s", m->peer, m->disk_ms / 1000);
 	fault_point("migrate:out:before-handover");
 	if (set_phase(m, "handed-over") < 0) {
 		snprintf(m->phase, sizeof(m->phase), "disks");
@@ -998,10 +1006,16 @@ out_migrated(struct mig *m)
 	if (m->t_completed > 0 && m->t_committed >= m->t_completed)
 		m->pause_ms = m->downtime_ms + (m->t_committed -
 		    m->t_completed) * 1000;
-	mig_event(m, "migrated", "now on %s (%s): downtime %.0f ms (%.0f ms "
-	    "until it ran there), %lld MiB of disk and %lld MiB of memory in "
-	    "%.1f s", m->peer, m->vm_state_there, m->downtime_ms, m->pause_ms,
-	    m->disk_bytes >> 20, m->memory_bytes >> 20, now_mono() - m->t0);
+	if (m->offline)
+		mig_event(m, "migrated", "now on %s (%s): %.1f MiB of files in "
+		    "%.1f s", m->peer, m->vm_state_there, (double)m->disk_bytes /
+		    1048576, now_mono() - m->t0);
+	else
+		mig_event(m, "migrated", "now on %s (%s): downtime %.0f ms "
+		    "(%.0f ms until it ran there), %lld MiB of disk and %lld "
+		    "MiB of memory in %.1f s", m->peer, m->vm_state_there,
+		    m->downtime_ms, m->pause_ms, m->disk_bytes >> 20,
+		    m->memory_bytes >> 20, now_mono() - m->t0);
 	out_forget(-1, 0, m);
 }
 
@@ -1391,10 +1405,17 @@ mig_api_start(struct api_call *c)
 	char hn[64] = "";
 	gethostname(hn, sizeof(hn) - 1);
 	json_object_set_new(body, "from_name", json_string(hn));
+	/* Volumes it attaches stay free of it there too (not deleted with it). */
+	json_t *att = json_array();
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (vm->spec.disks[i].size == 0)
+			json_array_append_new(att, json_integer(i));
+	json_object_set_new(body, "attached", att);
 	if (offline) {
 		json_object_set_new(body, "offline", off_json(m));
 		mig_event(m, "migrate-start", "offline migration to %s (%d "
-		    "files, %lld MiB)", to, m->nfiles, m->disk_size >> 20);
+		    "file%s, %.1f MiB)", to, m->nfiles, m->nfiles == 1 ? "" :
+		    "s", (double)m->disk_size / 1048576);
 	} else
 		mig_event(m, "migrate-start", "live migration to %s (max "
 		    "downtime %lld ms%s)", to, m->max_downtime_ms,
@@ -1681,7 +1702,7 @@ int
 mig_api_incoming(struct api_call *c)
 {
 	static const char *const keys[] = { "id", "spec", "running", "host",
-	    "psk", "from", "from_name", "offline", NULL };
+	    "psk", "from", "from_name", "offline", "attached", NULL };
 	const char *id, *host, *psk, *from, *from_name;
 	json_t *spec;
 	struct mig *m;
@@ -1744,6 +1765,13 @@ mig_api_incoming(struct api_call *c)
 	m->was_running = json_is_true(json_object_get(c->body, "running"));
 	m->started_at = now_unix_ms();
 	m->dirty_mibs = -1;
+	json_t *att = json_object_get(c->body, "attached"), *v;
+	size_t k;
+	json_array_foreach(att, k, v) {
+		double d = json_number_value(v);
+		if (d >= 0 && d < SPEC_MAX_DISKS && d == (int)d)
+			m->attached |= 1u << (int)d;
+	}
 	if ((m->waiter = api_park(c->req, 'p')) == NULL) {
 		free(m);
 		return api_err(&c->err, 500, "no_memory", "out of memory");
@@ -1771,13 +1799,41 @@ mig_api_incoming(struct api_call *c)
 	return API_WAIT;
 }
 
+static void	in_unwire(struct mig *, struct vm *);
+
+/*
+ * The volumes it attached there (not its own) are attached here too: no
+ * longer the VM's, its spec names them without a size, as there.
+ */
+static void
+in_disown(const struct mig *m, struct vm *vm)
+{
+	int changed = 0;
+
+	for (int i = 0; i < vm->spec.ndisks; i++)
+		if (m->attached & (1u << i)) {
+			if (volume_register(vm->spec.disks[i].volume, NULL) < 0)
+				log_warnx("%s: volume %s: %s", vm->spec.name,
+				    vm->spec.disks[i].volume,
+				    db_errmsg(vmgrd->db));
+			vm->spec.disks[i].size = 0;
+			changed = 1;
+		}
+	if (!changed)
+		return;
+	json_t *sj = spec_to_json(&vm->spec);
+	char *doc = json_dumps(sj, JSON_COMPACT);
+	json_decref(sj);
+	if (doc == NULL || db_vm_update_spec(vmgrd->db, vm, doc) < 0)
+		log_warnx("%s: its spec: %s", vm->spec.name,
+		    db_errmsg(vmgrd->db));
+	free(doc);
+}
+
 /*
  * Commit, second half: the guest runs here (or stays paused, or stopped
  * when its memory did not come); the record says the VM is this host's.
  */
-
-static void	in_unwire(struct mig *, struct vm *);
-
 static void
 in_commit_record(struct mig *m, struct parked *p, int how)
 {
@@ -1793,6 +1849,7 @@ in_commit_record(struct mig *m, struct parked *p, int how)
 		api_answer_error(p, 500, "database", "%s", db_errmsg(vmgrd->db));
 		return;
 	}
+	in_disown(m, vm);
 	fault_point("migrate:in:committed");
 	vm->mig = NULL;
 	m->vm = NULL;
@@ -2231,6 +2288,8 @@ load_one(const char *id, const char *vm, const char *role, const char *phase,
 	m->was_running = json_is_true(json_object_get(j, "was_running"));
 	m->timeout_s = MIG_DEFAULT_TIMEOUT_S;
 	m->t0 = now_mono();
+	m->attached = (unsigned)json_number_value(json_object_get(j,
+	    "attached"));
 	if (json_object_get(j, "offline")) {
 		char err[256];
 		if (off_parse(m, json_object_get(j, "offline"), 0, err,

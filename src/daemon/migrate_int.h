@@ -86,6 +86,7 @@ struct mig {
 						   switch-over that never ends */
 	struct parked		*waiter;	/* in: prepare, commit, abort */
 	/* offline (migrate_offline.c): the files that move */
+	unsigned		 attached;	/* in: disks that are not the VM's */
 	int			 offline;
 	enum vm_state		 arrive;	/* in: created or saved */
 	struct mfile		 files[MIG_FILES_MAX];

@@ -579,7 +579,8 @@ check_disk(const struct mig *m, const struct mfile *f, const char *path,
 		snprintf(err, errlen, "%s: %s", f->name, why);
 		return -1;
 	}
-	if (h.size != m->vm->spec.disks[f->disk].size) {
+	if (!(m->attached & (1u << f->disk)) &&
+	    h.size != m->vm->spec.disks[f->disk].size) {
 		snprintf(err, errlen, "%s: its size (%llu bytes) is not the "
 		    "spec's (%llu)", f->name, (unsigned long long)h.size,
 		    (unsigned long long)m->vm->spec.disks[f->disk].size);
