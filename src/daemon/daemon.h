@@ -270,6 +270,8 @@ typedef int (*db_vm_cb)(int64_t id, const char *name, const char *spec,
 	    const char *state, const char *reason, int64_t state_since,
 	    int64_t created_at, int64_t started_at, pid_t pid, void *arg);
 int	 db_vm_foreach(sqlite3 *, db_vm_cb, void *);
+/* An event that changes no state (a migration's steps): ev->seq is set. */
+int	 db_event_add(sqlite3 *, struct event_row *);
 typedef int (*db_event_cb)(const struct event_row *, void *);
 int	 db_events(sqlite3 *, int64_t since, const char *vm, int limit,
 	    db_event_cb, void *);

@@ -377,6 +377,13 @@ insert_event(sqlite3 *db, struct event_row *ev)
 }
 
 int
+db_event_add(sqlite3 *db, struct event_row *ev)
+{
+	op_begin();
+	return insert_event(db, ev);
+}
+
+int
 db_vm_insert(sqlite3 *db, struct vm *vm, const char *spec_json,
     struct event_row *ev)
 {

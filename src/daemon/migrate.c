@@ -164,12 +164,17 @@ mig_event(const struct mig *m, const char *event, const char *fmt, ...)
 		.time = now_unix_ms(),
 		.vm = m->vm_name,
 		.from = m->vm ? vm_state_name(m->vm->state) : NULL,
-		.to = m->vm ? vm_state_name(m->vm->state) : "deleted",
+		.to = m->vm ? vm_state_name(m->vm->state) : m->role == IN ?
+		    "created" : "deleted",
 		.event = event,
 		.reason = reason,
 		.actor = "migration",
 	};
 	log_info("%s: %s: %s", m->vm_name, event, reason);
+	/* In the event log too; a full disk loses it there, not here. */
+	if (db_event_add(vmgrd->db, &row) < 0)
+		log_warnx("%s: the event %s: %s", m->vm_name, event,
+		    db_errmsg(vmgrd->db));
 	events_publish(&row);
 }
 
@@ -696,6 +701,31 @@ out_retry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- the source: its QEMU's progress */
 
+/*
+ * Pre-copy that goes round without getting anywhere: after a few passes
+ * what is left still takes longer to send than the downtime allows.
+ * Said once, in the record and the event log (QEMU's own figures).
+ */
+static void
+not_converging(struct mig *m, json_t *ram)
+{
+	double link = m->mbps / 8;	/* MB/s */
+	double rate = json_number_value(json_object_get(ram,
+	    "dirty-pages-rate")) * json_number_value(json_object_get(ram,
+	    "page-size")) / 1048576;
+	double left = (double)m->memory_remaining / 1048576;
+
+	if (m->passes < 5 || link <= 0 || left / link * 1000 <=
+	    m->max_downtime_ms || strstr(m->note, "not converging"))
+		return;
+	snprintf(m->note, sizeof(m->note), "pre-copy is not converging: after "
+	    "%lld passes %.0f MiB are still left (the guest dirties about "
+	    "%.0f MiB/s, the link moves about %.0f MiB/s)%s", m->passes, left,
+	    rate, link, m->auto_converge ? "; auto-converge is slowing the "
+	    "guest" : "; --auto-converge would slow the guest until it does");
+	mig_event(m, "migrate-warning", "%s", m->note);
+}
+
 static void
 figures(struct qmp *q, json_t *r, const char *error, void *arg)
 {
@@ -719,6 +749,7 @@ figures(struct qmp *q, json_t *r, const char *error, void *arg)
 		m->passes = (long long)json_number_value(json_object_get(ram,
 		    "dirty-sync-count"));
 		m->mbps = json_number_value(json_object_get(ram, "mbps"));
+		not_converging(m, ram);
 	}
 }
 
@@ -1305,7 +1336,7 @@ opt_int(json_t *body, const char *key, long long dflt)
 {
 	json_t *v = json_object_get(body, key);
 
-	return v ? (long long)json_integer_value(v) : dflt;
+	return v ? (long long)json_number_value(v) : dflt;
 }
 
 int
