@@ -147,7 +147,10 @@ $(BUILD)/schedbench: bench/schedbench.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/schedbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
 $(BUILD)/loadbench: bench/loadbench.c bench/stats.c $(BENCH_OBJ)
 	$(CC) $(CFLAGS) $(D_CFLAGS) -Isrc -o $@ bench/loadbench.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
-bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench $(BUILD)/schedbench $(BUILD)/loadbench
+$(BUILD)/migfloor: bench/migfloor.c bench/stats.c $(BENCH_OBJ)
+	$(CC) $(CFLAGS) $(D_CFLAGS) -o $@ bench/migfloor.c bench/stats.c $(BENCH_OBJ) $(LDFLAGS) -ljansson -lm
+bench-tools: $(BUILD)/floor $(BUILD)/vmgrbench $(BUILD)/schedbench $(BUILD)/loadbench \
+        $(BUILD)/migfloor
 
 bench: deps
 	@$(MAKE) --no-print-directory all bench-tools

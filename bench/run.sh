@@ -90,6 +90,8 @@ if [ "$QUICK" = 0 ]; then
 	"$top/bench/debian.sh" "$OUT/debian.json"
 	say "the guest agent: guest-ping, and the freeze window of backups under write load"
 	"$top/bench/agent.sh" "$OUT/agent.json"
+	say "live migration: idle and dirtying guests, vmgr and the floor"
+	"$top/bench/migrate.sh" "$OUT/migrate.json" 5
 	if [ "$(id -u)" = 0 ]; then
 		say "networks: isolated (on the kernel's bridges, then vmgrd's own switch) and bridge, NAT by passt and slirp"
 		"$top/bench/net.sh" "$OUT/net.json"

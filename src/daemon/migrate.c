@@ -838,6 +838,8 @@ start_memory(struct mig *m)
 		out_fail(m, "QEMU's monitor is not connected");
 }
 
+static void	dirty_measured(evutil_socket_t, short, void *);
+
 static void
 dirty_rate(struct qmp *q, json_t *r, const char *error, void *arg)
 {
@@ -846,6 +848,16 @@ dirty_rate(struct qmp *q, json_t *r, const char *error, void *arg)
 
 	(void)q;
 	(void)error;
+	if (is_final(m))
+		return;
+	/* Still measuring (the disks were quicker): a moment more. */
+	if (r && strcmp(json_string_value(json_object_get(r, "status")) ?
+	    json_string_value(json_object_get(r, "status")) : "",
+	    "measuring") == 0 && ++m->figure_tries < 30) {
+		timer_in(m, 0.05, dirty_measured);
+		return;
+	}
+	m->figure_tries = 0;
 	if (r && json_object_get(r, "dirty-rate"))
 		m->dirty_mibs = json_number_value(json_object_get(r,
 		    "dirty-rate"));
@@ -860,8 +872,7 @@ dirty_rate(struct qmp *q, json_t *r, const char *error, void *arg)
 		    "does)", m->dirty_mibs, link);
 		mig_event(m, "migrate-warning", "%s", m->note);
 	}
-	if (!is_final(m))
-		start_memory(m);
+	start_memory(m);
 }
 
 static void
@@ -876,19 +887,21 @@ dirty_measured(evutil_socket_t fd, short what, void *arg)
 		out_fail(m, "QEMU's monitor is not connected");
 }
 
+/*
+ * The guest's dirty rate is measured (one second) from the start, while
+ * the destination prepares and the disks are copied, so that the memory
+ * waits for it as little as can be.
+ */
 static void
 dirty_started(struct qmp *q, json_t *result, const char *error, void *arg)
 {
 	struct mig *m = arg;
 
 	(void)q;
-	if (result == NULL) {
+	if (result == NULL)
 		log_info("%s: calc-dirty-rate: %s", m->vm_name, error);
-		if (!is_final(m))
-			start_memory(m);
-		return;
-	}
-	timer_in(m, 1.2, dirty_measured);
+	else
+		m->t_dirty = now_mono();
 }
 
 /* Every disk is in sync: measure how fast the guest dirties memory. */
@@ -901,12 +914,12 @@ disks_ready(struct mig *m)
 	m->disk_ms = (now_mono() - m->t_disks) * 1000;
 	mig_event(m, "migrate-disks", "%lld MiB of disk in sync at %s in %.1f s",
 	    m->disk_bytes >> 20, m->peer, m->disk_ms / 1000);
-	if (!m->was_running) {
+	if (!m->was_running || m->t_dirty == 0) {
 		start_memory(m);
 		return;
 	}
-	out_qmp(m, "calc-dirty-rate", json_pack("{s:i}", "calc-time", 1),
-	    dirty_started);
+	double left = m->t_dirty + 1.0 - now_mono();
+	timer_in(m, left > 0 ? left : 0, dirty_measured);
 }
 
 /* The disks' figures: bytes copied so far (jobs count what they redo). */
@@ -1451,6 +1464,9 @@ mig_api_start(struct api_call *c)
 		mig_event(m, "migrate-start", "live migration to %s (max "
 		    "downtime %lld ms%s)", to, m->max_downtime_ms,
 		    m->auto_converge ? ", auto-converge" : "");
+	if (m->was_running)
+		out_qmp(m, "calc-dirty-rate", json_pack("{s:i}", "calc-time", 1),
+		    dirty_started);
 	fault_point("migrate:out:preparing");
 	if (peer_request(to, EVHTTP_REQ_POST, "/v1/migrations", body,
 	    MIG_PREPARE_TIMEOUT_S, prepared, m, err, sizeof(err)) < 0)

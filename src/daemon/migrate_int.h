@@ -81,6 +81,7 @@ struct mig {
 	int			 incoming;	/* in: 1 completed, -1 failed */
 	double			 t0, t_disks, t_memory;	/* monotonic s */
 	double			 t_completed, t_committed;
+	double			 t_dirty;	/* calc-dirty-rate began */
 	struct event		*timer;		/* progress, retries */
 	struct event		*deadline;	/* memory that never converges, a
 						   switch-over that never ends */
