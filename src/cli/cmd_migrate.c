@@ -253,21 +253,24 @@ cmd_migrations(int argc, char **argv)
 		json_decref(all);
 		return 0;
 	}
-	printf("%-19s %-14s %-12s %-12s %-10s %-11s %9s %9s %s\n", "STARTED",
-	    "VM", "FROM", "TO", "STATE", "PHASE", "DOWNTIME", "TOTAL", "ERROR");
+	printf("%-19s %-14s %-12s %-12s %-7s %-10s %-11s %9s %9s %s\n",
+	    "STARTED", "VM", "FROM", "TO", "MODE", "STATE", "PHASE", "DOWNTIME",
+	    "TOTAL", "ERROR");
 	json_array_foreach(all, i, m) {
 		char dt[16] = "-", tt[16] = "-";
 		if (strcmp(jstr(m, "role"), "out") == 0 && strcmp(jstr(m,
 		    "state"), "completed") == 0) {
-			snprintf(dt, sizeof(dt), "%.0fms", json_number_value(
-			    json_object_get(m, "downtime_ms")));
+			if (strcmp(jstr(m, "mode"), "live") == 0)
+				snprintf(dt, sizeof(dt), "%.0fms",
+				    json_number_value(json_object_get(m,
+				    "downtime_ms")));
 			snprintf(tt, sizeof(tt), "%.1fs", json_number_value(
 			    json_object_get(m, "total_ms")) / 1000);
 		}
-		printf("%-19s %-14s %-12.12s %-12.12s %-10s %-11s %9s %9s %s\n",
-		    when(m), jstr(m, "vm"), jstr(m, "from"), jstr(m, "to"),
-		    jstr(m, "state"), jstr(m, "phase"), dt, tt, jstr(m,
-		    "error"));
+		printf("%-19s %-14s %-12.12s %-12.12s %-7s %-10s %-11s %9s %9s "
+		    "%s\n", when(m), jstr(m, "vm"), jstr(m, "from"), jstr(m,
+		    "to"), jstr(m, "mode"), jstr(m, "state"), jstr(m, "phase"),
+		    dt, tt, jstr(m, "error"));
 	}
 	json_decref(all);
 	return 0;

@@ -325,29 +325,39 @@ const struct command commands[] = {
 	  "this vmgrd (not console, display, ssh or a followed stream).\n" },
 	{ "migrate", cmd_migrate,
 	  "vmgr migrate NAME --to REMOTE [--max-downtime 300ms] [--bandwidth 1G]\n"
-	  "                  [--auto-converge] [--timeout S] [--no-wait] |\n"
+	  "                  [--auto-converge] [--timeout S] [--offline]\n"
+	  "                  [--no-wait] |\n"
 	  "                  NAME --cancel",
-	  "Move the running or paused VM NAME, with its disks, to the vmgrd\n"
-	  "host REMOTE (`vmgr remote add`), live: its disks are copied while it\n"
-	  "runs, then its memory (pre-copy, measured first: the dirty rate is\n"
-	  "said when it outruns the link), and it goes on there with the same\n"
-	  "name, spec and MACs; this host then forgets it.  Both streams are\n"
-	  "TLS with a key made for this migration alone.  --max-downtime is the\n"
-	  "pause the guest may see at the switch-over (default 300ms);\n"
-	  "--bandwidth caps the memory stream (bytes per second); --auto-converge\n"
-	  "slows a guest that dirties memory faster than the link moves it;\n"
-	  "--timeout fails a migration whose memory has not converged after S\n"
-	  "seconds (default 600): it stays here, running.  The command follows\n"
-	  "the migration to its end (a progress line on a terminal) and prints\n"
-	  "its downtime, time and bytes; --no-wait returns at once.  --cancel\n"
-	  "stops it before the switch-over; the VM stays here.  If either host\n"
-	  "or the link between them fails, the VM runs on exactly one of them.\n"
-	  "A VM with snapshots, a cdrom or UEFI firmware does not move yet;\n"
-	  "its backups stay here (the next backup there is a full one).\n" },
+	  "Move the VM NAME, with its disks, to the vmgrd host REMOTE (`vmgr\n"
+	  "remote add`); it goes on there with the same name, spec and MACs,\n"
+	  "and this host forgets it.  A running or paused VM moves live: its\n"
+	  "disks are copied while it runs, then its memory (pre-copy; the\n"
+	  "guest's dirty rate is measured first, and a migration that does not\n"
+	  "converge says so).  A stopped or saved VM moves offline (--offline\n"
+	  "says so): its disk files byte for byte, snapshots included, a linked\n"
+	  "clone's disk whole, its saved state (it resumes there where it was)\n"
+	  "and UEFI variables.  A volume it attaches moves too and stays\n"
+	  "attached.  Every stream is TLS with a key made for this migration.\n"
+	  "--max-downtime bounds the guest's final pause (default 300ms);\n"
+	  "--bandwidth caps the memory stream (bytes per second; no cap by\n"
+	  "default); --auto-converge slows a guest that dirties memory faster\n"
+	  "than the link moves it; --timeout fails a live migration whose\n"
+	  "memory has not converged after S seconds (default 600): the guest\n"
+	  "runs on here.  The command follows the migration to its end (a\n"
+	  "progress line on a terminal) and prints its downtime, time and\n"
+	  "bytes, or why it failed (exit 1); --no-wait returns at once.\n"
+	  "--cancel stops it before the switch-over; the VM stays here.  If\n"
+	  "either host or the link between them fails, the VM is on exactly\n"
+	  "one of them.  Live, a VM with snapshots, a cdrom or UEFI firmware\n"
+	  "is refused (stop or save it: it moves offline); post-copy is\n"
+	  "refused (a cut link would lose the VM).  Backups stay here: the\n"
+	  "next backup there is a full one.\n" },
 	{ "migrations", cmd_migrations, "vmgr migrations [--json]",
 	  "Every migration this host took part in (as source or destination),\n"
-	  "oldest first: VM, from, to, state, phase, downtime and total time;\n"
-	  "--json adds setup, disk and memory figures.\n" },
+	  "oldest first: VM, from, to, mode, state, phase, downtime and total\n"
+	  "time, and why one failed; --json adds setup, disk and memory figures,\n"
+	  "the switch-over the guest felt, and a note when pre-copy did not\n"
+	  "converge.\n" },
 	{ "help", cmd_help, "vmgr help [COMMAND]",
 	  "Show the commands, or how to use one.\n" },
 	{ NULL, NULL, NULL, NULL },

@@ -1375,8 +1375,10 @@ mig_api_start(struct api_call *c)
 		return api_err(&c->err, 422, "no_such_remote", "no remote named "
 		    "\"%s\" (vmgr remote add)", to);
 	if (json_is_true(json_object_get(c->body, "postcopy")))
-		return api_err(&c->err, 422, "unsupported", "post-copy is not "
-		    "supported yet; use --auto-converge");
+		return api_err(&c->err, 422, "unsupported", "post-copy is "
+		    "refused: it splits the guest's memory between the hosts "
+		    "until it ends (a cut link loses the VM), and QEMU, as the "
+		    "VM's own user, cannot use userfaultfd; use --auto-converge");
 	if (json_object_get(c->body, "offline") &&
 	    !json_is_boolean(json_object_get(c->body, "offline")))
 		return api_err(&c->err, 422, "invalid_value", "offline: true or "

@@ -98,7 +98,7 @@ is "$(vmgr migrations --json | jq -r '.[-1] | .vm + " " + .role + " " + .state +
     "vmgr migrations on A: completed, to hostb"
 is "$(vb migrations --json | jq -r '.[-1] | .vm + " " + .role + " " + .state')" "web in completed" \
     "vmgr migrations on B: arrived"
-like "$(vmgr migrations)" 'web +this host +hostb +completed' "the table says it"
+like "$(vmgr migrations)" 'web +this host +hostb +live +completed' "the table says it"
 like "$(vmgr events web 2>/dev/null | tail -3)" 'migrat' "the event log says it on A"
 like "$(vb events web 2>/dev/null | tail -3)" 'migrat' "and on B"
 like "$(curl -s --unix-socket "$STATE/vmgrd.sock" http://vmgrd/metrics | grep '^vmgr_migration')" \
