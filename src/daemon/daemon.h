@@ -340,6 +340,7 @@ int	 db_mig_put(sqlite3 *, const char *id, const char *vm,
 typedef int (*db_mig_cb)(const char *id, const char *vm, const char *role,
 	    const char *phase, int64_t started_at, const char *doc, void *arg);
 int	 db_mig_foreach(sqlite3 *, db_mig_cb, void *);
+int	 db_mig_delete(sqlite3 *, const char *id);
 
 /* events.c */
 json_t	*event_json(const struct event_row *);

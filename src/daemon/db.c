@@ -908,6 +908,13 @@ db_mig_put(sqlite3 *db, const char *id, const char *vm, const char *role,
 }
 
 int
+db_mig_delete(sqlite3 *db, const char *id)
+{
+	op_begin();
+	return run(db, "DELETE FROM migrations WHERE id = ?", "t", id);
+}
+
+int
 db_mig_foreach(sqlite3 *db, db_mig_cb cb, void *arg)
 {
 	static const char sql[] = "SELECT id, vm, role, phase, started_at, "

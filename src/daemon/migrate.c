@@ -40,6 +40,7 @@
 
 #include "../lib/log.h"
 #include "../lib/util.h"
+#include "../qemu/proc.h"
 #include "../qemu/qmp.h"
 
 TAILQ_HEAD(migq, mig);
@@ -53,6 +54,7 @@ is_closing(void)
 }
 
 static void	out_migrated(struct mig *);
+static void	mig_trim(void);
 static void	out_fail(struct mig *, const char *fmt, ...)
 		    __attribute__((format(printf, 2, 3)));
 static void	out_commit(struct mig *);
@@ -197,8 +199,50 @@ mig_free(struct mig *m)
 		event_free(m->timer);
 	if (m->deadline)
 		event_free(m->deadline);
+	proc_watch_free(m->qsd_watch);
 	explicit_bzero(m->psk, sizeof(m->psk));
 	free(m);
+}
+
+/* The history kept: the newest ended migrations, on each host. */
+#define MIG_KEEP	200
+
+/*
+ * Forget the oldest ended migrations past MIG_KEEP.  One whose other side
+ * has not heard its end yet stays (its retries need it), as does every
+ * one that has not ended.
+ */
+static int
+mig_busy(const struct mig *m)
+{
+	for (int i = 0; i < SPEC_MAX_DISKS; i++)
+		if (m->mirrors[i].job)
+			return 1;
+	/*
+	 * A call to the other host or a QMP command may still answer into
+	 * it for a while after its end: it goes ten minutes after that.
+	 */
+	return !is_final(m) || m->vm || m->waiter || m->qsd_wait ||
+	    (m->role == OUT && !m->peer_clean) ||
+	    now_unix_ms() - m->finished_at < 600 * 1000;
+}
+
+static void
+mig_trim(void)
+{
+	struct mig *m, *next;
+	int ended = 0;
+
+	TAILQ_FOREACH(m, &migs, entry)
+		ended += is_final(m);
+	for (m = TAILQ_FIRST(&migs); m && ended > MIG_KEEP; m = next) {
+		next = TAILQ_NEXT(m, entry);
+		if (mig_busy(m) || db_mig_delete(vmgrd->db, m->id) < 0)
+			continue;
+		TAILQ_REMOVE(&migs, m, entry);
+		mig_free(m);
+		ended--;
+	}
 }
 
 static void
@@ -1441,6 +1485,7 @@ mig_api_start(struct api_call *c)
 		return api_err(&c->err, 500, "database", "%s",
 		    db_errmsg(vmgrd->db));
 	}
+	mig_trim();
 	TAILQ_INSERT_TAIL(&migs, m, entry);
 	vm->busy = OP_MIGRATE;
 	vm->mig = m;
@@ -1775,6 +1820,11 @@ mig_api_incoming(struct api_call *c)
 		return api_err(&c->err, 422, "invalid_value", "a migration needs "
 		    "id (32 hex digits), spec, host, psk (64 hex digits) and "
 		    "from");
+	/* It goes into QEMU's URIs and options: an address or a name only. */
+	if (host[0] == '\0' || strspn(host, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.:-") != strlen(host))
+		return api_err(&c->err, 422, "invalid_value", "host: an address "
+		    "or a host name");
 	if (strcmp(from, host_id()) == 0)
 		return api_err(&c->err, 422, "migrate_to_self", "this is the "
 		    "VM's own host");
@@ -1831,6 +1881,7 @@ mig_api_incoming(struct api_call *c)
 	 * Recorded first: a restart from here aborts it, and the VM may be
 	 * made (and the prepare answered) before vm_create_incoming() returns.
 	 */
+	mig_trim();
 	TAILQ_INSERT_TAIL(&migs, m, entry);
 	set_phase(m, "preparing");
 	mig_event(m, "migrate-in", "arriving from %s", m->peer);
@@ -2469,8 +2520,8 @@ migrate_close(void)
 
 	while ((m = TAILQ_FIRST(&migs)) != NULL) {
 		TAILQ_REMOVE(&migs, m, entry);
-		while (job_unwatch(m) > 0)
-			;
+		for (int i = 0; i < SPEC_MAX_DISKS; i++)
+			job_unwatch(&m->mirrors[i]);
 		mig_free(m);
 	}
 }

@@ -51,7 +51,8 @@ is "$(b_qemus | wc -l)" 0 "B runs no QEMU after the refusals"
 is "$(ls "$B/volumes" 2>/dev/null | wc -l)" 0 "and has no volume"
 
 # ---- the guest: a counter in RAM, records appended to its disk
-type_in a web 'i=0; while :; do i=$((i+1)); echo $i >/tmp/c; printf "REC-%08d\n" $i | dd of=/dev/vda bs=16 seek=$i conv=notrunc 2>/dev/null; sync; sleep 0.1; done &'
+# The counter says how many records are written: each is written first.
+type_in a web 'i=0; while :; do i=$((i+1)); printf "REC-%08d\n" $i | dd of=/dev/vda bs=16 seek=$i conv=notrunc 2>/dev/null; sync; echo $i >/tmp/c; sleep 0.1; done &'
 type_in a web 'echo U""P-$(cut -d. -f1 /proc/uptime)'
 check "the guest writes" wait_until 10 console_has web 'UP-[0-9]'
 sleep 2
@@ -112,7 +113,8 @@ is "$(state_of web)" paused "it arrives paused, as it was"
 is "$(vb info web >/dev/null 2>&1 && echo yes || echo no)" no "B forgot it"
 is "$(b_qemus | wc -l)" 0 "B runs no QEMU"
 check "resume it on A" vmgr resume web
-type_in a web 'kill %1; n=$(cat /tmp/c); bad=0; for k in $(seq 1 $n); do r=$(dd if=/dev/vda bs=16 skip=$k count=1 2>/dev/null); [ "$r" = "$(printf "REC-%08d" $k)" ] || bad=$((bad+1)); done; echo R""ECS-$n-BAD-$bad'
+# Read from the disk itself, not the guest's cache of it.
+type_in a web 'kill %1; n=$(cat /tmp/c); sync; echo 3 >/proc/sys/vm/drop_caches; bad=0; for k in $(seq 1 $n); do r=$(dd if=/dev/vda bs=16 skip=$k count=1 2>/dev/null); [ "$r" = "$(printf "REC-%08d" $k)" ] || bad=$((bad+1)); done; echo R""ECS-$n-BAD-$bad'
 check "the guest read its records back" wait_until 120 console_has web 'RECS-[0-9]*-BAD-[0-9]'
 like "$(vmgr console web --log | grep -o 'RECS-[0-9]*-BAD-[0-9]*' | tail -1)" 'RECS-[0-9]+-BAD-0$' \
     "every record written on A, on B and on A again is on its disk"

@@ -5,6 +5,14 @@
 # without --auto-converge the migration fails cleanly at its timeout and
 # the guest runs on at the source; with it, QEMU slows the guest until
 # the memory converges, and the guest goes on at the destination.
+#
+# QEMU's work more than vmgrd's: the sanitizer pass leaves it out (t0034
+# runs the same code there).
+BUILD=${VMGR_BUILD:-$(cd "$(dirname "$0")/../../build" && pwd)}
+if grep -q fsanitize "$BUILD/.flags" 2>/dev/null; then
+	echo "1..0 # SKIP a guest outrunning its link is not run under the sanitizers (t0034 covers the code)"
+	exit 0
+fi
 . "$(dirname "$0")/mig.sh"
 
 check "create hot (256 MiB)" vmgr create hot --image tiny --memory 256
