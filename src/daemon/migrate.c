@@ -2068,13 +2068,27 @@ in_status(struct qmp *q, json_t *r, const char *error, void *arg)
 }
 
 static void
+in_aborted_later(evutil_socket_t fd, short what, void *arg)
+{
+	struct mig *m = arg;
+
+	(void)fd;
+	(void)what;
+	snprintf(m->state, sizeof(m->state), "running");
+	in_abort(m, m->error[0] ? m->error : "its QEMU ended");
+}
+
+static void
 in_exited(struct mig *m)
 {
+	struct timeval now = { 0, 0 };
+
 	m->incoming = m->incoming > 0 ? 1 : -1;
 	if (strcmp(m->state, "aborting") == 0 || strcmp(m->phase,
 	    "preparing") == 0) {
-		snprintf(m->state, sizeof(m->state), "running");
-		in_abort(m, m->error[0] ? m->error : "its QEMU ended");
+		/* The VM goes, once the VM layer is done with its exit. */
+		event_base_once(vmgrd->base, -1, EV_TIMEOUT, in_aborted_later, m,
+		    &now);
 		return;
 	}
 	/* Its disks stay until the source says (it may have handed over). */

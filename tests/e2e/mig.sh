@@ -69,10 +69,20 @@ vb remote add hosta "https://127.0.0.1:$PORT_A" --token-file "$STATE/token-a" \
     --cacert "$STATE/ca.pem" >/dev/null 2>&1 ||
     { echo "Bail out! B cannot add A as a remote"; exit 1; }
 
-# B goes with the test; then lib.sh's cleanup ends A and every QEMU left.
-trap 'stop_b; for p in $(b_qemus); do kill -9 "$p"; done
-awk -v d="$B/" '"'"'index($2, d) == 1 {print $2}'"'"' /proc/mounts |
-    while read -r m; do umount -l "$m"; done; cleanup' EXIT
+# B goes with the test (a sanitizer's report in its log fails it, as
+# lib.sh does for A's); then lib.sh's cleanup ends A and every QEMU left.
+b_cleanup() {
+	stop_b
+	for p in $(b_qemus); do kill -9 "$p"; done
+	if grep -q -E 'Sanitizer|runtime error:' "$B/vmgrd.out" 2>/dev/null; then
+		ok 1 "B's vmgrd reported no memory errors"
+		grep -A 20 -E 'Sanitizer|runtime error:' "$B/vmgrd.out" | sed 's/^/# /'
+	fi
+	awk -v d="$B/" 'index($2, d) == 1 {print $2}' /proc/mounts |
+	    while read -r m; do umount -l "$m"; done
+	cleanup
+}
+trap b_cleanup EXIT
 
 # type_in h VM TEXT: a line typed into the guest's console on host h.
 type_in() { printf '%s\n' "$3" | on "$1" console "$2" >/dev/null; }
