@@ -101,7 +101,10 @@ e2e: all
 
 test: deps
 	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN) $(FUZZ_BIN)
-	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove $(UNIT_BIN) tests/layers.sh tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh
+	@rm -f $(BUILD)/test-failures.log
+	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove --timer $(UNIT_BIN) tests/layers.sh tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh || \
+	    { echo "---- what failed, and why ($(BUILD)/test-failures.log)"; \
+	      cat $(BUILD)/test-failures.log 2>/dev/null; df -h /tmp $(BUILD) | sed 's/^/df: /'; exit 1; }
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/vmgr/images/tiny

@@ -8,6 +8,7 @@ BUILD=${VMGR_BUILD:-$(cd "$(dirname "$0")/../../build" && pwd)}
 VMGR_BIN=$BUILD/vmgr
 VMGRD_BIN=$BUILD/vmgrd
 STATE=$(mktemp -d /tmp/vmgr-e2e.XXXXXX)
+_ck=$STATE.check	# what a check's command said, outside the state dir
 export VMGR_STATE_DIR=$STATE
 _n=0
 _failed=0
@@ -19,9 +20,12 @@ _done=0
 done_testing() { _done=1; }
 diag() { echo "# $*"; }
 
-# A failure is also told on stderr, which prove shows without -v: a CI
-# log then says what failed and why.
-fail_diag() { echo "# $*"; echo "# $(basename "$0"): $*" >&2; }
+# A failure is also told on stderr, which prove shows without -v, and
+# kept in $BUILD/test-failures.log, which `make test` prints last: a CI
+# log's tail then says what failed and why.
+_flog=$BUILD/test-failures.log
+tell() { echo "$(basename "$0"): $*" | tee -a "$_flog" >&2; }
+fail_diag() { echo "# $*"; tell "# $*"; }
 
 ok() {	# ok COND_EXIT_STATUS DESCRIPTION
 	_n=$((_n + 1))
@@ -29,15 +33,19 @@ ok() {	# ok COND_EXIT_STATUS DESCRIPTION
 		echo "ok $_n - $2"
 	else
 		echo "not ok $_n - $2"
-		echo "$(basename "$0"): not ok $_n - $2" >&2
+		tell "not ok $_n - $2"
 		_failed=$((_failed + 1))
 	fi
 }
 
 check() {	# check DESCRIPTION COMMAND...: ok when the command succeeds
 	_d=$1; shift
-	"$@" >/dev/null 2>&1
-	ok $? "$_d"
+	"$@" >"$_ck" 2>&1
+	_rc=$?
+	ok $_rc "$_d"
+	[ $_rc -eq 0 ] || tail -5 "$_ck" |
+	    while IFS= read -r _l; do fail_diag "  exit $_rc: $_l"; done
+	return 0
 }
 
 is() {	# is GOT EXPECTED DESCRIPTION
@@ -160,6 +168,7 @@ cleanup() {
 		grep -A 20 -E 'Sanitizer|runtime error:' "$STATE/vmgrd.out" | sed 's/^/# /'
 	fi
 	echo "1..$_n"
+	rm -f "$_ck"
 	for p in $(qemu_pids); do kill -9 "$p" 2>/dev/null; done
 	for p in $(pgrep -f "dnsmasq.*$STATE/net/" || true); do kill "$p" 2>/dev/null; done
 	# Filesystems a test mounted inside its state dir.
@@ -167,9 +176,14 @@ cleanup() {
 	    while read -r m; do umount -l "$m"; done
 	if [ "${VMGR_KEEP:-0}" = 1 ] || [ "$_failed" -gt 0 ]; then
 		diag "state dir: $STATE (vmgrd log: $STATE/vmgrd.out)"
-		[ "$_failed" -gt 0 ] && [ -f "$STATE/vmgrd.out" ] &&
-		    tail -20 "$STATE/vmgrd.out" | sed "s|^|# $(basename "$0"): vmgrd: |" |
-		    tee /dev/stderr
+		# What went wrong is often long before the end: the warnings
+		# and every QEMU that ended, then the log's last lines.
+		[ "$_failed" -gt 0 ] && [ -f "$STATE/vmgrd.out" ] && {
+			grep -E 'Z (warn|error|crit) |exited|killed|signal' \
+			    "$STATE/vmgrd.out" | head -40
+			echo "..."
+			tail -20 "$STATE/vmgrd.out"
+		} | sed "s|^|# $(basename "$0"): vmgrd: |" | tee -a "$_flog" >&2
 	else
 		rm -rf "$STATE"
 	fi

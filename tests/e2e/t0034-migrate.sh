@@ -15,6 +15,7 @@ like "$(api POST /v1/vms/web/migrate '{"to":"hostb","color":1}')" '^4[0-9][0-9] 
 like "$(api POST /v1/vms/web/migrate '{"to":"hostb","max_downtime_ms":-5}')" '^422 ' "a negative downtime: 422"
 like "$(api POST /v1/vms/web/migrate '{"to":"hostb","bandwidth":"lots"}')" '^422 ' "a bandwidth that is no number: 422"
 like "$(api POST /v1/vms/web/migrate '{"to":"hostb","postcopy":true,"offline":true}')" '^422 ' "post-copy and offline at once: 422"
+like "$(vmgr migrate web --to hostb --postcopy 2>&1)" 'post-copy is refused.*422 unsupported' "post-copy: refused with 422, and why"
 like "$(api POST /v1/vms/nosuch/migrate '{"to":"hostb"}')" '^404 ' "an unknown VM: 404"
 like "$(rc_of vmgr migrate web)" 'to REMOTE.*rc=2' "no --to: a usage error (exit 2)"
 like "$(rc_of vmgr migrate web --to hostb --max-downtime soon)" 'max-downtime.*rc=2' "a bad --max-downtime: a usage error"
