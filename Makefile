@@ -99,8 +99,11 @@ unit: $(UNIT_BIN)
 e2e: all
 	prove tests/e2e/t*.sh
 
+# The fuzzers are ASan builds already: the sanitizer pass leaves them to
+# the first (tests/fuzz.sh skips there).
+TEST_FUZZ = $(if $(filter 1,$(SANITIZE)),,$(FUZZ_BIN))
 test: deps
-	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN) $(FUZZ_BIN)
+	@$(MAKE) --no-print-directory all bench-tools $(UNIT_BIN) $(TEST_FUZZ)
 	@rm -f $(BUILD)/test-failures.log
 	CMOCKA_MESSAGE_OUTPUT=TAP VMGR_BUILD=$(abspath $(BUILD)) prove --timer $(UNIT_BIN) tests/layers.sh tests/valgrind.sh tests/fuzz.sh tests/e2e/t*.sh || \
 	    { echo "---- what failed, and why ($(BUILD)/test-failures.log)"; \

@@ -247,8 +247,15 @@ qemu_argv(const struct vm_spec *spec, const struct qemu_conf *c)
 	} else {
 		/* A 64 MiB translation cache, not 1 GiB: density under TCG. */
 		push(&sv, "tcg,tb-size=64");
+		/*
+		 * qemu64, not max: QEMU 7.2's TCG, live-migrating a busy
+		 * guest on max (or Nehalem) hands over corrupt memory now and
+		 * then (kernel oopses, a stack canary, a shell's lost fds on
+		 * the destination); QEMU alone, no vmgr, does it too.  On
+		 * qemu64 it is much rarer (docs/ARCHITECTURE.md).
+		 */
 		push(&sv, "-cpu");
-		push(&sv, "max");
+		push(&sv, "qemu64");
 	}
 	push(&sv, "-smp");
 	push(&sv, "%d", spec->vcpus);

@@ -27,10 +27,19 @@ _flog=$BUILD/test-failures.log
 tell() { echo "$(basename "$0"): $*" | tee -a "$_flog" >&2; }
 fail_diag() { echo "# $*"; tell "# $*"; }
 
+# todo REASON ... todo_end: the checks between are TAP TODO (a known
+# failure outside vmgr, said with its reason): they run and are shown,
+# and a failure among them does not fail the file.
+_todo=
+todo() { _todo=$*; }
+todo_end() { _todo=; }
+
 ok() {	# ok COND_EXIT_STATUS DESCRIPTION
 	_n=$((_n + 1))
 	if [ "$1" -eq 0 ]; then
-		echo "ok $_n - $2"
+		echo "ok $_n - $2${_todo:+ # TODO $_todo}"
+	elif [ -n "$_todo" ]; then
+		echo "not ok $_n - $2 # TODO $_todo"
 	else
 		echo "not ok $_n - $2"
 		tell "not ok $_n - $2"

@@ -134,7 +134,7 @@ test_tcg(void **unused)
 	assert_string_equal(opt_value(argv, "-accel"), "tcg,tb-size=64");
 	assert_int_equal(count(argv, "virtio-balloon-pci,id=balloon0"), 1);
 	assert_int_equal(count(argv, "-incoming"), 0);
-	assert_string_equal(opt_value(argv, "-cpu"), "max");
+	assert_string_equal(opt_value(argv, "-cpu"), "qemu64");
 	assert_string_equal(opt_value(argv, "-smp"), "2");
 	assert_string_equal(opt_value(argv, "-m"), "128M");
 	assert_string_equal(opt_value(argv, "-sandbox"),
