@@ -452,6 +452,7 @@ bjob_finish(struct bjob *bj)
 	struct vm *vm = bj->vm;
 
 	vm->storage = STORAGE_NONE;
+	sched_kick();	/* its memory limit comes down again */
 	b->job = NULL;
 	if (bj->error[0]) {
 		log_warnx("%s: backup %lld failed: %s", vm->spec.name,
@@ -1159,6 +1160,7 @@ backup_api_create(struct api_call *c)
 	}
 	TAILQ_INSERT_TAIL(&backups, b, entry);
 	vm->storage = STORAGE_BACKUP;
+	sched_kick();	/* room for the target's page cache */
 	bjob_init(bj, b, vm, parent, bwlimit);
 	bj->no_freeze = json_is_false(jfreeze);
 	bj->freeze_timeout = (double)freeze_timeout;

@@ -84,11 +84,13 @@ reallocate(void)
 		vm->entitlement_cpu = alloc_entitlement(&a[i], s->vcpus);
 		vm->quota_cpus = a[i].policy == POLICY_FIXED ? s->vcpus : 0;
 		/*
-		 * QEMU itself needs memory beyond the guest's; while it saves,
-		 * the state file's page cache is charged to it as well.
+		 * QEMU itself needs memory beyond the guest's; while it
+		 * writes a file (a save, a snapshot, a backup, a migration),
+		 * that file's page cache is charged to it as well.
 		 */
 		vm->limit_memory_mib = s->memory_mib + (strcmp(vmgrd->accel,
-		    "kvm") == 0 ? 64 : 192) + (vm->busy == OP_SAVE ?
+		    "kvm") == 0 ? 64 : 256) + (vm->busy == OP_SAVE ||
+		    vm->busy == OP_MIGRATE || vm->storage != STORAGE_NONE ?
 		    s->memory_mib : 0);
 		if (vm->state == VM_RUNNING && vm->slice_end == 0)
 			vm->slice_end = sched_slice_end(now, vmgrd->quantum_s,

@@ -153,6 +153,7 @@ snap_finish(struct snapop *op)
 	char err[256];
 
 	vm->storage = STORAGE_NONE;
+	sched_kick();	/* its memory limit comes down again */
 	qmp_set_patience(vm->qmp, 0);
 	if (op->error[0]) {
 		log_warnx("%s: %s %s failed: %s", vm->spec.name,
@@ -634,6 +635,7 @@ snap_start(struct api_call *c, enum snap_kind kind, const char *tag,
 	op->was_running = vm->state == VM_RUNNING;
 	snprintf(op->tag, sizeof(op->tag), "%s", tag);
 	vm->storage = kind == SNAP_REVERT ? STORAGE_REVERT : STORAGE_SNAPSHOT;
+	sched_kick();	/* room for the page cache it writes */
 	if (kind == SNAP_REVERT) {
 		if ((op->si = malloc(sizeof(si))) == NULL) {
 			snprintf(op->error, sizeof(op->error), "out of memory");
